@@ -1,0 +1,44 @@
+# kws: `make quickstart` runs the main job, `make test` the test suite. Both set up first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.kws-setup-stamp
+TORCH_VERSION ?= 2.13.0
+APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
+                sox libportaudio2 pulseaudio pulseaudio-utils g++
+
+.PHONY: setup quickstart test lint format bench clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  missing=""; for p in $(APT_PACKAGES); do \
+	    dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    SUDO=""; [ "$$(id -u)" = 0 ] || SUDO="sudo"; \
+	    $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	  fi; \
+	else echo "apt-get not found: install espeak-ng, flite, festival, sox, libportaudio2 yourself"; fi
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# The exact torch first, so this CPU machine takes the local CPU wheel, not a CUDA build.
+	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q -e '.[all]'
+	@touch $(STAMP)
+
+quickstart: setup
+	$(VENV)/bin/kws quickstart
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint: setup
+	$(VENV)/bin/ruff check kws tests benchmarks && $(VENV)/bin/ruff format --check kws tests benchmarks
+
+format: setup
+	$(VENV)/bin/ruff format kws tests benchmarks && $(VENV)/bin/ruff check --fix kws tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/features.py && $(PY) benchmarks/train_cpu.py
