@@ -15,10 +15,12 @@ from typing import Any
 
 import yaml
 
+from kws.errors import UserError
+
 GSC12_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A recipe or override that does not fit the configuration schema."""
 
 

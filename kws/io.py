@@ -14,8 +14,10 @@ from typing import Any
 
 import torch
 
+from kws.errors import UserError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError):
     """A checkpoint that is missing, truncated or not a kws checkpoint."""
 
 
