@@ -1,0 +1,437 @@
+"""Download, verify and safely extract the Google Speech Commands archives (REFERENCE.md).
+
+The flow is `<root>/<archive>.part` (streamed, resumed with HTTP Range) -> verified (size,
+gzip CRC, every tar member read, every member safe) -> renamed to `<root>/<archive>` ->
+extracted into a temp folder in `root` -> marker `.kws-complete` written -> folder renamed to
+`<root>/speech_commands_<version>`. Every step can be interrupted and rerun: a partial file is
+resumed, a verified archive is extracted again, a completed folder is returned untouched.
+An archive copied in by hand as `<root>/<archive>` is extracted (and checked) without a download.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import json
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from urllib.error import HTTPError, URLError
+
+from kws.errors import UserError
+
+DEFAULT_BASE_URL = "http://download.tensorflow.org/data/"
+MIRROR_BASE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
+BASE_URL_ENV = "KWS_GSC_BASE_URL"
+MARKER_NAME = ".kws-complete"
+VERSIONS = ("v0.01", "v0.02")
+CHUNK_BYTES = 1 << 20
+_RETRY_PAUSE_S = 2.0  # multiplied by the attempt number; tests set it to 0
+
+# Published archive sizes (REFERENCE.md); None: not published, trust the server's size.
+_PUBLISHED_SIZE_BYTES = {
+    ("v0.01", False): None,
+    ("v0.01", True): None,
+    ("v0.02", False): 2_428_923_189,
+    ("v0.02", True): 112_563_277,
+}
+# Python >= 3.11.4 / 3.10.12 ship tarfile's "data" filter; our own checks run first either way.
+_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+# What a damaged gzip/tar stream raises (a truncated one: EOFError); other OSErrors such as a
+# full disk are not corruption and propagate unchanged.
+_CORRUPT_ERRORS = (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error)
+
+
+@dataclass(frozen=True)
+class GscArchive:
+    """One downloadable archive: `filename` on the server, `folder` it is extracted into."""
+
+    version: str
+    test_set: bool
+    filename: str
+    folder: str
+    size_bytes: int | None
+
+
+class _Interrupted(Exception):
+    """The transfer stopped early; the partial file is valid and can be resumed."""
+
+
+def gsc_archive(version: str, test_set: bool = False) -> GscArchive:
+    """Describe the archive of `version` ("v0.01" | "v0.02", the "v" is optional)."""
+    normalized = "v" + str(version).strip().lower().removeprefix("v")
+    if normalized not in VERSIONS:
+        raise UserError(
+            f"unknown Speech Commands version {version!r}; choose one of {', '.join(VERSIONS)}"
+        )
+    stem = f"speech_commands_test_set_{normalized}" if test_set else f"speech_commands_{normalized}"
+    size = _PUBLISHED_SIZE_BYTES[(normalized, test_set)]
+    return GscArchive(normalized, test_set, f"{stem}.tar.gz", stem, size)
+
+
+def resolve_base_url(base_url: str | None = None) -> str:
+    """`base_url`, else $KWS_GSC_BASE_URL, else the official host; always ends with "/"."""
+    url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    if not re.match(r"^https?://", url):
+        raise UserError(
+            f"base URL {url!r} is not http(s); pass e.g. {DEFAULT_BASE_URL} (or copy the "
+            "archive into the data root by hand and rerun: it is then extracted without download)"
+        )
+    return url if url.endswith("/") else url + "/"
+
+
+def expected_size_bytes(archive: GscArchive, base_url: str) -> int | None:
+    """Published size for the official hosts; a custom mirror's own size is trusted otherwise."""
+    official = {DEFAULT_BASE_URL, MIRROR_BASE_URL, DEFAULT_BASE_URL.replace("http:", "https:")}
+    return archive.size_bytes if base_url in official else None
+
+
+def download_gsc(
+    version: str,
+    root: Path,
+    *,
+    test_set: bool = False,
+    base_url: str | None = None,
+    progress: bool = True,
+    timeout_s: float = 60,
+    size_bytes: int | None = None,
+    retries: int = 2,
+    keep_archive: bool = True,
+) -> Path:
+    """Download, verify and extract one GSC archive; return its dataset folder.
+
+    Args:
+        version: "v0.01" or "v0.02".
+        root: data root; receives the archive and the folder `speech_commands_<version>` (or
+            `speech_commands_test_set_<version>`).
+        test_set: fetch the official test-set archive instead of the full dataset.
+        base_url: server folder holding the archives; None: $KWS_GSC_BASE_URL or the official host.
+        progress: show a progress bar (only when stderr is a terminal).
+        timeout_s: socket timeout for connecting and for each read.
+        size_bytes: expected archive size; None: the published size on the official hosts,
+            else the size the server reports.
+        retries: automatic resumes after a dropped connection before giving up.
+        keep_archive: keep the .tar.gz after a successful extraction.
+
+    Raises:
+        UserError: unknown version, network/HTTP failure (partial file kept for resuming), size
+            mismatch, corrupt archive, or an unsafe member (named in the message).
+    """
+    archive = gsc_archive(version, test_set)
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    dataset = root / archive.folder
+    if (dataset / MARKER_NAME).is_file():
+        return dataset  # done before: no network, no extraction
+    if dataset.exists():
+        raise UserError(
+            f"{dataset} exists but has no {MARKER_NAME} marker (an extraction not made by kws, "
+            f"or an old one); delete it and rerun, or point data.root at it to use it as it is"
+        )
+    base = resolve_base_url(base_url)
+    expected = size_bytes if size_bytes is not None else expected_size_bytes(archive, base)
+    final = root / archive.filename
+    show = progress and sys.stderr.isatty()
+    if not final.is_file():
+        part = final.with_name(final.name + ".part")
+        url = base + archive.filename
+        total = _download_with_retries(url, part, expected, timeout_s, retries, show)
+        _verify(part, total if total is not None else expected, show)
+        os.replace(part, final)  # only a verified archive gets the final name
+    elif expected is not None and final.stat().st_size != expected:
+        raise UserError(
+            f"{final} has {final.stat().st_size} bytes but should have {expected}; "
+            "delete it and rerun to download it again"
+        )
+    _extract(final, dataset, archive, show)
+    if not keep_archive:
+        final.unlink()
+    return dataset
+
+
+def _download_with_retries(
+    url: str, part: Path, expected: int | None, timeout_s: float, retries: int, show: bool
+) -> int | None:
+    """Bring `part` to the whole archive, resuming after drops; return the total size if known."""
+    with _progress_bar(show) as bar:
+        task = bar.add_task(f"download {part.name.removesuffix('.part')}", total=expected)
+        for attempt in range(retries + 1):
+            try:
+                return _fetch(url, part, expected, timeout_s, lambda n: bar.update(task, **n))
+            except _Interrupted as exc:
+                if attempt == retries:
+                    have = part.stat().st_size if part.exists() else 0
+                    kept = f"the partial file {part} ({have} bytes) is kept: " if have else ""
+                    raise UserError(
+                        f"download of {url} failed ({exc}); {kept}run the same command again to "
+                        f"resume (check the network, or set {BASE_URL_ENV} / --base-url to a "
+                        "reachable mirror)"
+                    ) from None
+                time.sleep(_RETRY_PAUSE_S * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _fetch(url: str, part: Path, expected: int | None, timeout_s: float, report) -> int | None:
+    """One HTTP attempt: append to `part` from its current size (or restart when we must)."""
+    offset = part.stat().st_size if part.exists() else 0
+    if expected is not None and offset > expected:
+        offset = 0  # bigger than the archive can be: not a prefix of it, start over
+    if expected is not None and offset == expected:
+        return expected  # complete already; verification decides whether it is sound
+    response, offset, total = _open(url, offset, timeout_s)
+    if response is None:
+        return total  # 416 and our file already has the server's full size
+    with response:
+        if expected is not None and total is not None and total != expected:
+            raise UserError(
+                f"{url} is {total} bytes but the archive should be {expected}; the server sends "
+                "a different file: check the version and the base URL"
+            )
+        _check_free_space(part.parent, (total or 0) - offset)
+        report({"completed": offset, "total": total})
+        with open(part, "r+b" if offset else "wb") as out:
+            out.truncate(offset)  # a 200 answer to a Range request starts again from 0
+            out.seek(offset)
+            done = _copy(response, out, offset, report)
+    if total is not None and done < total:
+        raise _Interrupted(f"connection closed at {done} of {total} bytes")
+    return total
+
+
+def _open(url: str, offset: int, timeout_s: float):
+    """GET `url` from byte `offset`; return (response | None, actual offset, total size | None)."""
+    headers = {"User-Agent": "kws-gsc-downloader"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout_s
+        )
+    except HTTPError as exc:
+        if exc.code == 416 and offset:
+            total = _content_range(exc.headers.get("Content-Range", ""))[1]
+            exc.close()
+            return (None, offset, total) if total == offset else _open(url, 0, timeout_s)
+        raise UserError(
+            f"HTTP {exc.code} {exc.reason} for {url}; check the version and the base URL "
+            f"(--base-url / {BASE_URL_ENV})"
+        ) from None
+    except (URLError, OSError, http.client.HTTPException) as exc:
+        raise _Interrupted(f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from None
+    if response.status == 206:
+        start, total = _content_range(response.headers.get("Content-Range", ""))
+        if start == offset:
+            return response, offset, total
+        response.close()  # the server resumed somewhere else: do not splice, start over
+        return _open(url, 0, timeout_s)
+    length = response.headers.get("Content-Length")
+    return response, 0, int(length) if length and length.isdigit() else None
+
+
+def _content_range(header: str) -> tuple[int | None, int | None]:
+    """Parse "bytes 5-9/10" or "bytes */10" into (start, total); None where absent."""
+    match = re.match(r"^\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*$", header or "")
+    if not match:
+        return None, None
+    start, total = match.groups()
+    return (int(start) if start else None), (int(total) if total != "*" else None)
+
+
+def _copy(response, out, done: int, report) -> int:
+    """Stream the body into `out` chunk by chunk; a dropped connection is `_Interrupted`."""
+    try:
+        while chunk := response.read(CHUNK_BYTES):
+            out.write(chunk)
+            done += len(chunk)
+            report({"completed": done})
+    except (OSError, http.client.HTTPException) as exc:
+        out.flush()  # keep every byte received so far for the resume
+        raise _Interrupted(f"connection lost at {done} bytes: {exc}") from None
+    return done
+
+
+def _check_free_space(folder: Path, needed_bytes: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if needed_bytes > free:
+        raise UserError(
+            f"{folder} has {free / 1e9:.2f} GB free but the download needs "
+            f"{needed_bytes / 1e9:.2f} GB more (and about as much again to extract); free space "
+            "or choose another data root"
+        )
+
+
+def _verify(part: Path, total: int | None, show: bool) -> None:
+    """Size check, then read every member (gzip CRC, tar headers) and check each one is safe."""
+    size = part.stat().st_size
+    if total is not None and size < total:
+        raise UserError(
+            f"{part} has {size} of {total} bytes (the transfer stopped early); it is kept: "
+            "run the same command again to resume"
+        )
+    if total is not None and size > total:
+        raise UserError(f"{part} has {size} bytes, more than the {total} expected; delete it")
+    try:
+        with _progress_bar(show) as bar, open(part, "rb") as raw:
+            task = bar.add_task(f"verify {part.name}", total=size)
+            reader = _CountingReader(raw, lambda n: bar.update(task, completed=n))
+            _read_all(reader, _check_member)
+    except _CORRUPT_ERRORS as exc:
+        fix = (
+            "its size is right, so resuming cannot repair it: delete it and rerun"
+            if total is not None
+            else "the server reported no size, so it may be incomplete: rerun to resume, and "
+            "delete it if that does not help"
+        )
+        raise UserError(
+            f"{part} is corrupt ({type(exc).__name__}: {exc}); it is kept, but {fix}"
+        ) from None
+
+
+def _read_all(reader, visit) -> int:
+    """Read a .tar.gz stream to its very end, calling `visit(member)`; return the member count."""
+    with gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+        count = 0
+        for member in tar:
+            visit(member)
+            count += 1
+        while gz.read(CHUNK_BYTES):  # past the tar end marker up to the gzip CRC and size check
+            pass
+    if count == 0:
+        raise tarfile.ReadError("the archive has no members")
+    return count
+
+
+class _CountingReader:
+    """File wrapper that hashes and counts what is read (tar and gzip only read forward)."""
+
+    def __init__(self, raw, report=None):
+        self.raw, self.report, self.position = raw, report, 0
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.sha256.update(data)
+        self.position += len(data)
+        if self.report:
+            self.report(self.position)
+        return data
+
+
+def _check_member(member: tarfile.TarInfo, dest: Path | None = None) -> None:
+    """Refuse a member that could write outside `dest` or is not a plain file or folder."""
+    name = member.name
+    parts = PurePosixPath(name).parts
+    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        problem = "has an absolute path"
+    elif ".." in parts or ".." in name.split("\\"):
+        problem = "climbs out of the dataset folder with '..'"
+    elif member.issym() or member.islnk():
+        problem = f"is a {'symbolic' if member.issym() else 'hard'} link to {member.linkname!r}"
+    elif not (member.isreg() or member.isdir()):
+        problem = "is a device, FIFO or other special file"
+    elif dest is not None and not _inside(dest, dest / name):
+        problem = "resolves outside the dataset folder"
+    else:
+        return
+    raise UserError(
+        f"unsafe archive member {name!r}: it {problem}; refusing to extract. This is not a "
+        "genuine Speech Commands archive: delete the archive in the data root and check the "
+        "base URL"
+    )
+
+
+def _inside(folder: Path, path: Path) -> bool:
+    base = os.path.realpath(folder)
+    return os.path.commonpath([base, os.path.realpath(path)]) == base
+
+
+def _extract(archive_path: Path, dataset: Path, archive: GscArchive, show: bool) -> None:
+    """Extract into a temp folder next to `dataset`, write the marker, then rename it into place."""
+    for stale in dataset.parent.glob(f".{dataset.name}.extract-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a killed earlier run
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset.name}.extract-", dir=dataset.parent))
+    try:
+        with _progress_bar(show) as bar, open(archive_path, "rb") as raw:
+            task = bar.add_task(f"extract {archive_path.name}", total=archive_path.stat().st_size)
+            reader = _CountingReader(raw, lambda n: bar.update(task, completed=n))
+            count = _extract_stream(reader, tmp)
+        marker = {
+            "version": archive.version,
+            "test_set": archive.test_set,
+            "archive": archive_path.name,
+            "size_bytes": reader.position,
+            "sha256": reader.sha256.hexdigest(),
+            "members": count,
+        }
+        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        os.rename(tmp, dataset)  # the folder appears complete, or not at all
+    except _CORRUPT_ERRORS as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(
+            f"{archive_path} is corrupt ({type(exc).__name__}: {exc}); delete it and rerun "
+            "to download it again"
+        ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(dataset.parent)
+
+
+def _extract_stream(reader: _CountingReader, dest: Path) -> int:
+    """Extract a .tar.gz stream into `dest`, checking every member before it is written."""
+    count = 0
+    with gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+
+        def checked():
+            nonlocal count
+            for member in tar:
+                _check_member(member, dest)
+                count += 1
+                yield member
+
+        # extractall sets folder permissions last, so a read-only folder cannot block its files
+        tar.extractall(dest, members=checked(), **_TAR_FILTER)
+        while gz.read(CHUNK_BYTES):
+            pass
+    if count == 0:
+        raise tarfile.ReadError("the archive has no members")
+    return count
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _progress_bar(enabled: bool):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )

@@ -1,0 +1,276 @@
+"""The GSC downloader against a real HTTP server on 127.0.0.1 (Range, drops, corrupt and hostile
+archives). No external network."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import threading
+import wave
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kws.data import download as dl
+from kws.data.download import MARKER_NAME, download_gsc, expected_size_bytes, gsc_archive
+from kws.errors import UserError
+
+ARCHIVE = "speech_commands_v0.02.tar.gz"
+CLIPS = ["yes/0a7c2a8d_nohash_0.wav", "yes/0b09edd3_nohash_1.wav", "no/0a7c2a8d_nohash_0.wav"]
+
+
+def _wav_bytes(seed: int, samples: int = 16000) -> bytes:
+    """Noise clips, so gzip cannot shrink the archive to nothing and drops land mid-stream."""
+    audio = np.random.default_rng(seed).integers(-3000, 3000, samples, dtype=np.int16)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes(audio.tobytes())
+    return buffer.getvalue()
+
+
+def _tar_gz(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for info, data in entries:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _gsc_like_archive() -> bytes:
+    """GSC layout with "./" prefixes as in the real archive: word folders, noise, split lists."""
+    files = {clip: _wav_bytes(i) for i, clip in enumerate(CLIPS)}
+    files["_background_noise_/white_noise.wav"] = _wav_bytes(9, 32000)
+    files["validation_list.txt"] = b"yes/0b09edd3_nohash_1.wav\n"
+    files["testing_list.txt"] = b"no/0a7c2a8d_nohash_0.wav\n"
+    entries = []
+    for folder in ["yes", "no", "_background_noise_"]:
+        info = tarfile.TarInfo("./" + folder)
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        entries.append((info, None))
+    entries += [(tarfile.TarInfo("./" + name), data) for name, data in files.items()]
+    return _tar_gz(entries)
+
+
+GOOD = _gsc_like_archive()
+
+
+class _Server:
+    """ThreadingHTTPServer serving `data` at /<ARCHIVE>, with Range support and fault switches."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.requests: list[dict] = []
+        self.ignore_range = False
+        self.drop_after_bytes: list[int] = []  # per request, in order: send this much, then close
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                owner._serve(self)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        header = handler.headers.get("Range")
+        self.requests.append({"path": handler.path, "range": header})
+        if handler.path != "/" + ARCHIVE:
+            handler.send_error(404)
+            return
+        size, start = len(self.data), 0
+        if header and not self.ignore_range:
+            start = int(header.removeprefix("bytes=").split("-")[0])
+            if start >= size:
+                handler.send_response(416)
+                handler.send_header("Content-Range", f"bytes */{size}")
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        else:
+            handler.send_response(200)
+        handler.send_header("Content-Length", str(size - start))
+        handler.end_headers()
+        body = self.data[start:]
+        if self.drop_after_bytes:
+            body = body[: self.drop_after_bytes.pop(0)]
+        handler.wfile.write(body)
+        handler.close_connection = True
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    srv = _Server(GOOD)
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_retry_pause(monkeypatch):
+    monkeypatch.setattr(dl, "_RETRY_PAUSE_S", 0.0)
+
+
+def _get(server: _Server, root: Path, **kwargs) -> Path:
+    return download_gsc("v0.02", root, base_url=server.url, progress=False, timeout_s=5, **kwargs)
+
+
+def _assert_layout(dataset: Path) -> None:
+    for clip in CLIPS:
+        with wave.open(str(dataset / clip)) as handle:
+            assert (handle.getframerate(), handle.getnframes()) == (16000, 16000)
+    assert (dataset / "_background_noise_" / "white_noise.wav").is_file()
+    assert (dataset / "validation_list.txt").read_text() == "yes/0b09edd3_nohash_1.wav\n"
+    marker = json.loads((dataset / MARKER_NAME).read_text())
+    assert marker["version"] == "v0.02" and marker["size_bytes"] == len(GOOD)
+    assert marker["sha256"] == __import__("hashlib").sha256(GOOD).hexdigest()
+
+
+def test_download_extract_layout_and_idempotence(server, tmp_path):
+    dataset = _get(server, tmp_path / "data")
+    assert dataset == tmp_path / "data" / "speech_commands_v0.02"
+    _assert_layout(dataset)
+    assert (tmp_path / "data" / ARCHIVE).read_bytes() == GOOD
+    assert not (tmp_path / "data" / (ARCHIVE + ".part")).exists()
+    assert [p.name for p in (tmp_path / "data").iterdir() if p.name.startswith(".")] == []
+    assert len(server.requests) == 1 and server.requests[0]["range"] is None
+    assert _get(server, tmp_path / "data") == dataset
+    assert len(server.requests) == 1  # the second call touched no network
+
+
+def test_env_var_base_url_and_archive_removal(server, tmp_path, monkeypatch):
+    monkeypatch.setenv(dl.BASE_URL_ENV, server.url.rstrip("/"))
+    dataset = download_gsc("0.02", tmp_path, progress=False, timeout_s=5, keep_archive=False)
+    _assert_layout(dataset)
+    assert not (tmp_path / ARCHIVE).exists()
+
+
+def test_drop_then_resume_on_next_call(server, tmp_path):
+    server.drop_after_bytes = [len(GOOD) // 3]
+    with pytest.raises(UserError, match="run the same command again to resume"):
+        _get(server, tmp_path, retries=0)
+    part = tmp_path / (ARCHIVE + ".part")
+    assert part.read_bytes() == GOOD[: len(GOOD) // 3]  # the partial file is kept
+    _assert_layout(_get(server, tmp_path))
+    assert server.requests[-1]["range"] == f"bytes={len(GOOD) // 3}-"
+    assert not part.exists()
+
+
+def test_drop_is_resumed_automatically(server, tmp_path):
+    server.drop_after_bytes = [1000, 5000]
+    _assert_layout(_get(server, tmp_path, retries=2))
+    assert [r["range"] for r in server.requests] == [None, "bytes=1000-", "bytes=6000-"]
+
+
+def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
+    server.ignore_range = True
+    (tmp_path / (ARCHIVE + ".part")).write_bytes(b"\x00garbage that must not be kept" * 10)
+    _assert_layout(_get(server, tmp_path))
+    assert server.requests[0]["range"] == "bytes=300-"
+    assert (tmp_path / ARCHIVE).read_bytes() == GOOD
+
+
+def test_complete_part_answered_416_is_verified_without_body(server, tmp_path):
+    (tmp_path / (ARCHIVE + ".part")).write_bytes(GOOD)
+    _assert_layout(_get(server, tmp_path))
+    assert [r["range"] for r in server.requests] == [f"bytes={len(GOOD)}-"]
+
+
+def test_part_longer_than_server_file_restarts(server, tmp_path):
+    (tmp_path / (ARCHIVE + ".part")).write_bytes(GOOD + b"extra")
+    _assert_layout(_get(server, tmp_path))
+    assert [r["range"] for r in server.requests] == [f"bytes={len(GOOD) + 5}-", None]
+
+
+def test_corrupt_archive_is_refused_and_part_kept(server, tmp_path):
+    corrupt = bytearray(GOOD)
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    server.data = bytes(corrupt)
+    with pytest.raises(UserError, match="is corrupt .*delete it and rerun"):
+        _get(server, tmp_path)
+    assert (tmp_path / (ARCHIVE + ".part")).read_bytes() == bytes(corrupt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ARCHIVE + ".part"]
+
+
+def test_size_differing_from_expected_is_refused(server, tmp_path):
+    with pytest.raises(UserError, match=f"is {len(GOOD)} bytes but the archive should be 12345"):
+        _get(server, tmp_path, size_bytes=12345)
+    assert not (tmp_path / (ARCHIVE + ".part")).exists()
+
+
+def _hostile(kind: str, outside: Path) -> tuple[bytes, str]:
+    ok = tarfile.TarInfo("./yes/fine_nohash_0.wav")
+    bad = tarfile.TarInfo(
+        {"dotdot": "../evil.txt", "absolute": str(outside / "abs.txt")}.get(kind, "yes/x")
+    )
+    data: bytes | None = b"pwned"
+    if kind in ("symlink", "hardlink"):
+        bad.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+        bad.linkname, data = str(outside / "target.txt"), None
+    elif kind == "device":
+        bad.type, data = tarfile.CHRTYPE, None
+    return _tar_gz([(ok, _wav_bytes(0)), (bad, data)]), bad.name
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "device"])
+@pytest.mark.parametrize("how", ["served", "placed"])
+def test_hostile_archives_are_refused(server, tmp_path, kind, how):
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    server.data, member = _hostile(kind, outside)
+    if how == "placed":  # an archive copied in by hand skips the download, not the checks
+        (root / ARCHIVE).write_bytes(server.data)
+    with pytest.raises(UserError, match=f"unsafe archive member '{member}'"):
+        _get(server, root)
+    assert list(outside.iterdir()) == [] and not (tmp_path / "evil.txt").exists()
+    assert not (root / "speech_commands_v0.02").exists()
+    assert not any(p.name.startswith(".speech_commands") for p in root.iterdir())
+    assert (root / ARCHIVE).exists() == (how == "placed")
+
+
+def test_unknown_version_and_bad_base_url(tmp_path):
+    with pytest.raises(UserError, match="unknown Speech Commands version 'v0.03'.*v0.01, v0.02"):
+        download_gsc("v0.03", tmp_path, progress=False)
+    with pytest.raises(UserError, match="is not http"):
+        download_gsc("v0.02", tmp_path, base_url="ftp://example.org/", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_on_server_names_http_status(server, tmp_path):
+    with pytest.raises(UserError, match="HTTP 404"):
+        download_gsc("v0.01", tmp_path, base_url=server.url, progress=False, timeout_s=5)
+
+
+def test_foreign_folder_is_not_overwritten(server, tmp_path):
+    (tmp_path / "speech_commands_v0.02").mkdir()
+    with pytest.raises(UserError, match="no .kws-complete marker"):
+        _get(server, tmp_path)
+    assert server.requests == []
+
+
+def test_archive_names_and_published_sizes():
+    full, test = gsc_archive("v0.02"), gsc_archive("v0.02", test_set=True)
+    assert (full.filename, full.folder) == ("speech_commands_v0.02.tar.gz", "speech_commands_v0.02")
+    assert test.filename == "speech_commands_test_set_v0.02.tar.gz"
+    assert expected_size_bytes(full, dl.DEFAULT_BASE_URL) == 2_428_923_189
+    assert expected_size_bytes(test, dl.MIRROR_BASE_URL) == 112_563_277
+    assert expected_size_bytes(full, "http://127.0.0.1:8000/") is None  # a mirror's own size
+    assert expected_size_bytes(gsc_archive("v0.01"), dl.DEFAULT_BASE_URL) is None
