@@ -1,0 +1,1 @@
+"""Training stage: `train` (resumable, checkpointed) and `evaluate` (accuracy, confusion)."""

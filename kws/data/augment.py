@@ -1,0 +1,97 @@
+"""Training augmentation on the audio tensor's own device (REFERENCE.md, GSC section).
+
+TensorFlow's defaults as used by Hello Edge: time shift uniform in +/-100 ms with zero padding;
+with probability 0.8 mix a random 1 s slice of a background-noise file at volume U[0, 0.1];
+clip to [-1, 1]. Silence examples are background noise at volume U[0, 1], foreground muted.
+Optional: speed perturbation (resampling by linear interpolation) and SpecAugment masks.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def time_shift(audio: torch.Tensor, max_shift: int, generator=None) -> torch.Tensor:
+    """Shift each row of `(batch, samples)` by U{-max_shift..max_shift}, zero-filled."""
+    if max_shift <= 0:
+        return audio
+    batch, samples = audio.shape
+    shift = torch.randint(-max_shift, max_shift + 1, (batch, 1), device=audio.device,
+                          generator=generator)
+    src = torch.arange(samples, device=audio.device).unsqueeze(0) - shift  # (batch, samples)
+    valid = (src >= 0) & (src < samples)
+    out = torch.gather(audio, 1, src.clamp(0, samples - 1))
+    return out * valid
+
+
+def speed_perturb(audio: torch.Tensor, max_change: float, generator=None) -> torch.Tensor:
+    """Play each row of `(batch, samples)` at a speed in [1-max_change, 1+max_change].
+
+    Reads the signal at positions `center + (t - center) * rate` with linear interpolation, so
+    the clip stays centred and keeps its length (edges beyond the source are zero).
+    """
+    if max_change <= 0:
+        return audio
+    batch, samples = audio.shape
+    rate = 1 + (torch.rand(batch, 1, device=audio.device, generator=generator) * 2 - 1) * max_change
+    t = torch.arange(samples, device=audio.device, dtype=audio.dtype).unsqueeze(0)
+    center = (samples - 1) / 2
+    pos = center + (t - center) * rate  # (batch, samples)
+    lo = pos.floor().long()
+    frac = pos - lo
+    valid = (lo >= 0) & (lo < samples - 1)
+    lo = lo.clamp(0, samples - 2)
+    a, b = torch.gather(audio, 1, lo), torch.gather(audio, 1, lo + 1)
+    return (a + (b - a) * frac) * valid
+
+
+def noise_slices(noise: torch.Tensor, lengths: torch.Tensor, file_index: torch.Tensor,
+                 start_fraction: torch.Tensor, samples: int) -> torch.Tensor:
+    """Slices `(batch, samples)` of background files.
+
+    Args:
+        noise: `(files, max_len)` zero-padded noise bank.
+        lengths: `(files,)` true lengths (each >= samples).
+        file_index: `(batch,)` which file; start_fraction: `(batch,)` in [0, 1).
+    """
+    span = (lengths[file_index] - samples).clamp(min=0)
+    start = (start_fraction * (span + 1).to(start_fraction.dtype)).long().clamp(max=span)
+    idx = start.unsqueeze(1) + torch.arange(samples, device=noise.device).unsqueeze(0)
+    return noise[file_index.unsqueeze(1), idx]
+
+
+def mix_background(audio: torch.Tensor, is_silence: torch.Tensor, noise: torch.Tensor,
+                   lengths: torch.Tensor, probability: float, volume: float,
+                   silence_volume: float, generator=None) -> torch.Tensor:
+    """Add background noise to `(batch, samples)`; silence rows get noise only."""
+    batch, samples = audio.shape
+    dev = audio.device
+    if noise.numel() == 0:
+        return audio * (~is_silence).unsqueeze(1)
+    file_index = torch.randint(0, noise.shape[0], (batch,), device=dev, generator=generator)
+    start = torch.rand(batch, device=dev, generator=generator)
+    slices = noise_slices(noise, lengths, file_index, start, samples)
+    use = torch.rand(batch, device=dev, generator=generator) < probability
+    vol = torch.rand(batch, device=dev, generator=generator) * volume * use
+    vol = torch.where(is_silence, torch.rand(batch, device=dev, generator=generator)
+                      * silence_volume, vol)
+    fg = audio * (~is_silence).unsqueeze(1)
+    return (fg + slices * vol.unsqueeze(1)).clamp(-1.0, 1.0)
+
+
+def spec_augment(features: torch.Tensor, time_masks: int, time_width: int, freq_masks: int,
+                 freq_width: int, generator=None) -> torch.Tensor:
+    """SpecAugment masks on `(batch, frames, coeffs)`: masked cells take the row mean."""
+    batch, frames, coeffs = features.shape
+    dev = features.device
+    keep = torch.ones_like(features, dtype=torch.bool)
+    for count, width, size, axis in ((time_masks, time_width, frames, 1),
+                                     (freq_masks, freq_width, coeffs, 2)):
+        pos = torch.arange(size, device=dev).unsqueeze(0)
+        for _ in range(count):
+            w = torch.randint(0, width + 1, (batch, 1), device=dev, generator=generator)
+            s = (torch.rand(batch, 1, device=dev, generator=generator) * (size - w + 1)).long()
+            mask = (pos >= s) & (pos < s + w)  # (batch, size)
+            keep &= ~(mask.unsqueeze(2) if axis == 1 else mask.unsqueeze(1))
+    fill = features.mean(dim=(1, 2), keepdim=True)
+    return torch.where(keep, features, fill)

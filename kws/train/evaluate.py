@@ -1,0 +1,110 @@
+"""Evaluation: accuracy, per-class recall, confusion matrix (text and PNG) on any split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kws.data.gsc import SILENCE_LABEL, UNKNOWN_LABEL
+
+
+@dataclass
+class EvalResult:
+    split: str
+    labels: list[str]
+    confusion: np.ndarray  # (true class, predicted class) counts
+    loss: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def num_examples(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.trace(self.confusion) / max(self.num_examples, 1))
+
+    @property
+    def per_class_accuracy(self) -> dict[str, float]:
+        """Recall of each class (correct / examples of that class); NaN-free (0 when absent)."""
+        totals = self.confusion.sum(axis=1)
+        return {label: float(self.confusion[i, i] / totals[i]) if totals[i] else 0.0
+                for i, label in enumerate(self.labels)}
+
+    @property
+    def command_accuracy(self) -> float:
+        """Closed-set accuracy over command words only (silence/unknown rows and columns out)."""
+        keep = [i for i, name in enumerate(self.labels)
+                if name not in (SILENCE_LABEL, UNKNOWN_LABEL)]
+        sub = self.confusion[np.ix_(keep, keep)]
+        return float(np.trace(sub) / max(sub.sum(), 1))
+
+    def summary(self) -> dict:
+        out = {"split": self.split, "accuracy": self.accuracy, "num_examples": self.num_examples,
+               "loss": self.loss, "command_accuracy": self.command_accuracy,
+               "per_class_accuracy": self.per_class_accuracy}
+        if UNKNOWN_LABEL in self.labels:
+            out["unknown_recall"] = self.per_class_accuracy[UNKNOWN_LABEL]
+        return out
+
+    def confusion_text(self) -> str:
+        short = [name.strip("_")[:7] for name in self.labels]
+        width = max(7, max(len(s) for s in short))
+        lines = [" " * width + " " + " ".join(f"{s:>{width}}" for s in short)]
+        for i, row in enumerate(self.confusion):
+            lines.append(f"{short[i]:>{width}} " + " ".join(f"{v:>{width}d}" for v in row))
+        return "\n".join(lines)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, data, split: str = "testing", batch_size: int = 500,
+             seed: int = 1234) -> EvalResult:
+    """Run `model` over one split of `data` (a `KwsData`); the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    num = len(data.labels)
+    confusion = torch.zeros(num, num, dtype=torch.long, device=data.device)
+    loss_sum = 0.0
+    for features, labels in data.batches(split, batch_size, seed=seed):
+        logits = model(features).float()
+        loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        pred = logits.argmax(dim=1)
+        confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+    model.train(was_training)
+    confusion = confusion.cpu().numpy()
+    return EvalResult(split, list(data.labels), confusion, loss_sum / max(confusion.sum(), 1))
+
+
+def plot_confusion(result: EvalResult, path: str | Path) -> Path:
+    """Row-normalised confusion matrix as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    norm = result.confusion / np.maximum(result.confusion.sum(axis=1, keepdims=True), 1)
+    n = len(result.labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), result.labels, rotation=60, ha="right")
+    ax.set_yticks(range(n), result.labels)
+    for i in range(n):
+        for j in range(n):
+            if result.confusion[i, j]:
+                ax.text(j, i, str(result.confusion[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{result.split}: accuracy {100 * result.accuracy:.2f}% "
+                 f"({result.num_examples} examples)")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
