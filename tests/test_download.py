@@ -69,6 +69,7 @@ class _Server:
         self.data = data
         self.requests: list[dict] = []
         self.ignore_range = False
+        self.misplaced_range = False  # answer 206 but from byte 0, as broken proxies do
         self.drop_after_bytes: list[int] = []  # per request, in order: send this much, then close
         owner = self
 
@@ -92,7 +93,7 @@ class _Server:
             return
         size, start = len(self.data), 0
         if header and not self.ignore_range:
-            start = int(header.removeprefix("bytes=").split("-")[0])
+            start = 0 if self.misplaced_range else int(header.removeprefix("bytes=").split("-")[0])
             if start >= size:
                 handler.send_response(416)
                 handler.send_header("Content-Range", f"bytes */{size}")
@@ -187,6 +188,13 @@ def test_server_ignoring_range_restarts_cleanly(server, tmp_path):
     assert (tmp_path / ARCHIVE).read_bytes() == GOOD
 
 
+def test_partial_answer_from_another_offset_is_not_spliced(server, tmp_path):
+    server.misplaced_range = True
+    (tmp_path / (ARCHIVE + ".part")).write_bytes(GOOD[:700])
+    _assert_layout(_get(server, tmp_path))
+    assert [r["range"] for r in server.requests] == ["bytes=700-", None]
+
+
 def test_complete_part_answered_416_is_verified_without_body(server, tmp_path):
     (tmp_path / (ARCHIVE + ".part")).write_bytes(GOOD)
     _assert_layout(_get(server, tmp_path))
@@ -229,6 +237,15 @@ def _hostile(kind: str, outside: Path) -> tuple[bytes, str]:
     return _tar_gz([(ok, _wav_bytes(0)), (bad, data)]), bad.name
 
 
+REASONS = {
+    "dotdot": "climbs out",
+    "absolute": "has an absolute path",
+    "symlink": "is a symbolic link",
+    "hardlink": "is a hard link",
+    "device": "is a device",
+}
+
+
 @pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink", "hardlink", "device"])
 @pytest.mark.parametrize("how", ["served", "placed"])
 def test_hostile_archives_are_refused(server, tmp_path, kind, how):
@@ -238,7 +255,7 @@ def test_hostile_archives_are_refused(server, tmp_path, kind, how):
     server.data, member = _hostile(kind, outside)
     if how == "placed":  # an archive copied in by hand skips the download, not the checks
         (root / ARCHIVE).write_bytes(server.data)
-    with pytest.raises(UserError, match=f"unsafe archive member '{member}'"):
+    with pytest.raises(UserError, match=f"unsafe archive member '{member}': it {REASONS[kind]}"):
         _get(server, root)
     assert list(outside.iterdir()) == [] and not (tmp_path / "evil.txt").exists()
     assert not (root / "speech_commands_v0.02").exists()

@@ -198,8 +198,8 @@ def _fetch(url: str, part: Path, expected: int | None, timeout_s: float, report)
             )
         _check_free_space(part.parent, (total or 0) - offset)
         report({"completed": offset, "total": total})
+        # offset is 0 again when the server answered a Range request with the whole file
         with open(part, "r+b" if offset else "wb") as out:
-            out.truncate(offset)  # a 200 answer to a Range request starts again from 0
             out.seek(offset)
             done = _copy(response, out, offset, report)
     if total is not None and done < total:
@@ -283,7 +283,7 @@ def _verify(part: Path, total: int | None, show: bool) -> None:
         with _progress_bar(show) as bar, open(part, "rb") as raw:
             task = bar.add_task(f"verify {part.name}", total=size)
             reader = _CountingReader(raw, lambda n: bar.update(task, completed=n))
-            _read_all(reader, _check_member)
+            _walk_archive(reader)
     except _CORRUPT_ERRORS as exc:
         fix = (
             "its size is right, so resuming cannot repair it: delete it and rerun"
@@ -296,14 +296,25 @@ def _verify(part: Path, total: int | None, show: bool) -> None:
         ) from None
 
 
-def _read_all(reader, visit) -> int:
-    """Read a .tar.gz stream to its very end, calling `visit(member)`; return the member count."""
+def _walk_archive(reader, dest: Path | None = None) -> int:
+    """Read a .tar.gz stream to its very end, checking every member (before writing it, when
+    extracting into `dest`); return the member count. The gzip CRC is checked at the end."""
+    count = 0
     with gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
-        count = 0
-        for member in tar:
-            visit(member)
-            count += 1
-        while gz.read(CHUNK_BYTES):  # past the tar end marker up to the gzip CRC and size check
+
+        def checked():
+            nonlocal count
+            for member in tar:
+                _check_member(member, dest)
+                count += 1
+                yield member
+
+        if dest is None:
+            for _ in checked():  # a stream skips member data by reading it
+                pass
+        else:  # extractall sets folder permissions last: a read-only folder cannot block files
+            tar.extractall(dest, members=checked(), **_TAR_FILTER)
+        while gz.read(CHUNK_BYTES):  # past the tar end marker, up to the gzip CRC and size
             pass
     if count == 0:
         raise tarfile.ReadError("the archive has no members")
@@ -363,7 +374,7 @@ def _extract(archive_path: Path, dataset: Path, archive: GscArchive, show: bool)
         with _progress_bar(show) as bar, open(archive_path, "rb") as raw:
             task = bar.add_task(f"extract {archive_path.name}", total=archive_path.stat().st_size)
             reader = _CountingReader(raw, lambda n: bar.update(task, completed=n))
-            count = _extract_stream(reader, tmp)
+            count = _walk_archive(reader, tmp)
         marker = {
             "version": archive.version,
             "test_set": archive.test_set,
@@ -386,27 +397,6 @@ def _extract(archive_path: Path, dataset: Path, archive: GscArchive, show: bool)
     _fsync_dir(dataset.parent)
 
 
-def _extract_stream(reader: _CountingReader, dest: Path) -> int:
-    """Extract a .tar.gz stream into `dest`, checking every member before it is written."""
-    count = 0
-    with gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
-
-        def checked():
-            nonlocal count
-            for member in tar:
-                _check_member(member, dest)
-                count += 1
-                yield member
-
-        # extractall sets folder permissions last, so a read-only folder cannot block its files
-        tar.extractall(dest, members=checked(), **_TAR_FILTER)
-        while gz.read(CHUNK_BYTES):
-            pass
-    if count == 0:
-        raise tarfile.ReadError("the archive has no members")
-    return count
-
-
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -416,22 +406,18 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _progress_bar(enabled: bool):
+    from rich import progress as rp
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+    columns = (
+        rp.BarColumn(),
+        rp.DownloadColumn(),
+        rp.TransferSpeedColumn(),
+        rp.TimeRemainingColumn(),
+    )
+    return rp.Progress(
+        rp.TextColumn("{task.description}"),
+        *columns,
         console=Console(stderr=True),
         disable=not enabled,
     )
