@@ -1,0 +1,41 @@
+"""Budget stage: params / MACs / memory / latency of a DS-CNN against a microcontroller target.
+
+`profile(model_cfg)` returns a `Profile`; `check(profile, target)` lists the budget lines it
+breaks; `budget_from_config(BudgetConfig)` gives the growth loop a `Budget` with `fits(cfg)`.
+Targets and core latency models are data in `targets.yaml`.
+"""
+
+from kws.budget.check import (
+    Budget,
+    BudgetLine,
+    Violation,
+    budget_from_config,
+    budget_lines,
+    check,
+)
+from kws.budget.profile import (
+    LayerProfile,
+    Profile,
+    estimate_arena_bytes,
+    estimate_flash_bytes,
+    profile,
+)
+from kws.budget.targets import Core, Target, load_target, target_names
+
+__all__ = [
+    "Budget",
+    "BudgetLine",
+    "Core",
+    "LayerProfile",
+    "Profile",
+    "Target",
+    "Violation",
+    "budget_from_config",
+    "budget_lines",
+    "check",
+    "estimate_arena_bytes",
+    "estimate_flash_bytes",
+    "load_target",
+    "profile",
+    "target_names",
+]

@@ -1,0 +1,258 @@
+"""Budget stage: analytic profile of a DS-CNN (Hello Edge, Zhang et al. 2017) as an int8 model.
+
+Counts come from `kws.models.ds_cnn.layer_costs`; memory figures model the int8 TFLite graph
+that `kws export` produces from the Keras rebuild (one op per conv, "same" padding fused into
+the conv, BatchNorm folded into an int32 bias per output channel):
+
+    RESHAPE -> CONV_2D -> (DEPTHWISE_CONV_2D -> CONV_2D) x blocks -> MEAN -> FULLY_CONNECTED
+
+Every number not read from a real file is an estimate and is labelled so. The constants below
+were fitted against real int8 .tflite files and TFLite Micro arena reports (see comments).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kws.budget.targets import Target
+from kws.config import ModelConfig
+from kws.errors import UserError
+from kws.models.ds_cnn import layer_costs, same_padding
+
+# --- int8 .tflite size model --------------------------------------------------------------
+# A per-channel quantized tensor stores one float32 scale and one int64 zero point per channel;
+# TFLite quantizes conv / depthwise weights and their int32 biases per output channel, so each
+# output channel costs 2 x 12 bytes of quantization parameters. FULLY_CONNECTED is per-tensor.
+QUANT_BYTES_PER_CHANNEL = 24
+# Flatbuffer overhead: tensor tables, shapes, names, op codes, signature and metadata; it grows
+# by about 2 KB per depthwise-separable block (2 ops, 5 tensors). Fitted on int8 files from
+# TensorFlow 2.21's converter (Keras rebuild, random weights): DS-CNN-S 47,976 bytes, M 186,936,
+# L 504,688, the growth seed 30,104 and a grown seed with widths [40,48,32,64,56,72] 45,232;
+# the estimate is within 150 bytes of each. Layer names differ between exporters, so expect
+# +/- 1-2 KB against other .tflite files (our earlier DS-CNN-S export was 46,840 bytes).
+FLASH_OVERHEAD_FIXED_BYTES = 1728
+FLASH_OVERHEAD_PER_BLOCK_BYTES = 2050
+
+# --- TFLite Micro arena model ------------------------------------------------------------
+# The arena's "head" (non-persistent) holds the activation tensors: with TFLM's greedy planner
+# on a sequential graph it is the largest input + output pair, each tensor rounded up to 16
+# bytes (16,000 bytes for DS-CNN-S). The "tail" holds persistent data: per output channel an
+# int32 multiplier and an int32 shift for conv and depthwise ops, per op a node/registration
+# struct, op data and eval tensors, plus a fixed part. Fitted on the allocation reports of the
+# tflite-micro PyPI interpreter (reference kernels) for the five files above: exact on all five
+# (S 24,192 bytes, M 70,160, L 115,328, seed 16,976, grown 21,104). CMSIS-NN kernels may add
+# scratch buffers; `kws export` measures the real arena.
+ARENA_ALIGNMENT_BYTES = 16
+ARENA_BYTES_PER_CHANNEL = 8
+ARENA_OVERHEAD_FIXED_BYTES = 608
+ARENA_OVERHEAD_PER_OP_BYTES = 248
+
+WEIGHTED_KINDS = ("conv", "depthwise", "pointwise", "linear")
+
+
+@dataclass
+class LayerProfile:
+    """One op of the int8 graph. `out_shape` is (channels, time, freq)."""
+
+    name: str
+    kind: str  # conv | depthwise | pointwise | pool | linear | pad
+    out_shape: tuple[int, int, int]
+    params: int
+    macs: int
+    activation_bytes: int  # int8 output tensor
+    live_bytes: int  # int8 input + output tensors alive while this op runs
+    latency_ms: float | None = None  # estimate, filled when a target with a core is given
+
+
+@dataclass
+class Profile:
+    """Size, compute and memory of one model config as an int8 microcontroller model."""
+
+    model: str
+    params: int
+    macs: int
+    ops: int  # 2 x MACs (Hello Edge convention)
+    layers: list[LayerProfile]
+    weight_bytes: int  # int8 kernels + int32 biases (BatchNorm folded)
+    flash_bytes: int
+    flash_source: str  # "tflite" (size of a real file) | "estimate"
+    peak_activation_bytes: int
+    peak_layer: str
+    arena_estimate_bytes: int  # estimate of TFLite Micro's arena (activations + persistent)
+    hello_edge_memory_bytes: int  # params at 8 bits + peak activations (Hello Edge "memory")
+    target: str = ""
+    latency_ms: float | None = None  # estimate on `target`'s core and clock
+    assumptions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for size in shape:
+        out *= size
+    return out
+
+
+def _graph_layers(cfg: ModelConfig, separate_padding: bool) -> list[LayerProfile]:
+    """The int8 graph's ops in order with output sizes and live bytes (input + output)."""
+    costs = layer_costs(cfg, include_bn=False)
+    prev_shape = (1, cfg.input_frames, cfg.input_coeffs)
+    kernels = {"conv": cfg.stem_kernel, "depthwise": cfg.depthwise_kernel}
+    strides = [cfg.stem_stride] + [s for s in cfg.block_strides]
+    layers: list[LayerProfile] = []
+    spatial = 0
+    for cost in costs:
+        if cost.kind == "linear":  # the global average pool (MEAN) runs first
+            pooled = (prev_shape[0], 1, 1)
+            layers.append(
+                LayerProfile(
+                    "pool", "pool", pooled, 0, 0, prev_shape[0], _prod(prev_shape) + prev_shape[0]
+                )
+            )
+            prev_shape = pooled
+        if separate_padding and cost.kind in kernels:
+            kt, kf = kernels[cost.kind]
+            st, sf = strides[spatial]
+            pt = sum(same_padding(prev_shape[1], kt, st))
+            pf = sum(same_padding(prev_shape[2], kf, sf))
+            if pt or pf:
+                padded = (prev_shape[0], prev_shape[1] + pt, prev_shape[2] + pf)
+                name = cost.name.replace("_conv", "_pad")
+                layers.append(
+                    LayerProfile(
+                        name, "pad", padded, 0, 0, _prod(padded), _prod(prev_shape) + _prod(padded)
+                    )
+                )
+                prev_shape = padded
+        if cost.kind in kernels:
+            spatial += 1
+        out_bytes = _prod(cost.out_shape)
+        layers.append(
+            LayerProfile(
+                cost.name,
+                cost.kind,
+                cost.out_shape,
+                cost.params,
+                cost.macs,
+                out_bytes,
+                _prod(prev_shape) + out_bytes,
+            )
+        )
+        prev_shape = cost.out_shape
+    return layers
+
+
+def _weight_bytes(layers: list[LayerProfile]) -> tuple[int, int]:
+    """(int8 kernel bytes + int32 bias bytes, output channels quantized per channel)."""
+    total, channels = 0, 0
+    for layer in layers:
+        if layer.kind not in WEIGHTED_KINDS:
+            continue
+        out_channels = layer.out_shape[0]
+        kernel = layer.params - (out_channels if layer.kind == "linear" else 0)
+        total += kernel + 4 * out_channels  # every op gets an int32 bias (BN folded into it)
+        if layer.kind != "linear":
+            channels += out_channels
+    return total, channels
+
+
+def _align(size: int) -> int:
+    return -(-size // ARENA_ALIGNMENT_BYTES) * ARENA_ALIGNMENT_BYTES
+
+
+def estimate_flash_bytes(cfg: ModelConfig) -> int:
+    """Estimated size of the int8 .tflite: weights, biases, quantization params, graph overhead."""
+    weights, channels = _weight_bytes(_graph_layers(cfg, separate_padding=False))
+    overhead = FLASH_OVERHEAD_FIXED_BYTES + FLASH_OVERHEAD_PER_BLOCK_BYTES * len(cfg.block_strides)
+    return weights + QUANT_BYTES_PER_CHANNEL * channels + overhead
+
+
+def estimate_arena_bytes(cfg: ModelConfig) -> int:
+    """Estimated TFLite Micro arena: 16-byte aligned activation head plus persistent tail."""
+    layers = _graph_layers(cfg, separate_padding=False)
+    input_bytes = cfg.input_frames * cfg.input_coeffs
+    head, prev = 2 * _align(input_bytes), input_bytes  # the input RESHAPE op
+    for layer in layers:
+        head = max(head, _align(prev) + _align(layer.activation_bytes))
+        prev = layer.activation_bytes
+    _, channels = _weight_bytes(layers)
+    num_ops = len(layers) + 1  # + the input RESHAPE
+    tail = (
+        ARENA_BYTES_PER_CHANNEL * channels
+        + ARENA_OVERHEAD_FIXED_BYTES
+        + ARENA_OVERHEAD_PER_OP_BYTES * num_ops
+    )
+    return head + tail
+
+
+def layer_latency_ms(layer: LayerProfile, target: Target) -> float:
+    """Estimated latency of one op on `target` (cycles-per-MAC model of its core)."""
+    core = target.core
+    if core is None or not target.clock_hz:
+        raise UserError(f"target '{target.name}' has no core/clock_hz; no latency estimate")
+    cycles = core.cycles_per_mac.get(layer.kind, 0.0) * layer.macs + core.cycles_per_layer
+    return 1000.0 * cycles / target.clock_hz
+
+
+def profile(
+    model_cfg: ModelConfig,
+    *,
+    tflite_path: Path | None = None,
+    target: Target | None = None,
+    separate_padding: bool = False,
+) -> Profile:
+    """Profile a DS-CNN config as an int8 model; pure (reads only `tflite_path` when given).
+
+    Args:
+        model_cfg: the model (any widths, e.g. a grown one).
+        tflite_path: exported int8 .tflite; its size replaces the flash estimate.
+        target: when it has a core and clock, fills the (estimated) latency per layer and total.
+        separate_padding: model "same" padding as separate PAD ops (then the padded input is
+            alive too). Our exporter fuses padding into the convs, so the default is False.
+    """
+    layers = _graph_layers(model_cfg, separate_padding)
+    peak = max(layers, key=lambda layer: layer.live_bytes)
+    params = sum(layer.params for layer in layer_costs(model_cfg))
+    macs = sum(layer.macs for layer in layers)
+    weights, _ = _weight_bytes(layers)
+    if tflite_path is not None:
+        if not Path(tflite_path).is_file():
+            raise UserError(f"tflite file '{tflite_path}' not found; run `kws export` first")
+        flash, source = Path(tflite_path).stat().st_size, "tflite"
+    else:
+        flash, source = estimate_flash_bytes(model_cfg), "estimate"
+    result = Profile(
+        model=model_cfg.preset or "custom",
+        params=params,
+        macs=macs,
+        ops=2 * macs,
+        layers=layers,
+        weight_bytes=weights,
+        flash_bytes=flash,
+        flash_source=source,
+        peak_activation_bytes=peak.live_bytes,
+        peak_layer=peak.name,
+        arena_estimate_bytes=estimate_arena_bytes(model_cfg),
+        hello_edge_memory_bytes=params + peak.live_bytes,
+        assumptions=[
+            "int8 activations; padding "
+            + (
+                "as separate PAD ops"
+                if separate_padding
+                else "fused into the convs (TFLite 'SAME')"
+            ),
+            "peak activation = largest input + output pair of one op (sequential graph)",
+            "arena, flash (unless read from a .tflite) and latency are estimates",
+        ],
+    )
+    if target is not None:
+        result.target = target.name
+        if target.core is not None and target.clock_hz:
+            for layer in layers:
+                layer.latency_ms = layer_latency_ms(layer, target)
+            result.latency_ms = sum(layer.latency_ms or 0.0 for layer in layers)
+    return result

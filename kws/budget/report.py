@@ -1,0 +1,127 @@
+"""Budget stage: `kws profile` — resolve a model, profile it, print a table or JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from kws.budget.check import BudgetLine, budget_lines
+from kws.budget.profile import Profile, profile
+from kws.budget.targets import Target, load_target
+from kws.config import ModelConfig
+from kws.errors import UserError
+
+TFLITE_IN_RUN = Path("export") / "model_int8.tflite"
+
+
+def resolve_model(source: str | None, preset: str | None) -> tuple[ModelConfig, Path | None, str]:
+    """(model config, exported .tflite if any, budget target recorded in the run or "")."""
+    if (source is None) == (preset is None):
+        raise UserError("give either a checkpoint / run directory or --model PRESET, not both")
+    if preset is not None:
+        from kws.models.ds_cnn import PRESETS, preset_config
+
+        if preset not in PRESETS:
+            raise UserError(f"unknown model preset '{preset}'; choose one of {', '.join(PRESETS)}")
+        return preset_config(preset), None, ""
+    from kws.io import load_checkpoint
+    from kws.models import model_from_checkpoint
+
+    path = Path(source)
+    _, cfg, _ = model_from_checkpoint(load_checkpoint(path))
+    # a checkpoint sits in <run>/checkpoints/, so its run directory is two levels up
+    run_dir = path if path.is_dir() else path.parent.parent
+    tflite = run_dir / TFLITE_IN_RUN
+    return cfg.model, (tflite if tflite.is_file() else None), cfg.budget.target
+
+
+def _fmt_bytes(size: float) -> str:
+    return f"{int(size):,} B ({size / 1024:.1f} KiB)"
+
+
+def _fmt_value(value: float, unit: str) -> str:
+    if unit == "bytes":
+        return _fmt_bytes(value)
+    if unit == "ms":
+        return f"{value:.1f} ms"
+    return f"{int(value):,} {unit}"
+
+
+def print_report(prof: Profile, lines: list[BudgetLine], target: Target | None, file=None) -> None:
+    """Per-layer table, totals and PASS/FAIL budget lines as rich tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file or sys.stdout)
+    if not console.is_terminal:  # pipes and files: wide enough for full layer names
+        console.width = 120
+    table = Table(title=f"{prof.model}: int8 profile (one inference)")
+    for header in ("layer", "kind", "output (c, t, f)", "params", "MACs", "act. bytes"):
+        table.add_column(header, justify="left" if header in ("layer", "kind") else "right")
+    if prof.latency_ms is not None:
+        table.add_column("latency ms (est.)", justify="right")
+    for layer in prof.layers:
+        row = [
+            layer.name,
+            layer.kind,
+            "x".join(map(str, layer.out_shape)),
+            f"{layer.params:,}",
+            f"{layer.macs:,}",
+            f"{layer.activation_bytes:,}",
+        ]
+        if prof.latency_ms is not None:
+            row.append(f"{layer.latency_ms:.2f}")
+        table.add_row(*row)
+    console.print(table)
+    flash_kind = "exported .tflite" if prof.flash_source == "tflite" else "estimate"
+    console.print(
+        f"params {prof.params:,}   MACs {prof.macs:,}   ops {prof.ops / 1e6:.2f} M\n"
+        f"flash {_fmt_bytes(prof.flash_bytes)} ({flash_kind})\n"
+        f"peak activations {_fmt_bytes(prof.peak_activation_bytes)} at {prof.peak_layer}   "
+        f"TFLM arena {_fmt_bytes(prof.arena_estimate_bytes)} (estimate)\n"
+        f"Hello Edge memory (params + activations, 8 bit) "
+        f"{_fmt_bytes(prof.hello_edge_memory_bytes)}"
+    )
+    if prof.latency_ms is not None:
+        console.print(f"latency {prof.latency_ms:.1f} ms on {prof.target} (estimate)")
+    if target is None:
+        return
+    budget = Table(title=f"budget: {target.name} ({target.description})")
+    for header in ("line", "value", "limit", "result", "note"):
+        budget.add_column(header)
+    for line in lines:
+        result = "[green]PASS[/green]" if line.passed else "[red]FAIL[/red]"
+        value = _fmt_value(line.value, line.unit) + (" (est.)" if line.estimate else "")
+        budget.add_row(line.name, value, _fmt_value(line.limit, line.unit), result, line.note)
+    console.print(budget)
+
+
+def run_profile(
+    source: str | None,
+    *,
+    preset: str | None = None,
+    target_name: str | None = None,
+    targets_file: str | Path | None = None,
+    as_json: bool = False,
+    file=None,
+) -> int:
+    """`kws profile`: print the profile and budget lines; 1 when a budget line fails, else 0."""
+    model_cfg, tflite, run_target = resolve_model(source, preset)
+    name = target_name or run_target or None
+    target = load_target(name, targets_file) if name else None
+    prof = profile(model_cfg, tflite_path=tflite, target=target)
+    lines = budget_lines(prof, target) if target is not None else []
+    passed = all(line.passed for line in lines)
+    if as_json:
+        payload = {
+            "profile": prof.to_dict(),
+            "target": dataclasses.asdict(target) if target is not None else None,
+            "budget": [dataclasses.asdict(line) for line in lines],
+            "passed": passed,
+        }
+        print(json.dumps(payload, indent=2), file=file or sys.stdout)
+    else:
+        print_report(prof, lines, target, file=file)
+    return 0 if passed else 1
