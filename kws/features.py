@@ -1,0 +1,292 @@
+"""MFCC front end (REFERENCE.md 'Front end'): one definition, a torch and a numpy implementation.
+
+The definition, with every number taken from `FeatureConfig` (defaults in brackets):
+
+1. Frames of `window_samples` [640 = 40 ms at 16 kHz] every `hop_samples` [320 = 20 ms], no
+   centering or padding, so a clip of S samples gives `1 + (S - window) // hop` frames [49].
+2. Periodic Hann window `0.5 - 0.5 cos(2 pi n / N)` (TensorFlow's `hann_window(periodic=True)`,
+   librosa's / scipy's `'hann'`), then zero-padded at the end to `fft_size` [1024].
+3. Power spectrum `|rfft|^2` (no 1/N scaling), `fft_size // 2 + 1` bins [513].
+4. `num_mel` [40] triangular filters on the HTK mel scale `2595 log10(1 + f / 700)` between
+   `mel_low_hz` and `mel_high_hz` [20-4000 Hz]: band edges are equally spaced in mel, each
+   triangle is linear in Hz between its edges and peaks at 1 (no area normalisation). This is
+   `librosa.filters.mel(htk=True, norm=None)`. TensorFlow's `linear_to_mel_weight_matrix`
+   instead draws the triangles linear in mel and drops the DC bin, so it differs slightly.
+5. Natural log with a floor: `log(mel + log_floor)` [1e-6, as MLPerf Tiny]. `kind="logmel"`
+   stops here: `(frames, num_mel)`.
+6. `kind="mfcc"`: orthonormal DCT-II (scipy `norm="ortho"`) of the log-mel, first `num_mfcc`
+   [10] coefficients: `(frames, num_mfcc)` [49 x 10]. (TensorFlow's `mfccs_from_log_mel_
+   spectrograms` has the same basis except coefficient 0, which is larger by sqrt(2).)
+
+`window`, `mel_filterbank` and `dct_matrix` are the only source of the constants; the torch
+batch path (`TorchFrontEnd`) and the numpy streaming path (`NumpyFrontEnd`) both use them, so
+they agree to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from torch import nn
+
+from kws.config import FeatureConfig
+from kws.errors import UserError, require
+
+FEATURE_KINDS = ("mfcc", "logmel")
+
+
+def _check_config(cfg: FeatureConfig) -> None:
+    """Raise `UserError` for a front-end configuration that cannot describe valid features."""
+    if cfg.kind not in FEATURE_KINDS:
+        raise UserError(f"features.kind={cfg.kind!r} is unknown; use one of {FEATURE_KINDS}")
+    if cfg.window_samples < 2 or cfg.hop_samples < 1:
+        raise UserError(
+            f"features.window_ms={cfg.window_ms} / hop_ms={cfg.hop_ms} give "
+            f"{cfg.window_samples} / {cfg.hop_samples} samples; both must be at least 1 sample"
+        )
+    if cfg.fft_size < cfg.window_samples:
+        raise UserError(
+            f"features.fft_size={cfg.fft_size} is shorter than the window "
+            f"({cfg.window_samples} samples); raise fft_size to at least the window length"
+        )
+    nyquist_hz = cfg.sample_rate_hz / 2
+    if not 0 <= cfg.mel_low_hz < cfg.mel_high_hz <= nyquist_hz:
+        raise UserError(
+            f"features.mel_low_hz={cfg.mel_low_hz} / mel_high_hz={cfg.mel_high_hz} must satisfy "
+            f"0 <= low < high <= {nyquist_hz} (half the sample rate)"
+        )
+    if cfg.kind == "mfcc" and not 1 <= cfg.num_mfcc <= cfg.num_mel:
+        raise UserError(
+            f"features.num_mfcc={cfg.num_mfcc} must be between 1 and num_mel={cfg.num_mel}"
+        )
+
+
+def window(cfg: FeatureConfig) -> np.ndarray:
+    """Periodic Hann window, `(window_samples,)` float64."""
+    n = np.arange(cfg.window_samples, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / cfg.window_samples)
+
+
+def hz_to_mel(freq_hz: np.ndarray | float) -> np.ndarray:
+    """HTK mel scale: `2595 log10(1 + f / 700)`."""
+    return 2595.0 * np.log10(1.0 + np.asarray(freq_hz, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
+    """Inverse of `hz_to_mel`."""
+    return 700.0 * (10.0 ** (np.asarray(mel, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(cfg: FeatureConfig) -> np.ndarray:
+    """Triangular HTK-mel filters with peak 1, `(num_mel, fft_size // 2 + 1)` float64.
+
+    Raises:
+        UserError: if a band holds no FFT bin (too many bands for the FFT resolution).
+    """
+    _check_config(cfg)
+    edges_hz = mel_to_hz(
+        np.linspace(hz_to_mel(cfg.mel_low_hz), hz_to_mel(cfg.mel_high_hz), cfg.num_mel + 2)
+    )
+    bins_hz = np.arange(cfg.fft_size // 2 + 1) * (cfg.sample_rate_hz / cfg.fft_size)
+    low, center, high = edges_hz[:-2, None], edges_hz[1:-1, None], edges_hz[2:, None]
+    rising = (bins_hz[None, :] - low) / (center - low)
+    falling = (high - bins_hz[None, :]) / (high - center)
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    empty = np.flatnonzero(filters.max(axis=1) == 0.0)
+    if empty.size:
+        raise UserError(
+            f"mel bands {empty.tolist()} contain no FFT bin (fft_size={cfg.fft_size}, "
+            f"num_mel={cfg.num_mel}, {cfg.mel_low_hz}-{cfg.mel_high_hz} Hz); raise "
+            "features.fft_size or lower features.num_mel"
+        )
+    return filters
+
+
+def dct_matrix(cfg: FeatureConfig) -> np.ndarray:
+    """Orthonormal DCT-II basis, first `num_mfcc` columns: `(num_mel, num_mfcc)` float64.
+
+    `log_mel (frames, num_mel) @ dct_matrix(cfg)` gives the MFCCs `(frames, num_mfcc)`.
+    """
+    _check_config(cfg)
+    n = np.arange(cfg.num_mel, dtype=np.float64)[:, None]
+    k = np.arange(cfg.num_mfcc, dtype=np.float64)[None, :]
+    basis = np.sqrt(2.0 / cfg.num_mel) * np.cos(np.pi * k * (2.0 * n + 1.0) / (2.0 * cfg.num_mel))
+    basis[:, 0] /= np.sqrt(2.0)
+    return basis
+
+
+def num_frames_for(num_samples: int, cfg: FeatureConfig) -> int:
+    """Frames produced for a clip of `num_samples`: `1 + (samples - window) // hop`."""
+    if num_samples < cfg.window_samples:
+        raise UserError(
+            f"audio has {num_samples} samples, shorter than one {cfg.window_ms} ms window "
+            f"({cfg.window_samples} samples); pad or record longer clips"
+        )
+    return 1 + (num_samples - cfg.window_samples) // cfg.hop_samples
+
+
+class TorchFrontEnd(nn.Module):
+    """Batch front end on any device: audio `(batch, samples)` -> `(batch, frames, coeffs)`.
+
+    The matrices are non-persistent buffers: they follow `.to(device)` but never enter a
+    `state_dict`, because they are derived from the config that travels with checkpoints.
+    Always computes in float32, also under autocast and for float64 input.
+    """
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        super().__init__()
+        _check_config(cfg)
+        self.cfg = dataclasses.replace(cfg)
+        self.register_buffer("window", _f32(window(cfg)), persistent=False)
+        self.register_buffer("mel_t", _f32(mel_filterbank(cfg).T), persistent=False)
+        self.register_buffer("dct", _f32(dct_matrix(cfg)), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """Features of a batch.
+
+        Args:
+            audio: `(batch, samples)` float in [-1, 1], samples >= `window_samples`.
+
+        Returns:
+            `(batch, frames, coeffs)` float32, frames = `1 + (samples - window) // hop`.
+        """
+        if audio.ndim != 2:
+            raise UserError(
+                f"front end expects audio shaped (batch, samples), got {tuple(audio.shape)}; "
+                "add a batch dimension with audio[None]"
+            )
+        num_frames_for(audio.shape[-1], self.cfg)
+        cfg = self.cfg
+        # Autocast would run the matmuls in fp16/bf16; log of small mel energies needs float32.
+        with torch.autocast(device_type=audio.device.type, enabled=False):
+            frames = audio.float().unfold(-1, cfg.window_samples, cfg.hop_samples)
+            spectrum = torch.fft.rfft(frames * self.window.float(), n=cfg.fft_size)
+            power = spectrum.real.square() + spectrum.imag.square()
+            log_mel = torch.log(power @ self.mel_t.float() + cfg.log_floor)
+            if cfg.kind == "logmel":
+                return log_mel
+            return log_mel @ self.dct.float()
+
+
+def _f32(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+_TORCH_CACHE: dict[tuple, TorchFrontEnd] = {}
+
+
+def compute_features(audio: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """`TorchFrontEnd(cfg)` on `audio`'s device, built once per (config, device).
+
+    Args:
+        audio: `(batch, samples)` float in [-1, 1].
+
+    Returns:
+        `(batch, frames, coeffs)` float32 on `audio.device`.
+    """
+    key = (dataclasses.astuple(cfg), str(audio.device))
+    front_end = _TORCH_CACHE.get(key)
+    if front_end is None:
+        front_end = _TORCH_CACHE[key] = TorchFrontEnd(cfg).to(audio.device)
+    return front_end(audio)
+
+
+class NumpyFrontEnd:
+    """Streaming front end in numpy (float64 inside, float32 out), same matrices as torch."""
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        _check_config(cfg)
+        self.cfg = dataclasses.replace(cfg)
+        self.window = window(cfg)
+        self.mel_t = mel_filterbank(cfg).T
+        self.dct = dct_matrix(cfg)
+
+    def _coeffs(self, frames: np.ndarray) -> np.ndarray:
+        """`(n, window_samples)` raw frames -> `(n, coeffs)` float32."""
+        spectrum = np.fft.rfft(frames * self.window, n=self.cfg.fft_size, axis=-1)
+        power = spectrum.real**2 + spectrum.imag**2
+        log_mel = np.log(power @ self.mel_t + self.cfg.log_floor)
+        out = log_mel if self.cfg.kind == "logmel" else log_mel @ self.dct
+        return out.astype(np.float32)
+
+    def frame(self, frame_samples: np.ndarray) -> np.ndarray:
+        """Features of one frame: `(window_samples,)` float in [-1, 1] -> `(coeffs,)` float32."""
+        frame_samples = np.asarray(frame_samples, dtype=np.float64)
+        if frame_samples.shape != (self.cfg.window_samples,):
+            raise UserError(
+                f"a streaming frame must have shape ({self.cfg.window_samples},) "
+                f"({self.cfg.window_ms} ms), got {frame_samples.shape}"
+            )
+        return self._coeffs(frame_samples[None, :])[0]
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """Features of a clip: `(samples,)` float in [-1, 1] -> `(frames, coeffs)` float32."""
+        audio = np.asarray(audio, dtype=np.float64)
+        if audio.ndim != 1:
+            raise UserError(f"expected mono audio shaped (samples,), got {audio.shape}")
+        num_frames_for(audio.shape[0], self.cfg)
+        frames = np.lib.stride_tricks.sliding_window_view(audio, self.cfg.window_samples)
+        return self._coeffs(frames[:: self.cfg.hop_samples])
+
+
+_NUMPY_CACHE: dict[tuple, NumpyFrontEnd] = {}
+
+
+def features_for_clip(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """`NumpyFrontEnd(cfg).features(audio)` with the front end cached per config.
+
+    Args:
+        audio: `(samples,)` float in [-1, 1].
+
+    Returns:
+        `(frames, coeffs)` float32.
+    """
+    key = dataclasses.astuple(cfg)
+    front_end = _NUMPY_CACHE.get(key)
+    if front_end is None:
+        front_end = _NUMPY_CACHE[key] = NumpyFrontEnd(cfg)
+    return front_end.features(audio)
+
+
+def librosa_features(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """The same definition computed by librosa, as an independent reference for validation.
+
+    librosa frames `fft_size` samples and centres the `window_samples` window inside them, so
+    the audio is zero-padded by the difference on both sides to put every window on the same
+    samples as ours (power spectra ignore the phase that this shift adds).
+
+    Args:
+        audio: `(samples,)` float in [-1, 1]; kept in float64 for a tight reference.
+
+    Returns:
+        `(frames, coeffs)` float64.
+    """
+    librosa = require("librosa", "audio")
+    audio = np.asarray(audio, dtype=np.float64)
+    num_frames_for(audio.shape[-1], cfg)
+    left = (cfg.fft_size - cfg.window_samples) // 2
+    padded = np.pad(audio, (left, cfg.fft_size - cfg.window_samples - left))
+    stft = librosa.stft(
+        padded,
+        n_fft=cfg.fft_size,
+        hop_length=cfg.hop_samples,
+        win_length=cfg.window_samples,
+        window="hann",
+        center=False,
+    )
+    mel_basis = librosa.filters.mel(
+        sr=cfg.sample_rate_hz,
+        n_fft=cfg.fft_size,
+        n_mels=cfg.num_mel,
+        fmin=cfg.mel_low_hz,
+        fmax=cfg.mel_high_hz,
+        htk=True,
+        norm=None,
+        dtype=np.float64,
+    )
+    log_mel = np.log(mel_basis @ np.abs(stft) ** 2 + cfg.log_floor)
+    if cfg.kind == "logmel":
+        return log_mel.T
+    return librosa.feature.mfcc(S=log_mel, n_mfcc=cfg.num_mfcc, dct_type=2, norm="ortho").T
