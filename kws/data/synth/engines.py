@@ -1,0 +1,186 @@
+"""Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite and festival.
+
+Each engine is driven through `subprocess` with argument lists (never a shell string), writes a
+WAV into a private temporary folder, and is read back with soundfile. Discovery asks the engines
+themselves which voices they have, so the report names exactly what this machine can speak.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from kws.errors import UserError
+
+ENGINES = ("espeak", "flite", "festival")
+ENGINE_ALIASES = {"espeak-ng": "espeak"}
+INSTALL_HINT = (
+    "install them with `sudo apt-get install espeak-ng flite festival festvox-kallpc16k "
+    "festvox-kdlpc16k festvox-us-slt-hts`"
+)
+_TIMEOUT_S = 120
+# espeak-ng variants that are sound effects rather than voices (whisper, robot, demon, buzzing
+# "RicishayMax", announcer, croak, sped-up test voice): nothing like a command-word recording.
+_ODD_VARIANT_TAGS = (
+    "whisper",
+    "robo",
+    "demonic",
+    "ricishay",
+    "announcer",
+    "croak",
+    "tweaky",
+    "fast",
+)
+
+# Median F0 of each flite voice, measured once with librosa.pyin on a test sentence on the dev
+# box; speaker pitch is set as a factor of this so female and male voices stay plausible.
+_FLITE_BASE_F0_HZ = {"kal": 93.0, "kal16": 93.0, "awb": 132.0, "rms": 100.0, "slt": 171.0}
+_FLITE_DEFAULT_F0_HZ = 110.0
+
+
+class SynthesisError(RuntimeError):
+    """One engine call failed; the clip is counted as failed and the run goes on."""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    name: str
+    voices: tuple[str, ...]
+    variants: tuple[str, ...] = ()  # espeak-ng voice variants (+m3, +f2, +klatt, ...)
+
+
+def canonical_engine(name: str) -> str:
+    """Engine name as used in speaker ids (`espeak-ng` -> `espeak`); unknown names raise."""
+    name = ENGINE_ALIASES.get(name.strip().lower(), name.strip().lower())
+    if name not in ENGINES:
+        raise UserError(
+            f"unknown TTS engine '{name}'; choose from {', '.join(ENGINES)} (or espeak-ng)"
+        )
+    return name
+
+
+def _run(args: list[str], timeout_s: float = _TIMEOUT_S) -> str:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SynthesisError(f"{args[0]} failed: {exc}") from None
+    if done.returncode != 0:
+        raise SynthesisError(f"{args[0]} exited {done.returncode}: {done.stderr.strip()[:300]}")
+    return done.stdout
+
+
+def _espeak_info() -> EngineInfo | None:
+    if shutil.which("espeak-ng") is None:
+        return None
+    voices = []
+    for line in _run(["espeak-ng", "--voices=en"]).splitlines()[1:]:
+        cols = line.split()
+        # MBROLA voices (file mb/...) need the separate mbrola program and voice data.
+        if len(cols) >= 5 and (not cols[4].startswith("mb/") or shutil.which("mbrola")):
+            if cols[1] != "variant" and cols[1] not in voices:
+                voices.append(cols[1])
+    variants = []
+    for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]:
+        match = re.search(r"!v/(\S+)\s*(\(|$)", line)
+        if match and not any(tag in match.group(1).lower() for tag in _ODD_VARIANT_TAGS):
+            variants.append(match.group(1))
+    return EngineInfo("espeak", tuple(voices), tuple(sorted(set(variants))))
+
+
+def _flite_info() -> EngineInfo | None:
+    if shutil.which("flite") is None:
+        return None
+    text = _run(["flite", "-lv"])
+    names = text.split(":", 1)[-1].split()
+    # `*_time` voices are limited-domain (they can only read out clock times).
+    return EngineInfo("flite", tuple(v for v in names if not v.endswith("_time")))
+
+
+def _festival_info() -> EngineInfo | None:
+    if shutil.which("festival") is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="kws-festival-") as tmp:
+        script = Path(tmp) / "voices.scm"
+        script.write_text("(print (voice.list))\n")
+        text = _run(["festival", "-b", str(script)])
+    voices = tuple(re.findall(r"[A-Za-z0-9_]+", text))
+    return EngineInfo("festival", voices)
+
+
+@functools.cache
+def discover() -> dict[str, EngineInfo]:
+    """Engines on this machine that have at least one voice, keyed by canonical name."""
+    found = {}
+    for probe in (_espeak_info, _flite_info, _festival_info):
+        try:
+            info = probe()
+        except SynthesisError:
+            info = None
+        if info is not None and info.voices:
+            found[info.name] = info
+    return found
+
+
+def _read_wav(path: Path) -> tuple[np.ndarray, int]:
+    if not path.is_file() or path.stat().st_size <= 44:
+        raise SynthesisError(f"engine wrote no audio to {path.name}")
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    audio = audio.mean(axis=1)
+    if audio.size == 0 or not np.any(audio):
+        raise SynthesisError(f"engine wrote silent audio to {path.name}")
+    return audio, int(rate)
+
+
+def espeak(text: str, voice: str, variant: str, pitch: int, speed_wpm: int, tmp: Path):
+    """espeak-ng: `-p` pitch 0-99 (default 50), `-s` speed in words per minute (default 175)."""
+    out = tmp / "espeak.wav"
+    name = f"{voice}+{variant}" if variant else voice
+    _run(["espeak-ng", "-v", name, "-p", str(pitch), "-s", str(speed_wpm), "-w", str(out), text])
+    return _read_wav(out)
+
+
+def flite(text: str, voice: str, f0_factor: float, f0_spread: float, stretch: float, tmp: Path):
+    """flite: duration stretch and intonation target mean/spread set per speaker."""
+    out = tmp / "flite.wav"
+    base_hz = _FLITE_BASE_F0_HZ.get(voice, _FLITE_DEFAULT_F0_HZ)
+    args = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}"]
+    args += ["--setf", f"int_f0_target_mean={base_hz * f0_factor:.1f}"]
+    args += ["--setf", f"int_f0_target_stddev={base_hz * 0.12 * f0_spread:.1f}"]
+    _run([*args, "-t", text, "-o", str(out)])
+    return _read_wav(out)
+
+
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def festival_batch(texts: list[str], voice: str, stretch: float, tmp: Path):
+    """festival: one process per speaker says every text (startup costs ~0.4 s, a word ~0.07 s).
+
+    Returns one `(audio, rate)` or a `SynthesisError` per text, in order.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_]+", voice):
+        raise SynthesisError(f"bad festival voice name {voice!r}")
+    lines = [f"(voice_{voice})", f"(Parameter.set 'Duration_Stretch {stretch:.3f})"]
+    outs = [tmp / f"festival_{i}.wav" for i in range(len(texts))]
+    for text, out in zip(texts, outs, strict=True):
+        utt = f"(utt.synth (Utterance Text {_scheme_string(text)}))"
+        lines.append(f"(utt.save.wave {utt} {_scheme_string(str(out))} 'riff)")
+    script = tmp / "festival.scm"
+    script.write_text("\n".join(lines) + "\n")
+    _run(["festival", "-b", str(script)], timeout_s=_TIMEOUT_S + 5 * len(texts))
+    results: list = []
+    for out in outs:
+        try:
+            results.append(_read_wav(out))
+        except SynthesisError as exc:
+            results.append(exc)
+    return results
