@@ -51,8 +51,8 @@ def _gsc_like_archive() -> bytes:
     files["validation_list.txt"] = b"yes/0b09edd3_nohash_1.wav\n"
     files["testing_list.txt"] = b"no/0a7c2a8d_nohash_0.wav\n"
     entries = []
-    for folder in ["yes", "no", "_background_noise_"]:
-        info = tarfile.TarInfo("./" + folder)
+    for folder in [".", "./yes", "./no", "./_background_noise_"]:
+        info = tarfile.TarInfo(folder)
         info.type, info.mode = tarfile.DIRTYPE, 0o755
         entries.append((info, None))
     entries += [(tarfile.TarInfo("./" + name), data) for name, data in files.items()]

@@ -361,8 +361,10 @@ def _check_member(member: tarfile.TarInfo, dest: Path | None = None) -> None:
 
 
 def _inside(folder: Path, path: Path) -> bool:
-    base = os.path.realpath(folder)
-    return os.path.commonpath([base, os.path.realpath(path)]) == base
+    # Lexical check: the fresh temp folder holds no links, and links in the archive are refused.
+    base = os.path.normpath(folder)
+    target = os.path.normpath(path)
+    return target == base or target.startswith(base + os.sep)  # "." itself is a member too
 
 
 def _extract(archive_path: Path, dataset: Path, archive: GscArchive, show: bool) -> None:
