@@ -1,0 +1,113 @@
+"""Export stage: ONNX graphs of a DS-CNN (float via the dynamo exporter, int8 via static QDQ).
+
+The float graph comes from `torch.onnx.export(dynamo=True)` with a dynamic batch axis; the int8
+graph from ONNX Runtime's static quantizer in QDQ format (per-channel int8 weights, int8
+activations) calibrated on training-split features.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kws.errors import require
+from kws.io import atomic_write_bytes
+from kws.models.ds_cnn import DSCNN
+
+INPUT_NAME = "features"
+OUTPUT_NAME = "logits"
+
+
+def export_onnx(model: DSCNN, path: str | Path, opset: int = 18) -> Path:
+    """Write `model` as ONNX: input `features (batch, frames, coeffs)` float32 -> `logits`.
+
+    Args:
+        model: the torch model; exported in eval mode on CPU (the caller's copy is untouched).
+        path: destination `.onnx`, written atomically.
+        opset: ONNX opset for the dynamo exporter.
+    """
+    require("onnxscript", "export")  # the dynamo exporter needs it; name the extra if missing
+    onnx = require("onnx", "export")
+    cfg = model.cfg
+    cpu_model = _cpu_eval_copy(model)
+    example = torch.zeros(2, cfg.input_frames, cfg.input_coeffs)  # batch 2: avoid 0/1 special
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
+        program = torch.onnx.export(
+            cpu_model,
+            (example,),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: batch},),
+            opset_version=opset,
+            dynamo=True,
+        )
+    proto = program.model_proto
+    onnx.checker.check_model(proto)
+    return atomic_write_bytes(path, proto.SerializeToString())
+
+
+def _cpu_eval_copy(model: DSCNN) -> DSCNN:
+    from kws.models.ds_cnn import create_model
+
+    copy = create_model(model.cfg)
+    copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    return copy.eval()
+
+
+def quantize_onnx(
+    float_path: str | Path, int8_path: str | Path, calibration: Iterable[np.ndarray]
+) -> Path:
+    """Static QDQ int8 quantization of a float ONNX graph.
+
+    Args:
+        float_path: the float model from `export_onnx`.
+        int8_path: destination; written atomically.
+        calibration: feature batches `(batch, frames, coeffs)` float32 (training split).
+    """
+    quant = require("onnxruntime.quantization", "export", package="onnxruntime")
+    batches = [np.ascontiguousarray(b, dtype=np.float32) for b in calibration]
+
+    class Reader(quant.CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter(batches)
+
+        def get_next(self) -> dict | None:
+            item = next(self._items, None)
+            return None if item is None else {INPUT_NAME: item}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "model_int8.onnx"
+        quant.quantize_static(
+            str(float_path),
+            str(out),
+            Reader(),
+            quant_format=quant.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=quant.QuantType.QInt8,
+            weight_type=quant.QuantType.QInt8,
+            calibrate_method=quant.CalibrationMethod.MinMax,
+        )
+        return atomic_write_bytes(int8_path, out.read_bytes())
+
+
+def onnx_session(path: str | Path, threads: int = 1):
+    """An ONNX Runtime CPU session with `threads` intra-op threads."""
+    ort = require("onnxruntime", "export")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(session, features: np.ndarray) -> np.ndarray:
+    """Logits `(batch, classes)` for features `(batch, frames, coeffs)`."""
+    feed = {INPUT_NAME: np.ascontiguousarray(features, dtype=np.float32)}
+    return session.run([OUTPUT_NAME], feed)[0]
