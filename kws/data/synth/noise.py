@@ -88,7 +88,9 @@ def _babble(rng: np.random.Generator, samples: int, voices: list[Speaker], tmp: 
     mix = np.zeros(samples)
     for stream in range(_BABBLE_STREAMS):
         speaker = voices[stream % len(voices)]
-        text = " . ".join(rng.permutation(_BABBLE_SENTENCES))
+        # About 2.5 s per sentence; the reading loops, so short recordings need short texts.
+        count = min(len(_BABBLE_SENTENCES), int(np.ceil(samples / SAMPLE_RATE_HZ / 2.5)) + 1)
+        text = " . ".join(rng.permutation(_BABBLE_SENTENCES)[:count])
         said = speak(speaker, [text], tmp)[0]
         if isinstance(said, Exception):
             continue  # a missing stream only thins the crowd

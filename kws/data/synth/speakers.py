@@ -2,23 +2,28 @@
 
 A speaker's id is `<engine>-<8 hex digits>` (hash of its parameters), so GSC's split rule, which
 hashes the part of a file name before `_nohash_`, keeps each synthetic speaker in one split, and
-`exclude_speakers: [flite]` style filters can hold a whole engine out.
+`exclude_speakers: [flite]` style filters can hold a whole engine out. The split still comes
+from the hash rule alone; a salt in the hashed parameters stratifies speakers over the splits.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from kws.data.gsc import which_set
 from kws.data.synth import engines
 from kws.data.synth.engines import EngineInfo
 
 # Share of speakers per engine: espeak-ng is fast and has the most voices, but every engine gets
 # a large share because transfer to an unheard engine is what the data is for.
 _ENGINE_WEIGHTS = {"espeak": 0.4, "flite": 0.3, "festival": 0.3}
+# Split of each engine's k-th speaker (k mod 10) at GSC's default 10% / 10%: a small set still
+# has every engine in every split, and a large one gets exactly 80/10/10.
+_SPLIT_PATTERN = ("training", "validation", "testing") + ("training",) * 7
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Speaker:
     drive: float  # soft-clipping drive, 1 = clean
     level_dbfs: float  # peak level of the recording
     noise_dbfs: float  # noise floor level (RMS)
+    salt: int = 0  # only changes the id: picks which split GSC's hash rule puts the speaker in
 
     @property
     def id(self) -> str:
@@ -102,10 +108,21 @@ def make_speaker(info: EngineInfo, voice: str, seed: int, index: int) -> Speaker
     )
 
 
+def _salted(speaker: Speaker, split: str, taken: set[str]) -> Speaker:
+    """The first salt whose id GSC's rule puts in `split` (and that no other speaker has)."""
+    salt = 0
+    while True:
+        salted = replace(speaker, salt=salt)
+        if salted.id not in taken and which_set(f"{salted.id}_nohash_0.wav") == split:
+            return salted
+        salt += 1
+
+
 def make_speakers(engines: dict[str, EngineInfo], seed: int, count: int) -> list[Speaker]:
     """`count` distinct speakers spread over `engines`; speaker i never depends on `count`.
 
-    Voices rotate within each engine in a seeded order, so a small set still hears every voice.
+    Voices rotate within each engine in a seeded order, so a small set still hears every voice,
+    and each engine's speakers are stratified over the splits (`_SPLIT_PATTERN`).
     """
     names = sorted(engines)
     schedule = _engine_schedule(names, count)
@@ -120,11 +137,10 @@ def make_speakers(engines: dict[str, EngineInfo], seed: int, count: int) -> list
     for index, engine in enumerate(schedule):
         info = engines[engine]
         order = voice_orders[engine]
-        voice = info.voices[order[used[engine] % len(order)]]
+        k = used[engine]
+        voice = info.voices[order[k % len(order)]]
         used[engine] += 1
-        speaker = make_speaker(info, voice, seed, index)
-        if speaker.id in ids:  # a 32-bit hash collision: draw this slot again
-            speaker = make_speaker(info, voice, seed, -1 - index)
+        speaker = _salted(make_speaker(info, voice, seed, index), _SPLIT_PATTERN[k % 10], ids)
         ids.add(speaker.id)
         speakers.append(speaker)
     return speakers
