@@ -43,6 +43,143 @@ def verb(fn):
     return fn
 
 
+def _overrides_help() -> str:
+    return "dotted overrides, e.g. train.epochs=5 data.root=data/synth model.preset=ds_cnn_s"
+
+
+@verb
+def _add_data(sub) -> None:
+    p = sub.add_parser("data", help="download Google Speech Commands or synthesize a TTS set",
+                       description="Get audio in Google Speech Commands' layout.")
+    data_sub = p.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
+    d = data_sub.add_parser(
+        "download", help="download and safely extract GSC v1/v2 (resumable)",
+        description="Stream a GSC archive over HTTP with resume, verify it, extract it safely. "
+        "Idempotent: a completed dataset is not fetched again.",
+        epilog="example: kws data download --version v2 --root data  (then --test-set too)")
+    d.add_argument("--version", choices=["v1", "v2"], default="v2")
+    d.add_argument("--test-set", action="store_true", help="the official test-set archive")
+    d.add_argument("--root", default="data", help="folder to download and extract into")
+    d.add_argument("--base-url", default=None,
+                   help="mirror URL (default: $KWS_GSC_BASE_URL, else TensorFlow's host)")
+    d.set_defaults(run=_run_data_download)
+    s = data_sub.add_parser(
+        "synth", help="synthesize a GSC-layout set with TTS voices (custom keywords too)",
+        description="Write GSC's exact layout from Debian TTS engines (espeak-ng, flite, "
+        "festival): 1 s 16 kHz clips, background noise, validation/testing lists.",
+        epilog="example: kws data synth --out data/synth --clips-per-word 80\n"
+        "         kws data synth --out data/mywords --words marvin sheila --clips-per-word 200",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--out", default="data/synth", help="output folder (GSC layout)")
+    s.add_argument("--words", nargs="+", default=None, help="words to synthesize (default: "
+                   "the 10 GSC commands plus many unknown/confusable words)")
+    s.add_argument("--clips-per-word", type=int, default=60)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--workers", type=int, default=0, help="parallel workers (0 = all cores)")
+    s.add_argument("--noise-seconds", type=float, default=60.0)
+    s.add_argument("--engines", nargs="+", default=None, help="espeak-ng, flite, festival")
+    s.set_defaults(run=_run_data_synth)
+
+
+def _run_data_download(args) -> int:
+    from pathlib import Path
+
+    from kws.data.download import download_gsc
+
+    path = download_gsc(args.version, Path(args.root), test_set=args.test_set,
+                        base_url=args.base_url)
+    print(f"dataset ready: {path}")
+    return 0
+
+
+def _run_data_synth(args) -> int:
+    from pathlib import Path
+
+    from kws.data.synth import synthesize
+
+    report = synthesize(Path(args.out), words=args.words, clips_per_word=args.clips_per_word,
+                        seed=args.seed, workers=args.workers, noise_seconds=args.noise_seconds,
+                        engines=args.engines)
+    print(f"wrote {report.num_clips} clips ({report.num_failed} failed) to {report.out_dir}")
+    return 0
+
+
+@verb
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train", help="train a DS-CNN from a YAML recipe",
+        description="Train a model from a recipe; writes runs/<name>/ with config.yaml, "
+        "checkpoints/{best,last}.pt, metrics.jsonl and plots/. Uses CUDA (bf16 autocast) when "
+        "available.",
+        epilog="examples:\n  kws train recipes/quickstart.yaml\n"
+        "  kws train recipes/gsc12/ds_cnn_s.yaml train.lr=1e-3 train.epochs=40\n"
+        "  kws train recipes/quickstart.yaml --resume   # continue an interrupted run",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("recipe", help="YAML recipe (see recipes/)")
+    p.add_argument("overrides", nargs="*", help=_overrides_help())
+    p.add_argument("--run-dir", default=None, help="default: <runs_dir>/<name>")
+    p.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    from pathlib import Path
+
+    from kws.config import load_recipe
+    from kws.train.loop import train
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    run_dir = Path(args.run_dir or Path(cfg.runs_dir) / cfg.name)
+    result = train(cfg, run_dir, resume=args.resume)
+    print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}%; run: {run_dir}")
+    return 0
+
+
+@verb
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="accuracy, per-class accuracy and confusion matrix of a checkpoint",
+        description="Evaluate a checkpoint (or run directory) on any GSC-layout folder. Prints "
+        "accuracy, command-only accuracy, unknown recall, per-class recall and the confusion "
+        "matrix; writes evaluation_<split>.json and plots/confusion_<split>.png in the run.",
+        epilog="example: kws evaluate runs/quickstart --data data/synth --split testing")
+    p.add_argument("checkpoint", help="checkpoint .pt or run directory")
+    p.add_argument("--data", default=None, help="GSC-layout folder (default: the run's)")
+    p.add_argument("--split", default="testing",
+                   choices=["testing", "test", "validation", "training", "holdout", "all"])
+    p.add_argument("--device", default="auto")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from kws.train.report import evaluate_checkpoint
+
+    for result in evaluate_checkpoint(args.checkpoint, data_root=args.data, split=args.split,
+                                      device=args.device):
+        print(result)
+    return 0
+
+
+@verb
+def _add_quickstart(sub) -> None:
+    p = sub.add_parser(
+        "quickstart", help="the whole pipeline on a synthesized set (what `make quickstart` runs)",
+        description="Synthesize a small 12-class set, train a DS-CNN-S, evaluate it, grow a "
+        "compact seed by splitting, export int8 TFLite/TFLite Micro/ONNX and evaluate streaming "
+        "detection. Every step is resumable; rerunning skips finished steps.")
+    p.add_argument("--recipe", default="recipes/quickstart.yaml")
+    p.add_argument("overrides", nargs="*", help=_overrides_help())
+    p.add_argument("--skip", nargs="*", default=[], choices=["grow", "export", "stream"],
+                   help="steps to leave out")
+    p.set_defaults(run=_run_quickstart)
+
+
+def _run_quickstart(args) -> int:
+    from kws.quickstart import run_quickstart
+
+    return run_quickstart(args.recipe, args.overrides, skip=args.skip)
+
+
 @verb
 def _add_profile(sub) -> None:
     p = sub.add_parser(
@@ -90,6 +227,41 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kws: error: {exc}", file=sys.stderr)
             return 2
         raise
+
+
+@verb
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="export to ONNX, int8 TFLite and TFLite Micro, with a parity report",
+        description="Write ONNX (float + int8), TFLite (float + full-int8) and TFLite Micro files "
+        "(C array, op resolver, manifest) under the run's export/, evaluate every backend on "
+        "the test split and write export/report.md. Exits 1 when int8 accuracy drops too far "
+        "or the model breaks the target's budget.",
+        epilog="examples:\n  kws export runs/quickstart\n"
+        "  kws export runs/quickstart/checkpoints/best.pt --formats tflite,tflm "
+        "--target cortex-m4f\n  kws export runs/gsc --data data/speech_commands_v0.02 "
+        "--max-drop 0.5",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="checkpoint .pt or run directory (uses its best.pt)")
+    p.add_argument("--formats", default=None,
+                   help="comma-separated subset of onnx,tflite,tflm (default: export.formats)")
+    p.add_argument("--target", default=None, help="budget target name (see kws profile)")
+    p.add_argument("--data", default=None, help="data root for calibration/evaluation")
+    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                   help="allowed int8 accuracy drop (default: export.max_int8_drop_points)")
+    p.add_argument("--out", default=None, help="output folder (default: <run>/export)")
+    p.set_defaults(run=_run_export)
+
+
+def _run_export(args) -> int:
+    from kws.export import export_run, render_markdown
+
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
+    report = export_run(args.checkpoint, formats=formats, target=args.target,
+                        data_root=args.data, out_dir=args.out, max_drop_points=args.max_drop)
+    print(render_markdown(report))
+    print(f"wrote {report.export_dir}")
+    return 0 if report.passed else 1
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ and lists the valid ones; command-line overrides are dotted (`train.lr=1e-3`).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,24 @@ import yaml
 from kws.errors import UserError
 
 GSC12_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with only true/false as booleans: GSC keywords yes/no/on/off stay strings."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def parse_yaml(text: str):
+    """Parse YAML text keeping yes/no/on/off as strings (they are keywords here)."""
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 class ConfigError(UserError, ValueError):
@@ -261,7 +280,7 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{dotted}': '{key}' is not a section")
-        node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+        node[keys[-1]] = parse_yaml(raw) if raw != "" else ""
     return values
 
 
@@ -272,7 +291,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"recipe '{path}' not found; see recipes/ for examples")
-        values = yaml.safe_load(path.read_text()) or {}
+        values = parse_yaml(path.read_text()) or {}
         if not isinstance(values, dict):
             raise ConfigError(f"recipe '{path}' must be a mapping of sections")
     values = apply_overrides(values, overrides or [])

@@ -67,9 +67,29 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def to_plain(obj: Any) -> Any:
+    """Plain Python data (dict/list/str/int/float/bool/None, tensors kept) for safe loading.
+
+    numpy scalars and arrays would need unsafe globals under `weights_only=True`.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {str(k) if not isinstance(k, int) else k: to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):  # numpy scalar or array
+        return obj.tolist()
+    return obj
+
+
 def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
-    """Write a checkpoint dict atomically; tensors are moved to CPU first."""
-    payload = dict(checkpoint)
+    """Write a checkpoint dict atomically as plain data; tensors are moved to CPU first."""
+    payload = to_plain({k: v for k, v in checkpoint.items() if k != "optimizer"})
+    if "optimizer" in checkpoint:  # keep its int keys and tensors exactly
+        payload["optimizer"] = checkpoint["optimizer"]
     payload["state_dict"] = {k: v.detach().cpu() for k, v in checkpoint["state_dict"].items()}
     payload.setdefault("format", "kws-checkpoint-1")
 

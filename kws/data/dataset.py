@@ -135,8 +135,9 @@ def decode_bank(clips: list[Clip], feature_cfg: FeatureConfig, cache_dir: Path |
     return bank
 
 
-def report_bank_issues(bank: AudioBank, stream=sys.stderr) -> None:
+def report_bank_issues(bank: AudioBank, stream=None) -> None:
     """One counted warning per kind of problem (never one per file)."""
+    stream = stream or sys.stderr
     fixes = {"resampled": "resampled to the front end's rate", "downmixed": "down-mixed to mono",
              "trimmed": "longer than a clip, trimmed to the loudest window"}
     for issue, count in sorted(bank.issues.items()):
@@ -174,6 +175,7 @@ class KwsData:
         self.examples = select_examples(self.clips, cfg.data, self.labels)
         self.noise, self.noise_lengths = self._load_noise(root)
         self.front_end = TorchFrontEnd(self.feature_cfg).to(device)
+        self._eval_cache: dict = {}
 
     def _load_noise(self, root: Path) -> tuple[torch.Tensor, torch.Tensor]:
         samples = self.feature_cfg.clip_samples
@@ -236,6 +238,14 @@ class KwsData:
                 seed: int = 0) -> Iterator:
         """Yield `(features (batch, frames, coeffs), labels (batch,))` on the data's device."""
         d = self.cfg.data
+        if not shuffle and not augment:
+            # Evaluation batches are deterministic: compute their features once per run.
+            key = (split, batch_size, seed)
+            if key not in self._eval_cache:
+                self._eval_cache[key] = [(self.front_end(a), y) for a, y in
+                                         self.audio_batches(split, batch_size, seed=seed)]
+            yield from self._eval_cache[key]
+            return
         generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         for audio, labels in self.audio_batches(split, batch_size, shuffle, augment, seed):
             features = self.front_end(audio)
