@@ -1,0 +1,363 @@
+"""Growth stage: splitting matrices of the realized split and their minimum eigenpairs.
+
+Splitting steepest descent (Liu, Wu, Wang 2019, sections 2.1-2.2, Algorithm 1) splits a neuron
+theta into two off-springs theta +- eps * v with output weights 1/2. In a DS-CNN the split
+channel first runs through a per-channel depthwise chain before the consumer mixes channels, and
+`apply_splits` duplicates that chain. So the function the consumer sees from neuron k is
+
+    u(theta) = chain(act1(bn1(theta . x_p)))          per position q,
+
+and the realized split replaces u(theta) by (u(theta + delta) + u(theta - delta)) / 2
+= u + delta^T [d2u / dtheta2] delta / 2 + O(|delta|^4). Hence, with L the mean cross-entropy
+and g_q = dL/du_q, the loss changes by eps^2 / 2 * v^T S_eff v + o(eps^2) with
+
+    S_eff = sum_q g_q d2u_q/dtheta2 = S + T,
+    S = sum_p (dL/dh_p) act1''(a1_p) s1^2 x_p x_p^T                (the paper's matrix (7))
+    T = sum_q g_q act2''(a2_q) J_q J_q^T,  J_q = da2_q/dtheta = s2 sum_r K_r act1'(a1_{q+r}) s1 x_{q+r}
+
+where x_p are the producer's input patches, s1/s2 the frozen BN scales, a1/a2 the pre-activations
+and K the depthwise kernel of the channel. For the last unit (pooling -> fc) T = 0. The loss of
+the network with every neuron split, as a function of the stacked deltas, has at zero exactly
+the Hessian blockdiag(S_eff) (tests check this against `torch.func.hessian`).
+
+`solver="exact"` accumulates every (d x d) matrix in closed form over unfolded patches and calls
+`torch.linalg.eigh`; `solver="fast"` applies all S_eff at once to stacked vectors (one
+Hessian-vector product per unit gives every neuron's S_eff v, since there are no cross terms)
+and runs a batched LOBPCG for the smallest eigenpair.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from kws.config import GrowthConfig
+from kws.growth.units import activation_derivatives, bn_affine, pad_same, realized_forward
+
+_CHUNK_ELEMENTS = 1 << 24  # bound on temporary tensors: 64 MB in float32
+
+
+@dataclass
+class UnitScores:
+    """Scores of one unit: `eigenvalues (C,)` splitting indices, `vectors (C, d)` unit-norm."""
+
+    index: int
+    eigenvalues: torch.Tensor
+    vectors: torch.Tensor
+
+
+@dataclass
+class Scores:
+    units: list[UnitScores] = field(default_factory=list)
+    num_examples: int = 0
+    solver: str = "exact"
+
+    def spectrum(self) -> dict[str, list[float]]:
+        """Plain-data splitting indices per unit, for history JSON and plots."""
+        return {str(u.index): u.eigenvalues.tolist() for u in self.units}
+
+
+@dataclass
+class _UnitData:
+    """What one calibration batch contributes to one unit's operator."""
+
+    patches: torch.Tensor  # (N, d, P) producer input patches
+    grid: tuple[int, int]  # (t, f) of the producer output, t * f = P
+    weight_s: torch.Tensor  # (N, C, P) = dL/dh * act1'' * s1^2
+    f1: torch.Tensor | None = None  # (N, C, P) = act1' * s1
+    weight_t: torch.Tensor | None = None  # (N, C, Q) = dL/du * act2'' * s2^2
+    kernel: torch.Tensor | None = None  # (C, 1, kt, kf) depthwise kernel
+    kernel_shape: tuple = ()
+    stride: tuple = ()
+
+
+def _dtype(cfg: GrowthConfig) -> torch.dtype:
+    if cfg.dtype not in ("float32", "float64"):
+        from kws.errors import UserError
+
+        raise UserError(f"growth.dtype '{cfg.dtype}' is not float32 or float64")
+    return torch.float64 if cfg.dtype == "float64" else torch.float32
+
+
+def _batch_data(model, features, labels, cfg: GrowthConfig) -> list[_UnitData]:
+    """One forward/backward on a batch; returns per-unit data for the splitting operators."""
+    mcfg = model.cfg
+    with torch.enable_grad():
+        logits, trace = realized_forward(model, features)
+        loss = F.cross_entropy(logits, labels, reduction="sum")
+        chained = [t for t in trace if t["pre2"] is not None]
+        grads = torch.autograd.grad(loss, [t["h"] for t in trace] + [t["out"] for t in chained])
+    grad_h, grad_out = grads[: len(trace)], grads[len(trace) :]
+    data = []
+    for j, step in enumerate(trace):
+        bn = model.stem_bn if j == 0 else model.blocks[j - 1].pw_bn
+        s1 = bn_affine(bn)[0].detach()[None, :, None]
+        inp = step["inp"].detach()
+        if j == 0:
+            patches = F.unfold(inp, tuple(mcfg.stem_kernel), stride=tuple(mcfg.stem_stride))
+        else:
+            patches = inp.flatten(2)
+        pre1 = step["pre1"].detach()
+        n, c, t, f = pre1.shape
+        d1, d2 = activation_derivatives(mcfg.activation, pre1.flatten(2), cfg.relu_softplus_beta)
+        item = _UnitData(patches, (t, f), grad_h[j].detach().flatten(2) * d2 * s1**2)
+        if step["pre2"] is not None:
+            block = model.blocks[j]
+            s2 = bn_affine(block.dw_bn)[0].detach()[None, :, None]
+            pre2 = step["pre2"].detach().flatten(2)
+            e2 = activation_derivatives(mcfg.activation, pre2, cfg.relu_softplus_beta)[1]
+            item.f1 = d1 * s1
+            item.weight_t = grad_out[j].detach().flatten(2) * e2 * s2**2
+            item.kernel = block.dw_conv.weight.detach()
+            item.kernel_shape = tuple(mcfg.depthwise_kernel)
+            item.stride = tuple(mcfg.block_strides[j])
+        data.append(item)
+    return data
+
+
+def _taps(item: _UnitData, size: tuple[int, int]):
+    """(tap kernel `(G,)` column index, time slice, freq slice) of the padded input."""
+    (kt, kf), (st, sf) = item.kernel_shape, item.stride
+    out_t, out_f = -(-size[0] // st), -(-size[1] // sf)
+    for a in range(kt):
+        for b in range(kf):
+            yield (
+                a * kf + b,
+                slice(a, a + st * (out_t - 1) + 1, st),
+                slice(b, b + sf * (out_f - 1) + 1, sf),
+            )
+
+
+def _depthwise(item: _UnitData, z: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Depthwise 'same' conv of `z (N, G, t, f)` with `kernel (G, kt * kf)` by shifted adds.
+
+    Shifted adds instead of `F.conv2d(groups=G)`: the grouped conv takes a slow per-group path
+    on CPU (float64 above all), which made scoring 100x slower.
+    """
+    padded = pad_same(z, item.kernel_shape, item.stride)
+    out = None
+    for tap, ts, fs in _taps(item, z.shape[-2:]):
+        term = kernel[:, tap, None, None] * padded[:, :, ts, fs]
+        out = term if out is None else out + term
+    return out
+
+
+def _depthwise_transpose(
+    item: _UnitData, g: torch.Tensor, kernel: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """Adjoint of `_depthwise`: `g (N, G, t', f')` -> `(N, G, t, f)`."""
+    from kws.models.ds_cnn import same_padding
+
+    t0, t1 = same_padding(size[0], item.kernel_shape[0], item.stride[0])
+    f0, f1 = same_padding(size[1], item.kernel_shape[1], item.stride[1])
+    padded = g.new_zeros(*g.shape[:2], size[0] + t0 + t1, size[1] + f0 + f1)
+    for tap, ts, fs in _taps(item, size):
+        padded[:, :, ts, fs] += kernel[:, tap, None, None] * g
+    return padded[:, :, t0 : t0 + size[0], f0 : f0 + size[1]]
+
+
+def _chain_jacobian(item: _UnitData, lo: int, hi: int) -> torch.Tensor:
+    """J_q / s2 for channels lo:hi: `(hi - lo, d, N * Q)`."""
+    n, d, _ = item.patches.shape
+    t, f = item.grid
+    k = hi - lo
+    field_ = item.f1[:, lo:hi, None, :] * item.patches[:, None]  # (N, k, d, P)
+    field_ = field_.reshape(n, k * d, t, f)
+    kernel = item.kernel[lo:hi].flatten(1).repeat_interleave(d, dim=0)  # (k * d, kt * kf)
+    jac = _depthwise(item, field_, kernel)
+    return jac.reshape(n, k, d, -1).permute(1, 2, 0, 3).reshape(k, d, -1)
+
+
+def _accumulate_exact(item: _UnitData, out: torch.Tensor) -> None:
+    """Add this batch's S + T, `(C, d, d)`, into `out`."""
+    n, d, p = item.patches.shape
+    c = item.weight_s.shape[1]
+    x = item.patches.permute(1, 0, 2).reshape(d, n * p)  # (d, N * P)
+    w = item.weight_s.permute(1, 0, 2).reshape(c, n * p)  # (C, N * P)
+    step = max(1, _CHUNK_ELEMENTS // max(1, d * n * p))
+    for lo in range(0, c, step):
+        hi = min(c, lo + step)
+        out[lo:hi] += torch.matmul(x[None] * w[lo:hi, None, :], x.T)
+        if item.weight_t is not None:
+            jac = _chain_jacobian(item, lo, hi)  # (k, d, N * Q)
+            wt = item.weight_t[:, lo:hi].permute(1, 0, 2).reshape(hi - lo, 1, -1)
+            out[lo:hi] += torch.matmul(jac * wt, jac.transpose(1, 2))
+
+
+def _calibration(model, batches: Iterable, cfg: GrowthConfig, dtype):
+    """Yield (features, labels) of at most `cfg.calibration_batches` batches in `dtype`."""
+    device = next(model.parameters()).device
+    for i, (features, labels) in enumerate(batches):
+        if cfg.calibration_batches and i >= cfg.calibration_batches:
+            break
+        yield features.to(device=device, dtype=dtype), labels.to(device)
+
+
+def _frozen_copy(model, dtype):
+    """A detached eval-mode copy in `dtype`, so scoring can never touch the caller's model."""
+    clone = copy.deepcopy(model).to(dtype).eval()
+    return clone
+
+
+def splitting_matrices(
+    model, batches: Iterable, cfg: GrowthConfig, chain_term: bool = True
+) -> tuple[list, int]:
+    """Closed-form S_eff for every neuron: list over units of `(widths[j], d_j, d_j)`.
+
+    Returns the matrices (of the mean loss over the calibration examples) and the number of
+    examples used. `chain_term=False` drops T and gives the paper's S alone (for comparison;
+    it is not the Hessian of the split that `apply_splits` realizes).
+    """
+    dtype = _dtype(cfg)
+    clone = _frozen_copy(model, dtype)
+    mats: list[torch.Tensor] | None = None
+    count = 0
+    for features, labels in _calibration(clone, batches, cfg, dtype):
+        data = _batch_data(clone, features, labels, cfg)
+        if not chain_term:
+            for item in data:
+                item.weight_t = None
+        if mats is None:
+            mats = [
+                features.new_zeros(i.weight_s.shape[1], i.patches.shape[1], i.patches.shape[1])
+                for i in data
+            ]
+        for item, out in zip(data, mats):
+            _accumulate_exact(item, out)
+        count += features.shape[0]
+    if mats is None:
+        from kws.errors import UserError
+
+        raise UserError("no calibration batches to score; check the data split is not empty")
+    return [m / count for m in mats], count
+
+
+def _matvec(items: list[_UnitData], vectors: torch.Tensor, count: int) -> torch.Tensor:
+    """All S_eff v of one unit at once: `vectors (C, d, m)` -> `(C, d, m)`."""
+    out = torch.zeros_like(vectors)
+    c, d, m = vectors.shape
+    for item in items:
+        n, _, p = item.patches.shape
+        rows = item.patches.transpose(1, 2).reshape(n * p, d)  # (N * P, d) plain 2-D GEMMs
+        y = rows @ vectors.permute(1, 0, 2).reshape(d, c * m)  # theta . x_p per neuron
+        y = y.reshape(n, p, c, m).permute(0, 2, 3, 1)  # (N, C, m, P)
+        back = item.weight_s[:, :, None, :] * y
+        if item.weight_t is not None:
+            t, f = item.grid
+            z = (item.f1[:, :, None, :] * y).reshape(n, c * m, t, f)
+            kernel = item.kernel.flatten(1).repeat_interleave(m, dim=0)  # (C * m, kt * kf)
+            jv = _depthwise(item, z, kernel)  # J_q . v / s2 per neuron and vector
+            gt = jv * item.weight_t.repeat_interleave(m, dim=1).reshape(jv.shape)
+            adj = _depthwise_transpose(item, gt, kernel, (t, f))  # the chain's transpose
+            back = back + item.f1[:, :, None, :] * adj.reshape(n, c, m, p)
+        back = back.permute(0, 3, 1, 2).reshape(n * p, c * m)
+        out += (rows.T @ back).reshape(d, c, m).permute(1, 0, 2)
+    return out / count
+
+
+def lobpcg_min(
+    matvec,
+    num: int,
+    dim: int,
+    like: torch.Tensor,
+    iterations: int = 200,
+    tol: float = 1e-6,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest eigenpair of `num` symmetric (dim x dim) operators at once (block size 1).
+
+    `matvec` maps `(num, dim, m)` to `(num, dim, m)`. Stops when every residual
+    |A x - lambda x| is below `tol * max|lambda|`. Small `dim` is solved densely.
+    Returns eigenvalues `(num,)` and unit vectors `(num, dim)`.
+    """
+    if dim <= 6:  # too small for a 3-vector search space: form the matrix with dim products
+        eye = torch.eye(dim, dtype=like.dtype, device=like.device).expand(num, dim, dim)
+        mat = matvec(eye.contiguous())
+        vals, vecs = torch.linalg.eigh(0.5 * (mat + mat.transpose(1, 2)))
+        return vals[:, 0], vecs[:, :, 0]
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(num, dim, 1, generator=gen, dtype=like.dtype).to(like.device)
+    x = x / x.norm(dim=1, keepdim=True)
+    ax = matvec(x)
+    lam = (x * ax).sum(dim=(1, 2))
+    prev = None
+    for _ in range(iterations):
+        res = ax - lam[:, None, None] * x
+        if res.norm(dim=1).max() <= tol * lam.abs().max().clamp_min(1e-30):
+            break
+        basis = [x, res] + ([prev] if prev is not None else [])
+        q = torch.linalg.qr(torch.cat(basis, dim=2)).Q  # (num, dim, 2 or 3) orthonormal
+        aq = matvec(q)
+        small = q.transpose(1, 2) @ aq
+        vals, vecs = torch.linalg.eigh(0.5 * (small + small.transpose(1, 2)))
+        y = vecs[:, :, :1]  # (num, k, 1)
+        x_new = q @ y
+        prev = q[:, :, 1:] @ y[:, 1:]  # the step taken, without its component along x
+        ax, x, lam = aq @ y, x_new, vals[:, 0]
+        norm = x.norm(dim=1, keepdim=True)
+        x, ax = x / norm, ax / norm
+    return lam, x[:, :, 0]
+
+
+def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], int]:
+    dtype = _dtype(cfg)
+    clone = _frozen_copy(model, dtype)
+    per_unit: list[list[_UnitData]] = [[] for _ in clone.cfg.widths]
+    count = 0
+    for features, labels in _calibration(clone, batches, cfg, dtype):
+        for store, item in zip(per_unit, _batch_data(clone, features, labels, cfg)):
+            store.append(item)
+        count += features.shape[0]
+    if count == 0:
+        from kws.errors import UserError
+
+        raise UserError("no calibration batches to score; check the data split is not empty")
+    iterations = getattr(cfg, "fast_iterations", 300)
+    tol = getattr(cfg, "fast_tol", 1e-5 if dtype == torch.float32 else 1e-9)
+    units = []
+    for j, items in enumerate(per_unit):
+        c, d = items[0].weight_s.shape[1], items[0].patches.shape[1]
+        like = items[0].patches
+        vals, vecs = lobpcg_min(
+            lambda v, items=items: _matvec(items, v, count),
+            c,
+            d,
+            like,
+            iterations=iterations,
+            tol=tol,
+            seed=j,
+        )
+        units.append(UnitScores(j, vals, vecs))
+    return units, count
+
+
+def splitting_scores(model, batches: Iterable, cfg: GrowthConfig) -> Scores:
+    """Splitting index (lambda_min of S_eff) and splitting gradient v_min of every neuron.
+
+    Args:
+        model: a `DSCNN`; never modified (scoring runs on a frozen eval-mode copy).
+        batches: iterable of `(features (batch, frames, coeffs), labels (batch,))`; the first
+            `cfg.calibration_batches` are used (0 = all).
+        cfg: `solver` exact | fast, `dtype` float32 | float64, `relu_softplus_beta`.
+
+    Returns:
+        `Scores` with, per unit j, eigenvalues `(widths[j],)` and vectors `(widths[j], d_j)`
+        in `cfg.dtype` on the model's device.
+    """
+    if cfg.solver == "exact":
+        mats, count = splitting_matrices(model, batches, cfg)
+        units = []
+        for j, mat in enumerate(mats):
+            vals, vecs = torch.linalg.eigh(0.5 * (mat + mat.transpose(1, 2)))
+            units.append(UnitScores(j, vals[:, 0], vecs[:, :, 0]))
+        return Scores(units, count, "exact")
+    if cfg.solver == "fast":
+        units, count = _fast_scores(model, batches, cfg)
+        return Scores(units, count, "fast")
+    from kws.errors import UserError
+
+    raise UserError(f"growth.solver '{cfg.solver}' is not 'exact' or 'fast'")
