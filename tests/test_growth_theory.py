@@ -169,7 +169,7 @@ def test_fast_solver_agrees_with_exact():
         fast = splitting_scores(model, batches, FAST)
         mats, _ = splitting_matrices(model, batches, EXACT)
         gaps = [torch.diff(torch.linalg.eigvalsh(m)[:, :2], dim=1)[:, 0] for m in mats]
-        for e, f in zip(exact.units, fast.units):
+        for e, f in zip(exact.units, fast.units, strict=True):
             scale = e.eigenvalues.abs().max()
             torch.testing.assert_close(f.eigenvalues, e.eigenvalues, atol=1e-3 * scale, rtol=0)
             cosine = (e.vectors * f.vectors).sum(dim=1).abs()

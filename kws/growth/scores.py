@@ -13,7 +13,8 @@ and g_q = dL/du_q, the loss changes by eps^2 / 2 * v^T S_eff v + o(eps^2) with
 
     S_eff = sum_q g_q d2u_q/dtheta2 = S + T,
     S = sum_p (dL/dh_p) act1''(a1_p) s1^2 x_p x_p^T                (the paper's matrix (7))
-    T = sum_q g_q act2''(a2_q) J_q J_q^T,  J_q = da2_q/dtheta = s2 sum_r K_r act1'(a1_{q+r}) s1 x_{q+r}
+    T = sum_q g_q act2''(a2_q) J_q J_q^T,
+    J_q = da2_q/dtheta = s2 sum_r K_r act1'(a1_{q+r}) s1 x_{q+r}
 
 where x_p are the producer's input patches, s1/s2 the frozen BN scales, a1/a2 the pre-activations
 and K the depthwise kernel of the channel. For the last unit (pooling -> fc) T = 0. The loss of
@@ -226,7 +227,7 @@ def splitting_matrices(
                 features.new_zeros(i.weight_s.shape[1], i.patches.shape[1], i.patches.shape[1])
                 for i in data
             ]
-        for item, out in zip(data, mats):
+        for item, out in zip(data, mats, strict=True):
             _accumulate_exact(item, out)
         count += features.shape[0]
     if mats is None:
@@ -309,7 +310,7 @@ def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], i
     per_unit: list[list[_UnitData]] = [[] for _ in clone.cfg.widths]
     count = 0
     for features, labels in _calibration(clone, batches, cfg, dtype):
-        for store, item in zip(per_unit, _batch_data(clone, features, labels, cfg)):
+        for store, item in zip(per_unit, _batch_data(clone, features, labels, cfg), strict=True):
             store.append(item)
         count += features.shape[0]
     if count == 0:
