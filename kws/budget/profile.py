@@ -1,10 +1,11 @@
 """Budget stage: analytic profile of a DS-CNN (Hello Edge, Zhang et al. 2017) as an int8 model.
 
 Counts come from `kws.models.ds_cnn.layer_costs`; memory figures model the int8 TFLite graph
-that `kws export` produces from the Keras rebuild (one op per conv, "same" padding fused into
-the conv, BatchNorm folded into an int32 bias per output channel):
+that `kws export` produces from the Keras rebuild (NHWC int8 input `(1, frames, coeffs, 1)`,
+one op per conv, "same" padding fused into the conv, BatchNorm folded into an int32 bias per
+output channel, per-channel weight quantization):
 
-    RESHAPE -> CONV_2D -> (DEPTHWISE_CONV_2D -> CONV_2D) x blocks -> MEAN -> FULLY_CONNECTED
+    CONV_2D -> (DEPTHWISE_CONV_2D -> CONV_2D) x blocks -> MEAN -> FULLY_CONNECTED
 
 Every number not read from a real file is an estimate and is labelled so. The constants below
 were fitted against real int8 .tflite files and TFLite Micro arena reports (see comments).
@@ -27,13 +28,15 @@ from kws.models.ds_cnn import layer_costs, same_padding
 # output channel costs 2 x 12 bytes of quantization parameters. FULLY_CONNECTED is per-tensor.
 QUANT_BYTES_PER_CHANNEL = 24
 # Flatbuffer overhead: tensor tables, shapes, names, op codes, signature and metadata; it grows
-# by about 2 KB per depthwise-separable block (2 ops, 5 tensors). Fitted on int8 files from
-# TensorFlow 2.21's converter (Keras rebuild, random weights): DS-CNN-S 47,976 bytes, M 186,936,
-# L 504,688, the growth seed 30,104 and a grown seed with widths [40,48,32,64,56,72] 45,232;
-# the estimate is within 150 bytes of each. Layer names differ between exporters, so expect
-# +/- 1-2 KB against other .tflite files (our earlier DS-CNN-S export was 46,840 bytes).
-FLASH_OVERHEAD_FIXED_BYTES = 1728
-FLASH_OVERHEAD_PER_BLOCK_BYTES = 2050
+# by about 1.3 KB per depthwise-separable block (2 ops, 5 tensors). Fitted on the int8 files
+# `kws.export.tflite_export.convert_int8` (TensorFlow 2.21) wrote for random weights with
+# randomized BatchNorm statistics (so folded biases are distinct, as after training; identical
+# all-zero biases would be deduplicated): DS-CNN-S 45,840 bytes, M 184,512, L 501,632, the
+# growth seed 27,048 and the seed grown to widths [40,48,32,64,56,72] 42,168. The estimate is
+# within 10 bytes of each; other exporters name tensors differently (our first Keras rebuild,
+# with long auto-generated names and an input RESHAPE, was 2-3 KB larger).
+FLASH_OVERHEAD_FIXED_BYTES = 2552
+FLASH_OVERHEAD_PER_BLOCK_BYTES = 1274
 
 # --- TFLite Micro arena model ------------------------------------------------------------
 # The arena's "head" (non-persistent) holds the activation tensors: with TFLM's greedy planner
@@ -42,11 +45,11 @@ FLASH_OVERHEAD_PER_BLOCK_BYTES = 2050
 # int32 multiplier and an int32 shift for conv and depthwise ops, per op a node/registration
 # struct, op data and eval tensors, plus a fixed part. Fitted on the allocation reports of the
 # tflite-micro PyPI interpreter (reference kernels) for the five files above: exact on all five
-# (S 24,192 bytes, M 70,160, L 115,328, seed 16,976, grown 21,104). CMSIS-NN kernels may add
+# (S 24,064 bytes, M 70,032, L 115,200, seed 16,848, grown 20,976). CMSIS-NN kernels may add
 # scratch buffers; `kws export` measures the real arena.
 ARENA_ALIGNMENT_BYTES = 16
 ARENA_BYTES_PER_CHANNEL = 8
-ARENA_OVERHEAD_FIXED_BYTES = 608
+ARENA_OVERHEAD_FIXED_BYTES = 728
 ARENA_OVERHEAD_PER_OP_BYTES = 248
 
 WEIGHTED_KINDS = ("conv", "depthwise", "pointwise", "linear")
@@ -175,12 +178,12 @@ def estimate_arena_bytes(cfg: ModelConfig) -> int:
     """Estimated TFLite Micro arena: 16-byte aligned activation head plus persistent tail."""
     layers = _graph_layers(cfg, separate_padding=False)
     input_bytes = cfg.input_frames * cfg.input_coeffs
-    head, prev = 2 * _align(input_bytes), input_bytes  # the input RESHAPE op
+    head, prev = 0, input_bytes
     for layer in layers:
         head = max(head, _align(prev) + _align(layer.activation_bytes))
         prev = layer.activation_bytes
     _, channels = _weight_bytes(layers)
-    num_ops = len(layers) + 1  # + the input RESHAPE
+    num_ops = len(layers)
     tail = (
         ARENA_BYTES_PER_CHANNEL * channels
         + ARENA_OVERHEAD_FIXED_BYTES
