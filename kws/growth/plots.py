@@ -1,0 +1,90 @@
+"""Growth stage plots: accuracy vs size across rounds, widths per unit, splitting spectra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_growth(history: list[dict], out_dir: str | Path) -> list[Path]:
+    """Writes accuracy_vs_params.png, widths.png and spectra.png under `out_dir`."""
+    if not history:
+        return []
+    plt, out_dir = _pyplot(), Path(out_dir)
+    paths = []
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    params = [h["params"] for h in history]
+    ax.plot(params, [100 * h["val_accuracy"] for h in history], "o-", label="validation")
+    ax.plot(params, [100 * h["test_accuracy"] for h in history], "s--", label="test")
+    for h in history:
+        ax.annotate(str(h["round"]), (h["params"], 100 * h["test_accuracy"]), fontsize=8)
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("accuracy across growth rounds")
+    ax.legend()
+    paths.append(_save(fig, out_dir / "accuracy_vs_params.png"))
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for k, h in enumerate(history):
+        ax.plot(
+            range(len(h["widths"])),
+            h["widths"],
+            "o-",
+            label=f"round {h['round']}",
+            alpha=0.4 + 0.6 * (k + 1) / len(history),
+        )
+    ax.set_xlabel("unit (0 = stem, i = block i pointwise)")
+    ax.set_ylabel("channels")
+    ax.legend(fontsize=8)
+    paths.append(_save(fig, out_dir / "widths.png"))
+
+    spectra = [h for h in history if h.get("spectrum")]
+    if spectra:
+        fig, axes = plt.subplots(1, len(spectra), figsize=(3.2 * len(spectra), 3.2), squeeze=False)
+        for ax, h in zip(axes[0], spectra, strict=True):
+            for unit, values in h["spectrum"].items():
+                ax.plot(sorted(values), ".", markersize=3, label=f"unit {unit}")
+            ax.axhline(0, color="gray", lw=0.5)
+            ax.set_title(f"before round {h['round']}")
+            ax.set_xlabel("neuron (sorted)")
+        axes[0][0].set_ylabel("splitting index")
+        axes[0][0].legend(fontsize=7)
+        paths.append(_save(fig, out_dir / "spectra.png"))
+    return paths
+
+
+def plot_comparison(results: dict[str, list[dict]], path: str | Path) -> Path:
+    """Test accuracy vs parameters of each method's rounds (or its single point)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, history in results.items():
+        ax.plot(
+            [h["params"] for h in history],
+            [100 * h["test_accuracy"] for h in history],
+            "o-",
+            label=name,
+        )
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend()
+    return _save(fig, Path(path))
