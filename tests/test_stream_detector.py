@@ -90,7 +90,7 @@ def test_events_on_synthesized_stream(torch_backend):
         assert start_ms < event.time_ms < start_ms + 1500  # heard during/just after the word
         assert event.score > cfg.detection_threshold
     times = [e.time_ms for e in events]
-    assert all(b - a > cfg.suppression_ms for a, b in zip(times, times[1:]))
+    assert all(b - a > cfg.suppression_ms for a, b in zip(times, times[1:], strict=False))
     stats = detector.stats()
     assert stats.inferences == detector.frames_done - 48
     assert stats.audio_s == pytest.approx(len(audio) / RATE_HZ)

@@ -4,7 +4,7 @@
 `kws export` wrote to `export/`) or a model file (`.pt`, `.onnx`, `.tflite`). A backend maps
 features `(1, frames, coeffs)` float32 to class probabilities `(classes,)`, and carries the labels
 and front-end config the model was trained with, so a model is never paired with the wrong
-front end.
+front end. Exported graphs end in logits (`kws.export`); the softmax is applied here.
 """
 
 from __future__ import annotations
@@ -100,25 +100,6 @@ def _manifest_features(manifest: dict) -> FeatureConfig:
     raise UserError("the export manifest has no front-end config ('features'); re-run kws export")
 
 
-def _outputs_probabilities(manifest: dict) -> bool | None:
-    """Whether the manifest says the graph ends in a softmax (None when it does not say)."""
-    output = manifest.get("output")
-    if isinstance(output, dict):
-        for key in ("kind", "type", "activation"):
-            if key in output:
-                return str(output[key]).lower() in ("probabilities", "softmax", "probs")
-    if "softmax" in manifest:
-        return bool(manifest["softmax"])
-    return None
-
-
-def _as_probabilities(values: np.ndarray, declared: bool | None, tolerance: float) -> np.ndarray:
-    values = values.reshape(-1).astype(np.float32)
-    if declared is None:  # old manifest: a distribution is already non-negative and sums to 1
-        declared = bool(values.min() >= 0 and abs(values.sum() - 1.0) < tolerance)
-    return values if declared else softmax(values)
-
-
 def load_torch(path: Path, num_threads: int | None) -> Backend:
     import torch
 
@@ -155,11 +136,10 @@ def load_onnx(path: Path, num_threads: int | None) -> Backend:
         options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
-    declared = _outputs_probabilities(manifest)
 
     def predict(features: np.ndarray) -> np.ndarray:
-        (output,) = session.run(None, {input_name: features})[:1]
-        return _as_probabilities(np.asarray(output), declared, 1e-3)
+        logits = session.run(None, {input_name: features})[0]
+        return softmax(np.asarray(logits, dtype=np.float32).reshape(-1))
 
     return Backend("onnx", list(manifest["labels"]), _manifest_features(manifest), path, predict)
 
@@ -172,7 +152,6 @@ def load_tflite(path: Path, num_threads: int | None) -> Backend:
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     in_scale, in_zero = inp["quantization"]
     out_scale, out_zero = out["quantization"]
-    declared = _outputs_probabilities(manifest)
     info = np.iinfo(inp["dtype"]) if np.issubdtype(inp["dtype"], np.integer) else None
 
     def predict(features: np.ndarray) -> np.ndarray:
@@ -181,10 +160,10 @@ def load_tflite(path: Path, num_threads: int | None) -> Backend:
             x = np.clip(np.round(x / in_scale) + in_zero, info.min, info.max)
         interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
         interpreter.invoke()
-        y = interpreter.get_tensor(out["index"]).astype(np.float32)
-        if out_scale:
-            y = (y - out_zero) * out_scale
-        return _as_probabilities(y, declared, 0.05)  # int8 softmax sums to 1 within a few LSB
+        logits = interpreter.get_tensor(out["index"]).astype(np.float32).reshape(-1)
+        if out_scale:  # int8 output: dequantize
+            logits = (logits - out_zero) * out_scale
+        return softmax(logits)
 
     return Backend("tflite", list(manifest["labels"]), _manifest_features(manifest), path, predict)
 

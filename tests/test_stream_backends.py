@@ -1,0 +1,75 @@
+"""Backends: ONNX Runtime and LiteRT int8 models from `kws export` agree with torch, and the
+detector hears the same keywords through each of them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_stream_tones import LABELS, make_dataset, synth_stream, trained_tone_model, write_run
+
+from kws.config import FeatureConfig
+from kws.errors import UserError
+from kws.models import model_from_checkpoint
+from kws.stream.backends import load_backend, resolve_model_path
+from kws.stream.detector import StreamingDetector, run_detector
+
+
+@pytest.fixture(scope="module")
+def exported_run(tmp_path_factory):
+    # The export stage's own pieces, without the parts streaming does not read (ONNX int8,
+    # float TFLite, TFLM), to keep this fixture short.
+    from kws.export.artifacts import ExportArtifacts, build_manifest
+    from kws.export.onnx_export import export_onnx
+    from kws.export.tflite_export import convert_int8, io_quantization
+    from kws.io import atomic_write_bytes, atomic_write_json
+
+    run_dir = write_run(tmp_path_factory.mktemp("exported_run"))
+    out = run_dir / "export"
+    model, _, labels = model_from_checkpoint(trained_tone_model())
+    int8 = convert_int8(model, [make_dataset(64, seed=21)[0]])
+    art = ExportArtifacts(out_dir=out, quantization=io_quantization(int8))
+    art.files["onnx_float"] = export_onnx(model, out / "model.onnx")
+    art.files["tflite_int8"] = atomic_write_bytes(out / "model_int8.tflite", int8)
+    atomic_write_json(
+        out / "manifest.json", build_manifest(model, labels, FeatureConfig(), art, "t")
+    )
+    return run_dir
+
+
+@pytest.mark.parametrize("kind, atol", [("onnx", 1e-4), ("tflite", 0.08)])
+def test_exported_backends_match_torch(exported_run, kind, atol):
+    reference = load_backend("torch", exported_run)
+    backend = load_backend(kind, exported_run)
+    assert backend.kind == kind and backend.labels == LABELS
+    assert backend.feature_cfg == FeatureConfig()
+    xs, _ = make_dataset(40, seed=9)
+    for x in xs:
+        expected, got = reference(x[None]), backend(x[None])
+        assert got.shape == (len(LABELS),) and got.sum() == pytest.approx(1.0, abs=1e-4)
+        np.testing.assert_allclose(got, expected, atol=atol)
+        assert np.argmax(got) == np.argmax(expected) or expected.max() < 0.6
+
+
+@pytest.mark.parametrize("kind", ["onnx", "tflite"])
+def test_detector_hears_keywords_through_each_backend(exported_run, kind):
+    words = ["no", "yes", "_unknown_", "yes"]
+    audio, _ = synth_stream(words, seed=4)
+    detector = StreamingDetector(load_backend(kind, exported_run))
+    events = [i.event for i in run_detector(detector, np.array_split(audio, 30)) if i.event]
+    assert [e.label for e in events] == ["no", "yes", "yes"]
+
+
+def test_model_files_resolve_by_suffix_and_errors_name_the_fix(exported_run, tmp_path):
+    onnx_path = exported_run / "export" / "model.onnx"
+    assert resolve_model_path(None, onnx_path) == ("onnx", onnx_path)
+    assert load_backend(None, exported_run / "export" / "model_int8.tflite").kind == "tflite"
+    with pytest.raises(UserError, match="kws export"):
+        resolve_model_path("onnx", tmp_path)  # a run dir without export/
+    with pytest.raises(UserError, match="is a onnx model"):
+        resolve_model_path("tflite", onnx_path)
+    with pytest.raises(UserError, match="unknown backend"):
+        resolve_model_path("tensorrt", exported_run)
+    lonely = tmp_path / "model.onnx"
+    lonely.write_bytes(onnx_path.read_bytes())
+    with pytest.raises(UserError, match="manifest"):
+        load_backend("onnx", lonely)
