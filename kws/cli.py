@@ -302,5 +302,43 @@ def _run_grow(args) -> int:
     return 0
 
 
+@verb
+def _add_demo(sub) -> None:
+    p = sub.add_parser(
+        "demo", help="live keyword detection from a microphone, a WAV file or stdin",
+        description="Stream audio through the model (a new window every stream.stride_ms) and "
+        "show class posteriors, detected keywords, latency and the real-time factor. Plain "
+        "lines when stdout is not a terminal; --json for one JSON event per line. Ctrl-C stops.",
+        epilog="examples:\n  kws demo runs/quickstart                  # default microphone\n"
+        "  kws demo runs/quickstart --mic USB        # device by name substring (or index)\n"
+        "  kws demo runs/quickstart --wav stream.wav --backend tflite --json\n"
+        "  arecord -f S16_LE -r 16000 -c 1 | kws demo runs/quickstart --stdin\n"
+        "  kws demo --list-devices",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="run directory or model file (.pt, .onnx, .tflite)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--mic", nargs="?", const="", default=None, metavar="DEVICE",
+                     help="microphone (default input, or index / name substring); the default")
+    src.add_argument("--wav", default=None, metavar="FILE", help="stream an audio file")
+    src.add_argument("--stdin", action="store_true", help="raw s16le mono 16 kHz PCM on stdin")
+    p.add_argument("--backend", choices=["torch", "onnx", "tflite"], default=None,
+                   help="runtime (default: from the file suffix; torch for a run dir)")
+    p.add_argument("--json", action="store_true", help="one JSON event per line")
+    p.add_argument("--realtime", action="store_true", help="pace --wav in real time")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="detection threshold (default: stream.detection_threshold)")
+    p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from kws.stream.demo import demo
+
+    demo(args.model, mic=args.mic, wav=args.wav, stdin=args.stdin, backend=args.backend,
+         json_lines=args.json, realtime=args.realtime, list_devices=args.list_devices,
+         threshold=args.threshold)
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,227 @@
+"""Streaming stage: the live demo (`kws demo`).
+
+A source (microphone, WAV file, stdin) feeds the `StreamingDetector`; the terminal shows class
+posteriors as bars, a log of detected keywords, the real-time factor and per-inference latency
+(rich.live). `--json` prints one JSON event per line for scripts; when stdout is not a terminal,
+events are printed as plain lines. Ctrl-C stops cleanly and prints a summary on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from kws.config import StreamConfig
+from kws.stream.backends import Backend, load_backend
+from kws.stream.detector import DetectorStats, Inference, KeywordEvent, StreamingDetector
+from kws.stream.sources import (
+    Source,
+    list_input_devices,
+    microphone_source,
+    stdin_source,
+    wav_source,
+)
+
+LOG_LINES = 10
+BAR_WIDTH = 30
+
+
+def stream_config_for(path: str | Path) -> StreamConfig:
+    """The run's `stream` section (config.yaml or checkpoint) or the defaults for a bare model."""
+    from kws.config import load_recipe
+
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent.parent if path.parent.name in (
+        "checkpoints", "export") else None  # fmt: skip
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        return load_recipe(run_dir / "config.yaml").stream
+    return StreamConfig()
+
+
+def open_source(
+    mic: str | None = None,
+    wav: str | Path | None = None,
+    stdin: bool = False,
+    realtime: bool = False,
+    sample_rate_hz: int = 16000,
+) -> Source:
+    """The one source asked for: `wav`, `stdin`, or the microphone `mic` ("" = default)."""
+    if wav is not None:
+        return wav_source(wav, realtime=realtime)
+    if stdin:
+        return stdin_source(sample_rate_hz=sample_rate_hz)
+    return microphone_source(mic or None, sample_rate_hz=sample_rate_hz)
+
+
+def format_devices(devices: list[dict]) -> str:
+    if not devices:
+        return "no audio input devices found"
+    lines = ["index  rate_hz  ch  host api      name"]
+    for d in devices:
+        mark = "*" if d["is_default"] else " "
+        lines.append(
+            f"{mark}{d['index']:>4}  {d['default_rate_hz']:>7}  {d['channels']:>2}  "
+            f"{d['host_api'][:12]:<12}  {d['name']}"
+        )
+    return "\n".join(lines)
+
+
+def event_line(event: KeywordEvent) -> str:
+    return f"{event.time_ms / 1000:9.2f} s  {event.label:<12} score {event.score:.2f}"
+
+
+def event_json(event: KeywordEvent) -> str:
+    return json.dumps(
+        {"event": "keyword", "label": event.label, "time_ms": round(event.time_ms, 1),
+         "score": round(event.score, 4)}
+    )  # fmt: skip
+
+
+def summary_line(source: Source, backend: Backend, stats: DetectorStats, events: int) -> str:
+    return (
+        f"{source.name}: {stats.audio_s:.1f} s of audio, {events} keyword(s), "
+        f"{stats.inferences} inferences ({backend.kind}), latency mean {stats.latency_mean_ms:.2f} "
+        f"ms / p95 {stats.latency_p95_ms:.2f} ms, {stats.speed_x_realtime:.0f}x faster than real "
+        f"time, {source.overflows()} input overflow(s)"
+    )
+
+
+def render_live(labels: list[str], last: Inference | None, log: list[str], status: str):
+    """The rich renderable of the live view: posterior bars, keyword log, status line."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.table import Table
+
+    bars = Table.grid(padding=(0, 1))
+    probs = last.probabilities if last is not None else np.zeros(len(labels))
+    top = int(np.argmax(probs)) if last is not None else -1
+    for i, (label, p) in enumerate(zip(labels, probs, strict=True)):
+        style = "bold green" if i == top else ""
+        bars.add_row(f"{label:>12}", f"[{style}]{'█' * int(round(p * BAR_WIDTH)):<{BAR_WIDTH}}[/]",
+                     f"{p:5.2f}")  # fmt: skip
+    keywords = "\n".join(log[-LOG_LINES:]) or "(listening ...)"
+    return Group(Panel(bars, title="posteriors"), Panel(keywords, title="keywords"), status)
+
+
+def run_demo(
+    model: str | Path,
+    source: Source,
+    backend_kind: str | None = None,
+    stream_cfg: StreamConfig | None = None,
+    mode: str = "plain",
+    out: TextIO | None = None,
+) -> list[KeywordEvent]:
+    """Run the detector over `source` until it ends or Ctrl-C; print events in `mode`.
+
+    Args:
+        model: run directory or model file.
+        source: where the audio comes from.
+        backend_kind: torch | onnx | tflite (None: from the model file, torch for a run dir).
+        stream_cfg: detection settings (default: the run's `stream` section).
+        mode: "live" (rich view), "json" (one JSON object per line) or "plain" (one line each).
+        out: where events go (default stdout).
+
+    Returns:
+        The keyword events, in time order.
+    """
+    out = out or sys.stdout
+    backend = load_backend(backend_kind, model)
+    detector = StreamingDetector(
+        backend, stream_cfg=stream_cfg or stream_config_for(model),
+        input_sample_rate_hz=source.sample_rate_hz,
+    )  # fmt: skip
+    events: list[KeywordEvent] = []
+    if mode == "live":
+        _run_live(detector, source, backend, events)
+    else:
+        try:
+            for chunk in source.chunks:
+                _emit(detector.push(chunk), events, mode, out)
+            _emit(detector.flush(), events, mode, out)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C: stop listening, still print the summary
+    print(summary_line(source, backend, detector.stats(), len(events)), file=sys.stderr)
+    return events
+
+
+def _emit(inferences: list[Inference], events: list, mode: str, out: TextIO) -> None:
+    for inference in inferences:
+        if inference.event is not None:
+            events.append(inference.event)
+            print(event_json(inference.event) if mode == "json" else event_line(inference.event),
+                  file=out, flush=True)  # fmt: skip
+
+
+def _run_live(detector: StreamingDetector, source: Source, backend: Backend, events) -> None:
+    from rich.live import Live
+
+    log: list[str] = []
+
+    def status() -> str:
+        s = detector.stats()
+        return (
+            f"{source.name} | {backend.kind} | {s.speed_x_realtime:.0f}x real time | latency "
+            f"{s.latency_mean_ms:.2f} ms (p95 {s.latency_p95_ms:.2f}) | overflows "
+            f"{source.overflows()} | Ctrl-C to stop"
+        )
+
+    last_draw = 0.0
+    with Live(render_live(detector.labels, None, log, status()), refresh_per_second=10,
+              transient=False) as live:  # fmt: skip
+        try:
+            for chunk in source.chunks:
+                for inference in detector.push(chunk):
+                    if inference.event is not None:
+                        events.append(inference.event)
+                        log.append(event_line(inference.event))
+                if time.monotonic() - last_draw > 0.1:  # redraw at most 10 times a second
+                    last_draw = time.monotonic()
+                    live.update(render_live(detector.labels, detector.last, log, status()))
+            detector.flush()
+        except KeyboardInterrupt:
+            pass
+        live.update(render_live(detector.labels, detector.last, log, status()))
+
+
+def list_devices_text() -> str:
+    """The input-device table `kws demo --list-devices` prints (default marked with *)."""
+    return format_devices(list_input_devices())
+
+
+def demo(
+    model: str | Path | None,
+    *,
+    mic: str | None = None,
+    wav: str | Path | None = None,
+    stdin: bool = False,
+    backend: str | None = None,
+    json_lines: bool = False,
+    realtime: bool = False,
+    list_devices: bool = False,
+    threshold: float | None = None,
+) -> list[KeywordEvent]:
+    """`kws demo`: list devices, or stream one source through the model and show events.
+
+    The view is rich.live on a terminal, plain lines when stdout is redirected, JSON lines with
+    `json_lines`. Returns the keyword events.
+    """
+    from kws.errors import UserError
+
+    if list_devices:
+        print(list_devices_text())
+        return []
+    if model is None:
+        raise UserError("kws demo needs a run directory or model file, e.g. kws demo runs/quick")
+    if sum([wav is not None, stdin, mic is not None]) > 1:
+        raise UserError("choose one source: --mic [DEVICE], --wav FILE or --stdin")
+    stream_cfg = stream_config_for(model)
+    if threshold is not None:
+        stream_cfg.detection_threshold = threshold
+    source = open_source(mic, wav, stdin, realtime)
+    mode = "json" if json_lines else "live" if sys.stdout.isatty() else "plain"
+    return run_demo(model, source, backend, stream_cfg, mode)
