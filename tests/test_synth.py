@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from kws.data.gsc import BACKGROUND_DIR, index_clips, which_set
-from kws.data.synth import available_engines, synthesize, write_split_lists
+from kws.data.synth import available_engines, engines, synthesize, write_split_lists
 from kws.data.synth.chain import CLIP_SAMPLES, fit_length, render_clip, trim_silence
 from kws.data.synth.engines import EngineInfo
 from kws.data.synth.noise import NOISE_TYPES
@@ -64,7 +64,8 @@ def test_layout_is_gsc_exact(synth_set):
         assert match and re.fullmatch(r"(espeak|flite|festival)-[0-9a-f]{8}", match["speaker"])
         audio, _ = sf.read(path, dtype="int16")
         assert np.abs(audio).max() > 1000, f"{path} is nearly silent"
-    assert "seed 3" in (root / "README.md").read_text()
+    readme = (root / "README.md").read_text()
+    assert "seed 3" in readme and all(f"- {name} (" in readme for name in report.engines_found)
 
 
 def test_every_found_engine_is_reported_and_used(synth_set):
@@ -151,9 +152,16 @@ def test_resume_keeps_valid_clips_and_redoes_broken_ones(synth_set, tmp_path):
         synthesize(copy, words=WORDS, clips_per_word=1, seed=4, progress=False)
 
 
-def test_clear_errors_for_bad_engine_and_words(tmp_path):
+def test_clear_errors_for_bad_engine_and_words(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="unknown TTS engine 'nonexistent'"):
         synthesize(tmp_path, engines=["nonexistent"], progress=False)
+    only_flite = {"flite": EngineInfo("flite", ("slt",))}
+    monkeypatch.setattr(engines, "discover", lambda: only_flite)
+    with pytest.raises(UserError, match="festival not found on this machine.*apt-get install"):
+        synthesize(tmp_path, engines=["festival", "flite"], progress=False)
+    monkeypatch.setattr(engines, "discover", lambda: {})
+    with pytest.raises(UserError, match="no TTS engine found.*apt-get install"):
+        synthesize(tmp_path, progress=False)
     with pytest.raises(UserError, match="folder name"):
         synthesize(tmp_path, words=["../etc"], progress=False)
     assert not any(tmp_path.iterdir())

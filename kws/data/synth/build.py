@@ -50,6 +50,7 @@ class SynthReport:
     num_speakers: int = 0
     seconds: float = 0.0
     espeak_variants: list[str] = field(default_factory=list)
+    engine_versions: dict[str, str] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)  # the first few error messages
 
     @property
@@ -129,8 +130,12 @@ def _speaker_task(speaker: Speaker, seed: int, jobs: list[tuple[str, int, str]])
 
 
 def _noise_task(kind: str, seconds: float, seed: int, voices: list[Speaker], path: str):
+    """Write one background recording; returns (0 clips, error messages)."""
     with tempfile.TemporaryDirectory(prefix="kws-noise-") as tmp:
-        _write_wav(Path(path), make_noise(kind, seconds, seed, voices, Path(tmp)))
+        try:
+            _write_wav(Path(path), make_noise(kind, seconds, seed, voices, Path(tmp)))
+        except RuntimeError as exc:  # babble when every engine call failed
+            return 0, [f"background noise {kind}: {exc}"]
     return 0, []
 
 
@@ -218,7 +223,7 @@ def _announce(found: dict[str, eng.EngineInfo], progress: bool) -> None:
     lines = [f"{name}: {', '.join(info.voices)}" for name, info in found.items()]
     if "espeak" in found:
         lines.append(f"espeak variants: {len(found['espeak'].variants)}")
-    message = "TTS engines found -> " + "; ".join(lines)
+    message = "TTS engines and voices used -> " + "; ".join(lines)
     log.info(message)
     if progress:
         from rich.console import Console
@@ -279,6 +284,7 @@ def synthesize(
         num_created=written,
         num_speakers=len(speakers),
         espeak_variants=list(found["espeak"].variants) if "espeak" in found else [],
+        engine_versions={name: info.version for name, info in found.items()},
         failures=errors[:20],
     )
     atomic_write_json(out_dir / _MANIFEST, {"seed": seed, "words": words})

@@ -12,7 +12,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,7 @@ class EngineInfo:
     name: str
     voices: tuple[str, ...]
     variants: tuple[str, ...] = ()  # espeak-ng voice variants (+m3, +f2, +klatt, ...)
+    version: str = ""  # the engine's own version line, for the dataset README
 
 
 def canonical_engine(name: str) -> str:
@@ -115,6 +116,17 @@ def _festival_info() -> EngineInfo | None:
     return EngineInfo("festival", voices)
 
 
+def _version(engine: str) -> str:
+    program = {"espeak": "espeak-ng"}.get(engine, engine)
+    try:  # flite prints its version and exits 1, so the exit status is ignored here
+        done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    tagged = [line for line in lines if "version" in line.lower()]
+    return ((tagged or lines or ["unknown"])[0])[:120]
+
+
 @functools.cache
 def discover() -> dict[str, EngineInfo]:
     """Engines on this machine that have at least one voice, keyed by canonical name."""
@@ -125,7 +137,7 @@ def discover() -> dict[str, EngineInfo]:
         except SynthesisError:
             info = None
         if info is not None and info.voices:
-            found[info.name] = info
+            found[info.name] = replace(info, version=_version(info.name))
     return found
 
 

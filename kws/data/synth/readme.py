@@ -24,7 +24,8 @@ def write_readme(
     per_engine = Counter(s.engine for s in speakers)
     voices = Counter(f"{s.engine}/{s.voice}" for s in speakers)
     engines = "\n".join(
-        f"- {name}: {len(voices_)} voice(s): {', '.join(voices_)}; {per_engine[name]} speakers"
+        f"- {name} ({report.engine_versions.get(name, 'version unknown')}): {len(voices_)} "
+        f"voice(s): {', '.join(voices_)}; {per_engine[name]} speakers"
         for name, voices_ in report.engines_found.items()
     )
     chain = " ".join(CHAIN_DOC.split("\n\n", 1)[1].split())
@@ -59,6 +60,7 @@ Speakers per voice: {", ".join(f"{v} {n}" for v, n in sorted(voices.items()))}.
 
 Words: {" ".join(report.words)}.
 
+Byte-identical regeneration needs the same engine versions (listed above).
 Synthesized speech has a domain gap to real recordings; measure transfer before relying on it.
 """
     return atomic_write_text(out_dir / "README.md", text)
