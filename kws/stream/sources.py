@@ -158,17 +158,23 @@ def negotiate_rate(sd, device: dict, wanted_hz: int) -> int:
 
 
 def microphone_source(
-    device: str | int | None = None, sample_rate_hz: int = 16000, chunk_ms: float = 50.0
+    device: str | int | None = None,
+    sample_rate_hz: int = 16000,
+    chunk_ms: float = 50.0,
+    refresh: bool = False,
 ) -> Source:
     """Capture mono int16 from an input device; overflows are counted, never fatal.
+
+    The stream opens when the first chunk is requested and closes when the generator does.
 
     Args:
         device: index, name substring, or None for the default input.
         sample_rate_hz: preferred rate; the device's default rate is used when it is refused.
         chunk_ms: callback block length.
+        refresh: re-scan devices first (a sound server started after PortAudio initialised).
     """
     sd = sounddevice_module()
-    chosen = pick_input_device(device, list_input_devices())
+    chosen = pick_input_device(device, list_input_devices(refresh))
     rate = negotiate_rate(sd, chosen, sample_rate_hz)
     blocks: queue.Queue = queue.Queue()
     overflows = [0]
