@@ -148,49 +148,25 @@ def report_bank_issues(bank: AudioBank, stream=None) -> None:
 
 
 class KwsData:
-    """Examples of every split over one audio bank, batched as features on `device`."""
+    """Examples of every split over one int16 audio bank, batched as features on `device`.
 
-    def __init__(self, cfg: RecipeConfig, device: torch.device, progress: bool = True):
+    Build it from a folder with `build_data`; the constructor takes arrays so benchmarks and
+    tests can feed any bank (e.g. random audio at GSC scale).
+    """
+
+    def __init__(self, cfg: RecipeConfig, device: torch.device, labels: list[str],
+                 bank: np.ndarray, examples: dict, noise: np.ndarray, noise_lengths: list[int],
+                 clips: list[Clip] | None = None):
         from kws.features import TorchFrontEnd
 
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.labels, self.clips = cfg, device, list(labels), clips or []
         self.feature_cfg = cfg.features
-        root = Path(cfg.data.root)
-        clips = index_clips(root, cfg.data.validation_percent, cfg.data.testing_percent)
-        if not clips:
-            raise UserError(f"no '<word>/*.wav' clips under '{root}'; is data.root right?")
-        available = sorted({c.word for c in clips})
-        self.wanted = task_words(cfg.data.task, cfg.data.words, available)
-        missing = [w for w in self.wanted if w not in available]
-        if missing:
-            raise UserError(f"keyword(s) {missing} have no folder under '{root}'; synthesize "
-                            f"them (kws data synth --words ...) or change data.words")
-        self.labels = labels_for(cfg.data.task, self.wanted)
-        bank = decode_bank(clips, self.feature_cfg, Path(cfg.data.cache_dir), root, progress)
-        report_bank_issues(bank)
-        failed = set(bank.failed)
-        keep = [i for i, c in enumerate(clips) if str(c.path) not in failed]
-        self.clips = [clips[i] for i in keep]
-        self.bank = torch.from_numpy(bank.audio[keep]).to(device)
-        self.examples = select_examples(self.clips, cfg.data, self.labels)
-        self.noise, self.noise_lengths = self._load_noise(root)
+        self.bank = torch.from_numpy(bank).to(device)  # (clips, samples) int16
+        self.examples = examples
+        self.noise = torch.from_numpy(noise).to(device)  # (files, max_len) float32
+        self.noise_lengths = torch.tensor(noise_lengths, dtype=torch.long, device=device)
         self.front_end = TorchFrontEnd(self.feature_cfg).to(device)
         self._eval_cache: dict = {}
-
-    def _load_noise(self, root: Path) -> tuple[torch.Tensor, torch.Tensor]:
-        samples = self.feature_cfg.clip_samples
-        noises = [load_audio(p, self.feature_cfg.sample_rate_hz) for p in background_files(root)]
-        noises = [n for n in noises if len(n) >= samples]
-        if not noises:
-            print(f"warning: no usable {root}/_background_noise_/*.wav: silence examples are "
-                  "digital zeros and no noise augmentation is applied", file=sys.stderr)
-            return torch.zeros(0, samples, device=self.device), torch.zeros(0, dtype=torch.long)
-        width = max(len(n) for n in noises)
-        noise = np.zeros((len(noises), width), dtype=np.float32)
-        for i, n in enumerate(noises):
-            noise[i, : len(n)] = n
-        lengths = torch.tensor([len(n) for n in noises], device=self.device)
-        return torch.from_numpy(noise).to(self.device), lengths
 
     def num_examples(self, split: str) -> int:
         return len(self.examples[split].labels)
@@ -256,7 +232,43 @@ class KwsData:
             yield features, labels
 
 
+def load_noise(root: Path, feature_cfg: FeatureConfig) -> tuple[np.ndarray, list[int]]:
+    """Background files as a zero-padded `(files, max_len)` float32 matrix plus lengths."""
+    samples = feature_cfg.clip_samples
+    noises = [load_audio(p, feature_cfg.sample_rate_hz) for p in background_files(root)]
+    noises = [n for n in noises if len(n) >= samples]
+    if not noises:
+        print(f"warning: no usable {root}/_background_noise_/*.wav: silence examples are "
+              "digital zeros and no noise augmentation is applied", file=sys.stderr)
+        return np.zeros((0, samples), dtype=np.float32), []
+    noise = np.zeros((len(noises), max(len(n) for n in noises)), dtype=np.float32)
+    for i, n in enumerate(noises):
+        noise[i, : len(n)] = n
+    return noise, [len(n) for n in noises]
+
+
 def build_data(cfg: RecipeConfig, device: torch.device | str = "cpu",
                progress: bool = True) -> KwsData:
-    """Index, select, decode (or load the cached bank) and move everything to `device`."""
-    return KwsData(cfg, torch.device(device), progress)
+    """Index a GSC-layout folder, select examples, decode (or load the cached bank), and move
+    everything to `device`."""
+    root = Path(cfg.data.root)
+    clips = index_clips(root, cfg.data.validation_percent, cfg.data.testing_percent)
+    if not clips:
+        raise UserError(f"no '<word>/*.wav' clips under '{root}'; is data.root right? Make data "
+                        f"with `kws data synth --out {root}` or `kws data download`")
+    available = sorted({c.word for c in clips})
+    wanted = task_words(cfg.data.task, cfg.data.words, available)
+    missing = [w for w in wanted if w not in available]
+    if missing:
+        raise UserError(f"keyword(s) {missing} have no folder under '{root}'; synthesize "
+                        f"them (kws data synth --words ...) or change data.words")
+    labels = labels_for(cfg.data.task, wanted)
+    bank = decode_bank(clips, cfg.features, Path(cfg.data.cache_dir), root, progress)
+    report_bank_issues(bank)
+    failed = set(bank.failed)
+    keep = [i for i, c in enumerate(clips) if str(c.path) not in failed]
+    clips = [clips[i] for i in keep]
+    examples = select_examples(clips, cfg.data, labels)
+    noise, lengths = load_noise(root, cfg.features)
+    return KwsData(cfg, torch.device(device), labels, bank.audio[keep], examples, noise, lengths,
+                   clips)
