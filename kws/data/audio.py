@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from kws.errors import UserError
 
@@ -30,6 +29,8 @@ def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
 
 def read_audio(path: str | Path) -> tuple[np.ndarray, int, int]:
     """Read a file as float32 `(samples,)` mono; returns (audio, sample_rate_hz, channels)."""
+    import soundfile as sf  # lazily: benchmarks on bare GPU images need no libsndfile
+
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises LibsndfileError/RuntimeError on corrupt input
