@@ -8,6 +8,7 @@ from pathlib import Path
 from kws.data.synth.chain import __doc__ as CHAIN_DOC
 from kws.data.synth.noise import NOISE_TYPES
 from kws.data.synth.speakers import Speaker
+from kws.data.synth.words import DEFAULT_WORDS
 from kws.io import atomic_write_text
 
 
@@ -28,13 +29,17 @@ def write_readme(
         f"voice(s): {', '.join(voices_)}; {per_engine[name]} speakers"
         for name, voices_ in report.engines_found.items()
     )
+    command = f"kws data synth --out {out_dir} --seed {seed} --clips-per-word {clips_per_word}"
+    command += f" --noise-seconds {noise_seconds:g} --engines {' '.join(report.engines_found)}"
+    if report.words != DEFAULT_WORDS:
+        command += f" --words {' '.join(report.words)}"
     chain = " ".join(CHAIN_DOC.split("\n\n", 1)[1].split())
     text = f"""# Synthesized speech commands (GSC layout)
 
 Made by `kws data synth` with seed {seed}: {len(report.words)} words x {clips_per_word} synthetic
 speakers (each says each word once), text-to-speech only (no recordings). Regenerate with
 
-    kws data synth --out {out_dir} --seed {seed} --clips-per-word {clips_per_word}
+    {command}
 
 A speaker is one combination of engine, voice, voice variant, pitch, speed, vocal-tract warp,
 room and microphone; its id is `<engine>-<8 hex>`, so GSC's hash split keeps it in one split and
