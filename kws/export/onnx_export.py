@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -22,6 +23,7 @@ from kws.models.ds_cnn import DSCNN
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
+STEM_WEIGHT = "stem_conv.weight"
 
 
 def export_onnx(model: DSCNN, path: str | Path, opset: int = 18) -> Path:
@@ -38,7 +40,7 @@ def export_onnx(model: DSCNN, path: str | Path, opset: int = 18) -> Path:
     cpu_model = _cpu_eval_copy(model)
     example = torch.zeros(2, cfg.input_frames, cfg.input_coeffs)  # batch 2: avoid 0/1 special
     batch = torch.export.Dim("batch", min=1, max=65536)
-    with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints progress lines
+    with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():  # progress lines
         program = torch.onnx.export(
             cpu_model,
             (example,),
@@ -51,6 +53,20 @@ def export_onnx(model: DSCNN, path: str | Path, opset: int = 18) -> Path:
     proto = program.model_proto
     onnx.checker.check_model(proto)
     return atomic_write_bytes(path, proto.SerializeToString())
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    """Silence the exporter's and quantizer's advisory log lines (root and torch loggers)."""
+    loggers = [logging.getLogger(), logging.getLogger("torch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
 
 
 def _cpu_eval_copy(model: DSCNN) -> DSCNN:
@@ -82,18 +98,27 @@ def quantize_onnx(
             item = next(self._items, None)
             return None if item is None else {INPUT_NAME: item}
 
+    onnx = require("onnx", "export")
+    graph = onnx.load(str(float_path)).graph
+    # ONNX Runtime 1.32's fused int8 conv (graph optimisation level EXTENDED, the default)
+    # computes the stem conv (1 input channel, asymmetric "same" pads) wrongly with per-channel
+    # weights, although the QDQ graph itself is right (it matches float with fusion disabled).
+    # The stem therefore stays float; every other conv, the pooling and the FC are int8.
+    stem = [n.name for n in graph.node if n.op_type == "Conv" and STEM_WEIGHT in n.input]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model_int8.onnx"
-        quant.quantize_static(
-            str(float_path),
-            str(out),
-            Reader(),
-            quant_format=quant.QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=quant.QuantType.QInt8,
-            weight_type=quant.QuantType.QInt8,
-            calibrate_method=quant.CalibrationMethod.MinMax,
-        )
+        with _quiet_logging():
+            quant.quantize_static(
+                str(float_path),
+                str(out),
+                Reader(),
+                quant_format=quant.QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=quant.QuantType.QInt8,
+                weight_type=quant.QuantType.QInt8,
+                calibrate_method=quant.CalibrationMethod.MinMax,
+                nodes_to_exclude=stem,
+            )
         return atomic_write_bytes(int8_path, out.read_bytes())
 
 

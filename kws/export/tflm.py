@@ -111,7 +111,8 @@ def tflm_interpreter(model_bytes: bytes, arena_bytes: int | None = None):
     try:
         return runtime.Interpreter.from_bytes(model_bytes, arena_size=arena)
     except RuntimeError as exc:
-        raise UserError(f"TFLite Micro could not load the model with a {arena}-byte arena: {exc}")
+        msg = f"TFLite Micro could not load the model with a {arena}-byte arena: {exc}"
+        raise UserError(msg) from None
 
 
 def tflm_arena_bytes(interpreter) -> int:
