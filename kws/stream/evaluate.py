@@ -1,0 +1,261 @@
+"""Streaming stage: streaming accuracy of a model (`kws stream-eval`).
+
+The detector runs over a long stream with known word times (`testset`); its keyword firings are
+matched to the words (TensorFlow's streaming-accuracy rules, REFERENCE.md): a firing within
++/- `tolerance_ms` of a word's clip start is matched to that word (the nearest unmatched one,
+each word at most once) and is correct or wrong by label; a firing near no keyword word (on
+silence, noise or an unknown word, or a repeat) is a false accept. Misses are keyword words not
+correctly detected. Detection latency is measured from the clip's start in the stream ("onset";
+the speech starts somewhere inside the 1 s clip) and from the clip's end.
+
+The posterior track is recorded once; the threshold sweep re-runs only `RecognizeCommands`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kws.config import StreamConfig
+from kws.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from kws.stream.backends import load_backend
+from kws.stream.detector import StreamingDetector
+from kws.stream.recognize import is_keyword, recognize
+from kws.stream.testset import EvalStream, build_test_stream, load_test_stream
+
+SECTION = "## Streaming evaluation"
+SWEEP_THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.96, 0.05)]
+
+
+@dataclass
+class StreamScores:
+    """Outcome of matching keyword firings to the ground truth of one stream."""
+
+    keyword_words: int
+    unknown_words: int
+    correct: int
+    wrong: int
+    false_accepts: int
+    hours: float
+    latency_onset_ms: list[float] = field(default_factory=list, repr=False)
+    latency_end_ms: list[float] = field(default_factory=list, repr=False)
+
+    def _pct(self, n: int) -> float:
+        return 100.0 * n / self.keyword_words if self.keyword_words else float("nan")
+
+    def summary(self) -> dict:
+        onset = np.asarray(self.latency_onset_ms) if self.latency_onset_ms else np.full(1, np.nan)
+        end = np.asarray(self.latency_end_ms) if self.latency_end_ms else np.full(1, np.nan)
+        return {
+            "keyword_words": self.keyword_words,
+            "unknown_words": self.unknown_words,
+            "matched_percent": self._pct(self.correct + self.wrong),
+            "correct_percent": self._pct(self.correct),
+            "wrong_percent": self._pct(self.wrong),
+            "miss_rate_percent": self._pct(self.keyword_words - self.correct),
+            "false_accepts": self.false_accepts,
+            "false_accepts_per_hour": self.false_accepts / self.hours if self.hours else np.nan,
+            "latency_from_onset_mean_ms": float(onset.mean()),
+            "latency_from_onset_median_ms": float(np.median(onset)),
+            "latency_from_end_mean_ms": float(end.mean()),
+            "latency_from_end_median_ms": float(np.median(end)),
+        }
+
+
+def score_events(
+    events: list[tuple[str, float, float]],
+    truth: list[tuple[str, float]],
+    keywords: list[str],
+    duration_s: float,
+    tolerance_ms: float = 1500.0,
+    clip_ms: float = 1000.0,
+) -> StreamScores:
+    """Match `(label, time_ms, score)` firings to `(label, start_ms)` words; see module doc."""
+    starts = np.array([t for _, t in truth], dtype=np.float64)
+    is_kw = np.array([label in keywords for label, _ in truth], dtype=bool)
+    used = np.zeros(len(truth), dtype=bool)
+    scores = StreamScores(int(is_kw.sum()), int((~is_kw).sum()), 0, 0, 0, duration_s / 3600)
+    for label, time_ms, _ in events:
+        near = np.flatnonzero(~used & (np.abs(starts - time_ms) <= tolerance_ms))
+        if near.size == 0:
+            scores.false_accepts += 1
+            continue
+        # The word whose clip centre is closest: a firing belongs to the word it overlaps.
+        word = near[np.argmin(np.abs(starts[near] + clip_ms / 2 - time_ms))]
+        used[word] = True
+        if not is_kw[word]:
+            scores.false_accepts += 1  # a keyword fired on an unknown word
+        elif truth[word][0] == label:
+            scores.correct += 1
+            scores.latency_onset_ms.append(time_ms - starts[word])
+            scores.latency_end_ms.append(time_ms - starts[word] - clip_ms)
+        else:
+            scores.wrong += 1
+    return scores
+
+
+def record_posteriors(detector: StreamingDetector, stream: EvalStream, chunk_ms: float = 100.0):
+    """Run the detector over the stream: `times_ms (steps,)`, `posteriors (steps, classes)`."""
+    step = int(stream.sample_rate_hz * chunk_ms / 1000)
+    times, posteriors = [], []
+    for start in range(0, stream.audio.shape[0], step):
+        for inference in detector.push(stream.audio[start : start + step]):
+            times.append(inference.time_ms)
+            posteriors.append(inference.probabilities)
+    return np.asarray(times), np.stack(posteriors)
+
+
+def sweep(times, posteriors, labels, cfg: StreamConfig, stream: EvalStream, keywords) -> list:
+    """False accepts per hour and miss rate for every threshold in `SWEEP_THRESHOLDS`."""
+    rows = []
+    for threshold in sorted({*SWEEP_THRESHOLDS, cfg.detection_threshold}):
+        events = recognize(times, posteriors, labels, cfg, threshold=threshold)
+        s = score_events(events, stream.truth, keywords, stream.duration_s).summary()
+        rows.append({"threshold": threshold, "false_accepts_per_hour": s["false_accepts_per_hour"],
+                     "miss_rate_percent": s["miss_rate_percent"]})  # fmt: skip
+    return rows
+
+
+def plot_sweep(rows: list[dict], operating: float, path: Path, title: str) -> Path:
+    """False accepts per hour (x) against miss rate (y), one point per threshold (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    fa = [r["false_accepts_per_hour"] for r in rows]
+    miss = [r["miss_rate_percent"] for r in rows]
+    ax.plot(fa, miss, marker="o")
+    for r in rows:
+        if r["threshold"] == operating:
+            ax.plot(r["false_accepts_per_hour"], r["miss_rate_percent"], "r*", markersize=14,
+                    label=f"threshold {operating:g}")  # fmt: skip
+        ax.annotate(f"{r['threshold']:g}", (r["false_accepts_per_hour"], r["miss_rate_percent"]),
+                    fontsize=7, xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ax.set_xlabel("false accepts per hour")
+    ax.set_ylabel("miss rate (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    return atomic_write_bytes(path, buffer.getvalue())
+
+
+def render_section(result: dict) -> str:
+    s, st = result["scores"], result["throughput"]
+    lines = [
+        SECTION, "",
+        f"Stream: {result['stream']}; {result['duration_s'] / 60:.1f} min, backend "
+        f"`{result['backend']}`, stride {result['stream_config']['stride_ms']:g} ms, threshold "
+        f"{result['stream_config']['detection_threshold']:g}, suppression "
+        f"{result['stream_config']['suppression_ms']:g} ms, window "
+        f"{result['stream_config']['average_window_ms']:g} ms.", "",
+        "| keyword words | matched | correct | wrong | miss rate | false accepts / hour |",
+        "|---|---|---|---|---|---|",
+        f"| {s['keyword_words']} (+{s['unknown_words']} unknown) | {s['matched_percent']:.1f}% | "
+        f"{s['correct_percent']:.1f}% | {s['wrong_percent']:.1f}% | {s['miss_rate_percent']:.1f}% "
+        f"| {s['false_accepts_per_hour']:.1f} ({s['false_accepts']}) |", "",
+        f"Detection latency of correct detections (firing time = end of the analysed window): "
+        f"from the clip's start mean {s['latency_from_onset_mean_ms']:.0f} ms / median "
+        f"{s['latency_from_onset_median_ms']:.0f} ms; from the clip's end mean "
+        f"{s['latency_from_end_mean_ms']:.0f} ms / median {s['latency_from_end_median_ms']:.0f} "
+        "ms.", "",
+        f"Throughput: {st['speed_x_realtime']:.0f}x faster than real time, inference latency "
+        f"mean {st['latency_mean_ms']:.2f} ms / p95 {st['latency_p95_ms']:.2f} ms "
+        f"({st['inferences']} inferences).", "",
+        "| threshold | false accepts / hour | miss rate |", "|---|---|---|",
+    ]  # fmt: skip
+    for r in result["sweep"]:
+        lines.append(f"| {r['threshold']:g} | {r['false_accepts_per_hour']:.1f} | "
+                     f"{r['miss_rate_percent']:.1f}% |")  # fmt: skip
+    lines += ["", f"![false accepts vs misses]({result['plot']})", ""]
+    return "\n".join(lines)
+
+
+def update_report(path: Path, section: str) -> Path:
+    """Replace the report's streaming section (or append it), atomically."""
+    text = path.read_text() if path.is_file() else "# Report\n"
+    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    return atomic_write_text(path, text)
+
+
+def output_dir_for(model: Path) -> Path:
+    """The run directory of a run dir / checkpoint / exported model, else the model's folder."""
+    if model.is_dir():
+        return model
+    if model.parent.name in ("checkpoints", "export"):
+        return model.parent.parent
+    return model.parent
+
+
+def stream_evaluate(
+    model: str | Path,
+    data_root: str | Path | None = None,
+    minutes: float = 10.0,
+    wav: str | Path | None = None,
+    labels_file: str | Path | None = None,
+    backend_kind: str | None = None,
+    stream_cfg: StreamConfig | None = None,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+) -> dict:
+    """Streaming accuracy of `model` on a built (`data_root`) or given (`wav`) stream.
+
+    Writes `stream_eval.json`, `plots/stream_far_vs_miss.png` and the report.md section under
+    `out_dir` (default: the run directory). Returns the result written to the JSON.
+    """
+    from kws.errors import UserError
+    from kws.stream.demo import stream_config_for
+
+    model = Path(model)
+    backend = load_backend(backend_kind, model)
+    cfg = stream_cfg or stream_config_for(model)
+    if wav is not None:
+        if labels_file is None:
+            raise UserError("--wav needs --labels FILE (TensorFlow format: 'label, time_ms')")
+        stream = load_test_stream(wav, labels_file)
+    elif data_root is not None:
+        stream = build_test_stream(data_root, backend.labels, minutes, seed=seed,
+                                   clip_ms=backend.feature_cfg.clip_ms)  # fmt: skip
+    else:
+        raise UserError("give --data DIR (build a test stream) or --wav FILE --labels FILE")
+    detector = StreamingDetector(backend, stream_cfg=cfg)
+    times, posteriors = record_posteriors(detector, stream)
+    keywords = [label for label in backend.labels if is_keyword(label)]
+    events = recognize(times, posteriors, backend.labels, cfg)
+    scores = score_events(events, stream.truth, keywords, stream.duration_s)
+    stats = detector.stats()
+    out = Path(out_dir) if out_dir is not None else output_dir_for(model)
+    rows = sweep(times, posteriors, backend.labels, cfg, stream, keywords)
+    plot = plot_sweep(
+        rows,
+        cfg.detection_threshold,
+        out / "plots" / "stream_far_vs_miss.png",
+        f"{model.name} ({backend.kind}): {stream.duration_s / 60:.1f} min stream",
+    )
+    result = {
+        "model": str(model), "backend": backend.kind, "stream": stream.description,
+        "duration_s": stream.duration_s, "stream_config": dataclasses.asdict(cfg),
+        "scores": scores.summary(), "sweep": rows, "plot": str(plot.relative_to(out)),
+        "events": [{"label": e[0], "time_ms": e[1], "score": e[2]} for e in events],
+        "throughput": {"speed_x_realtime": stats.speed_x_realtime,
+                       "real_time_factor": stats.real_time_factor,
+                       "latency_mean_ms": stats.latency_mean_ms,
+                       "latency_p95_ms": stats.latency_p95_ms, "inferences": stats.inferences},
+    }  # fmt: skip
+    atomic_write_json(out / "stream_eval.json", result)
+    update_report(out / "report.md", render_section(result))
+    return result

@@ -1,0 +1,125 @@
+"""Streaming evaluation: matching rules, a built test stream over a GSC-layout folder of tone
+"words", the given-WAV path, and the report/JSON/plot outputs of `kws stream-eval`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile
+from test_stream_tones import RATE_HZ, noise, word, write_run
+
+from kws.cli import main
+from kws.errors import UserError
+from kws.stream.evaluate import SECTION, score_events, update_report
+from kws.stream.testset import build_test_stream, labels_file_text, read_labels_file
+
+LABELS = ["_silence_", "_unknown_", "yes", "no"]
+
+
+def test_score_events_matching_rules():
+    truth = [("yes", 1000.0), ("_unknown_", 4000.0), ("no", 7000.0), ("yes", 10000.0)]
+    events = [
+        ("yes", 1800.0, 0.9),  # correct, 800 ms after onset
+        ("yes", 2000.0, 0.9),  # repeat: the word is already matched -> false accept
+        ("no", 4600.0, 0.9),  # on an unknown word -> false accept
+        ("yes", 7700.0, 0.9),  # wrong label on "no"
+        ("no", 20000.0, 0.9),  # near nothing -> false accept
+    ]
+    s = score_events(events, truth, ["yes", "no"], duration_s=36.0).summary()
+    assert (s["keyword_words"], s["unknown_words"]) == (3, 1)
+    assert s["correct_percent"] == pytest.approx(100 / 3)
+    assert s["wrong_percent"] == pytest.approx(100 / 3)
+    assert s["matched_percent"] == pytest.approx(200 / 3)
+    assert s["miss_rate_percent"] == pytest.approx(200 / 3)
+    assert s["false_accepts"] == 3 and s["false_accepts_per_hour"] == pytest.approx(300.0)
+    assert s["latency_from_onset_median_ms"] == pytest.approx(800.0)
+    assert s["latency_from_end_median_ms"] == pytest.approx(-200.0)
+
+
+def test_labels_file_round_trip_and_errors(tmp_path):
+    truth = [("yes", 1500.0), ("_unknown_", 3200.0)]
+    path = tmp_path / "labels.txt"
+    path.write_text(labels_file_text(truth))
+    assert read_labels_file(path) == truth
+    path.write_text("yes, 100\nbroken line\n")
+    with pytest.raises(UserError, match="labels.txt:2"):
+        read_labels_file(path)
+
+
+@pytest.fixture(scope="module")
+def tone_dataset(tmp_path_factory):
+    """GSC layout: yes/no/dog tone clips (all in testing_list.txt) and background noise."""
+    root = tmp_path_factory.mktemp("tones")
+    rng = np.random.default_rng(0)
+    listed = []
+    for name, tone in (("yes", "yes"), ("no", "no"), ("dog", "_unknown_")):
+        (root / name).mkdir()
+        for i in range(4):
+            clip = noise(RATE_HZ, rng, 0.005)
+            start = rng.integers(0, RATE_HZ // 2)
+            clip[start : start + RATE_HZ // 2] += word(tone, rng)
+            soundfile.write(root / name / f"spk{i}_nohash_0.wav", clip, RATE_HZ)
+            listed.append(f"{name}/spk{i}_nohash_0.wav")
+    (root / "testing_list.txt").write_text("\n".join(listed) + "\n")
+    (root / "_background_noise_").mkdir()
+    soundfile.write(root / "_background_noise_" / "white.wav", noise(RATE_HZ * 5, rng, 0.1),
+                    RATE_HZ)  # fmt: skip
+    return root
+
+
+def test_built_stream_layout(tone_dataset):
+    stream = build_test_stream(tone_dataset, LABELS, minutes=1.0, seed=3)
+    assert stream.duration_s == pytest.approx(60.0)
+    starts = [t for _, t in stream.truth]
+    assert len(starts) == 30 and starts == sorted(starts)
+    assert all(2000 * i <= t <= 2000 * i + 1000 for i, t in enumerate(starts))  # grid + offset
+    unknown = sum(label == "_unknown_" for label, _ in stream.truth)
+    assert 3 <= unknown <= 18  # about 30% of 30
+    assert {label for label, _ in stream.truth} <= {"yes", "no", "_unknown_"}
+    assert np.abs(stream.audio).max() <= 1.0
+
+
+def test_stream_eval_cli_writes_json_plot_and_report(tone_dataset, tmp_path, capsys):
+    run_dir = write_run(tmp_path / "run")
+    (run_dir / "report.md").write_text("# Report\n\n## Accuracy\n\nkept\n")
+    argv = ["stream-eval", str(run_dir), "--data", str(tone_dataset), "--minutes", "0.5"]
+    assert main(argv) == 0
+    assert SECTION in capsys.readouterr().out
+    result = json.loads((run_dir / "stream_eval.json").read_text())
+    s = result["scores"]
+    assert s["keyword_words"] + s["unknown_words"] == 15
+    assert s["correct_percent"] >= 90 and s["wrong_percent"] <= 5
+    assert s["false_accepts_per_hour"] <= 240  # at most 2 in the half minute
+    assert 0 < s["latency_from_onset_median_ms"] < 1500
+    assert {r["threshold"] for r in result["sweep"]} >= {0.3, 0.7, 0.95}
+    assert (run_dir / result["plot"]).read_bytes()[:4] == b"\x89PNG"
+    # The given-WAV path on the same stream gives the same result; one report section.
+    stream = build_test_stream(tone_dataset, LABELS, minutes=0.5, seed=0)
+    soundfile.write(tmp_path / "s.wav", stream.audio, RATE_HZ, subtype="FLOAT")
+    (tmp_path / "s.txt").write_text(labels_file_text(stream.truth))
+    argv = ["stream-eval", str(run_dir), "--wav", str(tmp_path / "s.wav"),
+            "--labels", str(tmp_path / "s.txt")]  # fmt: skip
+    assert main(argv) == 0
+    again = json.loads((run_dir / "stream_eval.json").read_text())["scores"]
+    assert again == pytest.approx(s, abs=1.0)  # labels file keeps whole ms
+    report = (run_dir / "report.md").read_text()
+    assert report.count(SECTION) == 1 and "## Accuracy\n\nkept" in report
+
+
+def test_update_report_replaces_only_its_section(tmp_path):
+    path = tmp_path / "report.md"
+    path.write_text(f"# R\n\n{SECTION}\n\nold\n\n## Export\n\nstays\n")
+    update_report(path, f"{SECTION}\n\nnew\n")
+    text = path.read_text()
+    assert "old" not in text and "new" in text and text.index("new") < text.index("## Export")
+    assert "stays" in text
+
+
+def test_stream_eval_needs_a_stream(tmp_path):
+    run_dir = write_run(tmp_path / "run")
+    with pytest.raises(UserError, match="--data DIR"):
+        from kws.stream.evaluate import stream_evaluate
+
+        stream_evaluate(run_dir)
