@@ -162,6 +162,9 @@ def train(cfg: RecipeConfig, run_dir: str | Path, *, resume: bool = False, model
     if model is not None:
         cfg.model = dataclasses.replace(cfg.model, widths=list(model.cfg.widths))
     model = (model or create_model(cfg.model)).to(device)
+    if device.type == "cpu":
+        # NHWC convolutions are ~1.4-1.7x faster for DS-CNN training on CPU (benchmarks/).
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
                                  weight_decay=cfg.train.weight_decay)
     epochs = epochs if epochs is not None else cfg.train.epochs
