@@ -29,12 +29,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
-    for add in _VERBS:
+    for add in sorted(_VERBS, key=_verb_rank):
         add(sub)
     return parser
 
 
 _VERBS: list = []
+# Verbs are listed in the order of the data flow.
+_ORDER = ["data", "train", "evaluate", "grow", "profile", "export", "demo", "stream_eval",
+          "quickstart"]
+
+
+def _verb_rank(add) -> int:
+    name = add.__name__.removeprefix("_add_")
+    return _ORDER.index(name) if name in _ORDER else len(_ORDER)
 
 
 def verb(fn):
@@ -209,26 +217,6 @@ def _run_profile(args) -> int:
                        targets_file=args.targets, as_json=args.json)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "run", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # user-facing errors carry their own fix in the message
-        from kws.errors import UserError
-
-        if isinstance(exc, UserError):
-            print(f"kws: error: {exc}", file=sys.stderr)
-            return 2
-        raise
-
-
 @verb
 def _add_export(sub) -> None:
     p = sub.add_parser(
@@ -374,6 +362,26 @@ def _run_stream_eval(args) -> int:
                              out_dir=args.out)
     print(render_section(result))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # user-facing errors carry their own fix in the message
+        from kws.errors import UserError
+
+        if isinstance(exc, UserError):
+            print(f"kws: error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
     status = 0
     if "grow" not in skip:
         t = _step(f"4. grow a compact seed by splitting steepest descent ({GROW_RECIPE})")
-        from kws.growth import grow
+        from kws.growth.loop import grow
 
         grow_cfg = load_recipe(GROW_RECIPE, [f"data.root={cfg.data.root}"])
         grow(grow_cfg, Path(grow_cfg.runs_dir) / grow_cfg.name, resume=True)
