@@ -2,7 +2,8 @@
 
 Audio chunks of any length and sample rate go in; the detector resamples them to the model's
 rate (soxr's streaming resampler), computes only the feature frames the new samples complete
-(numpy front end, frame by frame, identical to the batch features), and every `stride_ms` runs
+(numpy front end; the same per-frame math as the batch features, the new frames of a chunk in
+one call), and every `stride_ms` runs
 the model on the latest window `(1, frames, coeffs)`. Posteriors go through `RecognizeCommands`
 (TensorFlow's smoothing and suppression) and keyword firings come out as `KeywordEvent`s.
 """
@@ -128,8 +129,7 @@ class StreamingDetector:
             self._resampler = soxr.ResampleStream(
                 self.input_rate_hz, self.rate_hz, 1, dtype="float32", quality="HQ"
             )
-        self._pending = np.zeros(0, np.float32)  # samples from `_pending_start` on
-        self._pending_start = 0
+        self._pending = np.zeros(0, np.float32)  # samples from the next frame's start on
         self._ring = np.zeros((cfg.num_frames, cfg.num_coeffs), np.float32)
         self.frames_done = 0
         self._audio_samples = 0
@@ -162,25 +162,23 @@ class StreamingDetector:
 
     def _consume(self, audio: np.ndarray) -> list[Inference]:
         cfg = self.feature_cfg
+        hop, window, size = cfg.hop_samples, cfg.window_samples, cfg.num_frames
         self._audio_samples += audio.shape[0]
         self._pending = np.concatenate([self._pending, audio.astype(np.float32, copy=False)])
+        # `_pending` starts at the next frame's first sample; frames it completes: n.
+        n = 0 if self._pending.shape[0] < window else 1 + (self._pending.shape[0] - window) // hop
+        if n == 0:
+            return []
+        # Only the new frames, in one numpy call (the same per-frame math as batch features).
+        frames = self.front_end.features(self._pending[: (n - 1) * hop + window])
+        self._pending = self._pending[n * hop :]  # drop samples no future frame needs
         results = []
-        hop, window = cfg.hop_samples, cfg.window_samples
-        while True:
-            offset = self.frames_done * hop - self._pending_start
-            if offset + window > self._pending.shape[0]:
-                break
-            frame = self.front_end.frame(self._pending[offset : offset + window])
-            self._ring[self.frames_done % cfg.num_frames] = frame
+        for frame in frames:  # (coeffs,) each; run the model whenever a stride completes
+            self._ring[self.frames_done % size] = frame
             self.frames_done += 1
-            ready = self.frames_done - cfg.num_frames
+            ready = self.frames_done - size
             if ready >= 0 and ready % self.stride_frames == 0:
                 results.append(self._infer())
-        # Drop samples no future frame needs.
-        keep_from = self.frames_done * hop - self._pending_start
-        if keep_from > 0:
-            self._pending = self._pending[keep_from:]
-            self._pending_start += keep_from
         return results
 
     def window(self) -> np.ndarray:
