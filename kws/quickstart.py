@@ -14,7 +14,7 @@ from kws.config import load_recipe
 from kws.io import atomic_write_text
 
 GROW_RECIPE = "recipes/synth/grow.yaml"
-CLIPS_PER_WORD = 100
+CLIPS_PER_WORD = 150
 
 
 def _step(title: str) -> float:
