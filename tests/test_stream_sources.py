@@ -137,3 +137,38 @@ def test_demo_stdin_through_a_pipe(stream_wav, run_dir):
     labels = [json.loads(line)["label"] for line in result.stdout.decode().splitlines()]
     assert labels == KEYWORDS
     assert b"faster than real time" in result.stderr
+
+
+def test_live_view_renders_bars_and_log(run_dir):
+    from rich.console import Console
+
+    from kws.stream.demo import render_live
+    from kws.stream.detector import Inference
+    from kws.stream.recognize import Decision
+
+    probs = np.array([0.1, 0.0, 0.8, 0.1], np.float32)
+    last = Inference(1000.0, probs, 1.0, Decision("yes", 0.8, True, 1000.0), None)
+    console = Console(record=True, width=80, color_system=None)
+    console.print(render_live(["_silence_", "_unknown_", "yes", "[no]"], last,
+                              ["    1.00 s  yes"], "status line"))  # fmt: skip
+    text = console.export_text()
+    assert "█" * 24 in text and "[no]" in text and "1.00 s  yes" in text and "status" in text
+
+
+def test_ctrl_c_stops_the_demo_cleanly(run_dir, tmp_path):
+    import signal
+
+    audio, _ = synth_stream(["yes"] * 8, seed=1)  # 14 s, paced in real time
+    soundfile.write(tmp_path / "long.wav", audio, RATE_HZ)
+    code = "import sys; from kws.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "demo", str(run_dir), "--wav", str(tmp_path / "long.wav"),
+         "--realtime", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    first = json.loads(proc.stdout.readline())  # listening: the first "yes" arrived
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert first["label"] == "yes"
+    assert proc.returncode == 0, err.decode()
+    assert b"keyword(s)" in err and b"Traceback" not in err

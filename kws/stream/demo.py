@@ -96,16 +96,16 @@ def render_live(labels: list[str], last: Inference | None, log: list[str], statu
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
+    from rich.text import Text
 
     bars = Table.grid(padding=(0, 1))
     probs = last.probabilities if last is not None else np.zeros(len(labels))
     top = int(np.argmax(probs)) if last is not None else -1
     for i, (label, p) in enumerate(zip(labels, probs, strict=True)):
-        style = "bold green" if i == top else ""
-        bars.add_row(f"{label:>12}", f"[{style}]{'█' * int(round(p * BAR_WIDTH)):<{BAR_WIDTH}}[/]",
-                     f"{p:5.2f}")  # fmt: skip
-    keywords = "\n".join(log[-LOG_LINES:]) or "(listening ...)"
-    return Group(Panel(bars, title="posteriors"), Panel(keywords, title="keywords"), status)
+        bar = Text("█" * int(round(float(p) * BAR_WIDTH)), style="bold green" if i == top else "")
+        bars.add_row(Text(f"{label:>12}"), bar, Text(f"{p:5.2f}"))
+    keywords = Text("\n".join(log[-LOG_LINES:]) or "(listening ...)")
+    return Group(Panel(bars, title="posteriors"), Panel(keywords, title="keywords"), Text(status))
 
 
 def run_demo(
