@@ -89,7 +89,7 @@ def bench(kind: str, run: Path, audio: np.ndarray) -> dict | None:
         detector.push(audio[i : i + chunk])
     wall = time.perf_counter() - start
     s = detector.stats()
-    model_s = sum(s.latencies_ms) / 1000
+    model_s = s.model_s
     return {
         "backend": kind, "inferences": s.inferences, "mean": s.latency_mean_ms,
         "p50": s.latency_p50_ms, "p95": s.latency_p95_ms,
