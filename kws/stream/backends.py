@@ -108,6 +108,7 @@ def load_torch(path: Path, num_threads: int | None) -> Backend:
 
     ckpt = load_checkpoint(path)
     model, cfg, labels = model_from_checkpoint(ckpt)
+    model = _frozen(model, cfg.model.input_frames, cfg.model.input_coeffs)
 
     def predict(features: np.ndarray) -> np.ndarray:
         # torch's thread count is process-wide: set it for this call only, so the detector runs
@@ -125,6 +126,23 @@ def load_torch(path: Path, num_threads: int | None) -> Backend:
                 torch.set_num_threads(previous)
 
     return Backend("torch", labels, cfg.features, path, predict)
+
+
+def _frozen(model, frames: int, coeffs: int):
+    """The model traced for the one window shape streaming uses and frozen (BN folded into
+    the convs, no Python per module): about 2x faster per window on one CPU thread. Falls back
+    to the eager model where tracing fails."""
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings(), torch.inference_mode():
+            warnings.simplefilter("ignore")  # tracer notes about shape arithmetic in SamePad
+            example = torch.zeros(1, frames, coeffs)
+            return torch.jit.freeze(torch.jit.trace(model, example))
+    except Exception:  # noqa: BLE001 - an older/newer torch without TorchScript: stay eager
+        return model
 
 
 def load_onnx(path: Path, num_threads: int | None) -> Backend:

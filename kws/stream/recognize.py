@@ -72,6 +72,7 @@ class RecognizeCommands:
         self.suppression_ms = float(suppression_ms)
         self.minimum_count = int(minimum_count)
         self._results: deque[tuple[float, np.ndarray]] = deque()
+        self._sum = np.zeros(len(self.labels))
         self._last_label = "_silence_"
         self._last_time_ms = -np.inf
 
@@ -87,6 +88,7 @@ class RecognizeCommands:
 
     def reset(self) -> None:
         self._results.clear()
+        self._sum = np.zeros(len(self.labels))
         self._last_label = "_silence_"
         self._last_time_ms = -np.inf
 
@@ -102,13 +104,14 @@ class RecognizeCommands:
         if self._results and time_ms < self._results[-1][0]:
             raise ValueError(f"time went backwards: {time_ms} ms after {self._results[-1][0]} ms")
         self._results.append((float(time_ms), scores))
+        self._sum += scores
         # Keep results no older than the window (inclusive, as TensorFlow does).
         while self._results[0][0] < time_ms - self.average_window_ms:
-            self._results.popleft()
+            self._sum -= self._results.popleft()[1]
         span_ms = time_ms - self._results[0][0]
         if len(self._results) < self.minimum_count or span_ms < self.average_window_ms / 4:
             return Decision(self._last_label, 0.0, False, float(time_ms))
-        average = np.mean([s for _, s in self._results], axis=0)
+        average = self._sum / len(self._results)  # running sum: O(classes) per step
         top = int(np.argmax(average))
         label, score = self.labels[top], float(average[top])
         # After silence (or before anything fired) suppression does not apply.
