@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kws-setup-stamp
 TORCH_VERSION ?= 2.13.0
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
-                sox libportaudio2 pulseaudio pulseaudio-utils g++
+                sox libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils g++
 
 .PHONY: setup quickstart test lint format bench clean-runs
 
