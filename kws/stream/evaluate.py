@@ -14,7 +14,6 @@ The posterior track is recorded once; the threshold sweep re-runs only `Recogniz
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from kws.config import StreamConfig
-from kws.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from kws.io import atomic_write_json, atomic_write_text
 from kws.stream.backends import load_backend
 from kws.stream.detector import StreamingDetector
 from kws.stream.recognize import is_keyword, recognize
@@ -123,11 +122,9 @@ def sweep(times, posteriors, labels, cfg: StreamConfig, stream: EvalStream, keyw
 
 def plot_sweep(rows: list[dict], operating: float, path: Path, title: str) -> Path:
     """False accepts per hour (x) against miss rate (y), one point per threshold (PNG)."""
-    import matplotlib
+    from kws.plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     fa = [r["false_accepts_per_hour"] for r in rows]
     miss = [r["miss_rate_percent"] for r in rows]
@@ -143,11 +140,7 @@ def plot_sweep(rows: list[dict], operating: float, path: Path, title: str) -> Pa
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=120)
-    plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
+    return save_png(fig, path, dpi=120)
 
 
 def render_section(result: dict) -> str:

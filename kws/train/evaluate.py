@@ -80,11 +80,9 @@ def evaluate(model: torch.nn.Module, data, split: str = "testing", batch_size: i
 
 def plot_confusion(result: EvalResult, path: str | Path) -> Path:
     """Row-normalised confusion matrix as PNG."""
-    import matplotlib
+    from kws.plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     norm = result.confusion / np.maximum(result.confusion.sum(axis=1, keepdims=True), 1)
     n = len(result.labels)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
@@ -100,11 +98,4 @@ def plot_confusion(result: EvalResult, path: str | Path) -> Path:
     ax.set_ylabel("true")
     ax.set_title(f"{result.split}: accuracy {100 * result.accuracy:.2f}% "
                  f"({result.num_examples} examples)")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, path, dpi=110)

@@ -6,11 +6,9 @@ from pathlib import Path
 
 
 def plot_training(history: list[dict], path: str | Path) -> Path:
-    import matplotlib
+    from kws.plotting import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     epochs = list(range(1, len(history) + 1))
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
@@ -23,11 +21,4 @@ def plot_training(history: list[dict], path: str | Path) -> Path:
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy (%)")
     ax_acc.legend()
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_png(fig, path)
