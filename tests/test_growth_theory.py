@@ -178,6 +178,19 @@ def test_fast_solver_agrees_with_exact():
             assert cosine[simple].min() > 1 - 1e-6, (activation, e.index, cosine.min())
 
 
+def test_float32_fast_solver_tracks_float64_exact():
+    """The float32 fast path (oneDNN depthwise conv, looser tolerance) on a float32 model."""
+    model, batches = tiny("relu", widths=(12, 16, 10))
+    exact = splitting_scores(model, batches, EXACT)
+    model32 = model.float()
+    batches32 = [(x.float(), y) for x, y in batches]
+    fast = splitting_scores(model32, batches32, GrowthConfig(solver="fast"))
+    for e, f in zip(exact.units, fast.units, strict=True):
+        assert f.eigenvalues.dtype == torch.float32
+        scale = e.eigenvalues.abs().max()
+        torch.testing.assert_close(f.eigenvalues.double(), e.eigenvalues, atol=1e-2 * scale, rtol=0)
+
+
 def test_scoring_leaves_the_model_unchanged():
     model, batches = tiny("relu")
     model.train()
