@@ -83,14 +83,41 @@ def time_scoring(model, batches, solver: str, device) -> float:
     return time.perf_counter() - start
 
 
+def check_device(device: torch.device) -> None:
+    """Scores on `device` match CPU float64 scores (exact and fast) on a small DS-CNN."""
+    cfg = preset_config("ds_cnn_s", widths=[24, 20, 16, 12, 10])
+    cfg.activation = "silu"
+    torch.manual_seed(1)
+    model = create_model(cfg).double().eval()
+    batches = make_batches(2, 20, torch.device("cpu"), seed=1)
+    batches = [(x.double(), y) for x, y in batches]
+    for solver in ("exact", "fast"):
+        growth = GrowthConfig(solver=solver, dtype="float64", calibration_batches=2)
+        ref = splitting_scores(model, batches, growth)
+        got = splitting_scores(
+            model.to(device), [(x.to(device), y.to(device)) for x, y in batches], growth
+        )
+        model.cpu()
+        err = max(
+            (a.eigenvalues - b.eigenvalues.cpu()).abs().max().item()
+            / a.eigenvalues.abs().max().item()
+            for a, b in zip(ref.units, got.units)
+        )
+        print(f"{device} vs cpu, {solver}: max relative lambda_min difference {err:.2e}")
+        assert err < 1e-6, err
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["ds_cnn_s", "ds_cnn_l"])
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--check", action="store_true", help="compare device scores to CPU")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.check:
+        check_device(device)
     torch.manual_seed(0)
     batches = make_batches(args.batches, args.batch_size, device)
     examples = args.batches * args.batch_size
