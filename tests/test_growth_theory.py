@@ -201,3 +201,19 @@ def test_scoring_leaves_the_model_unchanged():
     assert all(p.grad is None for p in model.parameters())
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_min_eigenpairs_handles_dead_and_badly_scaled_neurons():
+    from kws.errors import UserError
+    from kws.growth.scores import min_eigenpairs
+
+    mats = torch.zeros(3, 5, 5)  # a dead ReLU neuron has an all-zero splitting matrix
+    mats[1] = torch.diag(torch.tensor([3e-30, -1e-30, 2e-30, 5e-30, 1e-30]))
+    mats[2] = torch.diag(torch.tensor([4e8, -2e8, 1.0, 3.0, 7e8]))
+    vals, vecs = min_eigenpairs(mats)
+    assert vals[0] == 0 and vals.dtype == torch.float32
+    torch.testing.assert_close(vals[1:], torch.tensor([-1e-30, -2e8]))
+    assert vecs[2, 1].abs() == 1
+    mats[0, 0, 0] = float("nan")
+    with pytest.raises(UserError, match="NaN"):
+        min_eigenpairs(mats)

@@ -304,9 +304,7 @@ def lobpcg_min(
     """
     if dim <= 6:  # too small for a 3-vector search space: form the matrix with dim products
         eye = torch.eye(dim, dtype=like.dtype, device=like.device).expand(num, dim, dim)
-        mat = matvec(eye.contiguous())
-        vals, vecs = torch.linalg.eigh(0.5 * (mat + mat.transpose(1, 2)))
-        return vals[:, 0], vecs[:, :, 0]
+        return min_eigenpairs(matvec(eye.contiguous()))
     gen = torch.Generator(device="cpu").manual_seed(seed)
     x = torch.randn(num, dim, 1, generator=gen, dtype=like.dtype).to(like.device)
     x = x / x.norm(dim=1, keepdim=True)
@@ -320,8 +318,9 @@ def lobpcg_min(
         basis = [x, res] + ([prev] if prev is not None else [])
         q = torch.linalg.qr(torch.cat(basis, dim=2)).Q  # (num, dim, 2 or 3) orthonormal
         aq = matvec(q)
-        small = q.transpose(1, 2) @ aq
+        small = (q.transpose(1, 2) @ aq).double()  # tiny: float64 is free and robust
         vals, vecs = torch.linalg.eigh(0.5 * (small + small.transpose(1, 2)))
+        vals, vecs = vals.to(q.dtype), vecs.to(q.dtype)
         y = vecs[:, :, :1]  # (num, k, 1)
         x_new = q @ y
         prev = q[:, :, 1:] @ y[:, 1:]  # the step taken, without its component along x
@@ -329,6 +328,26 @@ def lobpcg_min(
         norm = x.norm(dim=1, keepdim=True)
         x, ax = x / norm, ax / norm
     return lam, x[:, :, 0]
+
+
+def min_eigenpairs(mats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Smallest eigenpair of each symmetric matrix `(num, d, d)` -> `(num,)`, `(num, d)`.
+
+    Solved in float64 on matrices scaled to unit max-norm: float32 LAPACK `syevd` fails to
+    converge on some badly scaled splitting matrices of trained ReLU networks.
+    """
+    if not torch.isfinite(mats).all():
+        from kws.errors import UserError
+
+        raise UserError(
+            "splitting matrices contain NaN/inf; the model or data is not finite "
+            "(check training converged)"
+        )
+    work = mats.double()
+    work = 0.5 * (work + work.transpose(1, 2))
+    scale = work.abs().amax(dim=(1, 2)).clamp_min(1e-300)
+    vals, vecs = torch.linalg.eigh(work / scale[:, None, None])
+    return (vals[:, 0] * scale).to(mats.dtype), vecs[:, :, 0].to(mats.dtype)
 
 
 def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], int]:
@@ -381,8 +400,8 @@ def splitting_scores(model, batches: Iterable, cfg: GrowthConfig) -> Scores:
         mats, count = splitting_matrices(model, batches, cfg)
         units = []
         for j, mat in enumerate(mats):
-            vals, vecs = torch.linalg.eigh(0.5 * (mat + mat.transpose(1, 2)))
-            units.append(UnitScores(j, vals[:, 0], vecs[:, :, 0]))
+            vals, vecs = min_eigenpairs(mat)
+            units.append(UnitScores(j, vals, vecs))
         return Scores(units, count, "exact")
     if cfg.solver == "fast":
         units, count = _fast_scores(model, batches, cfg)
