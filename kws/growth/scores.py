@@ -364,8 +364,8 @@ def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], i
 
         raise UserError("no calibration batches to score; check the data split is not empty")
     # float32 residuals stall near 1e-4 relative; lambda's error is ~ residual^2 / gap
-    iterations = getattr(cfg, "fast_iterations", 100 if dtype == torch.float32 else 300)
-    tol = getattr(cfg, "fast_tol", 1e-3 if dtype == torch.float32 else 1e-9)
+    iterations = getattr(cfg, "fast_iterations", 0) or (100 if dtype == torch.float32 else 300)
+    tol = getattr(cfg, "fast_tol", 0.0) or (1e-3 if dtype == torch.float32 else 1e-9)
     units = []
     for j, items in enumerate(per_unit):
         c, d = items[0].weight_s.shape[1], items[0].patches.shape[1]
