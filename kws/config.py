@@ -178,6 +178,8 @@ class GrowthConfig:
     solver: str = "exact"  # exact | fast
     dtype: str = "float32"  # float32 | float64
     relu_softplus_beta: float = 3.0
+    fast_iterations: int = 0  # LOBPCG iterations for solver=fast; 0 = 100 (fp32) / 300 (fp64)
+    fast_tol: float = 0.0  # relative residual for solver=fast; 0 = 1e-3 (fp32) / 1e-9 (fp64)
     baselines: list[str] = field(default_factory=list)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from kws.config import GrowthConfig, ModelConfig
-from kws.growth.plan import SplitPlan, select_neurons
+from kws.growth.plan import SplitPlan, select_neurons, size_of
 from kws.growth.surgery import apply_splits, rebuild
 from kws.growth.units import splittable_units
 from kws.models.ds_cnn import create_model
@@ -32,6 +32,25 @@ def random_plan(model_cfg: ModelConfig, cfg: GrowthConfig, budget, seed: int) ->
     plan = select_neurons(ranked, model_cfg, cfg, budget)
     plan.stop_reason = plan.stop_reason or "random"
     return plan
+
+
+def matched_random_plan(model_cfg: ModelConfig, counts: dict[int, int], seed: int) -> SplitPlan:
+    """Random neurons with exactly `counts[j]` splits in unit j (a reference run's round).
+
+    Baselines grow through the same architectures as the splitting run they are compared with,
+    so every method ends at the same widths, params and MACs.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    splits = {}
+    for j, count in sorted(counts.items()):
+        count = min(int(count), model_cfg.widths[j])
+        if count:
+            splits[j] = sorted(torch.randperm(model_cfg.widths[j], generator=gen)[:count].tolist())
+    new_widths = [w + len(splits.get(j, [])) for j, w in enumerate(model_cfg.widths)]
+    params, macs = size_of(model_cfg, new_widths)
+    return SplitPlan(
+        splits, list(model_cfg.widths), new_widths, params, macs, [], "matched to the splitting run"
+    )
 
 
 def random_directions(model_cfg: ModelConfig, plan: SplitPlan, seed: int) -> dict:

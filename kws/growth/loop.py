@@ -18,7 +18,13 @@ import torch
 
 from kws.config import RecipeConfig, from_dict, to_dict
 from kws.errors import UserError
-from kws.growth.baselines import METHODS, random_plan, split_randomly, widen_random_init
+from kws.growth.baselines import (
+    METHODS,
+    matched_random_plan,
+    random_plan,
+    split_randomly,
+    widen_random_init,
+)
 from kws.growth.plan import plan_splits, size_of
 from kws.growth.scores import splitting_scores
 from kws.growth.surgery import apply_splits
@@ -73,7 +79,7 @@ def _round_model(round_dir: Path, device: torch.device):
     return model_from_checkpoint(ckpt)[0].to(device)
 
 
-def _grow_model(model, cfg: RecipeConfig, data, k: int):
+def _grow_model(model, cfg: RecipeConfig, data, k: int, reference: list[dict] | None = None):
     """One growth step of `cfg.growth.method`: (grown model, plan, spectrum or None)."""
     g, budget = cfg.growth, _budget(cfg)
     if g.method == "splitting":
@@ -82,7 +88,13 @@ def _grow_model(model, cfg: RecipeConfig, data, k: int):
         plan = plan_splits(scores, model.cfg, g, budget)
         grown = apply_splits(model, plan, g.eps, scores)[0] if plan.num_splits else model
         return grown, plan, scores.spectrum()
-    plan = random_plan(model.cfg, g, budget, seed=cfg.train.seed * 7919 + k)
+    if reference is not None:  # same per-unit growth as the splitting run's round k
+        counts = {}
+        if k < len(reference) and reference[k].get("plan"):
+            counts = {int(j): len(v) for j, v in reference[k]["plan"]["splits"].items()}
+        plan = matched_random_plan(model.cfg, counts, seed=cfg.train.seed * 7919 + k)
+    else:
+        plan = random_plan(model.cfg, g, budget, seed=cfg.train.seed * 7919 + k)
     if not plan.num_splits:
         return model, plan, None
     if g.method == "random":
@@ -110,9 +122,18 @@ def _record(k: int, model, cfg, result, data, plan=None, spectrum=None) -> dict:
 
 
 def grow(
-    cfg: RecipeConfig, run_dir: str | Path, resume: bool = False, data=None, progress: bool = True
+    cfg: RecipeConfig,
+    run_dir: str | Path,
+    resume: bool = False,
+    data=None,
+    progress: bool = True,
+    reference: list[dict] | None = None,
 ) -> GrowthResult:
-    """Train a seed and grow it for `cfg.growth.rounds` rounds (see the module docstring)."""
+    """Train a seed and grow it for `cfg.growth.rounds` rounds (see the module docstring).
+
+    `reference` (a splitting run's history) makes the random baselines add exactly the same
+    number of neurons per unit per round, so all methods share sizes round by round.
+    """
     from kws.data.dataset import build_data
     from kws.train.loop import resolve_device, train
 
@@ -128,7 +149,8 @@ def grow(
     data = data or build_data(cfg, resolve_device(cfg.train.device), progress=progress)
     history = _load_history(run_dir, resume)
     model, stop = None, f"{g.rounds} rounds done"
-    for k in range(g.rounds + 1):
+    rounds = g.rounds if reference is None else min(g.rounds, len(reference) - 1)
+    for k in range(rounds + 1):
         round_dir = run_dir / "rounds" / f"round_{k}"
         if k < len(history):  # finished before an interruption
             continue
@@ -142,7 +164,7 @@ def grow(
                 plan_dict = ckpt["growth"]["plan"]
                 plan, spectrum = _PlanView(plan_dict), ckpt["growth"].get("spectrum")
             else:
-                model, plan, spectrum = _grow_model(model, cfg, data, k)
+                model, plan, spectrum = _grow_model(model, cfg, data, k, reference)
                 if not plan.num_splits:
                     stop = f"round {k}: nothing to split ({plan.stop_reason})"
                     break
@@ -267,7 +289,10 @@ def grow_compare(
     for method in ["splitting"] + [b for b in baselines if b != "scratch"]:
         method_cfg = from_dict(to_dict(cfg))
         method_cfg.growth.method = method
-        results[method] = grow(method_cfg, run_dir / method, resume, data, progress).history
+        reference = results.get("splitting") if method != "splitting" else None
+        results[method] = grow(
+            method_cfg, run_dir / method, resume, data, progress, reference
+        ).history
     if "scratch" in baselines:
         results["scratch"] = _scratch(
             cfg, run_dir / "scratch", results["splitting"], data, resume, progress
