@@ -72,8 +72,11 @@ def time_epoch(cfg, data, preset: str) -> dict:
     sync(data.device)
     stats = train_epoch(model, opt, data, cfg, 1, _NoProgress())
     sync(data.device)
-    return {"model": preset, "epoch_seconds": round(stats["epoch_seconds"], 2),
-            "clips_per_s": round(stats["train_clips_per_s"], 1)}
+    return {
+        "model": preset,
+        "epoch_seconds": round(stats["epoch_seconds"], 2),
+        "clips_per_s": round(stats["train_clips_per_s"], 1),
+    }
 
 
 def main() -> None:
@@ -84,8 +87,15 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", default=None, help="also write results here")
     args = parser.parse_args()
-    cfg = load_recipe(None, ["data.spec_augment=true", f"train.batch_size={args.batch_size}",
-                             f"train.device={args.device}", "train.log_every_steps=1000000"])
+    cfg = load_recipe(
+        None,
+        [
+            "data.spec_augment=true",
+            f"train.batch_size={args.batch_size}",
+            f"train.device={args.device}",
+            "train.log_every_steps=1000000",
+        ],
+    )
     from kws.train.loop import resolve_device
 
     device = resolve_device(args.device)
@@ -93,13 +103,20 @@ def main() -> None:
     data = synthetic_data(cfg, device, args.clips)
     cfg = resolve_model_config(cfg, data)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    results = {"device": name, "torch": torch.__version__, "clips": args.clips,
-               "batch_size": args.batch_size, "pipeline_clips_per_s":
-               round(time_pipeline(data, args.batch_size), 1), "models": []}
+    results = {
+        "device": name,
+        "torch": torch.__version__,
+        "clips": args.clips,
+        "batch_size": args.batch_size,
+        "pipeline_clips_per_s": round(time_pipeline(data, args.batch_size), 1),
+        "models": [],
+    }
     for preset in args.models:
         results["models"].append(time_epoch(cfg, data, preset))
-    print(f"device: {name}; torch {torch.__version__}; {args.clips} clips, batch "
-          f"{args.batch_size}, bf16 autocast on CUDA")
+    print(
+        f"device: {name}; torch {torch.__version__}; {args.clips} clips, batch "
+        f"{args.batch_size}, bf16 autocast on CUDA"
+    )
     print(f"bank->augment->MFCC pipeline alone: {results['pipeline_clips_per_s']:.0f} clips/s")
     print("| model | epoch (s) | clips/s |\n|---|---|---|")
     for r in results["models"]:

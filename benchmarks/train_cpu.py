@@ -37,14 +37,17 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=2000)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    print(f"machine: {cpu_name()}, {torch.get_num_threads()} threads available; torch "
-          f"{torch.__version__}; {args.clips} clips per epoch, batch 100")
+    print(
+        f"machine: {cpu_name()}, {torch.get_num_threads()} threads available; torch "
+        f"{torch.__version__}; {args.clips} clips per epoch, batch 100"
+    )
     print("| threads | pipeline clips/s | DS-CNN-S clips/s | DS-CNN-L clips/s |")
     print("|---|---|---|---|")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        cfg = load_recipe(None, ["data.spec_augment=true", "train.device=cpu",
-                                 "train.log_every_steps=1000000"])
+        cfg = load_recipe(
+            None, ["data.spec_augment=true", "train.device=cpu", "train.log_every_steps=1000000"]
+        )
         data = synthetic_data(cfg, torch.device("cpu"), args.clips)
         cfg = resolve_model_config(cfg, data)
         pipe = time_pipeline(data, 100)

@@ -36,8 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 _VERBS: list = []
 # Verbs are listed in the order of the data flow.
-_ORDER = ["data", "train", "evaluate", "grow", "profile", "export", "demo", "stream_eval",
-          "quickstart"]
+_ORDER = [
+    "data",
+    "train",
+    "evaluate",
+    "grow",
+    "profile",
+    "export",
+    "demo",
+    "stream_eval",
+    "quickstart",
+]
 
 
 def _verb_rank(add) -> int:
@@ -57,30 +66,45 @@ def _overrides_help() -> str:
 
 @verb
 def _add_data(sub) -> None:
-    p = sub.add_parser("data", help="download Google Speech Commands or synthesize a TTS set",
-                       description="Get audio in Google Speech Commands' layout.")
+    p = sub.add_parser(
+        "data",
+        help="download Google Speech Commands or synthesize a TTS set",
+        description="Get audio in Google Speech Commands' layout.",
+    )
     data_sub = p.add_subparsers(dest="data_verb", metavar="ACTION", required=True)
     d = data_sub.add_parser(
-        "download", help="download and safely extract GSC v1/v2 (resumable)",
+        "download",
+        help="download and safely extract GSC v1/v2 (resumable)",
         description="Stream a GSC archive over HTTP with resume, verify it, extract it safely. "
         "Idempotent: a completed dataset is not fetched again.",
-        epilog="example: kws data download --version v2 --root data  (then --test-set too)")
+        epilog="example: kws data download --version v2 --root data  (then --test-set too)",
+    )
     d.add_argument("--version", choices=["v1", "v2"], default="v2")
     d.add_argument("--test-set", action="store_true", help="the official test-set archive")
     d.add_argument("--root", default="data", help="folder to download and extract into")
-    d.add_argument("--base-url", default=None,
-                   help="mirror URL (default: $KWS_GSC_BASE_URL, else TensorFlow's host)")
+    d.add_argument(
+        "--base-url",
+        default=None,
+        help="mirror URL (default: $KWS_GSC_BASE_URL, else TensorFlow's host)",
+    )
     d.set_defaults(run=_run_data_download)
     s = data_sub.add_parser(
-        "synth", help="synthesize a GSC-layout set with TTS voices (custom keywords too)",
+        "synth",
+        help="synthesize a GSC-layout set with TTS voices (custom keywords too)",
         description="Write GSC's exact layout from Debian TTS engines (espeak-ng, flite, "
         "festival): 1 s 16 kHz clips, background noise, validation/testing lists.",
         epilog="example: kws data synth --out data/synth --clips-per-word 80\n"
         "         kws data synth --out data/mywords --words marvin sheila --clips-per-word 200",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--out", default="data/synth", help="output folder (GSC layout)")
-    s.add_argument("--words", nargs="+", default=None, help="words to synthesize (default: "
-                   "the 10 GSC commands plus many unknown/confusable words)")
+    s.add_argument(
+        "--words",
+        nargs="+",
+        default=None,
+        help="words to synthesize (default: "
+        "the 10 GSC commands plus many unknown/confusable words)",
+    )
     s.add_argument("--clips-per-word", type=int, default=60)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=0, help="parallel workers (0 = all cores)")
@@ -94,8 +118,9 @@ def _run_data_download(args) -> int:
 
     from kws.data.download import download_gsc
 
-    path = download_gsc(args.version, Path(args.root), test_set=args.test_set,
-                        base_url=args.base_url)
+    path = download_gsc(
+        args.version, Path(args.root), test_set=args.test_set, base_url=args.base_url
+    )
     print(f"dataset ready: {path}")
     return 0
 
@@ -105,9 +130,15 @@ def _run_data_synth(args) -> int:
 
     from kws.data.synth import synthesize
 
-    report = synthesize(Path(args.out), words=args.words, clips_per_word=args.clips_per_word,
-                        seed=args.seed, workers=args.workers, noise_seconds=args.noise_seconds,
-                        engines=args.engines)
+    report = synthesize(
+        Path(args.out),
+        words=args.words,
+        clips_per_word=args.clips_per_word,
+        seed=args.seed,
+        workers=args.workers,
+        noise_seconds=args.noise_seconds,
+        engines=args.engines,
+    )
     print(f"wrote {report.num_clips} clips ({report.num_failed} failed) to {report.out_dir}")
     return 0
 
@@ -115,14 +146,16 @@ def _run_data_synth(args) -> int:
 @verb
 def _add_train(sub) -> None:
     p = sub.add_parser(
-        "train", help="train a DS-CNN from a YAML recipe",
+        "train",
+        help="train a DS-CNN from a YAML recipe",
         description="Train a model from a recipe; writes runs/<name>/ with config.yaml, "
         "checkpoints/{best,last}.pt, metrics.jsonl and plots/. Uses CUDA (bf16 autocast) when "
         "available.",
         epilog="examples:\n  kws train recipes/quickstart.yaml\n"
         "  kws train recipes/gsc12/ds_cnn_s.yaml train.lr=1e-3 train.epochs=40\n"
         "  kws train recipes/quickstart.yaml --resume   # continue an interrupted run",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("recipe", help="YAML recipe (see recipes/)")
     p.add_argument("overrides", nargs="*", help=_overrides_help())
     p.add_argument("--run-dir", default=None, help="default: <runs_dir>/<name>")
@@ -146,15 +179,20 @@ def _run_train(args) -> int:
 @verb
 def _add_evaluate(sub) -> None:
     p = sub.add_parser(
-        "evaluate", help="accuracy, per-class accuracy and confusion matrix of a checkpoint",
+        "evaluate",
+        help="accuracy, per-class accuracy and confusion matrix of a checkpoint",
         description="Evaluate a checkpoint (or run directory) on any GSC-layout folder. Prints "
         "accuracy, command-only accuracy, unknown recall, per-class recall and the confusion "
         "matrix; writes evaluation_<split>.json and plots/confusion_<split>.png in the run.",
-        epilog="example: kws evaluate runs/quickstart --data data/synth --split testing")
+        epilog="example: kws evaluate runs/quickstart --data data/synth --split testing",
+    )
     p.add_argument("checkpoint", help="checkpoint .pt or run directory")
     p.add_argument("--data", default=None, help="GSC-layout folder (default: the run's)")
-    p.add_argument("--split", default="testing",
-                   choices=["testing", "test", "validation", "training", "holdout", "all"])
+    p.add_argument(
+        "--split",
+        default="testing",
+        choices=["testing", "test", "validation", "training", "holdout", "all"],
+    )
     p.add_argument("--device", default="auto")
     p.set_defaults(run=_run_evaluate)
 
@@ -162,8 +200,9 @@ def _add_evaluate(sub) -> None:
 def _run_evaluate(args) -> int:
     from kws.train.report import evaluate_checkpoint
 
-    for result in evaluate_checkpoint(args.checkpoint, data_root=args.data, split=args.split,
-                                      device=args.device):
+    for result in evaluate_checkpoint(
+        args.checkpoint, data_root=args.data, split=args.split, device=args.device
+    ):
         print(result)
     return 0
 
@@ -171,14 +210,21 @@ def _run_evaluate(args) -> int:
 @verb
 def _add_quickstart(sub) -> None:
     p = sub.add_parser(
-        "quickstart", help="the whole pipeline on a synthesized set (what `make quickstart` runs)",
+        "quickstart",
+        help="the whole pipeline on a synthesized set (what `make quickstart` runs)",
         description="Synthesize a small 12-class set, train a DS-CNN-S, evaluate it, grow a "
         "compact seed by splitting, export int8 TFLite/TFLite Micro/ONNX and evaluate streaming "
-        "detection. Every step is resumable; rerunning skips finished steps.")
+        "detection. Every step is resumable; rerunning skips finished steps.",
+    )
     p.add_argument("--recipe", default="recipes/quickstart.yaml")
     p.add_argument("overrides", nargs="*", help=_overrides_help())
-    p.add_argument("--skip", nargs="*", default=[], choices=["grow", "export", "stream"],
-                   help="steps to leave out")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["grow", "export", "stream"],
+        help="steps to leave out",
+    )
     p.set_defaults(run=_run_quickstart)
 
 
@@ -191,7 +237,8 @@ def _run_quickstart(args) -> int:
 @verb
 def _add_profile(sub) -> None:
     p = sub.add_parser(
-        "profile", help="params, ops, memory and estimated latency vs a microcontroller budget",
+        "profile",
+        help="params, ops, memory and estimated latency vs a microcontroller budget",
         description="Profile a model as an int8 microcontroller model: per-layer params, MACs "
         "and activation bytes; flash (the run's export/model_int8.tflite when present, else an "
         "estimate), peak activations, TFLite Micro arena and latency (estimates). With a target, "
@@ -201,7 +248,8 @@ def _add_profile(sub) -> None:
         "  kws profile runs/quickstart --target nrf52840\n"
         "  kws profile runs/grow/checkpoints/best.pt --targets my_boards.yaml --target myboard\n"
         "  kws profile --model ds_cnn_l --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", nargs="?", help="checkpoint .pt or run directory")
     p.add_argument("--model", default=None, help="a preset instead: ds_cnn_s|m|l|seed")
     p.add_argument("--target", default=None, help="budget target (default: the run's budget)")
@@ -213,14 +261,20 @@ def _add_profile(sub) -> None:
 def _run_profile(args) -> int:
     from kws.budget.report import run_profile
 
-    return run_profile(args.checkpoint, preset=args.model, target_name=args.target,
-                       targets_file=args.targets, as_json=args.json)
+    return run_profile(
+        args.checkpoint,
+        preset=args.model,
+        target_name=args.target,
+        targets_file=args.targets,
+        as_json=args.json,
+    )
 
 
 @verb
 def _add_export(sub) -> None:
     p = sub.add_parser(
-        "export", help="export to ONNX, int8 TFLite and TFLite Micro, with a parity report",
+        "export",
+        help="export to ONNX, int8 TFLite and TFLite Micro, with a parity report",
         description="Write ONNX (float + int8), TFLite (float + full-int8) and TFLite Micro files "
         "(C array, op resolver, manifest) under the run's export/, evaluate every backend on "
         "the test split and write export/report.md. Exits 1 when int8 accuracy drops too far "
@@ -229,14 +283,23 @@ def _add_export(sub) -> None:
         "  kws export runs/quickstart/checkpoints/best.pt --formats tflite,tflm "
         "--target cortex-m4f\n  kws export runs/gsc --data data/speech_commands_v0.02 "
         "--max-drop 0.5",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("checkpoint", help="checkpoint .pt or run directory (uses its best.pt)")
-    p.add_argument("--formats", default=None,
-                   help="comma-separated subset of onnx,tflite,tflm (default: export.formats)")
+    p.add_argument(
+        "--formats",
+        default=None,
+        help="comma-separated subset of onnx,tflite,tflm (default: export.formats)",
+    )
     p.add_argument("--target", default=None, help="budget target name (see kws profile)")
     p.add_argument("--data", default=None, help="data root for calibration/evaluation")
-    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
-                   help="allowed int8 accuracy drop (default: export.max_int8_drop_points)")
+    p.add_argument(
+        "--max-drop",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="allowed int8 accuracy drop (default: export.max_int8_drop_points)",
+    )
     p.add_argument("--out", default=None, help="output folder (default: <run>/export)")
     p.set_defaults(run=_run_export)
 
@@ -245,8 +308,14 @@ def _run_export(args) -> int:
     from kws.export import export_run, render_markdown
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()] if args.formats else None
-    report = export_run(args.checkpoint, formats=formats, target=args.target,
-                        data_root=args.data, out_dir=args.out, max_drop_points=args.max_drop)
+    report = export_run(
+        args.checkpoint,
+        formats=formats,
+        target=args.target,
+        data_root=args.data,
+        out_dir=args.out,
+        max_drop_points=args.max_drop,
+    )
     print(render_markdown(report))
     print(f"wrote {report.export_dir}")
     return 0 if report.passed else 1
@@ -255,7 +324,8 @@ def _run_export(args) -> int:
 @verb
 def _add_grow(sub) -> None:
     p = sub.add_parser(
-        "grow", help="grow a DS-CNN by splitting steepest descent under a budget",
+        "grow",
+        help="grow a DS-CNN by splitting steepest descent under a budget",
         description="Train a seed, then alternate splitting-index scoring, planning, neuron "
         "splitting and training (Liu, Wu, Wang 2019). Writes rounds/round_<k>/, growth.json and "
         "plots/ under the run directory. --compare also runs the baselines (growth.baselines: "
@@ -265,7 +335,8 @@ def _add_grow(sub) -> None:
         "  kws grow recipes/synth/grow.yaml growth.solver=fast --resume\n"
         "  kws grow recipes/synth/grow.yaml --compare   # splitting vs random / new init / "
         "scratch",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("recipe", help="YAML recipe with a growth section (see recipes/)")
     p.add_argument("overrides", nargs="*", help=_overrides_help())
     p.add_argument("--run-dir", default=None, help="default: <runs_dir>/<name>")
@@ -293,7 +364,8 @@ def _run_grow(args) -> int:
 @verb
 def _add_demo(sub) -> None:
     p = sub.add_parser(
-        "demo", help="live keyword detection from a microphone, a WAV file or stdin",
+        "demo",
+        help="live keyword detection from a microphone, a WAV file or stdin",
         description="Stream audio through the model (a new window every stream.stride_ms) and "
         "show class posteriors, detected keywords, latency and the real-time factor. Plain "
         "lines when stdout is not a terminal; --json for one JSON event per line. Ctrl-C stops.",
@@ -302,19 +374,34 @@ def _add_demo(sub) -> None:
         "  kws demo runs/quickstart --wav stream.wav --backend tflite --json\n"
         "  arecord -f S16_LE -r 16000 -c 1 | kws demo runs/quickstart --stdin\n"
         "  kws demo --list-devices",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", nargs="?", help="run directory or model file (.pt, .onnx, .tflite)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--mic", nargs="?", const="", default=None, metavar="DEVICE",
-                     help="microphone (default input, or index / name substring); the default")
+    src.add_argument(
+        "--mic",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="DEVICE",
+        help="microphone (default input, or index / name substring); the default",
+    )
     src.add_argument("--wav", default=None, metavar="FILE", help="stream an audio file")
     src.add_argument("--stdin", action="store_true", help="raw s16le mono 16 kHz PCM on stdin")
-    p.add_argument("--backend", choices=["torch", "onnx", "tflite"], default=None,
-                   help="runtime (default: from the file suffix; torch for a run dir)")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "tflite"],
+        default=None,
+        help="runtime (default: from the file suffix; torch for a run dir)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON event per line")
     p.add_argument("--realtime", action="store_true", help="pace --wav in real time")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="detection threshold (default: stream.detection_threshold)")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="detection threshold (default: stream.detection_threshold)",
+    )
     p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     p.set_defaults(run=_run_demo)
 
@@ -322,16 +409,25 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> int:
     from kws.stream.demo import demo
 
-    demo(args.model, mic=args.mic, wav=args.wav, stdin=args.stdin, backend=args.backend,
-         json_lines=args.json, realtime=args.realtime, list_devices=args.list_devices,
-         threshold=args.threshold)
+    demo(
+        args.model,
+        mic=args.mic,
+        wav=args.wav,
+        stdin=args.stdin,
+        backend=args.backend,
+        json_lines=args.json,
+        realtime=args.realtime,
+        list_devices=args.list_devices,
+        threshold=args.threshold,
+    )
     return 0
 
 
 @verb
 def _add_stream_eval(sub) -> None:
     p = sub.add_parser(
-        "stream-eval", help="streaming accuracy: false accepts per hour, misses, latency",
+        "stream-eval",
+        help="streaming accuracy: false accepts per hour, misses, latency",
         description="Run the streaming detector over a long stream with known word times: built "
         "from the test split (words on a grid with random offsets, 30%% unknown words, "
         "background noise) or a given WAV with a TensorFlow labels file ('label, time_ms' "
@@ -341,14 +437,19 @@ def _add_stream_eval(sub) -> None:
         epilog="examples:\n  kws stream-eval runs/quickstart --data data/synth\n"
         "  kws stream-eval runs/gsc --data data/speech_commands_v0.02 --minutes 10 "
         "--backend tflite\n  kws stream-eval model.onnx --wav stream.wav --labels labels.txt",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="run directory or model file (.pt, .onnx, .tflite)")
     p.add_argument("--data", default=None, help="GSC-layout data root to build the stream from")
     p.add_argument("--minutes", type=float, default=10.0, help="built stream length (default 10)")
     p.add_argument("--wav", default=None, help="use this stream instead (needs --labels)")
     p.add_argument("--labels", default=None, help="TensorFlow labels file for --wav")
-    p.add_argument("--backend", choices=["torch", "onnx", "tflite"], default=None,
-                   help="runtime (default: from the file suffix; torch for a run dir)")
+    p.add_argument(
+        "--backend",
+        choices=["torch", "onnx", "tflite"],
+        default=None,
+        help="runtime (default: from the file suffix; torch for a run dir)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the built stream")
     p.add_argument("--out", default=None, help="output folder (default: the run directory)")
     p.set_defaults(run=_run_stream_eval)
@@ -357,9 +458,16 @@ def _add_stream_eval(sub) -> None:
 def _run_stream_eval(args) -> int:
     from kws.stream.evaluate import render_section, stream_evaluate
 
-    result = stream_evaluate(args.model, data_root=args.data, minutes=args.minutes, wav=args.wav,
-                             labels_file=args.labels, backend_kind=args.backend, seed=args.seed,
-                             out_dir=args.out)
+    result = stream_evaluate(
+        args.model,
+        data_root=args.data,
+        minutes=args.minutes,
+        wav=args.wav,
+        labels_file=args.labels,
+        backend_kind=args.backend,
+        seed=args.seed,
+        out_dir=args.out,
+    )
     print(render_section(result))
     return 0
 

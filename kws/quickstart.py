@@ -54,10 +54,14 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
     test = evaluate(model.to(data.device), data, "testing")
     plot_confusion(test, run_dir / "plots" / "confusion_testing.png")
     print(format_result(test))
-    summary = [f"# {cfg.name}", "", f"- validation accuracy (best): "
-               f"{100 * result.best_val_accuracy:.2f}%",
-               f"- test accuracy: {100 * test.accuracy:.2f}% ({test.num_examples} examples)",
-               f"- test accuracy, commands only: {100 * test.command_accuracy:.2f}%", ""]
+    summary = [
+        f"# {cfg.name}",
+        "",
+        f"- validation accuracy (best): {100 * result.best_val_accuracy:.2f}%",
+        f"- test accuracy: {100 * test.accuracy:.2f}% ({test.num_examples} examples)",
+        f"- test accuracy, commands only: {100 * test.command_accuracy:.2f}%",
+        "",
+    ]
     atomic_write_text(run_dir / "summary.md", "\n".join(summary))
     _done(t)
 
@@ -82,6 +86,8 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
 
         stream_evaluate(run_dir, data_root=cfg.data.root, minutes=5.0)
         _done(t)
-    print(f"\nquickstart finished in {(time.perf_counter() - total) / 60:.1f} min; "
-          f"test accuracy {100 * test.accuracy:.2f}%; run directory: {run_dir}")
+    print(
+        f"\nquickstart finished in {(time.perf_counter() - total) / 60:.1f} min; "
+        f"test accuracy {100 * test.accuracy:.2f}%; run directory: {run_dir}"
+    )
     return status

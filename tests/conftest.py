@@ -40,8 +40,12 @@ def write_tone_dataset(root: Path, clips_per_word: int = 24, seed: int = 0) -> P
         (root / word).mkdir(parents=True, exist_ok=True)
         for i in range(clips_per_word):
             speaker = f"{rng.integers(0, 2**32):08x}"
-            sf.write(root / word / f"{speaker}_nohash_{i % 3}.wav", tone_word(word, rng), RATE,
-                     subtype="PCM_16")
+            sf.write(
+                root / word / f"{speaker}_nohash_{i % 3}.wav",
+                tone_word(word, rng),
+                RATE,
+                subtype="PCM_16",
+            )
     noise_dir = root / "_background_noise_"
     noise_dir.mkdir(exist_ok=True)
     for name in ("white", "hum"):
@@ -61,9 +65,19 @@ def tone_recipe(tone_dataset, tmp_path):
     """A small recipe over the tone set that trains in seconds."""
     from kws.config import load_recipe
 
-    return load_recipe(None, [
-        f"data.root={tone_dataset}", f"data.cache_dir={tmp_path / 'cache'}",
-        "model.widths=[16,16,16]", "model.block_strides=[[1,1],[1,1]]",
-        "model.stem_stride=[2,2]", "train.epochs=3", "train.batch_size=32", "train.lr=3e-3",
-        "train.device=cpu", f"runs_dir={tmp_path / 'runs'}", "name=tones",
-    ])
+    return load_recipe(
+        None,
+        [
+            f"data.root={tone_dataset}",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "model.widths=[16,16,16]",
+            "model.block_strides=[[1,1],[1,1]]",
+            "model.stem_stride=[2,2]",
+            "train.epochs=3",
+            "train.batch_size=32",
+            "train.lr=3e-3",
+            "train.device=cpu",
+            f"runs_dir={tmp_path / 'runs'}",
+            "name=tones",
+        ],
+    )

@@ -50,16 +50,20 @@ def test_label_silence_unknown_proportions(tone_recipe):
         lab = examples[split].labels
         wanted = int((lab >= 2).sum())
         assert int((lab == 0).sum()) == math.ceil(wanted * 0.1)
-        unknown_available = sum(1 for c in clips if c.split == split and c.word in
-                                ("bed", "cat", "dog", "tree"))
+        unknown_available = sum(
+            1 for c in clips if c.split == split and c.word in ("bed", "cat", "dog", "tree")
+        )
         assert int((lab == 1).sum()) == min(math.ceil(wanted * 0.1), unknown_available)
         assert (examples[split].bank_rows[lab == 0] == -1).all()
 
 
 def test_bank_is_cached_and_batches_have_shapes(tone_recipe):
     data = build_data(tone_recipe, "cpu", progress=False)
-    cache = list((tone_recipe.data.cache_dir and __import__("pathlib").Path(
-        tone_recipe.data.cache_dir)).glob("bank-*.npy"))
+    cache = list(
+        (
+            tone_recipe.data.cache_dir and __import__("pathlib").Path(tone_recipe.data.cache_dir)
+        ).glob("bank-*.npy")
+    )
     assert len(cache) == 1
     features, labels = next(data.batches("training", 8, shuffle=True, augment=True))
     assert features.shape == (8, 49, 10) and labels.shape == (8,)
@@ -73,15 +77,25 @@ def test_bad_input_is_fixed_or_skipped_with_one_warning(tmp_path, capsys):
     for word in ("yes", "no"):
         (root / word).mkdir(parents=True)
         for i in range(4):
-            sf.write(root / word / f"s{i}{word}_nohash_0.wav",
-                     (np.random.default_rng(i).normal(0, 0.1, 16000)).astype(np.float32), 16000)
+            sf.write(
+                root / word / f"s{i}{word}_nohash_0.wav",
+                (np.random.default_rng(i).normal(0, 0.1, 16000)).astype(np.float32),
+                16000,
+            )
     sf.write(root / "yes" / "stereo_nohash_0.wav", np.zeros((16000, 2), np.float32), 16000)
     sf.write(root / "yes" / "rate_nohash_0.wav", np.zeros(44100, np.float32), 44100)
     sf.write(root / "yes" / "long_nohash_0.wav", np.zeros(40000, np.float32), 16000)
     (root / "no" / "corrupt_nohash_0.wav").write_bytes(b"RIFF\x00\x00garbage")
     (root / "no" / "corrupt2_nohash_0.wav").write_bytes(b"")
-    cfg = load_recipe(None, [f"data.root={root}", "data.task=custom", "data.words=[yes,no]",
-                             f"data.cache_dir={tmp_path / 'c'}"])
+    cfg = load_recipe(
+        None,
+        [
+            f"data.root={root}",
+            "data.task=custom",
+            "data.words=[yes,no]",
+            f"data.cache_dir={tmp_path / 'c'}",
+        ],
+    )
     data = build_data(cfg, "cpu", progress=False)
     err = capsys.readouterr().err
     assert "1 clip(s) resampled" in err and "1 clip(s) down-mixed" in err
@@ -93,8 +107,15 @@ def test_bad_input_is_fixed_or_skipped_with_one_warning(tmp_path, capsys):
 
 
 def test_missing_keyword_folder(tone_dataset, tmp_path):
-    cfg = load_recipe(None, [f"data.root={tone_dataset}", "data.task=custom",
-                             "data.words=[marvin]", f"data.cache_dir={tmp_path}"])
+    cfg = load_recipe(
+        None,
+        [
+            f"data.root={tone_dataset}",
+            "data.task=custom",
+            "data.words=[marvin]",
+            f"data.cache_dir={tmp_path}",
+        ],
+    )
     with pytest.raises(Exception, match="marvin"):
         build_data(cfg, "cpu", progress=False)
 
@@ -112,9 +133,16 @@ def test_time_shift_zero_pads():
 def test_mix_background_silence_is_noise_only():
     audio = torch.ones(4, 100)
     noise = torch.randn(2, 300)
-    out = augment.mix_background(audio, torch.tensor([True, False, True, False]), noise,
-                                 torch.tensor([300, 200]), 0.0, 0.1, 1.0,
-                                 torch.Generator().manual_seed(0))
+    out = augment.mix_background(
+        audio,
+        torch.tensor([True, False, True, False]),
+        noise,
+        torch.tensor([300, 200]),
+        0.0,
+        0.1,
+        1.0,
+        torch.Generator().manual_seed(0),
+    )
     assert torch.equal(out[1], torch.ones(100)) and torch.equal(out[3], torch.ones(100))
     assert (out[0].abs() <= 1).all() and not torch.equal(out[0], torch.ones(100))
 

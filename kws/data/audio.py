@@ -58,7 +58,9 @@ def loudest_window(audio: np.ndarray, length: int) -> np.ndarray:
     return audio[start : start + length]
 
 
-def decode_clip(path: str | Path, sample_rate_hz: int, clip_samples: int) -> tuple[np.ndarray, list]:
+def decode_clip(
+    path: str | Path, sample_rate_hz: int, clip_samples: int
+) -> tuple[np.ndarray, list]:
     """Decode one clip into exactly `clip_samples` int16 samples plus what had to be fixed.
 
     Returns `(audio (clip_samples,) int16, issues)`; raises `AudioError` for unreadable files.

@@ -16,8 +16,9 @@ def time_shift(audio: torch.Tensor, max_shift: int, generator=None) -> torch.Ten
     if max_shift <= 0:
         return audio
     batch, samples = audio.shape
-    shift = torch.randint(-max_shift, max_shift + 1, (batch, 1), device=audio.device,
-                          generator=generator)
+    shift = torch.randint(
+        -max_shift, max_shift + 1, (batch, 1), device=audio.device, generator=generator
+    )
     src = torch.arange(samples, device=audio.device).unsqueeze(0) - shift  # (batch, samples)
     valid = (src >= 0) & (src < samples)
     out = torch.gather(audio, 1, src.clamp(0, samples - 1))
@@ -45,8 +46,13 @@ def speed_perturb(audio: torch.Tensor, max_change: float, generator=None) -> tor
     return (a + (b - a) * frac) * valid
 
 
-def noise_slices(noise: torch.Tensor, lengths: torch.Tensor, file_index: torch.Tensor,
-                 start_fraction: torch.Tensor, samples: int) -> torch.Tensor:
+def noise_slices(
+    noise: torch.Tensor,
+    lengths: torch.Tensor,
+    file_index: torch.Tensor,
+    start_fraction: torch.Tensor,
+    samples: int,
+) -> torch.Tensor:
     """Slices `(batch, samples)` of background files.
 
     Args:
@@ -60,9 +66,16 @@ def noise_slices(noise: torch.Tensor, lengths: torch.Tensor, file_index: torch.T
     return noise[file_index.unsqueeze(1), idx]
 
 
-def mix_background(audio: torch.Tensor, is_silence: torch.Tensor, noise: torch.Tensor,
-                   lengths: torch.Tensor, probability: float, volume: float,
-                   silence_volume: float, generator=None) -> torch.Tensor:
+def mix_background(
+    audio: torch.Tensor,
+    is_silence: torch.Tensor,
+    noise: torch.Tensor,
+    lengths: torch.Tensor,
+    probability: float,
+    volume: float,
+    silence_volume: float,
+    generator=None,
+) -> torch.Tensor:
     """Add background noise to `(batch, samples)`; silence rows get noise only."""
     batch, samples = audio.shape
     dev = audio.device
@@ -73,20 +86,29 @@ def mix_background(audio: torch.Tensor, is_silence: torch.Tensor, noise: torch.T
     slices = noise_slices(noise, lengths, file_index, start, samples)
     use = torch.rand(batch, device=dev, generator=generator) < probability
     vol = torch.rand(batch, device=dev, generator=generator) * volume * use
-    vol = torch.where(is_silence, torch.rand(batch, device=dev, generator=generator)
-                      * silence_volume, vol)
+    vol = torch.where(
+        is_silence, torch.rand(batch, device=dev, generator=generator) * silence_volume, vol
+    )
     fg = audio * (~is_silence).unsqueeze(1)
     return (fg + slices * vol.unsqueeze(1)).clamp(-1.0, 1.0)
 
 
-def spec_augment(features: torch.Tensor, time_masks: int, time_width: int, freq_masks: int,
-                 freq_width: int, generator=None) -> torch.Tensor:
+def spec_augment(
+    features: torch.Tensor,
+    time_masks: int,
+    time_width: int,
+    freq_masks: int,
+    freq_width: int,
+    generator=None,
+) -> torch.Tensor:
     """SpecAugment masks on `(batch, frames, coeffs)`: masked cells take the row mean."""
     batch, frames, coeffs = features.shape
     dev = features.device
     keep = torch.ones_like(features, dtype=torch.bool)
-    for count, width, size, axis in ((time_masks, time_width, frames, 1),
-                                     (freq_masks, freq_width, coeffs, 2)):
+    for count, width, size, axis in (
+        (time_masks, time_width, frames, 1),
+        (freq_masks, freq_width, coeffs, 2),
+    ):
         pos = torch.arange(size, device=dev).unsqueeze(0)
         for _ in range(count):
             w = torch.randint(0, width + 1, (batch, 1), device=dev, generator=generator)

@@ -96,8 +96,13 @@ def _fingerprint(clips: list[Clip], root: Path, feature_cfg: FeatureConfig) -> s
     return digest.hexdigest()[:20]
 
 
-def decode_bank(clips: list[Clip], feature_cfg: FeatureConfig, cache_dir: Path | None,
-                root: Path, progress: bool = True) -> AudioBank:
+def decode_bank(
+    clips: list[Clip],
+    feature_cfg: FeatureConfig,
+    cache_dir: Path | None,
+    root: Path,
+    progress: bool = True,
+) -> AudioBank:
     """Decode every clip into an int16 bank, from the on-disk cache when it matches."""
     key = _fingerprint(clips, root, feature_cfg)
     cache = Path(cache_dir) / f"bank-{key}.npy" if cache_dir else None
@@ -138,13 +143,18 @@ def decode_bank(clips: list[Clip], feature_cfg: FeatureConfig, cache_dir: Path |
 def report_bank_issues(bank: AudioBank, stream=None) -> None:
     """One counted warning per kind of problem (never one per file)."""
     stream = stream or sys.stderr
-    fixes = {"resampled": "resampled to the front end's rate", "downmixed": "down-mixed to mono",
-             "trimmed": "longer than a clip, trimmed to the loudest window"}
+    fixes = {
+        "resampled": "resampled to the front end's rate",
+        "downmixed": "down-mixed to mono",
+        "trimmed": "longer than a clip, trimmed to the loudest window",
+    }
     for issue, count in sorted(bank.issues.items()):
         print(f"warning: {count} clip(s) {fixes.get(issue, issue)}", file=stream)
     if bank.failed:
-        print(f"warning: {len(bank.failed)} unreadable clip(s) skipped (first: {bank.failed[0]})",
-              file=stream)
+        print(
+            f"warning: {len(bank.failed)} unreadable clip(s) skipped (first: {bank.failed[0]})",
+            file=stream,
+        )
 
 
 class KwsData:
@@ -154,9 +164,17 @@ class KwsData:
     tests can feed any bank (e.g. random audio at GSC scale).
     """
 
-    def __init__(self, cfg: RecipeConfig, device: torch.device, labels: list[str],
-                 bank: np.ndarray, examples: dict, noise: np.ndarray, noise_lengths: list[int],
-                 clips: list[Clip] | None = None):
+    def __init__(
+        self,
+        cfg: RecipeConfig,
+        device: torch.device,
+        labels: list[str],
+        bank: np.ndarray,
+        examples: dict,
+        noise: np.ndarray,
+        noise_lengths: list[int],
+        clips: list[Clip] | None = None,
+    ):
         from kws.features import TorchFrontEnd
 
         self.cfg, self.device, self.labels, self.clips = cfg, device, list(labels), clips or []
@@ -187,11 +205,25 @@ class KwsData:
             prob, vol = d.background_probability, d.background_volume
         else:
             prob, vol = 0.0, 0.0  # evaluation: clean words; silence still gets noise
-        return aug.mix_background(audio, is_silence, self.noise, self.noise_lengths, prob,
-                                      vol, d.silence_volume, generator)
+        return aug.mix_background(
+            audio,
+            is_silence,
+            self.noise,
+            self.noise_lengths,
+            prob,
+            vol,
+            d.silence_volume,
+            generator,
+        )
 
-    def audio_batches(self, split: str, batch_size: int, shuffle: bool = False,
-                      augment: bool = False, seed: int = 0) -> Iterator:
+    def audio_batches(
+        self,
+        split: str,
+        batch_size: int,
+        shuffle: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+    ) -> Iterator:
         """Yield `(audio (batch, samples), labels (batch,))` on the data's device.
 
         Without augmentation the noise of silence examples is drawn from a generator seeded by
@@ -201,8 +233,11 @@ class KwsData:
             raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLIT_NAMES)}")
         ex = self.examples[split]
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        order = torch.randperm(len(ex.labels), generator=torch.Generator().manual_seed(seed)) \
-            if shuffle else torch.arange(len(ex.labels))
+        order = (
+            torch.randperm(len(ex.labels), generator=torch.Generator().manual_seed(seed))
+            if shuffle
+            else torch.arange(len(ex.labels))
+        )
         rows_all = torch.from_numpy(ex.bank_rows).to(self.device)
         labels_all = torch.from_numpy(ex.labels).to(self.device)
         order = order.to(self.device)
@@ -210,16 +245,24 @@ class KwsData:
             idx = order[start : start + batch_size]
             yield self._audio(rows_all[idx], augment, generator), labels_all[idx]
 
-    def batches(self, split: str, batch_size: int, shuffle: bool = False, augment: bool = False,
-                seed: int = 0) -> Iterator:
+    def batches(
+        self,
+        split: str,
+        batch_size: int,
+        shuffle: bool = False,
+        augment: bool = False,
+        seed: int = 0,
+    ) -> Iterator:
         """Yield `(features (batch, frames, coeffs), labels (batch,))` on the data's device."""
         d = self.cfg.data
         if not shuffle and not augment:
             # Evaluation batches are deterministic: compute their features once per run.
             key = (split, batch_size, seed)
             if key not in self._eval_cache:
-                self._eval_cache[key] = [(self.front_end(a), y) for a, y in
-                                         self.audio_batches(split, batch_size, seed=seed)]
+                self._eval_cache[key] = [
+                    (self.front_end(a), y)
+                    for a, y in self.audio_batches(split, batch_size, seed=seed)
+                ]
             yield from self._eval_cache[key]
             return
         generator = torch.Generator(device=self.device).manual_seed(seed + 1)
@@ -227,8 +270,13 @@ class KwsData:
             features = self.front_end(audio)
             if augment and d.spec_augment:
                 features = aug.spec_augment(
-                    features, d.spec_time_masks, d.spec_time_mask_frames, d.spec_freq_masks,
-                    d.spec_freq_mask_bins, generator)
+                    features,
+                    d.spec_time_masks,
+                    d.spec_time_mask_frames,
+                    d.spec_freq_masks,
+                    d.spec_freq_mask_bins,
+                    generator,
+                )
             yield features, labels
 
 
@@ -238,8 +286,11 @@ def load_noise(root: Path, feature_cfg: FeatureConfig) -> tuple[np.ndarray, list
     noises = [load_audio(p, feature_cfg.sample_rate_hz) for p in background_files(root)]
     noises = [n for n in noises if len(n) >= samples]
     if not noises:
-        print(f"warning: no usable {root}/_background_noise_/*.wav: silence examples are "
-              "digital zeros and no noise augmentation is applied", file=sys.stderr)
+        print(
+            f"warning: no usable {root}/_background_noise_/*.wav: silence examples are "
+            "digital zeros and no noise augmentation is applied",
+            file=sys.stderr,
+        )
         return np.zeros((0, samples), dtype=np.float32), []
     noise = np.zeros((len(noises), max(len(n) for n in noises)), dtype=np.float32)
     for i, n in enumerate(noises):
@@ -247,21 +298,26 @@ def load_noise(root: Path, feature_cfg: FeatureConfig) -> tuple[np.ndarray, list
     return noise, [len(n) for n in noises]
 
 
-def build_data(cfg: RecipeConfig, device: torch.device | str = "cpu",
-               progress: bool = True) -> KwsData:
+def build_data(
+    cfg: RecipeConfig, device: torch.device | str = "cpu", progress: bool = True
+) -> KwsData:
     """Index a GSC-layout folder, select examples, decode (or load the cached bank), and move
     everything to `device`."""
     root = Path(cfg.data.root)
     clips = index_clips(root, cfg.data.validation_percent, cfg.data.testing_percent)
     if not clips:
-        raise UserError(f"no '<word>/*.wav' clips under '{root}'; is data.root right? Make data "
-                        f"with `kws data synth --out {root}` or `kws data download`")
+        raise UserError(
+            f"no '<word>/*.wav' clips under '{root}'; is data.root right? Make data "
+            f"with `kws data synth --out {root}` or `kws data download`"
+        )
     available = sorted({c.word for c in clips})
     wanted = task_words(cfg.data.task, cfg.data.words, available)
     missing = [w for w in wanted if w not in available]
     if missing:
-        raise UserError(f"keyword(s) {missing} have no folder under '{root}'; synthesize "
-                        f"them (kws data synth --words ...) or change data.words")
+        raise UserError(
+            f"keyword(s) {missing} have no folder under '{root}'; synthesize "
+            f"them (kws data synth --words ...) or change data.words"
+        )
     labels = labels_for(cfg.data.task, wanted)
     bank = decode_bank(clips, cfg.features, Path(cfg.data.cache_dir), root, progress)
     report_bank_issues(bank)
@@ -270,5 +326,6 @@ def build_data(cfg: RecipeConfig, device: torch.device | str = "cpu",
     clips = [clips[i] for i in keep]
     examples = select_examples(clips, cfg.data, labels)
     noise, lengths = load_noise(root, cfg.features)
-    return KwsData(cfg, torch.device(device), labels, bank.audio[keep], examples, noise, lengths,
-                   clips)
+    return KwsData(
+        cfg, torch.device(device), labels, bank.audio[keep], examples, noise, lengths, clips
+    )

@@ -46,9 +46,7 @@ def which_set(
     """GSC's deterministic split of one file name: 'training', 'validation' or 'testing'."""
     hash_name = speaker_of(filename)
     digest = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
-    percent = (int(digest, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (
-        100.0 / MAX_NUM_WAVS_PER_CLASS
-    )
+    percent = (int(digest, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
     if percent < validation_percent:
         return "validation"
     if percent < testing_percent + validation_percent:
@@ -88,8 +86,11 @@ def index_clips(
             rel = f"{word}/{wav.name}"
             if use_lists:
                 split = (
-                    "validation" if rel in validation else "testing" if rel in testing else
-                    "training"
+                    "validation"
+                    if rel in validation
+                    else "testing"
+                    if rel in testing
+                    else "training"
                 )
             else:
                 split = which_set(wav.name, validation_percent, testing_percent)

@@ -26,16 +26,10 @@ PRESETS: dict[str, dict] = {
     # Hello Edge Table: S 64 ch, stem stride (2,2), 4 blocks; M 172 / L 276, stem stride (2,1),
     # first block stride (2,2).
     "ds_cnn_s": dict(widths=[64] * 5, stem_stride=[2, 2], block_strides=[[1, 1]] * 4),
-    "ds_cnn_m": dict(
-        widths=[172] * 5, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 3
-    ),
-    "ds_cnn_l": dict(
-        widths=[276] * 6, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 4
-    ),
+    "ds_cnn_m": dict(widths=[172] * 5, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 3),
+    "ds_cnn_l": dict(widths=[276] * 6, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 4),
     # Compact seed for splitting growth: DS-CNN-L's topology at a fraction of its width.
-    "ds_cnn_seed": dict(
-        widths=[32] * 6, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 4
-    ),
+    "ds_cnn_seed": dict(widths=[32] * 6, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 4),
 }
 
 
@@ -86,8 +80,9 @@ class Block(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, kernel, stride, activation: str):
         super().__init__()
         self.pad = SamePad(kernel, stride)
-        self.dw_conv = nn.Conv2d(in_ch, in_ch, tuple(kernel), tuple(stride), groups=in_ch,
-                                 bias=False)
+        self.dw_conv = nn.Conv2d(
+            in_ch, in_ch, tuple(kernel), tuple(stride), groups=in_ch, bias=False
+        )
         self.dw_bn = nn.BatchNorm2d(in_ch)
         self.dw_act = make_activation(activation)
         self.pw_conv = nn.Conv2d(in_ch, out_ch, 1, bias=False)
@@ -111,8 +106,9 @@ class DSCNN(nn.Module):
             )
         self.cfg = cfg
         self.stem_pad = SamePad(cfg.stem_kernel, cfg.stem_stride)
-        self.stem_conv = nn.Conv2d(1, cfg.widths[0], tuple(cfg.stem_kernel),
-                                   tuple(cfg.stem_stride), bias=False)
+        self.stem_conv = nn.Conv2d(
+            1, cfg.widths[0], tuple(cfg.stem_kernel), tuple(cfg.stem_stride), bias=False
+        )
         self.stem_bn = nn.BatchNorm2d(cfg.widths[0])
         self.stem_act = make_activation(cfg.activation)
         self.blocks = nn.ModuleList(
@@ -160,17 +156,26 @@ def layer_costs(cfg: ModelConfig, include_bn: bool = True) -> list[LayerCost]:
     for i, stride in enumerate(cfg.block_strides):
         t, f = conv_output_size(t, stride[0]), conv_output_size(f, stride[1])
         out = cfg.widths[i + 1]
-        layers.append(LayerCost(f"blocks.{i}.dw_conv", "depthwise", (c, t, f), dk * c,
-                                t * f * c * dk))
+        layers.append(
+            LayerCost(f"blocks.{i}.dw_conv", "depthwise", (c, t, f), dk * c, t * f * c * dk)
+        )
         if include_bn:
             layers.append(LayerCost(f"blocks.{i}.dw_bn", "bn", (c, t, f), 2 * c, 0))
-        layers.append(LayerCost(f"blocks.{i}.pw_conv", "pointwise", (out, t, f), c * out,
-                                t * f * c * out))
+        layers.append(
+            LayerCost(f"blocks.{i}.pw_conv", "pointwise", (out, t, f), c * out, t * f * c * out)
+        )
         if include_bn:
             layers.append(LayerCost(f"blocks.{i}.pw_bn", "bn", (out, t, f), 2 * out, 0))
         c = out
-    layers.append(LayerCost("fc", "linear", (cfg.num_classes, 1, 1),
-                            c * cfg.num_classes + cfg.num_classes, c * cfg.num_classes))
+    layers.append(
+        LayerCost(
+            "fc",
+            "linear",
+            (cfg.num_classes, 1, 1),
+            c * cfg.num_classes + cfg.num_classes,
+            c * cfg.num_classes,
+        )
+    )
     return layers
 
 

@@ -31,21 +31,29 @@ class EvalResult:
     def per_class_accuracy(self) -> dict[str, float]:
         """Recall of each class (correct / examples of that class); NaN-free (0 when absent)."""
         totals = self.confusion.sum(axis=1)
-        return {label: float(self.confusion[i, i] / totals[i]) if totals[i] else 0.0
-                for i, label in enumerate(self.labels)}
+        return {
+            label: float(self.confusion[i, i] / totals[i]) if totals[i] else 0.0
+            for i, label in enumerate(self.labels)
+        }
 
     @property
     def command_accuracy(self) -> float:
         """Closed-set accuracy over command words only (silence/unknown rows and columns out)."""
-        keep = [i for i, name in enumerate(self.labels)
-                if name not in (SILENCE_LABEL, UNKNOWN_LABEL)]
+        keep = [
+            i for i, name in enumerate(self.labels) if name not in (SILENCE_LABEL, UNKNOWN_LABEL)
+        ]
         sub = self.confusion[np.ix_(keep, keep)]
         return float(np.trace(sub) / max(sub.sum(), 1))
 
     def summary(self) -> dict:
-        out = {"split": self.split, "accuracy": self.accuracy, "num_examples": self.num_examples,
-               "loss": self.loss, "command_accuracy": self.command_accuracy,
-               "per_class_accuracy": self.per_class_accuracy}
+        out = {
+            "split": self.split,
+            "accuracy": self.accuracy,
+            "num_examples": self.num_examples,
+            "loss": self.loss,
+            "command_accuracy": self.command_accuracy,
+            "per_class_accuracy": self.per_class_accuracy,
+        }
         if UNKNOWN_LABEL in self.labels:
             out["unknown_recall"] = self.per_class_accuracy[UNKNOWN_LABEL]
         return out
@@ -60,8 +68,9 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data, split: str = "testing", batch_size: int = 500,
-             seed: int = 1234) -> EvalResult:
+def evaluate(
+    model: torch.nn.Module, data, split: str = "testing", batch_size: int = 500, seed: int = 1234
+) -> EvalResult:
     """Run `model` over one split of `data` (a `KwsData`); the model's mode is restored after."""
     was_training = model.training
     model.eval()
@@ -92,10 +101,18 @@ def plot_confusion(result: EvalResult, path: str | Path) -> Path:
     for i in range(n):
         for j in range(n):
             if result.confusion[i, j]:
-                ax.text(j, i, str(result.confusion[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(result.confusion[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"{result.split}: accuracy {100 * result.accuracy:.2f}% "
-                 f"({result.num_examples} examples)")
+    ax.set_title(
+        f"{result.split}: accuracy {100 * result.accuracy:.2f}% ({result.num_examples} examples)"
+    )
     return save_png(fig, path, dpi=110)

@@ -67,11 +67,26 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def make_checkpoint(model: nn.Module, cfg: RecipeConfig, labels: list[str], epoch: int,
-                    metrics: dict, optimizer=None, growth=None, best: float = 0.0) -> dict:
+def make_checkpoint(
+    model: nn.Module,
+    cfg: RecipeConfig,
+    labels: list[str],
+    epoch: int,
+    metrics: dict,
+    optimizer=None,
+    growth=None,
+    best: float = 0.0,
+) -> dict:
     """The plain-data checkpoint dict (ARCHITECTURE.md 'Runs, checkpoints, artifacts')."""
-    ckpt = {"config": to_dict(cfg), "state_dict": model.state_dict(), "labels": list(labels),
-            "epoch": epoch, "metrics": metrics, "growth": growth, "best_val_accuracy": best}
+    ckpt = {
+        "config": to_dict(cfg),
+        "state_dict": model.state_dict(),
+        "labels": list(labels),
+        "epoch": epoch,
+        "metrics": metrics,
+        "growth": growth,
+        "best_val_accuracy": best,
+    }
     if optimizer is not None:
         ckpt["optimizer"] = optimizer.state_dict()
     return ckpt
@@ -87,8 +102,13 @@ def train_epoch(model, optimizer, data, cfg: RecipeConfig, epoch: int, progress)
     if cfg.train.max_steps_per_epoch:
         num_batches = min(num_batches, cfg.train.max_steps_per_epoch)
     task = progress.add_task(f"epoch {epoch + 1}", total=num_batches, info="")
-    batches = data.batches("training", cfg.train.batch_size, shuffle=True, augment=True,
-                           seed=cfg.train.seed * 100003 + epoch)
+    batches = data.batches(
+        "training",
+        cfg.train.batch_size,
+        shuffle=True,
+        augment=True,
+        seed=cfg.train.seed * 100003 + epoch,
+    )
     for features, labels in batches:
         with autocast(data.device, cfg.train.amp):
             logits = model(features)
@@ -108,15 +128,21 @@ def train_epoch(model, optimizer, data, cfg: RecipeConfig, epoch: int, progress)
         correct += (logits.argmax(1) == labels).sum()
         loss_sum += loss.detach() * batch
         if steps % cfg.train.log_every_steps == 0 or steps == num_batches:
-            progress.update(task, completed=steps, info=f"loss {float(loss_sum) / total:.3f} "
-                            f"acc {100 * float(correct) / total:.1f}%")
+            progress.update(
+                task,
+                completed=steps,
+                info=f"loss {float(loss_sum) / total:.3f} acc {100 * float(correct) / total:.1f}%",
+            )
         if steps >= num_batches:
             break
     progress.remove_task(task)
     seconds = time.perf_counter() - start
-    return {"train_loss": float(loss_sum) / max(total, 1),
-            "train_accuracy": float(correct) / max(total, 1),
-            "train_clips_per_s": total / max(seconds, 1e-9), "epoch_seconds": seconds}
+    return {
+        "train_loss": float(loss_sum) / max(total, 1),
+        "train_accuracy": float(correct) / max(total, 1),
+        "train_clips_per_s": total / max(seconds, 1e-9),
+        "epoch_seconds": seconds,
+    }
 
 
 def _resume_state(run_dir: Path, model, optimizer, device) -> tuple[int, float, list]:
@@ -144,9 +170,18 @@ def resolve_model_config(cfg: RecipeConfig, data) -> RecipeConfig:
     return cfg
 
 
-def train(cfg: RecipeConfig, run_dir: str | Path, *, resume: bool = False, model=None, data=None,
-          epochs: int | None = None, tag: str = "", progress: bool = True,
-          growth=None) -> TrainResult:
+def train(
+    cfg: RecipeConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    model=None,
+    data=None,
+    epochs: int | None = None,
+    tag: str = "",
+    progress: bool = True,
+    growth=None,
+) -> TrainResult:
     """Train and validate for `epochs` (default `cfg.train.epochs`); see the module docstring."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -165,38 +200,54 @@ def train(cfg: RecipeConfig, run_dir: str | Path, *, resume: bool = False, model
     if device.type == "cpu":
         # NHWC convolutions are ~1.4-1.7x faster for DS-CNN training on CPU (benchmarks/).
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr,
-                                 weight_decay=cfg.train.weight_decay)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
     epochs = epochs if epochs is not None else cfg.train.epochs
-    start_epoch, best, history = (_resume_state(run_dir, model, optimizer, device) if resume
-                                  else (0, 0.0, []))
+    start_epoch, best, history = (
+        _resume_state(run_dir, model, optimizer, device) if resume else (0, 0.0, [])
+    )
     if not resume and (run_dir / "metrics.jsonl").exists():
         (run_dir / "metrics.jsonl").unlink()
     save_yaml(cfg, run_dir / "config.yaml")
     ckpt_dir = run_dir / "checkpoints"
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-               "{task.total}"), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
     with Progress(*columns, disable=not progress, transient=True) as bar:
         for epoch in range(start_epoch, epochs):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, epoch, epochs)
             stats = train_epoch(model, optimizer, data, cfg, epoch, bar)
             val = evaluate(model, data, "validation", cfg.train.eval_batch_size)
-            record = {"tag": tag, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-                      **stats, "val_loss": val.loss, "val_accuracy": val.accuracy}
+            record = {
+                "tag": tag,
+                "epoch": epoch + 1,
+                "lr": optimizer.param_groups[0]["lr"],
+                **stats,
+                "val_loss": val.loss,
+                "val_accuracy": val.accuracy,
+            }
             history.append(record)
             append_jsonl(run_dir / "metrics.jsonl", record)
             improved = val.accuracy >= best
             best = max(best, val.accuracy)
-            ckpt = make_checkpoint(model, cfg, data.labels, epoch + 1, record, optimizer, growth,
-                                   best)
+            ckpt = make_checkpoint(
+                model, cfg, data.labels, epoch + 1, record, optimizer, growth, best
+            )
             if improved:
                 save_checkpoint(ckpt_dir / "best.pt", ckpt)
             save_checkpoint(ckpt_dir / "last.pt", ckpt)
             if progress:
-                print(f"{tag}epoch {epoch + 1}/{epochs}: loss {stats['train_loss']:.3f} "
-                      f"train {100 * stats['train_accuracy']:.1f}% val "
-                      f"{100 * val.accuracy:.2f}% ({stats['train_clips_per_s']:.0f} clips/s)")
+                print(
+                    f"{tag}epoch {epoch + 1}/{epochs}: loss {stats['train_loss']:.3f} "
+                    f"train {100 * stats['train_accuracy']:.1f}% val "
+                    f"{100 * val.accuracy:.2f}% ({stats['train_clips_per_s']:.0f} clips/s)"
+                )
     from kws.train.plots import plot_training
 
     if history:

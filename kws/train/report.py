@@ -13,11 +13,14 @@ SPLIT_ALIASES = {"test": "testing", "val": "validation", "train": "training"}
 
 
 def format_result(result: EvalResult) -> str:
-    lines = [f"{result.split}: accuracy {100 * result.accuracy:.2f}% over "
-             f"{result.num_examples} examples; commands only {100 * result.command_accuracy:.2f}%"]
+    lines = [
+        f"{result.split}: accuracy {100 * result.accuracy:.2f}% over "
+        f"{result.num_examples} examples; commands only {100 * result.command_accuracy:.2f}%"
+    ]
     per_class = result.per_class_accuracy
-    lines.append("per-class recall: " + ", ".join(f"{k} {100 * v:.1f}%"
-                                                  for k, v in per_class.items()))
+    lines.append(
+        "per-class recall: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in per_class.items())
+    )
     lines.append(result.confusion_text())
     return "\n".join(lines)
 
@@ -27,12 +30,17 @@ def run_dir_of(checkpoint: Path) -> Path:
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
         return checkpoint
-    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else \
-        checkpoint.parent
+    return (
+        checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    )
 
 
-def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None = None,
-                        split: str = "testing", device: str = "auto") -> Iterator[str]:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    data_root: str | None = None,
+    split: str = "testing",
+    device: str = "auto",
+) -> Iterator[str]:
     """Evaluate and yield a text report per split; files land in the run directory."""
     from kws.data.dataset import build_data
     from kws.train.loop import resolve_device
@@ -57,9 +65,15 @@ def evaluate_checkpoint(checkpoint: str | Path, data_root: str | None = None,
     out = run_dir_of(Path(checkpoint))
     for result in results:
         text = format_result(result)
-        atomic_write_json(out / f"evaluation_{result.split}.json",
-                          {**result.summary(), "confusion": result.confusion,
-                           "labels": labels, "data_root": cfg.data.root})
+        atomic_write_json(
+            out / f"evaluation_{result.split}.json",
+            {
+                **result.summary(),
+                "confusion": result.confusion,
+                "labels": labels,
+                "data_root": cfg.data.root,
+            },
+        )
         atomic_write_text(out / f"evaluation_{result.split}.txt", text + "\n")
         plot_confusion(result, out / "plots" / f"confusion_{result.split}.png")
         yield text
