@@ -79,12 +79,25 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
 
         report = export_run(run_dir)
         status = 0 if report.passed else 1
+        for acc in report.accuracies:
+            print(f"   {acc.backend:>12}: {100 * acc.accuracy:.2f}%")
+        print(
+            f"   int8 .tflite {report.sizes_bytes.get('tflite_int8', 0):,} B; TFLite Micro "
+            f"arena {report.arena_bytes or 0:,} B; {'PASS' if report.passed else 'FAIL'}: "
+            f"{'; '.join(report.failures) or 'int8 within the allowed drop'}"
+        )
         _done(t)
     if "stream" not in skip:
         t = _step("6. streaming evaluation (false accepts per hour, misses, latency)")
         from kws.stream.evaluate import stream_evaluate
 
-        stream_evaluate(run_dir, data_root=cfg.data.root, minutes=5.0)
+        scores = stream_evaluate(run_dir, data_root=cfg.data.root, minutes=5.0)["scores"]
+        print(
+            f"   correct {scores['correct_percent']:.1f}%, miss rate "
+            f"{scores['miss_rate_percent']:.1f}%, false accepts "
+            f"{scores['false_accepts_per_hour']:.0f}/h (threshold sweep in "
+            f"{run_dir / 'report.md'})"
+        )
         _done(t)
     print(
         f"\nquickstart finished in {(time.perf_counter() - total) / 60:.1f} min; "
