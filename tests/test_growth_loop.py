@@ -76,6 +76,9 @@ def test_compare_writes_a_table(tone_recipe, tmp_path):
     assert widths["random"] == widths["splitting"] == widths["random_init"]
     for name in ("random", "random_init"):
         assert [h["widths"] for h in results[name]] == [h["widths"] for h in results["splitting"]]
+        # ... and start from the splitting run's trained seed, not a retrained one.
+        assert results[name][0]["test_accuracy"] == results["splitting"][0]["test_accuracy"]
+        assert results[name][0]["method"] == name
     table = (tmp_path / "cmp" / "comparison.md").read_text()
     assert table.count("\n") == 6 and "random_init" in table
     assert (tmp_path / "cmp" / "plots" / "comparison.png").is_file()

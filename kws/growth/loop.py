@@ -251,6 +251,18 @@ def _scratch(
     return history
 
 
+def _share_seed(source: Path, target: Path, cfg: RecipeConfig, seed_record: dict) -> None:
+    """Start a baseline from the splitting run's trained seed (round 0), not a retrained one."""
+    import shutil
+
+    if (target / "growth.json").is_file():
+        return  # resuming: the baseline already has its own history
+    shutil.copytree(
+        source / "rounds" / "round_0", target / "rounds" / "round_0", dirs_exist_ok=True
+    )
+    _save_history(target, cfg, [{**seed_record, "method": cfg.growth.method}], "running")
+
+
 def comparison_table(results: dict[str, list[dict]]) -> str:
     """Markdown table of each method's final model."""
     lines = [
@@ -290,8 +302,15 @@ def grow_compare(
         method_cfg = from_dict(to_dict(cfg))
         method_cfg.growth.method = method
         reference = results.get("splitting") if method != "splitting" else None
+        if reference is not None:
+            _share_seed(run_dir / "splitting", run_dir / method, method_cfg, reference[0])
         results[method] = grow(
-            method_cfg, run_dir / method, resume, data, progress, reference
+            method_cfg,
+            run_dir / method,
+            resume or reference is not None,
+            data,
+            progress,
+            reference,
         ).history
     if "scratch" in baselines:
         results["scratch"] = _scratch(
