@@ -65,6 +65,8 @@ def time_pipeline(data, batch_size: int) -> float:
 def time_epoch(cfg, data, preset: str) -> dict:
     model_cfg = preset_config(preset, num_classes=12)
     model = create_model(model_cfg).to(data.device)
+    if data.device.type == "cpu":  # as kws.train.loop.train does
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=5e-4)
     cfg.train.max_steps_per_epoch = 20  # warm-up (cuDNN autotune, allocator)
     train_epoch(model, opt, data, cfg, 0, _NoProgress())
