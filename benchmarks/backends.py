@@ -12,8 +12,6 @@ and the arena TFLite Micro measured.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -25,21 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
+
 from kws.config import FeatureConfig  # noqa: E402
 from kws.export import export_model  # noqa: E402
 from kws.models import create_model, preset_config  # noqa: E402
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f}"
 
 
 def features(n: int, seed: int) -> np.ndarray:
@@ -111,7 +99,7 @@ def main() -> None:
         model, art = build(Path(tmp))
         rows = [(name, time_ms(fn, args.repeats)) for name, fn in runners(model, art).items()]
         size = art.size_bytes("tflite_int8")
-    print(f"DS-CNN-S, batch 1, one thread, median of {args.repeats} runs on: {machine()}\n")
+    print(f"DS-CNN-S, batch 1, one thread, median of {args.repeats} runs on: {describe()}\n")
     print("| backend | latency (ms) |\n|---|---|")
     for name, ms in rows:
         print(f"| {name} | {ms:.3f} |")

@@ -10,27 +10,16 @@ is present. Runs in well under a minute on a 2-core CPU.
 
 from __future__ import annotations
 
-import os
 import platform
 import time
 from collections.abc import Callable
 
 import numpy as np
 import torch
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 from kws import features as F
 from kws.config import FeatureConfig
-
-
-def machine_name() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            model = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"{model}, {os.cpu_count()} cores, {platform.system()} {platform.release()}{load}"
 
 
 def seconds_per_call(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
@@ -123,7 +112,7 @@ def main() -> None:
                 )
 
     print(f"Front end, 1 s clips -> 49 x 10 MFCC, torch {torch.__version__}")
-    print(f"Machine: {machine_name()}\n")
+    print(f"Machine: {describe()}, {platform.system()} {platform.release()}\n")
     print("| implementation | clips per call | threads | clips/s | ms per clip |")
     print("|---|---|---|---|---|")
     for name, batch, threads, rate in rows:

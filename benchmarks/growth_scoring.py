@@ -12,11 +12,10 @@ extrapolates the training pass to a GSC v2 12-class epoch (~37 k examples) for s
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import torch
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 from kws.config import GrowthConfig
 from kws.growth.scores import splitting_scores
@@ -28,18 +27,7 @@ GSC_V2_TRAIN_EXAMPLES = 37_000  # wanted words + 10% silence + 10% unknown (reci
 def machine(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or "cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (
-        f"{name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, load {load:.1f}"
-    )
+    return f"{describe()}, {torch.get_num_threads()} torch threads"
 
 
 def sync(device: torch.device) -> None:

@@ -14,7 +14,6 @@ Goal: >= 50x faster than real time on a laptop-class CPU core.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 import tempfile
@@ -26,6 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from machine import describe  # noqa: E402  (benchmarks/machine.py)
+
 from kws.config import FeatureConfig, RecipeConfig, to_dict  # noqa: E402
 from kws.models import create_model, preset_config  # noqa: E402
 from kws.stream.backends import load_backend  # noqa: E402
@@ -33,18 +34,6 @@ from kws.stream.detector import StreamingDetector  # noqa: E402
 
 LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off",
           "stop", "go"]  # fmt: skip
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical cores, load average {os.getloadavg()[0]:.1f}"
 
 
 def make_run(folder: Path) -> Path:
@@ -111,7 +100,7 @@ def main() -> None:
         rows = [r for kind in ("torch", "onnx", "tflite") if (r := bench(kind, run, audio))]
     lines = [
         f"Streaming DS-CNN-S, inference every 20 ms, {args.seconds:g} s of audio per backend, "
-        f"one thread. Machine: {machine()}; torch {torch.__version__}, Python "
+        f"one thread. Machine: {describe()}; torch {torch.__version__}, Python "
         f"{platform.python_version()}.", "",
         "| backend | inferences | latency mean (ms) | p50 (ms) | p95 (ms) | rest of pipeline per "
         "step (ms) | x faster than real time | real-time factor |",

@@ -9,7 +9,6 @@ random audio, a few hundred steps' worth of clips so it finishes in a few minute
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
@@ -17,19 +16,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from gpu_epoch import synthetic_data, time_epoch, time_pipeline  # noqa: E402
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 
 from kws.config import load_recipe  # noqa: E402
 from kws.train.loop import resolve_model_config  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -38,7 +28,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     print(
-        f"machine: {cpu_name()}, {torch.get_num_threads()} threads available; torch "
+        f"machine: {cpu_model()}, {torch.get_num_threads()} threads available; torch "
         f"{torch.__version__}; {args.clips} clips per epoch, batch 100"
     )
     print("| threads | pipeline clips/s | DS-CNN-S clips/s | DS-CNN-L clips/s |")
