@@ -41,16 +41,16 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
     _done(t)
 
     t = _step(f"2. train {cfg.model.preset or 'DS-CNN'} -> {run_dir}")
-    result = train(cfg, run_dir, resume=True)
-    _done(t)
-
-    t = _step("3. evaluate on the test split")
     from kws.data.dataset import build_data
     from kws.io import load_checkpoint
     from kws.models import model_from_checkpoint
 
-    model, cfg_run, _ = model_from_checkpoint(load_checkpoint(run_dir / "checkpoints/best.pt"))
-    data = build_data(cfg_run, resolve_device(cfg.train.device), progress=False)
+    data = build_data(cfg, resolve_device(cfg.train.device))  # decoded once for every step
+    result = train(cfg, run_dir, resume=True, data=data)
+    _done(t)
+
+    t = _step("3. evaluate on the test split")
+    model, _, _ = model_from_checkpoint(load_checkpoint(run_dir / "checkpoints/best.pt"))
     test = evaluate(model.to(data.device), data, "testing")
     plot_confusion(test, run_dir / "plots" / "confusion_testing.png")
     print(format_result(test))
@@ -71,7 +71,13 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
         from kws.growth.loop import grow
 
         grow_cfg = load_recipe(GROW_RECIPE, [f"data.root={cfg.data.root}"])
-        grow(grow_cfg, Path(grow_cfg.runs_dir) / grow_cfg.name, resume=True)
+        same_data = grow_cfg.data == cfg.data and grow_cfg.features == cfg.features
+        grow(
+            grow_cfg,
+            Path(grow_cfg.runs_dir) / grow_cfg.name,
+            resume=True,
+            data=data if same_data else None,
+        )
         _done(t)
     if "export" not in skip:
         t = _step("5. export ONNX, int8 TFLite and TFLite Micro; evaluate every backend")

@@ -81,3 +81,14 @@ def tone_recipe(tone_dataset, tmp_path):
             "name=tones",
         ],
     )
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is ~10x faster than two contending on a 2-core box."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from kws.config import from_dict, to_dict
 from kws.growth.loop import grow, grow_compare
@@ -13,14 +12,7 @@ from kws.io import load_checkpoint
 from kws.models import model_from_checkpoint
 from kws.models.ds_cnn import count_params
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread beats two contending ones on the 2-core test box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def growth_recipe(recipe, **overrides):

@@ -17,13 +17,7 @@ EXACT = GrowthConfig(dtype="float64", solver="exact")
 FAST = GrowthConfig(dtype="float64", solver="fast")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is 10x faster than two threads contending on a busy box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(activation: str = "silu", widths=(8, 10, 9), seed: int = 0):
