@@ -1,7 +1,8 @@
-"""Atomic file writes and checkpoints as plain data (never pickled modules).
+"""Atomic file writes: a temp file in the same folder, fsync, rename.
 
-A checkpoint is a dict: `config` (resolved recipe as nested plain data, including the model's
-current widths), `state_dict`, `labels`, `metrics`, `growth` history and free-form `extra`.
+A reader never sees a half-written file, and a crash leaves the previous version intact. The
+result gets the permissions a plain `open(path, "w")` would give (0666 minus the umask), not
+`mkstemp`'s private 0600, so a CI step or web server under another user can read exports.
 """
 
 from __future__ import annotations
@@ -9,19 +10,29 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import Any, BinaryIO
 
 from kws.errors import UserError
 
 
-class CheckpointError(UserError):
-    """A checkpoint that is missing, truncated or not a kws checkpoint."""
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; put it straight back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
-def _atomic_write(path: str | Path, write) -> Path:
+FILE_MODE = 0o666 & ~_umask()
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write `path` atomically: `write(handle)` fills a temp file that replaces `path`.
+
+    Raises:
+        OSError: when the folder cannot be created or written (the old file is untouched).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -30,6 +41,7 @@ def _atomic_write(path: str | Path, write) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -38,28 +50,48 @@ def _atomic_write(path: str | Path, write) -> Path:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return _atomic_write(path, lambda h: h.write(data))
+    """Write bytes atomically (see `atomic_write`)."""
+    return atomic_write(path, lambda h: h.write(data))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 text atomically (see `atomic_write`)."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """Write indented JSON atomically; numpy/torch values via their `tolist()`."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
 def append_jsonl(path: str | Path, obj: Any) -> None:
-    """Append one JSON line; a crash can lose at most this line, never earlier ones."""
+    """Append one JSON line and fsync; a crash can lose at most this line, never earlier ones."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(obj, default=_json_default) + "\n")
+        handle.write(json.dumps(obj, default=json_default) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
 
-def _json_default(obj: Any) -> Any:
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Every complete JSON line of `path` (a torn last line from a crash is ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # only the last line can be torn: it was being appended at the crash
+    return rows
+
+
+def json_default(obj: Any) -> Any:
+    """JSON fallback for numpy/torch scalars and arrays and paths."""
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):
@@ -67,57 +99,19 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def to_plain(obj: Any) -> Any:
-    """Plain Python data (dict/list/str/int/float/bool/None, tensors kept) for safe loading.
+def check_writable(folder: str | Path, what: str) -> Path:
+    """Make sure `folder` (or its nearest existing parent) can be written, before slow work.
 
-    numpy scalars and arrays would need unsafe globals under `weights_only=True`.
+    Raises:
+        UserError: naming the folder and the fix (instead of a PermissionError after the work).
     """
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {str(k) if not isinstance(k, int) else k: to_plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # numpy scalar or array
-        return obj.tolist()
-    return obj
-
-
-def save_checkpoint(path: str | Path, checkpoint: dict) -> Path:
-    """Write a checkpoint dict atomically as plain data; tensors are moved to CPU first."""
-    payload = to_plain({k: v for k, v in checkpoint.items() if k != "optimizer"})
-    if "optimizer" in checkpoint:  # keep its int keys and tensors exactly
-        payload["optimizer"] = checkpoint["optimizer"]
-    payload["state_dict"] = {k: v.detach().cpu() for k, v in checkpoint["state_dict"].items()}
-    payload.setdefault("format", "kws-checkpoint-1")
-
-    def write(handle):
-        torch.save(payload, handle)
-
-    return _atomic_write(path, write)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Load a kws checkpoint safely (`weights_only=True`), with a clear error when broken."""
-    path = Path(path)
-    if path.is_dir():
-        for candidate in ("checkpoints/best.pt", "checkpoints/last.pt", "best.pt", "last.pt"):
-            if (path / candidate).is_file():
-                path = path / candidate
-                break
-        else:
-            raise CheckpointError(f"no checkpoint found in run directory '{path}'")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' does not exist")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, random bytes, pickled objects ...
-        raise CheckpointError(
-            f"checkpoint '{path}' is corrupt or not a kws checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}); retrain or use checkpoints/last.pt"
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "config" not in ckpt:
-        raise CheckpointError(f"'{path}' is not a kws checkpoint (missing state_dict/config)")
-    return ckpt
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(
+            f"cannot write {what} into '{folder}' ('{probe}' is not writable); fix its "
+            "permissions or choose another folder (--out, runs_dir=..., or a new name=...)"
+        )
+    return folder

@@ -11,7 +11,16 @@ import time
 from pathlib import Path
 
 from kws.config import load_recipe
+from kws.data.dataset import build_data
+from kws.data.synth import synthesize
+from kws.export import export_run
+from kws.growth.loop import grow
 from kws.io import atomic_write_text
+from kws.run import Run
+from kws.stream.evaluate import stream_evaluate
+from kws.train.evaluate import evaluate, plot_confusion
+from kws.train.loop import resolve_device, train
+from kws.train.report import format_result
 
 GROW_RECIPE = "recipes/synth/grow.yaml"
 CLIPS_PER_WORD = 150
@@ -28,48 +37,37 @@ def _done(start: float) -> None:
 
 def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> int:
     """Run every quickstart step; returns the exit status (non-zero when export fails)."""
-    from kws.data.synth import synthesize
-    from kws.train.evaluate import evaluate, plot_confusion
-    from kws.train.loop import resolve_device, train
-    from kws.train.report import format_result
-
     total = time.perf_counter()
     cfg = load_recipe(recipe, overrides)
-    run_dir = Path(cfg.runs_dir) / cfg.name
+    run = Run(Path(cfg.runs_dir) / cfg.name)
     t = _step(f"1. synthesize a 12-class set into {cfg.data.root}")
     synthesize(Path(cfg.data.root), clips_per_word=CLIPS_PER_WORD, seed=0)
     _done(t)
 
-    t = _step(f"2. train {cfg.model.preset or 'DS-CNN'} -> {run_dir}")
-    from kws.data.dataset import build_data
-    from kws.io import load_checkpoint
-    from kws.models import model_from_checkpoint
-
+    t = _step(f"2. train {cfg.model.preset or cfg.model.family} -> {run.root}")
     data = build_data(cfg, resolve_device(cfg.train.device))  # decoded once for every step
-    result = train(cfg, run_dir, resume=True, data=data)
+    result = train(cfg, run, resume=True, data=data)
     _done(t)
 
     t = _step("3. evaluate on the test split")
-    model, _, _ = model_from_checkpoint(load_checkpoint(run_dir / "checkpoints/best.pt"))
-    test = evaluate(model.to(data.device), data, "testing")
-    plot_confusion(test, run_dir / "plots" / "confusion_testing.png")
+    model = run.checkpoint("best").build_model().to(data.device)
+    test = evaluate(model, data, "testing")
+    plot_confusion(test, run.plots_dir / "confusion_testing.png")
     print(format_result(test))
     summary = [
         f"# {cfg.name}",
         "",
         f"- validation accuracy (best): {100 * result.best_val_accuracy:.2f}%",
-        f"- test accuracy: {100 * test.accuracy:.2f}% ({test.num_examples} examples)",
-        f"- test accuracy, commands only: {100 * test.command_accuracy:.2f}%",
+        f"- test accuracy: {test.accuracy_text()}",
+        f"- test accuracy, commands only: {test.command_accuracy_text()}",
         "",
     ]
-    atomic_write_text(run_dir / "summary.md", "\n".join(summary))
+    atomic_write_text(run.root / "summary.md", "\n".join(summary))
     _done(t)
 
     status = 0
     if "grow" not in skip:
         t = _step(f"4. grow a compact seed by splitting steepest descent ({GROW_RECIPE})")
-        from kws.growth.loop import grow
-
         grow_cfg = load_recipe(GROW_RECIPE, [f"data.root={cfg.data.root}"])
         same_data = grow_cfg.data == cfg.data and grow_cfg.features == cfg.features
         grow(
@@ -81,12 +79,10 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
         _done(t)
     if "export" not in skip:
         t = _step("5. export ONNX, int8 TFLite and TFLite Micro; evaluate every backend")
-        from kws.export import export_run
-
-        report = export_run(run_dir)
+        report = export_run(run.root, force=True)
         status = 0 if report.passed else 1
         for acc in report.accuracies:
-            print(f"   {acc.backend:>12}: {100 * acc.accuracy:.2f}%")
+            print(f"   {acc.backend:>12}: {acc.text()}")
         print(
             f"   int8 .tflite {report.sizes_bytes.get('tflite_int8', 0):,} B; TFLite Micro "
             f"arena {report.arena_bytes or 0:,} B; {'PASS' if report.passed else 'FAIL'}: "
@@ -95,18 +91,16 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
         _done(t)
     if "stream" not in skip:
         t = _step("6. streaming evaluation (false accepts per hour, misses, latency)")
-        from kws.stream.evaluate import stream_evaluate
-
-        scores = stream_evaluate(run_dir, data_root=cfg.data.root, minutes=5.0)["scores"]
+        scores = stream_evaluate(run.root, data_root=cfg.data.root, minutes=5.0)["scores"]
         print(
             f"   correct {scores['correct_percent']:.1f}%, miss rate "
             f"{scores['miss_rate_percent']:.1f}%, false accepts "
             f"{scores['false_accepts_per_hour']:.0f}/h (threshold sweep in "
-            f"{run_dir / 'report.md'})"
+            f"{run.report_path})"
         )
         _done(t)
     print(
         f"\nquickstart finished in {(time.perf_counter() - total) / 60:.1f} min; "
-        f"test accuracy {100 * test.accuracy:.2f}%; run directory: {run_dir}"
+        f"test accuracy {test.accuracy_text()}; run folder: {run.root}"
     )
     return status

@@ -1,8 +1,9 @@
-"""Budget stage: params / MACs / memory / latency of a DS-CNN against a microcontroller target.
+"""Budget stage: params / MACs / memory / latency of a model against a microcontroller target.
 
-`profile(model_cfg)` returns a `Profile`; `check(profile, target)` lists the budget lines it
-breaks; `budget_from_config(BudgetConfig)` gives the growth loop a `Budget` with `fits(cfg)`.
-Targets and core latency models are data in `targets.yaml`.
+`profile(spec)` returns a `Profile` for any model family; `check(profile, target)` lists the
+budget lines it breaks; `budget_from_config(BudgetConfig)` gives growth a `Budget` whose
+`violations(spec)` says which limit a candidate breaks. Targets and the cores' latency models
+(per runtime, calibrated on published board measurements) are data in `targets.yaml`.
 """
 
 from kws.budget.check import (

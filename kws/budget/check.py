@@ -10,7 +10,8 @@ from pathlib import Path
 
 from kws.budget.profile import Profile, layer_latency_ms, profile
 from kws.budget.targets import Target, load_target
-from kws.config import BudgetConfig, ModelConfig
+from kws.config import BudgetConfig
+from kws.models import ModelSpec
 
 
 @dataclass
@@ -72,7 +73,7 @@ def budget_lines(prof: Profile, target: Target) -> list[BudgetLine]:
     if target.period_ms and target.core is not None and target.clock_hz:
         latency = profile_latency_ms(prof, target)
         note = (
-            f"{target.core.name} @ {target.clock_hz / 1e6:g} MHz, "
+            f"{target.core.name} @ {target.clock_hz / 1e6:g} MHz, runtime {target.core.runtime}, "
             f"{target.inferences_per_second:g} inferences/s"
         )
         lines.append(_line("latency", latency, target.period_ms, "ms", True, note))
@@ -105,9 +106,17 @@ class Budget:
     max_ram_bytes: int = 0
     target: Target | None = None
 
-    def lines(self, model_cfg: ModelConfig) -> list[BudgetLine]:
-        """All budget lines for `model_cfg`: the combined limits plus the target's own lines."""
-        prof = profile(model_cfg)
+    @property
+    def limited(self) -> bool:
+        """Whether any limit is set at all."""
+        return bool(
+            self.max_params or self.max_macs or self.max_flash_bytes or self.max_ram_bytes
+            or self.target is not None
+        )  # fmt: skip
+
+    def lines(self, spec: ModelSpec) -> list[BudgetLine]:
+        """All budget lines for `spec`: the combined limits plus the target's own lines."""
+        prof = profile(spec, target=self.target)
         lines = []
         if self.max_params:
             lines.append(_line("params", prof.params, self.max_params, "params", False, ""))
@@ -145,17 +154,22 @@ class Budget:
             lines.extend(extra)
         return lines
 
-    def violations(self, model_cfg: ModelConfig) -> list[Violation]:
-        return [line for line in self.lines(model_cfg) if not line.passed]
+    def violations(self, spec: ModelSpec) -> list[Violation]:
+        """The budget lines `spec` breaks (empty: it fits)."""
+        return [line for line in self.lines(spec) if not line.passed]
 
-    def fits(self, model_cfg: ModelConfig) -> bool:
-        """Would `model_cfg` fit every limit of this budget?"""
-        return not self.violations(model_cfg)
+    def fits(self, spec: ModelSpec) -> bool:
+        """Would `spec` fit every limit of this budget?"""
+        return not self.violations(spec)
 
 
 def budget_from_config(budget_cfg: BudgetConfig, targets_file: str | Path | None = None) -> Budget:
     """Combine `BudgetConfig`'s plain limits with its named target (the tighter limit wins)."""
-    target = load_target(budget_cfg.target, targets_file) if budget_cfg.target else None
+    target = (
+        load_target(budget_cfg.target, targets_file, budget_cfg.runtime or None)
+        if budget_cfg.target
+        else None
+    )
     t_macs = t_flash = t_ram = 0
     if target is not None:
         t_macs = target.max_ops // 2

@@ -1,9 +1,9 @@
-"""Budget stage: analytic profile of a DS-CNN (Hello Edge, Zhang et al. 2017) as an int8 model.
+"""Budget stage: analytic profile of any model family as an int8 microcontroller model.
 
-Counts come from `kws.models.ds_cnn.layer_costs`; memory figures model the int8 TFLite graph
-that `kws export` produces from the Keras rebuild (NHWC int8 input `(1, frames, coeffs, 1)`,
-one op per conv, "same" padding fused into the conv, BatchNorm folded into an int32 bias per
-output channel, per-channel weight quantization):
+Counts come from the family's `layer_costs` (`kws.models.registry`); memory figures model the
+int8 TFLite graph that `kws export` produces from the Keras rebuild: NHWC int8 input
+`(1, frames, coeffs, 1)`, one op per conv, "same" padding fused into the conv, BatchNorm
+folded into an int32 bias per output channel, per-channel weight quantization; for a DS-CNN
 
     CONV_2D -> (DEPTHWISE_CONV_2D -> CONV_2D) x blocks -> MEAN -> FULLY_CONNECTED
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kws.budget.targets import Target
-from kws.config import ModelConfig
 from kws.errors import UserError
-from kws.models.ds_cnn import layer_costs, same_padding
+from kws.models import ModelSpec, layer_costs
+from kws.models.layers import same_padding
 
 # --- int8 .tflite size model --------------------------------------------------------------
 # A per-channel quantized tensor stores one float32 scale and one int64 zero point per channel;
@@ -28,15 +28,17 @@ from kws.models.ds_cnn import layer_costs, same_padding
 # output channel costs 2 x 12 bytes of quantization parameters. FULLY_CONNECTED is per-tensor.
 QUANT_BYTES_PER_CHANNEL = 24
 # Flatbuffer overhead: tensor tables, shapes, names, op codes, signature and metadata; it grows
-# by about 1.3 KB per depthwise-separable block (2 ops, 5 tensors). Fitted on the int8 files
+# by about 637 bytes per op (a depthwise-separable block is 2 ops, 5 tensors). Fitted on the
+# int8 files
 # `kws.export.tflite_export.convert_int8` (TensorFlow 2.21) wrote for random weights with
 # randomized BatchNorm statistics (so folded biases are distinct, as after training; identical
 # all-zero biases would be deduplicated): DS-CNN-S 45,840 bytes, M 184,512, L 501,632, the
 # growth seed 27,048 and the seed grown to widths [40,48,32,64,56,72] 42,168. The estimate is
 # within 10 bytes of each; other exporters name tensors differently (our first Keras rebuild,
 # with long auto-generated names and an input RESHAPE, was 2-3 KB larger).
-FLASH_OVERHEAD_FIXED_BYTES = 2552
-FLASH_OVERHEAD_PER_BLOCK_BYTES = 1274
+# (Fitted per block as 2552 + 1274 per block; a DS-CNN has 3 + 2 x blocks ops, hence these.)
+FLASH_OVERHEAD_FIXED_BYTES = 641
+FLASH_OVERHEAD_PER_OP_BYTES = 637
 
 # --- TFLite Micro arena model ------------------------------------------------------------
 # The arena's "head" (non-persistent) holds the activation tensors: with TFLM's greedy planner
@@ -87,6 +89,8 @@ class Profile:
     hello_edge_memory_bytes: int  # params at 8 bits + peak activations (Hello Edge "memory")
     target: str = ""
     latency_ms: float | None = None  # estimate on `target`'s core and clock
+    latency_runtime: str = ""  # which runtime's cycle model the latency assumes
+    latency_calibration: str = ""  # the published measurement that model was scaled to
     assumptions: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -100,52 +104,32 @@ def _prod(shape: tuple[int, ...]) -> int:
     return out
 
 
-def _graph_layers(cfg: ModelConfig, separate_padding: bool) -> list[LayerProfile]:
-    """The int8 graph's ops in order with output sizes and live bytes (input + output)."""
-    costs = layer_costs(cfg, include_bn=False)
-    prev_shape = (1, cfg.input_frames, cfg.input_coeffs)
-    kernels = {"conv": cfg.stem_kernel, "depthwise": cfg.depthwise_kernel}
-    strides = [cfg.stem_stride] + [s for s in cfg.block_strides]
+def _graph_layers(spec: ModelSpec, separate_padding: bool) -> list[LayerProfile]:
+    """The int8 graph's ops in order with output sizes and live bytes (input + output).
+
+    BatchNorm ops fold into the conv before them; with `separate_padding`, a conv with "same"
+    padding that needs any is preceded by a PAD op holding the padded input.
+    """
     layers: list[LayerProfile] = []
-    spatial = 0
-    for cost in costs:
-        if cost.kind == "linear":  # the global average pool (MEAN) runs first
-            pooled = (prev_shape[0], 1, 1)
-            layers.append(
-                LayerProfile(
-                    "pool", "pool", pooled, 0, 0, prev_shape[0], _prod(prev_shape) + prev_shape[0]
-                )
-            )
-            prev_shape = pooled
-        if separate_padding and cost.kind in kernels:
-            kt, kf = kernels[cost.kind]
-            st, sf = strides[spatial]
-            pt = sum(same_padding(prev_shape[1], kt, st))
-            pf = sum(same_padding(prev_shape[2], kf, sf))
+    for op in layer_costs(spec):
+        if op.kind == "bn":
+            continue
+        in_shape = op.in_shape
+        if separate_padding and op.kernel is not None and op.padding == "same":
+            pt = sum(same_padding(in_shape[1], op.kernel[0], op.stride[0]))
+            pf = sum(same_padding(in_shape[2], op.kernel[1], op.stride[1]))
             if pt or pf:
-                padded = (prev_shape[0], prev_shape[1] + pt, prev_shape[2] + pf)
-                name = cost.name.replace("_conv", "_pad")
+                padded = (in_shape[0], in_shape[1] + pt, in_shape[2] + pf)
                 layers.append(
-                    LayerProfile(
-                        name, "pad", padded, 0, 0, _prod(padded), _prod(prev_shape) + _prod(padded)
-                    )
-                )
-                prev_shape = padded
-        if cost.kind in kernels:
-            spatial += 1
-        out_bytes = _prod(cost.out_shape)
+                    LayerProfile(op.name.replace("_conv", "_pad"), "pad", padded, 0, 0,
+                                 _prod(padded), _prod(in_shape) + _prod(padded))
+                )  # fmt: skip
+                in_shape = padded
+        out_bytes = _prod(op.out_shape)
         layers.append(
-            LayerProfile(
-                cost.name,
-                cost.kind,
-                cost.out_shape,
-                cost.params,
-                cost.macs,
-                out_bytes,
-                _prod(prev_shape) + out_bytes,
-            )
-        )
-        prev_shape = cost.out_shape
+            LayerProfile(op.name, op.kind, op.out_shape, op.params, op.macs, out_bytes,
+                         _prod(in_shape) + out_bytes)
+        )  # fmt: skip
     return layers
 
 
@@ -167,27 +151,26 @@ def _align(size: int) -> int:
     return -(-size // ARENA_ALIGNMENT_BYTES) * ARENA_ALIGNMENT_BYTES
 
 
-def estimate_flash_bytes(cfg: ModelConfig) -> int:
+def estimate_flash_bytes(spec: ModelSpec) -> int:
     """Estimated size of the int8 .tflite: weights, biases, quantization params, graph overhead."""
-    weights, channels = _weight_bytes(_graph_layers(cfg, separate_padding=False))
-    overhead = FLASH_OVERHEAD_FIXED_BYTES + FLASH_OVERHEAD_PER_BLOCK_BYTES * len(cfg.block_strides)
+    layers = _graph_layers(spec, separate_padding=False)
+    weights, channels = _weight_bytes(layers)
+    overhead = FLASH_OVERHEAD_FIXED_BYTES + FLASH_OVERHEAD_PER_OP_BYTES * len(layers)
     return weights + QUANT_BYTES_PER_CHANNEL * channels + overhead
 
 
-def estimate_arena_bytes(cfg: ModelConfig) -> int:
+def estimate_arena_bytes(spec: ModelSpec) -> int:
     """Estimated TFLite Micro arena: 16-byte aligned activation head plus persistent tail."""
-    layers = _graph_layers(cfg, separate_padding=False)
-    input_bytes = cfg.input_frames * cfg.input_coeffs
-    head, prev = 0, input_bytes
+    layers = _graph_layers(spec, separate_padding=False)
+    head, prev = 0, _prod(spec.input_shape)
     for layer in layers:
         head = max(head, _align(prev) + _align(layer.activation_bytes))
         prev = layer.activation_bytes
     _, channels = _weight_bytes(layers)
-    num_ops = len(layers)
     tail = (
         ARENA_BYTES_PER_CHANNEL * channels
         + ARENA_OVERHEAD_FIXED_BYTES
-        + ARENA_OVERHEAD_PER_OP_BYTES * num_ops
+        + ARENA_OVERHEAD_PER_OP_BYTES * len(layers)
     )
     return head + tail
 
@@ -202,24 +185,24 @@ def layer_latency_ms(layer: LayerProfile, target: Target) -> float:
 
 
 def profile(
-    model_cfg: ModelConfig,
+    spec: ModelSpec,
     *,
     tflite_path: Path | None = None,
     target: Target | None = None,
     separate_padding: bool = False,
 ) -> Profile:
-    """Profile a DS-CNN config as an int8 model; pure (reads only `tflite_path` when given).
+    """Profile a model as an int8 microcontroller model; pure (reads only `tflite_path`).
 
     Args:
-        model_cfg: the model (any widths, e.g. a grown one).
+        spec: the model (any family, any widths, e.g. a grown one) with its input and classes.
         tflite_path: exported int8 .tflite; its size replaces the flash estimate.
         target: when it has a core and clock, fills the (estimated) latency per layer and total.
         separate_padding: model "same" padding as separate PAD ops (then the padded input is
             alive too). Our exporter fuses padding into the convs, so the default is False.
     """
-    layers = _graph_layers(model_cfg, separate_padding)
+    layers = _graph_layers(spec, separate_padding)
     peak = max(layers, key=lambda layer: layer.live_bytes)
-    params = sum(layer.params for layer in layer_costs(model_cfg))
+    params = sum(layer.params for layer in layer_costs(spec))
     macs = sum(layer.macs for layer in layers)
     weights, _ = _weight_bytes(layers)
     if tflite_path is not None:
@@ -227,9 +210,9 @@ def profile(
             raise UserError(f"tflite file '{tflite_path}' not found; run `kws export` first")
         flash, source = Path(tflite_path).stat().st_size, "tflite"
     else:
-        flash, source = estimate_flash_bytes(model_cfg), "estimate"
+        flash, source = estimate_flash_bytes(spec), "estimate"
     result = Profile(
-        model=model_cfg.preset or "custom",
+        model=spec.config.preset or f"{spec.config.family} (custom)",
         params=params,
         macs=macs,
         ops=2 * macs,
@@ -239,7 +222,7 @@ def profile(
         flash_source=source,
         peak_activation_bytes=peak.live_bytes,
         peak_layer=peak.name,
-        arena_estimate_bytes=estimate_arena_bytes(model_cfg),
+        arena_estimate_bytes=estimate_arena_bytes(spec),
         hello_edge_memory_bytes=params + peak.live_bytes,
         assumptions=[
             "int8 activations; padding "
@@ -258,4 +241,6 @@ def profile(
             for layer in layers:
                 layer.latency_ms = layer_latency_ms(layer, target)
             result.latency_ms = sum(layer.latency_ms or 0.0 for layer in layers)
+            result.latency_runtime = target.core.runtime
+            result.latency_calibration = target.core.calibration
     return result

@@ -7,34 +7,45 @@ import json
 import sys
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from kws.budget.check import BudgetLine, budget_lines
 from kws.budget.profile import Profile, profile
 from kws.budget.targets import Target, load_target
-from kws.config import ModelConfig
+from kws.config import RecipeConfig, load_recipe
+from kws.data.gsc import num_classes_for
 from kws.errors import UserError
+from kws.models import ModelSpec
+from kws.run import resolve_run
 
 TFLITE_IN_RUN = Path("export") / "model_int8.tflite"
 
 
-def resolve_model(source: str | None, preset: str | None) -> tuple[ModelConfig, Path | None, str]:
-    """(model config, exported .tflite if any, budget target recorded in the run or "")."""
+def resolve_model(
+    source: str | None, preset: str | None, overrides: list[str] | None = None
+) -> tuple[ModelSpec, RecipeConfig, Path | None]:
+    """(model spec, resolved config, exported int8 .tflite if any) of what `kws profile` names.
+
+    `source` is a run folder, a checkpoint or a recipe (.yaml); `preset` a preset name (with the
+    default front end and the 12-class task unless overrides say otherwise).
+
+    Raises:
+        UserError: neither or both given, an unknown preset, a path that is no run or recipe.
+    """
+    overrides = list(overrides or [])
     if (source is None) == (preset is None):
-        raise UserError("give either a checkpoint / run directory or --model PRESET, not both")
-    if preset is not None:
-        from kws.models.ds_cnn import PRESETS, preset_config
-
-        if preset not in PRESETS:
-            raise UserError(f"unknown model preset '{preset}'; choose one of {', '.join(PRESETS)}")
-        return preset_config(preset), None, ""
-    from kws.io import load_checkpoint
-    from kws.models import model_from_checkpoint
-
-    path = Path(source)
-    _, cfg, _ = model_from_checkpoint(load_checkpoint(path))
-    # a checkpoint sits in <run>/checkpoints/, so its run directory is two levels up
-    run_dir = path if path.is_dir() else path.parent.parent
-    tflite = run_dir / TFLITE_IN_RUN
-    return cfg.model, (tflite if tflite.is_file() else None), cfg.budget.target
+        raise UserError("give a run folder, checkpoint or recipe, or --model PRESET (not both)")
+    if preset is not None or str(source).endswith((".yaml", ".yml")):
+        if preset is not None:
+            overrides = [f"model.preset={preset}", *overrides]
+        cfg = load_recipe(source if preset is None else None, overrides)
+        return ModelSpec.of(cfg.model, cfg.features, num_classes_for(cfg.data)), cfg, None
+    ref = resolve_run(source)
+    ckpt = ref.checkpoint()
+    cfg = ref.run.config(overrides)
+    tflite = ref.run.root / TFLITE_IN_RUN
+    return ckpt.spec, cfg, (tflite if tflite.is_file() else None)
 
 
 def _fmt_bytes(size: float) -> str:
@@ -51,9 +62,6 @@ def _fmt_value(value: float, unit: str) -> str:
 
 def print_report(prof: Profile, lines: list[BudgetLine], target: Target | None, file=None) -> None:
     """Per-layer table, totals and PASS/FAIL budget lines as rich tables."""
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console(file=file or sys.stdout)
     if not console.is_terminal:  # pipes and files: wide enough for full layer names
         console.width = 120
@@ -85,7 +93,10 @@ def print_report(prof: Profile, lines: list[BudgetLine], target: Target | None, 
         f"{_fmt_bytes(prof.hello_edge_memory_bytes)}"
     )
     if prof.latency_ms is not None:
-        console.print(f"latency {prof.latency_ms:.1f} ms on {prof.target} (estimate)")
+        console.print(
+            f"latency {prof.latency_ms:.1f} ms on {prof.target} (estimate; runtime "
+            f"{prof.latency_runtime}; {prof.latency_calibration})"
+        )
     if target is None:
         return
     budget = Table(title=f"budget: {target.name} ({target.description})")
@@ -102,16 +113,20 @@ def run_profile(
     source: str | None,
     *,
     preset: str | None = None,
-    target_name: str | None = None,
+    overrides: list[str] | None = None,
     targets_file: str | Path | None = None,
     as_json: bool = False,
     file=None,
 ) -> int:
-    """`kws profile`: print the profile and budget lines; 1 when a budget line fails, else 0."""
-    model_cfg, tflite, run_target = resolve_model(source, preset)
-    name = target_name or run_target or None
-    target = load_target(name, targets_file) if name else None
-    prof = profile(model_cfg, tflite_path=tflite, target=target)
+    """`kws profile`: print the profile and budget lines; 1 when a budget line fails, else 0.
+
+    The target is `budget.target` of the run/recipe (override it: `budget.target=cortex-m7`),
+    its latency model `budget.runtime` (default the target's).
+    """
+    spec, cfg, tflite = resolve_model(source, preset, overrides)
+    name = cfg.budget.target or None
+    target = load_target(name, targets_file, cfg.budget.runtime or None) if name else None
+    prof = profile(spec, tflite_path=tflite, target=target)
     lines = budget_lines(prof, target) if target is not None else []
     passed = all(line.passed for line in lines)
     if as_json:

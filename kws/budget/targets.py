@@ -21,11 +21,17 @@ DEFAULT_RESERVE_FRACTION = 0.25
 
 @dataclass
 class Core:
-    """Latency model of one core: cycles = sum(cycles_per_mac[kind] * macs) + cycles_per_layer."""
+    """Latency model of one core under one runtime.
+
+    cycles = sum over ops of `cycles_per_mac[kind] * macs + cycles_per_layer`; `calibration`
+    names the published board measurement it was scaled to (or says it is not calibrated).
+    """
 
     name: str
     cycles_per_mac: dict[str, float]
     cycles_per_layer: float = 0.0
+    runtime: str = "tflm"
+    calibration: str = ""
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Target:
     inferences_per_second: float = 0.0
     clock_hz: float = 0.0
     reserve_fraction: float = DEFAULT_RESERVE_FRACTION
+    runtime: str = "tflm"
     core: Core | None = None
 
     @property
@@ -105,22 +112,36 @@ def load_target_table(extra_file: str | Path | None = None) -> TargetTable:
     return table
 
 
-def _make_core(name: str, table: TargetTable, target: str) -> Core:
+def _make_core(name: str, runtime: str, table: TargetTable, target: str) -> Core:
     if name not in table.cores:
         raise UserError(
             f"target '{target}' names core '{name}', which is not defined; known cores: "
             f"{', '.join(sorted(table.cores))} (add it under 'cores:' in your targets file)"
         )
-    entry = table.cores[name]
+    runtimes = table.cores[name]
+    if runtime not in runtimes or not isinstance(runtimes[runtime], dict):
+        raise UserError(
+            f"core '{name}' has no latency model for runtime '{runtime}'; calibrated runtimes: "
+            f"{', '.join(sorted(runtimes))} (budget.runtime=...)"
+        )
+    entry = runtimes[runtime]
     per_mac = {str(k): float(v) for k, v in (entry.get("cycles_per_mac") or {}).items()}
     missing = [kind for kind in LAYER_KINDS if kind not in per_mac]
     if missing:
         raise UserError(f"core '{name}': cycles_per_mac lacks '{missing[0]}' ({LAYER_KINDS})")
-    return Core(name, per_mac, float(entry.get("cycles_per_layer", 0.0)))
+    return Core(
+        name, per_mac, float(entry.get("cycles_per_layer", 0.0)), runtime,
+        str(entry.get("calibration", "")),
+    )  # fmt: skip
 
 
-def load_target(name: str, extra_file: str | Path | None = None) -> Target:
+def load_target(
+    name: str, extra_file: str | Path | None = None, runtime: str | None = None
+) -> Target:
     """Look up a target by name in the shipped table merged with `extra_file`.
+
+    `runtime` (e.g. "vendor") picks another of the core's calibrated latency models than the
+    target's default.
 
     Raises:
         UserError: unknown target (the message lists the known names) or a malformed entry.
@@ -143,8 +164,10 @@ def load_target(name: str, extra_file: str | Path | None = None) -> Target:
         raise UserError(f"target '{name}': bad value ({exc})") from None
     if not 0.0 <= target.reserve_fraction < 1.0:
         raise UserError(f"target '{name}': reserve_fraction must be in [0, 1)")
+    if runtime:
+        target.runtime = runtime
     if core_name:
-        target.core = _make_core(core_name, table, name)
+        target.core = _make_core(core_name, target.runtime, table, name)
     return target
 
 

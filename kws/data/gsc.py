@@ -121,3 +121,11 @@ def labels_for(task: str, wanted: list[str]) -> list[str]:
     if task == "all":
         return list(wanted)
     return [SILENCE_LABEL, UNKNOWN_LABEL, *wanted]
+
+
+def num_classes_for(data_cfg) -> int:
+    """Classes of a task without looking at the data (the 35-class task assumes GSC v2)."""
+    if data_cfg.task == "all":
+        return len(GSC_V2_WORDS)
+    words = GSC12_WORDS if data_cfg.task == "gsc12" else data_cfg.words
+    return len(labels_for(data_cfg.task, list(words)))

@@ -7,7 +7,7 @@ TensorFlow, ONNX Runtime, LiteRT and TFLite Micro are imported lazily (the `expo
 from kws.export.artifacts import FORMATS, ExportArtifacts, build_manifest, export_model
 from kws.export.evaluate import BackendAccuracy, evaluate_backends
 from kws.export.report import ExportReport, render_markdown, write_report
-from kws.export.run import export_run
+from kws.export.run import export_run, int8_gate
 
 __all__ = [
     "FORMATS",
@@ -18,6 +18,7 @@ __all__ = [
     "evaluate_backends",
     "export_model",
     "export_run",
+    "int8_gate",
     "render_markdown",
     "write_report",
 ]

@@ -21,11 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from kws.config import FeatureConfig
 from kws.errors import UserError
+from kws.export.keras_rebuild import to_nhwc
+from kws.export.onnx_export import export_onnx, quantize_onnx
+from kws.export.tflite_export import (
+    Quantization,
+    convert_float,
+    convert_int8,
+    io_quantization,
+    tflite_ops,
+)
+from kws.export.tflm import c_name, measure_arena, write_tflm_files
 from kws.io import atomic_write_bytes, atomic_write_json
-from kws.models.ds_cnn import DSCNN
 
 FORMATS = ("onnx", "tflite", "tflm")
 VERSIONED_PACKAGES = (
@@ -72,7 +82,7 @@ def package_versions() -> dict[str, str]:
 
 
 def export_model(
-    model: DSCNN,
+    model: nn.Module,
     labels: list[str],
     feature_cfg: FeatureConfig,
     calibration: list[np.ndarray],
@@ -84,7 +94,7 @@ def export_model(
     """Export `model` in `formats` under `out_dir` and write the manifest.
 
     Args:
-        model: torch DS-CNN (any widths); read in eval mode on CPU.
+        model: a built kws model (any family, any widths); read in eval mode on CPU.
         labels: class names in output order.
         feature_cfg: the front end the model was trained with (goes into the manifest).
         calibration: training-split feature batches `(batch, frames, coeffs)` float32 for
@@ -99,8 +109,6 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     result = ExportArtifacts(out_dir=out)
     if "onnx" in formats:
-        from kws.export.onnx_export import export_onnx, quantize_onnx
-
         result.files["onnx_float"] = export_onnx(model, out / "model.onnx")
         result.files["onnx_int8"] = quantize_onnx(
             out / "model.onnx", out / "model_int8.onnx", calibration
@@ -116,14 +124,6 @@ def export_model(
 
 
 def _export_tflite(model, calibration, out: Path, formats, name: str, result) -> None:
-    from kws.export.tflite_export import (
-        Quantization,
-        convert_float,
-        convert_int8,
-        io_quantization,
-        tflite_ops,
-    )
-
     if "tflite" in formats:
         path = atomic_write_bytes(out / "model_float.tflite", convert_float(model))
         result.files["tflite_float"] = path
@@ -132,9 +132,6 @@ def _export_tflite(model, calibration, out: Path, formats, name: str, result) ->
     result.ops = tflite_ops(int8)
     result.quantization = io_quantization(int8)
     if "tflm" in formats:
-        from kws.export.keras_rebuild import to_nhwc
-        from kws.export.tflm import measure_arena, write_tflm_files
-
         for path in write_tflm_files(int8, result.ops, out / "tflm", name):
             result.files[f"tflm_{path.name}"] = path
         q = result.quantization["input"]
@@ -143,17 +140,16 @@ def _export_tflite(model, calibration, out: Path, formats, name: str, result) ->
 
 
 def build_manifest(
-    model: DSCNN, labels: list[str], feature_cfg: FeatureConfig, art: ExportArtifacts, name: str
+    model: nn.Module, labels: list[str], feature_cfg: FeatureConfig, art: ExportArtifacts, name: str
 ) -> dict:
     """Everything a device needs to pair the model with the right front end and runtime."""
-    cfg = model.cfg
     int8 = art.files.get("tflite_int8")
     manifest = {
         "name": name,
         "labels": list(labels),
         "features": dataclasses.asdict(feature_cfg),
-        "feature_shape": [cfg.input_frames, cfg.input_coeffs],
-        "model": dataclasses.asdict(cfg),
+        "feature_shape": list(model.spec.input_shape),
+        "model": dataclasses.asdict(model.spec.config),
         "files": {role: str(p.relative_to(art.out_dir)) for role, p in art.files.items()},
         "versions": package_versions(),
     }
@@ -167,13 +163,7 @@ def build_manifest(
                 "output": art.quantization["output"],
                 "ops": list(art.ops),
                 "arena_bytes": art.arena_bytes,
-                "c_array": f"g_{_c_name(name)}_model_data",
+                "c_array": f"g_{c_name(name)}_model_data",
             }
         )
     return manifest
-
-
-def _c_name(name: str) -> str:
-    from kws.export.tflm import c_name
-
-    return c_name(name)

@@ -12,21 +12,34 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from kws.models.ds_cnn import DSCNN
+from kws.export.keras_rebuild import to_nhwc
+from kws.export.onnx_export import onnx_logits, onnx_session
+from kws.export.tflite_export import Quantization, io_quantization, litert_interpreter, litert_run
+from kws.export.tflm import tflm_interpreter, tflm_run
+from kws.stats import format_accuracy, wilson_interval
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
 class BackendAccuracy:
+    """Top-1 accuracy of one backend on the shared examples, with its 95% Wilson interval."""
+
     backend: str  # torch_float | onnx_float | onnx_int8 | tflite_float | tflite_int8 | tflm_int8
     accuracy: float
     num_examples: int
     int8: bool
+    num_correct: int = 0
+    ci95: tuple[float, float] = (0.0, 1.0)
+
+    def text(self) -> str:
+        """'92.92% [89.0-95.5] (n=240)'."""
+        return format_accuracy(self.num_correct, self.num_examples)
 
 
-def torch_predict(model: DSCNN) -> Predict:
+def torch_predict(model: nn.Module) -> Predict:
     def predict(features: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return model(torch.from_numpy(features)).argmax(1).numpy()
@@ -35,25 +48,17 @@ def torch_predict(model: DSCNN) -> Predict:
 
 
 def onnx_predict(path: Path) -> Predict:
-    from kws.export.onnx_export import onnx_logits, onnx_session
-
     session = onnx_session(path)
     return lambda features: onnx_logits(session, features).argmax(1)
 
 
 def litert_predict(path: Path) -> Predict:
-    from kws.export.tflite_export import litert_interpreter, litert_run
-
     interpreter = litert_interpreter(path.read_bytes())
     # argmax of raw int8 outputs equals argmax of the dequantized logits (positive scale)
     return lambda features: litert_run(interpreter, features).argmax(1)
 
 
 def tflm_predict(path: Path, arena_bytes: int | None = None) -> Predict:
-    from kws.export.keras_rebuild import to_nhwc
-    from kws.export.tflite_export import Quantization, io_quantization
-    from kws.export.tflm import tflm_interpreter, tflm_run
-
     data = path.read_bytes()
     q = io_quantization(data)["input"]
     quant = Quantization(q["scale"], q["zero_point"])
@@ -61,7 +66,7 @@ def tflm_predict(path: Path, arena_bytes: int | None = None) -> Predict:
     return lambda features: tflm_run(interpreter, quant.quantize(to_nhwc(features))).argmax(1)
 
 
-def backend_predictors(model: DSCNN, files: dict[str, Path], arena_bytes: int | None):
+def backend_predictors(model: nn.Module, files: dict[str, Path], arena_bytes: int | None):
     """(name, is_int8, predict) for torch and every exported file present in `files`."""
     table = [("torch_float", False, lambda: torch_predict(model))]
     makers = {
@@ -79,20 +84,29 @@ def backend_predictors(model: DSCNN, files: dict[str, Path], arena_bytes: int | 
 
 
 def evaluate_backends(
-    model: DSCNN,
+    model: nn.Module,
     files: dict[str, Path],
     features: np.ndarray,
     labels: np.ndarray,
     arena_bytes: int | None = None,
     batch_size: int = 256,
-) -> list[BackendAccuracy]:
-    """Top-1 accuracy of each backend on `features (examples, frames, coeffs)`, `labels`."""
-    results = []
+) -> tuple[list[BackendAccuracy], dict[str, np.ndarray]]:
+    """Top-1 accuracy of each backend on `features (examples, frames, coeffs)`, `labels`.
+
+    Returns:
+        the accuracies and, per backend, which examples it got right `(examples,)` bool (the
+        int8 gate compares backends on these pairs).
+    """
+    results, right = [], {}
     for name, is_int8, make in backend_predictors(model, files, arena_bytes):
         predict = make()
         predictions = np.concatenate(
             [predict(features[i : i + batch_size]) for i in range(0, len(features), batch_size)]
         )
-        accuracy = float((predictions == labels).mean()) if len(labels) else 0.0
-        results.append(BackendAccuracy(name, accuracy, int(len(labels)), is_int8))
-    return results
+        right[name] = predictions == labels
+        correct, total = int(right[name].sum()), int(len(labels))
+        results.append(
+            BackendAccuracy(name, correct / max(total, 1), total, is_int8, correct,
+                            wilson_interval(correct, total))
+        )  # fmt: skip
+    return results, right

@@ -1,4 +1,4 @@
-"""Export stage: rebuild a trained DS-CNN in Keras (NHWC) with weights copied from torch.
+"""Export stage: the DS-CNN family's Keras rebuild (NHWC) with weights copied from torch.
 
 TensorFlow's TFLite converter gives the smallest and most accurate full-integer graph from a
 Keras model, so the torch model is rebuilt layer by layer rather than translated from ONNX.
@@ -23,6 +23,7 @@ from kws.errors import UserError, require
 from kws.models.ds_cnn import DSCNN
 
 # Activations with an int8 TFLite Micro kernel; softplus has none, so it cannot be exported.
+# SiLU lowers to LOGISTIC + MUL in the int8 graph.
 KERAS_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "silu": "silu"}
 
 
@@ -71,9 +72,9 @@ def build_keras(model: DSCNN):
     """
     tf = import_tensorflow()
     keras = tf.keras
-    cfg = model.cfg
+    cfg = model.spec.config
     act = _activation(cfg.activation)
-    inputs = keras.Input((cfg.input_frames, cfg.input_coeffs, 1), name="features")
+    inputs = keras.Input((*model.spec.input_shape, 1), name="features")
     weights: list[tuple] = []
 
     def conv(x, module: nn.Conv2d, bn: nn.BatchNorm2d, name: str, depthwise: bool = False):
@@ -96,7 +97,7 @@ def build_keras(model: DSCNN):
         x = conv(x, block.dw_conv, block.dw_bn, f"block{i}_dw", depthwise=True)
         x = conv(x, block.pw_conv, block.pw_bn, f"block{i}_pw")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    fc = keras.layers.Dense(cfg.num_classes, name="fc")
+    fc = keras.layers.Dense(model.spec.num_classes, name="fc")
     logits = fc(x)
     weights.append(
         (fc, model.fc.weight.detach().cpu().numpy().T, model.fc.bias.detach().cpu().numpy())

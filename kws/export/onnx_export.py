@@ -1,4 +1,4 @@
-"""Export stage: ONNX graphs of a DS-CNN (float via the dynamo exporter, int8 via static QDQ).
+"""Export stage: ONNX graphs of any kws model (float via the dynamo exporter, int8 via static QDQ).
 
 The float graph comes from `torch.onnx.export(dynamo=True)` with a dynamic batch axis; the int8
 graph from ONNX Runtime's static quantizer in QDQ format (per-channel int8 weights, int8
@@ -16,17 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from kws.errors import require
 from kws.io import atomic_write_bytes
-from kws.models.ds_cnn import DSCNN
+from kws.models import build_model
 
 INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
-STEM_WEIGHT = "stem_conv.weight"
 
 
-def export_onnx(model: DSCNN, path: str | Path, opset: int = 18) -> Path:
+def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> Path:
     """Write `model` as ONNX: input `features (batch, frames, coeffs)` float32 -> `logits`.
 
     Args:
@@ -36,9 +36,8 @@ def export_onnx(model: DSCNN, path: str | Path, opset: int = 18) -> Path:
     """
     require("onnxscript", "export")  # the dynamo exporter needs it; name the extra if missing
     onnx = require("onnx", "export")
-    cfg = model.cfg
     cpu_model = _cpu_eval_copy(model)
-    example = torch.zeros(2, cfg.input_frames, cfg.input_coeffs)  # batch 2: avoid 0/1 special
+    example = torch.zeros(2, *model.spec.input_shape)  # batch 2: avoid 0/1 special-casing
     batch = torch.export.Dim("batch", min=1, max=65536)
     with contextlib.redirect_stdout(io.StringIO()), _quiet_logging():  # progress lines
         program = torch.onnx.export(
@@ -69,10 +68,8 @@ def _quiet_logging():
             lg.setLevel(level)
 
 
-def _cpu_eval_copy(model: DSCNN) -> DSCNN:
-    from kws.models.ds_cnn import create_model
-
-    copy = create_model(model.cfg)
+def _cpu_eval_copy(model: nn.Module) -> nn.Module:
+    copy = build_model(model.spec)
     copy.load_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     return copy.eval()
 
@@ -101,10 +98,10 @@ def quantize_onnx(
     onnx = require("onnx", "export")
     graph = onnx.load(str(float_path)).graph
     # ONNX Runtime 1.32's fused int8 conv (graph optimisation level EXTENDED, the default)
-    # computes the stem conv (1 input channel, asymmetric "same" pads) wrongly with per-channel
-    # weights, although the QDQ graph itself is right (it matches float with fusion disabled).
-    # The stem therefore stays float; every other conv, the pooling and the FC are int8.
-    stem = [n.name for n in graph.node if n.op_type == "Conv" and STEM_WEIGHT in n.input]
+    # computes a conv over a 1-channel input with asymmetric "same" pads wrongly with
+    # per-channel weights, although the QDQ graph itself is right (it matches float with fusion
+    # disabled). Such convs (the stem) stay float; every other conv, pooling and FC is int8.
+    stem = _single_channel_convs(onnx, graph)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "model_int8.onnx"
         with _quiet_logging():
@@ -120,6 +117,20 @@ def quantize_onnx(
                 nodes_to_exclude=stem,
             )
         return atomic_write_bytes(int8_path, out.read_bytes())
+
+
+def _single_channel_convs(onnx, graph) -> list[str]:
+    """Names of Conv nodes whose weight has one input channel and one group (the stem)."""
+    weights = {init.name: list(init.dims) for init in graph.initializer}
+    out = []
+    for node in graph.node:
+        if node.op_type != "Conv" or len(node.input) < 2:
+            continue
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        dims = weights.get(node.input[1])
+        if dims is not None and len(dims) == 4 and dims[1] == 1 and groups == 1:
+            out.append(node.name)
+    return out
 
 
 def onnx_session(path: str | Path, threads: int = 1):

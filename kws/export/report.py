@@ -31,6 +31,7 @@ class ExportReport:
     target: str = ""
     budget_lines: list[dict] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    paired: dict = field(default_factory=dict)  # int8 backend -> disagreement counts, McNemar p
 
     @property
     def passed(self) -> bool:
@@ -53,13 +54,20 @@ def render_markdown(report: ExportReport) -> str:
         f"Evaluated on {report.eval_examples} of {report.eval_split_examples} test-split examples "
         "(the same examples for every backend).",
         "",
-        "| backend | accuracy | drop vs torch float (points) |",
-        "|---|---|---|",
+        "| backend | accuracy [95% interval] (n) | drop vs torch float (points) | "
+        "right only in float / only here | McNemar p |",
+        "|---|---|---|---|---|",
     ]
     for acc in report.accuracies:
         drop = report.int8_drop_points.get(acc.backend)
+        pair = report.paired.get(acc.backend)
         drop_text = "" if drop is None else f"{drop:+.2f}"
-        lines.append(f"| {acc.backend} | {100 * acc.accuracy:.2f}% | {drop_text} |")
+        pair_text = (
+            f"{pair['only_float_right']} / {pair['only_int8_right']} | {pair['mcnemar_p']:.3g}"
+            if pair
+            else " | "
+        )
+        lines.append(f"| {acc.backend} | {acc.text()} | {drop_text} | {pair_text} |")
     lines += ["", "| file | bytes |", "|---|---|"]
     lines += [f"| {report.files[role]} | {size:,} |" for role, size in report.sizes_bytes.items()]
     lines += [""]
@@ -69,8 +77,9 @@ def render_markdown(report: ExportReport) -> str:
         lines.append(f"Ops: {', '.join(report.ops)}")
     lines += [
         "",
-        f"int8 gate: drop of {', '.join(report.gated_backends) or 'none'} must be <= "
-        f"{report.max_int8_drop_points:g} points.",
+        f"int8 gate: {', '.join(report.gated_backends) or 'none'} fails when its drop exceeds "
+        f"{report.max_int8_drop_points:g} points and McNemar's exact test on the examples where "
+        "it and float disagree gives p < 0.05 (paired: the same examples for every backend).",
     ]
     if report.target:
         lines += ["", f"## Budget: {report.target}", "", "| line | value | limit | ok |",
@@ -87,6 +96,7 @@ def render_markdown(report: ExportReport) -> str:
 
 
 def write_report(report: ExportReport) -> tuple[Path, Path]:
+    """`report.md` and `report.json` in the export folder (atomically)."""
     md = atomic_write_text(report.export_dir / "report.md", render_markdown(report))
     js = atomic_write_json(report.export_dir / "report.json", report.to_json())
     return md, js

@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+from torch import nn
 
 from kws.errors import require
-from kws.export.keras_rebuild import build_keras, import_tensorflow, to_nhwc
-from kws.models.ds_cnn import DSCNN
+from kws.export.keras_rebuild import import_tensorflow, to_nhwc
+from kws.models import keras_builder
 
 
 @dataclass
@@ -44,13 +45,18 @@ def _convert(tf, keras_model, configure=None) -> bytes:
         return bytes(converter.convert())
 
 
-def convert_float(model: DSCNN) -> bytes:
+def build_keras(model: nn.Module):
+    """The model's Keras rebuild, by the function its family declares."""
+    return keras_builder(model)(model)
+
+
+def convert_float(model: nn.Module) -> bytes:
     """Float32 `.tflite` bytes of `model`: NHWC input `(1, frames, coeffs, 1)` -> logits."""
     tf = import_tensorflow()
     return _convert(tf, build_keras(model))
 
 
-def convert_int8(model: DSCNN, representative: Iterable[np.ndarray]) -> bytes:
+def convert_int8(model: nn.Module, representative: Iterable[np.ndarray]) -> bytes:
     """Full-integer int8 `.tflite` bytes (int8 input and output).
 
     Args:

@@ -4,33 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from kws.plotting import pyplot, save_png
 
 
 def plot_growth(history: list[dict], out_dir: str | Path) -> list[Path]:
     """Writes accuracy_vs_params.png, widths.png and spectra.png under `out_dir`."""
     if not history:
         return []
-    plt, out_dir = _pyplot(), Path(out_dir)
+    plt, out_dir = pyplot(), Path(out_dir)
     paths = []
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     params = [h["params"] for h in history]
@@ -42,7 +23,7 @@ def plot_growth(history: list[dict], out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("accuracy (%)")
     ax.set_title("accuracy across growth rounds")
     ax.legend()
-    paths.append(_save(fig, out_dir / "accuracy_vs_params.png"))
+    paths.append(save_png(fig, out_dir / "accuracy_vs_params.png"))
 
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for k, h in enumerate(history):
@@ -53,10 +34,10 @@ def plot_growth(history: list[dict], out_dir: str | Path) -> list[Path]:
             label=f"round {h['round']}",
             alpha=0.4 + 0.6 * (k + 1) / len(history),
         )
-    ax.set_xlabel("unit (0 = stem, i = block i pointwise)")
+    ax.set_xlabel("splittable unit (in forward order)")
     ax.set_ylabel("channels")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out_dir / "widths.png"))
+    paths.append(save_png(fig, out_dir / "widths.png"))
 
     spectra = [h for h in history if h.get("spectrum")]
     if spectra:
@@ -69,13 +50,13 @@ def plot_growth(history: list[dict], out_dir: str | Path) -> list[Path]:
             ax.set_xlabel("neuron (sorted)")
         axes[0][0].set_ylabel("splitting index")
         axes[0][0].legend(fontsize=7)
-        paths.append(_save(fig, out_dir / "spectra.png"))
+        paths.append(save_png(fig, out_dir / "spectra.png"))
     return paths
 
 
 def plot_comparison(results: dict[str, list[dict]], path: str | Path) -> Path:
     """Test accuracy vs parameters of each method's rounds (or its single point)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, history in results.items():
         ax.plot(
@@ -87,4 +68,4 @@ def plot_comparison(results: dict[str, list[dict]], path: str | Path) -> Path:
     ax.set_xlabel("parameters")
     ax.set_ylabel("test accuracy (%)")
     ax.legend()
-    return _save(fig, Path(path))
+    return save_png(fig, Path(path))

@@ -37,7 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from kws.config import GrowthConfig
-from kws.growth.units import activation_derivatives, bn_affine, pad_same, realized_forward
+from kws.errors import UserError
+from kws.growth.eigen import lobpcg_min, min_eigenpairs
+from kws.growth.units import activation_derivatives, bn_affine, realized_forward, unit_modules
+from kws.models import split_structure
+from kws.models.layers import pad_same, same_padding
 
 _CHUNK_ELEMENTS = 1 << 24  # bound on temporary tensors: 64 MB in float32
 
@@ -77,16 +81,21 @@ class _UnitData:
 
 
 def _dtype(cfg: GrowthConfig) -> torch.dtype:
-    if cfg.dtype not in ("float32", "float64"):
-        from kws.errors import UserError
-
-        raise UserError(f"growth.dtype '{cfg.dtype}' is not float32 or float64")
     return torch.float64 if cfg.dtype == "float64" else torch.float32
+
+
+def _patches(inp: torch.Tensor, conv) -> torch.Tensor:
+    """Producer input patches `(N, d, P)` of a padded input map (a 1x1 conv needs no unfold)."""
+    if tuple(conv.kernel_size) == (1, 1) and tuple(conv.stride) == (1, 1):
+        return inp.flatten(2)
+    return F.unfold(inp, tuple(conv.kernel_size), stride=tuple(conv.stride))
 
 
 def _batch_data(model, features, labels, cfg: GrowthConfig) -> list[_UnitData]:
     """One forward/backward on a batch; returns per-unit data for the splitting operators."""
-    mcfg = model.cfg
+    structure = split_structure(model)
+    modules = unit_modules(model, structure)
+    act = structure.activation
     with torch.enable_grad():
         logits, trace = realized_forward(model, features)
         loss = F.cross_entropy(logits, labels, reduction="sum")
@@ -94,28 +103,22 @@ def _batch_data(model, features, labels, cfg: GrowthConfig) -> list[_UnitData]:
         grads = torch.autograd.grad(loss, [t["h"] for t in trace] + [t["out"] for t in chained])
     grad_h, grad_out = grads[: len(trace)], grads[len(trace) :]
     data = []
-    for j, step in enumerate(trace):
-        bn = model.stem_bn if j == 0 else model.blocks[j - 1].pw_bn
-        s1 = bn_affine(bn)[0].detach()[None, :, None]
-        inp = step["inp"].detach()
-        if j == 0:
-            patches = F.unfold(inp, tuple(mcfg.stem_kernel), stride=tuple(mcfg.stem_stride))
-        else:
-            patches = inp.flatten(2)
+    for j, (step, mods) in enumerate(zip(trace, modules, strict=True)):
+        s1 = bn_affine(mods.bn)[0].detach()[None, :, None]
+        patches = _patches(step["inp"].detach(), mods.producer)
         pre1 = step["pre1"].detach()
         n, c, t, f = pre1.shape
-        d1, d2 = activation_derivatives(mcfg.activation, pre1.flatten(2), cfg.relu_softplus_beta)
+        d1, d2 = activation_derivatives(act, pre1.flatten(2), cfg.relu_softplus_beta)
         item = _UnitData(patches, (t, f), grad_h[j].detach().flatten(2) * d2 * s1**2)
         if step["pre2"] is not None:
-            block = model.blocks[j]
-            s2 = bn_affine(block.dw_bn)[0].detach()[None, :, None]
+            s2 = bn_affine(mods.chain_bn)[0].detach()[None, :, None]
             pre2 = step["pre2"].detach().flatten(2)
-            e2 = activation_derivatives(mcfg.activation, pre2, cfg.relu_softplus_beta)[1]
+            e2 = activation_derivatives(act, pre2, cfg.relu_softplus_beta)[1]
             item.f1 = d1 * s1
             item.weight_t = grad_out[j].detach().flatten(2) * e2 * s2**2
-            item.kernel = block.dw_conv.weight.detach()
-            item.kernel_shape = tuple(mcfg.depthwise_kernel)
-            item.stride = tuple(mcfg.block_strides[j])
+            item.kernel = mods.chain_conv.weight.detach()
+            item.kernel_shape = tuple(mods.chain_conv.kernel_size)
+            item.stride = tuple(mods.chain_conv.stride)
         data.append(item)
     return data
 
@@ -151,8 +154,6 @@ def _depthwise_transpose(
     item: _UnitData, g: torch.Tensor, kernel: torch.Tensor, size: tuple[int, int]
 ) -> torch.Tensor:
     """Adjoint of `_depthwise`: `g (N, G, t', f')` -> `(N, G, t, f)`."""
-    from kws.models.ds_cnn import same_padding
-
     t0, t1 = same_padding(size[0], item.kernel_shape[0], item.stride[0])
     f0, f1 = same_padding(size[1], item.kernel_shape[1], item.stride[1])
     padded = g.new_zeros(*g.shape[:2], size[0] + t0 + t1, size[1] + f0 + f1)
@@ -246,8 +247,6 @@ def splitting_matrices(
             _accumulate_exact(item, out)
         count += features.shape[0]
     if mats is None:
-        from kws.errors import UserError
-
         raise UserError("no calibration batches to score; check the data split is not empty")
     return [m / count for m in mats], count
 
@@ -287,85 +286,20 @@ def _matvec(items: list[_UnitData], vectors: torch.Tensor, count: int) -> torch.
     return out / count
 
 
-def lobpcg_min(
-    matvec,
-    num: int,
-    dim: int,
-    like: torch.Tensor,
-    iterations: int = 200,
-    tol: float = 1e-6,
-    seed: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smallest eigenpair of `num` symmetric (dim x dim) operators at once (block size 1).
-
-    `matvec` maps `(num, dim, m)` to `(num, dim, m)`. Stops when every residual
-    |A x - lambda x| is below `tol * max|lambda|`. Small `dim` is solved densely.
-    Returns eigenvalues `(num,)` and unit vectors `(num, dim)`.
-    """
-    if dim <= 6:  # too small for a 3-vector search space: form the matrix with dim products
-        eye = torch.eye(dim, dtype=like.dtype, device=like.device).expand(num, dim, dim)
-        return min_eigenpairs(matvec(eye.contiguous()))
-    gen = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(num, dim, 1, generator=gen, dtype=like.dtype).to(like.device)
-    x = x / x.norm(dim=1, keepdim=True)
-    ax = matvec(x)
-    lam = (x * ax).sum(dim=(1, 2))
-    prev = None
-    for _ in range(iterations):
-        res = ax - lam[:, None, None] * x
-        if res.norm(dim=1).max() <= tol * lam.abs().max().clamp_min(1e-30):
-            break
-        basis = [x, res] + ([prev] if prev is not None else [])
-        q = torch.linalg.qr(torch.cat(basis, dim=2)).Q  # (num, dim, 2 or 3) orthonormal
-        aq = matvec(q)
-        small = (q.transpose(1, 2) @ aq).double()  # tiny: float64 is free and robust
-        vals, vecs = torch.linalg.eigh(0.5 * (small + small.transpose(1, 2)))
-        vals, vecs = vals.to(q.dtype), vecs.to(q.dtype)
-        y = vecs[:, :, :1]  # (num, k, 1)
-        x_new = q @ y
-        prev = q[:, :, 1:] @ y[:, 1:]  # the step taken, without its component along x
-        ax, x, lam = aq @ y, x_new, vals[:, 0]
-        norm = x.norm(dim=1, keepdim=True)
-        x, ax = x / norm, ax / norm
-    return lam, x[:, :, 0]
-
-
-def min_eigenpairs(mats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smallest eigenpair of each symmetric matrix `(num, d, d)` -> `(num,)`, `(num, d)`.
-
-    Solved in float64 on matrices scaled to unit max-norm: float32 LAPACK `syevd` fails to
-    converge on some badly scaled splitting matrices of trained ReLU networks.
-    """
-    if not torch.isfinite(mats).all():
-        from kws.errors import UserError
-
-        raise UserError(
-            "splitting matrices contain NaN/inf; the model or data is not finite "
-            "(check training converged)"
-        )
-    work = mats.double()
-    work = 0.5 * (work + work.transpose(1, 2))
-    scale = work.abs().amax(dim=(1, 2)).clamp_min(1e-300)
-    vals, vecs = torch.linalg.eigh(work / scale[:, None, None])
-    return (vals[:, 0] * scale).to(mats.dtype), vecs[:, :, 0].to(mats.dtype)
-
-
 def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], int]:
     dtype = _dtype(cfg)
     clone = _frozen_copy(model, dtype)
-    per_unit: list[list[_UnitData]] = [[] for _ in clone.cfg.widths]
+    per_unit: list[list[_UnitData]] = [[] for _ in split_structure(clone).units]
     count = 0
     for features, labels in _calibration(clone, batches, cfg, dtype):
         for store, item in zip(per_unit, _batch_data(clone, features, labels, cfg), strict=True):
             store.append(item)
         count += features.shape[0]
     if count == 0:
-        from kws.errors import UserError
-
         raise UserError("no calibration batches to score; check the data split is not empty")
     # float32 residuals stall near 1e-4 relative; lambda's error is ~ residual^2 / gap
-    iterations = getattr(cfg, "fast_iterations", 0) or (100 if dtype == torch.float32 else 300)
-    tol = getattr(cfg, "fast_tol", 0.0) or (1e-3 if dtype == torch.float32 else 1e-9)
+    iterations = cfg.fast_iterations or (100 if dtype == torch.float32 else 300)
+    tol = cfg.fast_tol or (1e-3 if dtype == torch.float32 else 1e-9)
     units = []
     for j, items in enumerate(per_unit):
         c, d = items[0].weight_s.shape[1], items[0].patches.shape[1]
@@ -387,14 +321,18 @@ def splitting_scores(model, batches: Iterable, cfg: GrowthConfig) -> Scores:
     """Splitting index (lambda_min of S_eff) and splitting gradient v_min of every neuron.
 
     Args:
-        model: a `DSCNN`; never modified (scoring runs on a frozen eval-mode copy).
+        model: a model whose family declares units; never modified (scoring runs on a frozen
+            eval-mode copy).
         batches: iterable of `(features (batch, frames, coeffs), labels (batch,))`; the first
             `cfg.calibration_batches` are used (0 = all).
         cfg: `solver` exact | fast, `dtype` float32 | float64, `relu_softplus_beta`.
 
     Returns:
-        `Scores` with, per unit j, eigenvalues `(widths[j],)` and vectors `(widths[j], d_j)`
+        `Scores` with, per unit j, eigenvalues `(width_j,)` and vectors `(width_j, d_j)`
         in `cfg.dtype` on the model's device.
+
+    Raises:
+        UserError: no calibration batches, non-finite matrices, a family without units.
     """
     if cfg.solver == "exact":
         mats, count = splitting_matrices(model, batches, cfg)
@@ -403,9 +341,5 @@ def splitting_scores(model, batches: Iterable, cfg: GrowthConfig) -> Scores:
             vals, vecs = min_eigenpairs(mat)
             units.append(UnitScores(j, vals, vecs))
         return Scores(units, count, "exact")
-    if cfg.solver == "fast":
-        units, count = _fast_scores(model, batches, cfg)
-        return Scores(units, count, "fast")
-    from kws.errors import UserError
-
-    raise UserError(f"growth.solver '{cfg.solver}' is not 'exact' or 'fast'")
+    units, count = _fast_scores(model, batches, cfg)
+    return Scores(units, count, "fast")

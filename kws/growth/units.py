@@ -1,19 +1,16 @@
-"""Growth stage: splittable units of a DS-CNN and the network with realized splits.
+"""Growth stage: a model's splittable units and the network with realized splits.
 
-A *unit* is one entry of `ModelConfig.widths`: its producer (stem conv or a block's pointwise
-conv) with BN and activation, the per-channel depthwise chain that follows (next block's
-depthwise conv -> BN -> activation, when there is a next block) and the consumer that mixes
-channels (next pointwise conv, or the classifier after global average pooling). The classifier
-itself is never split.
-
-A *neuron* is one output channel of a producer; its parameters theta are that channel's row of
-the producer's weight (`in_channels * kernel_t * kernel_f` numbers). BatchNorm is frozen (eval
-mode) and treated as a fixed per-channel affine map copied to both off-springs, so gamma/beta
-are not part of theta (Liu, Wu, Wang 2019, "Splitting Steepest Descent", section 2.2).
+The units come from the model's family (`kws.models.split_structure`): growth never names a
+module itself. A *unit* is a producer conv with BN and activation, the per-channel chain that
+follows (depthwise conv -> BN -> activation, duplicated with a split channel) and the consumer
+that mixes channels next. A *neuron* is one output channel of a producer; its parameters theta
+are that channel's row of the producer's weight. BatchNorm is frozen (eval mode) and treated as
+a fixed per-channel affine map copied to both off-springs, so gamma/beta are not part of theta
+(Liu, Wu, Wang 2019, "Splitting Steepest Descent", section 2.2).
 
 `realized_forward` evaluates the network in which every neuron k of unit j is replaced by the
 average of two off-springs with rows theta_k + delta_k and theta_k - delta_k, each with its own
-copy of the depthwise chain -- exactly what `apply_splits` builds with eps * v = delta.
+copy of the chain -- exactly what `apply_splits` builds with eps * v = delta.
 """
 
 from __future__ import annotations
@@ -24,49 +21,52 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kws.config import ModelConfig
-from kws.models.ds_cnn import same_padding
+from kws.models import SplitStructure, Unit, split_structure
+from kws.models.layers import ACTIVATION_FUNCTIONS, pad_same
 
 
 @dataclass
-class Unit:
-    """One splittable layer: `widths[index]` output channels of `producer`."""
+class UnitModules:
+    """The modules of one unit, looked up by the names its family declared."""
 
-    index: int
-    producer: str  # state_dict prefix: stem_conv | blocks.{i}.pw_conv
-    bn: str  # stem_bn | blocks.{i}.pw_bn
-    chain_conv: str | None  # blocks.{i+1}.dw_conv, or None for the last unit
-    chain_bn: str | None
-    consumer: str  # blocks.{i+1}.pw_conv | fc
-    width: int
-    theta_dim: int  # parameters per neuron (row of the producer weight)
+    unit: Unit
+    producer: nn.Conv2d
+    bn: nn.BatchNorm2d
+    chain_conv: nn.Conv2d | None
+    chain_bn: nn.BatchNorm2d | None
+    consumer: nn.Module
+
+    @property
+    def width(self) -> int:
+        return self.producer.out_channels
+
+    @property
+    def theta_dim(self) -> int:
+        """Parameters per neuron: one row of the producer's weight."""
+        return self.producer.weight[0].numel()
 
 
-def splittable_units(cfg: ModelConfig) -> list[Unit]:
-    """The units of a DS-CNN in forward order, one per entry of `cfg.widths`."""
-    units = []
-    num_blocks = len(cfg.block_strides)
-    for j, width in enumerate(cfg.widths):
-        if j == 0:
-            producer, bn = "stem_conv", "stem_bn"
-            dim = cfg.stem_kernel[0] * cfg.stem_kernel[1]
-        else:
-            producer, bn = f"blocks.{j - 1}.pw_conv", f"blocks.{j - 1}.pw_bn"
-            dim = cfg.widths[j - 1]
-        has_chain = j < num_blocks
-        units.append(
-            Unit(
-                index=j,
-                producer=producer,
-                bn=bn,
-                chain_conv=f"blocks.{j}.dw_conv" if has_chain else None,
-                chain_bn=f"blocks.{j}.dw_bn" if has_chain else None,
-                consumer=f"blocks.{j}.pw_conv" if has_chain else "fc",
-                width=width,
-                theta_dim=dim,
+def unit_modules(model: nn.Module, structure: SplitStructure | None = None) -> list[UnitModules]:
+    """The modules of every unit of `model`, in forward order.
+
+    Raises:
+        UserError: the model's family declares no units (see `kws.models.split_structure`).
+    """
+    structure = structure or split_structure(model)
+    out = []
+    for unit in structure.units:
+        chain = unit.chain
+        out.append(
+            UnitModules(
+                unit,
+                model.get_submodule(unit.producer),
+                model.get_submodule(unit.bn),
+                model.get_submodule(chain.conv) if chain else None,
+                model.get_submodule(chain.bn) if chain else None,
+                model.get_submodule(unit.consumer),
             )
         )
-    return units
+    return out
 
 
 def activation_derivatives(
@@ -92,74 +92,56 @@ def activation_derivatives(
     raise ValueError(f"unknown activation '{name}'")
 
 
-def activate(name: str, pre: torch.Tensor) -> torch.Tensor:
-    table = {"relu": F.relu, "softplus": F.softplus, "silu": F.silu, "tanh": torch.tanh}
-    return table[name](pre)
-
-
 def bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen BatchNorm as `scale * x + shift`, each `(channels,)`."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     return scale, bn.bias - scale * bn.running_mean
 
 
-def pad_same(x: torch.Tensor, kernel, stride) -> torch.Tensor:
-    """TensorFlow 'same' zero padding of `(batch, channels, time, freq)`."""
-    t0, t1 = same_padding(x.shape[-2], kernel[0], stride[0])
-    f0, f1 = same_padding(x.shape[-1], kernel[1], stride[1])
-    return F.pad(x, (f0, f1, t0, t1))
+def _affine(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    scale, shift = bn_affine(bn)
+    return x * scale[:, None, None] + shift[:, None, None]
 
 
-def producer_input(model, j: int, x: torch.Tensor) -> torch.Tensor:
-    """Input map of unit j's producer, padded for the stem: `(batch, in_ch, time, freq)`."""
-    if j == 0:
-        return pad_same(x, model.cfg.stem_kernel, model.cfg.stem_stride)
-    return x
+def producer_input(mods: UnitModules, x: torch.Tensor) -> torch.Tensor:
+    """The producer's 'same'-padded input `(batch, in_ch, time', freq')`."""
+    return pad_same(x, mods.producer.kernel_size, mods.producer.stride)
 
 
-def producer_conv(model, j: int, inp: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    stride = tuple(model.cfg.stem_stride) if j == 0 else 1
-    return F.conv2d(inp, weight, stride=stride)
-
-
-def chain(model, j: int, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depthwise chain after unit j: `h (batch, C, t, f)` -> (pre-activation, output)."""
-    block = model.blocks[j]
-    stride = tuple(model.cfg.block_strides[j])
-    kernel = tuple(model.cfg.depthwise_kernel)
-    scale, shift = bn_affine(block.dw_bn)
+def chain_forward(
+    mods: UnitModules, h: torch.Tensor, activation: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel chain on `h (batch, C, t, f)` -> (pre-activation, output)."""
+    conv = mods.chain_conv
     z = F.conv2d(
-        pad_same(h, kernel, stride), block.dw_conv.weight, stride=stride, groups=h.shape[1]
-    )
-    pre = z * scale[:, None, None] + shift[:, None, None]
-    return pre, activate(model.cfg.activation, pre)
+        pad_same(h, conv.kernel_size, conv.stride), conv.weight, stride=conv.stride,
+        groups=h.shape[1],
+    )  # fmt: skip
+    pre = _affine(z, mods.chain_bn)
+    return pre, ACTIVATION_FUNCTIONS[activation](pre)
 
 
 def unit_forward(
-    model, j: int, x: torch.Tensor, delta: torch.Tensor | None = None
+    mods: UnitModules, activation: str, x: torch.Tensor, delta: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
-    """Unit j on its input `x`, with optional split `delta (C, theta_dim)`.
+    """One unit on its input `x`, with an optional split `delta (C, theta_dim)`.
 
-    Returns a dict with `inp` (producer input), `pre1`, `h` (unit activation), `pre2` (chain
-    pre-activation, absent for the last unit) and `out` (what the consumer sees). With `delta`
-    the output is the average over the two off-springs theta +- delta, each with its own chain.
+    Returns a dict with `inp` (padded producer input), `pre1`, `h` (unit activation), `pre2`
+    (chain pre-activation, None without a chain) and `out` (what the consumer sees). With
+    `delta` the output is the average over the off-springs theta +- delta, each with its chain.
     """
-    producer = model.stem_conv if j == 0 else model.blocks[j - 1].pw_conv
-    bn = model.stem_bn if j == 0 else model.blocks[j - 1].pw_bn
-    act = model.cfg.activation
-    scale, shift = bn_affine(bn)
-    inp = producer_input(model, j, x)
-    last = j == len(model.blocks)
+    inp = producer_input(mods, x)
+    act = ACTIVATION_FUNCTIONS[activation]
 
     def branch(weight):
-        pre1 = producer_conv(model, j, inp, weight) * scale[:, None, None] + shift[:, None, None]
-        h = activate(act, pre1)
-        if last:
+        pre1 = _affine(F.conv2d(inp, weight, stride=mods.producer.stride), mods.bn)
+        h = act(pre1)
+        if mods.chain_conv is None:
             return pre1, h, None, h
-        pre2, out = chain(model, j, h)
+        pre2, out = chain_forward(mods, h, activation)
         return pre1, h, pre2, out
 
-    weight = producer.weight
+    weight = mods.producer.weight
     if delta is None:
         pre1, h, pre2, out = branch(weight)
     else:
@@ -171,25 +153,25 @@ def unit_forward(
 
 
 def realized_forward(
-    model, features: torch.Tensor, deltas: dict[int, torch.Tensor] | None = None
+    model: nn.Module, features: torch.Tensor, deltas: dict[int, torch.Tensor] | None = None
 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """Logits of the network with realized splits (BN frozen, no dropout).
 
     Args:
-        model: a `DSCNN`; only read.
+        model: a built model whose family declares units; only read.
         features: `(batch, frames, coeffs)`.
-        deltas: unit index -> `(widths[j], theta_dim)` off-spring displacement; missing units
+        deltas: unit index -> `(width_j, theta_dim_j)` off-spring displacement; missing units
             are not split. `deltas=None` gives the eval-mode logits of the model.
 
     Returns:
         logits `(batch, classes)` and the per-unit intermediates of `unit_forward`.
     """
+    structure = split_structure(model)
     deltas = deltas or {}
-    x = features.unsqueeze(1)  # (batch, 1, frames, coeffs)
+    x = structure.enter(features)
     trace = []
-    for j in range(len(model.cfg.widths)):
-        step = unit_forward(model, j, x, deltas.get(j))
+    for j, mods in enumerate(unit_modules(model, structure)):
+        step = unit_forward(mods, structure.activation, x, deltas.get(j))
         trace.append(step)
         x = step["out"]
-    logits = model.fc(x.mean(dim=(2, 3)))
-    return logits, trace
+    return structure.head(x), trace

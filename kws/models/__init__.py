@@ -1,34 +1,42 @@
-"""Models stage: DS-CNN with widths as data, and loading a model back from a checkpoint."""
+"""Models stage: the model families (`MODELS`) and what each declares for the other stages.
 
-from __future__ import annotations
+DS-CNN is registered here; see `kws.models.registry` for the family contract (module, costs,
+splittable units, Keras rebuild) and `ModelSpec` (config + input shape + class count).
+"""
 
-from kws.config import RecipeConfig, from_dict
-from kws.models.ds_cnn import (
-    DSCNN,
-    PRESETS,
+from kws.models import ds_cnn  # noqa: F401  (registers the family)
+from kws.models.registry import (
+    MODELS,
+    Chain,
+    LayerCost,
+    ModelFamily,
+    ModelSpec,
+    SplitStructure,
+    Unit,
+    build_model,
     count_macs,
     count_params,
-    create_model,
+    family_of,
+    growable_family,
+    keras_builder,
     layer_costs,
-    preset_config,
+    split_structure,
 )
 
 __all__ = [
-    "DSCNN",
-    "PRESETS",
+    "MODELS",
+    "Chain",
+    "LayerCost",
+    "ModelFamily",
+    "ModelSpec",
+    "SplitStructure",
+    "Unit",
+    "build_model",
     "count_macs",
     "count_params",
-    "create_model",
+    "family_of",
+    "growable_family",
+    "keras_builder",
     "layer_costs",
-    "preset_config",
-    "model_from_checkpoint",
+    "split_structure",
 ]
-
-
-def model_from_checkpoint(ckpt: dict) -> tuple[DSCNN, RecipeConfig, list[str]]:
-    """Rebuild `(model in eval mode, resolved config, labels)` from a loaded checkpoint dict."""
-    cfg = from_dict(ckpt["config"])
-    model = create_model(cfg.model)
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return model, cfg, list(ckpt["labels"])

@@ -8,70 +8,28 @@ Layout (input `(batch, frames, coeffs)` seen as a one-channel image `(batch, 1, 
     head:     global average pool -> dropout -> linear                     (num_classes)
 
 Convolutions carry no bias (BN follows each); padding is TensorFlow's "same" (asymmetric where
-needed) so the exported graphs map one-to-one onto TFLite ops.
+needed) so the exported graphs map one-to-one onto TFLite ops. The family declares its costs,
+its splittable units (one per entry of `widths`) and its Keras rebuild (`kws.models.registry`).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import replace
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from kws.config import ModelConfig
-
-PRESETS: dict[str, dict] = {
-    # Hello Edge Table: S 64 ch, stem stride (2,2), 4 blocks; M 172 / L 276, stem stride (2,1),
-    # first block stride (2,2).
-    "ds_cnn_s": dict(widths=[64] * 5, stem_stride=[2, 2], block_strides=[[1, 1]] * 4),
-    "ds_cnn_m": dict(widths=[172] * 5, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 3),
-    "ds_cnn_l": dict(widths=[276] * 6, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 4),
-    # Compact seed for splitting growth: DS-CNN-L's topology at a fraction of its width.
-    "ds_cnn_seed": dict(widths=[32] * 6, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 4),
-}
-
-
-def preset_config(name: str, **overrides) -> ModelConfig:
-    """The `ModelConfig` of a named preset (`ds_cnn_s`, `ds_cnn_m`, `ds_cnn_l`, `ds_cnn_seed`)."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset '{name}'; choose one of {', '.join(PRESETS)}")
-    values = {**PRESETS[name], **overrides}
-    return ModelConfig(preset=name, **values)
-
-
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TensorFlow 'same' padding (before, after) for one spatial axis."""
-    out = math.ceil(size / stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
-def conv_output_size(size: int, stride: int) -> int:
-    return math.ceil(size / stride)
-
-
-class SamePad(nn.Module):
-    """Zero-pads `(batch, channels, time, freq)` so a conv behaves like TF 'same'."""
-
-    def __init__(self, kernel: tuple[int, int], stride: tuple[int, int]):
-        super().__init__()
-        self.kernel, self.stride = tuple(kernel), tuple(stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t0, t1 = same_padding(x.shape[-2], self.kernel[0], self.stride[0])
-        f0, f1 = same_padding(x.shape[-1], self.kernel[1], self.stride[1])
-        if t0 == t1 == f0 == f1 == 0:
-            return x
-        return F.pad(x, (f0, f1, t0, t1))
-
-
-def make_activation(name: str) -> nn.Module:
-    table = {"relu": nn.ReLU, "softplus": nn.Softplus, "silu": nn.SiLU, "tanh": nn.Tanh}
-    if name not in table:
-        raise ValueError(f"unknown activation '{name}'; choose one of {', '.join(table)}")
-    return table[name]()
+from kws.config import DSCNNConfig
+from kws.models.layers import SamePad, conv_output_size, make_activation
+from kws.models.registry import (
+    Chain,
+    LayerCost,
+    ModelFamily,
+    ModelSpec,
+    SplitStructure,
+    Unit,
+    register,
+)
 
 
 class Block(nn.Module):
@@ -95,16 +53,16 @@ class Block(nn.Module):
 
 
 class DSCNN(nn.Module):
-    """DS-CNN classifier. Input `(batch, frames, coeffs)`, output logits `(batch, classes)`."""
+    """DS-CNN classifier: features `(batch, frames, coeffs)` -> logits `(batch, classes)`.
 
-    def __init__(self, cfg: ModelConfig):
+    Args:
+        spec: a `ModelSpec` whose config is a `DSCNNConfig` (validated at recipe load).
+    """
+
+    def __init__(self, spec: ModelSpec):
         super().__init__()
-        if len(cfg.widths) != len(cfg.block_strides) + 1:
-            raise ValueError(
-                f"model.widths has {len(cfg.widths)} entries but model.block_strides has "
-                f"{len(cfg.block_strides)}; widths needs one more (the stem)"
-            )
-        self.cfg = cfg
+        cfg: DSCNNConfig = spec.config
+        self.spec = spec
         self.stem_pad = SamePad(cfg.stem_kernel, cfg.stem_stride)
         self.stem_conv = nn.Conv2d(
             1, cfg.widths[0], tuple(cfg.stem_kernel), tuple(cfg.stem_stride), bias=False
@@ -116,7 +74,7 @@ class DSCNN(nn.Module):
             for i, stride in enumerate(cfg.block_strides)
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.fc = nn.Linear(cfg.widths[-1], cfg.num_classes)
+        self.fc = nn.Linear(cfg.widths[-1], spec.num_classes)
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """Features `(batch, frames, coeffs)` -> pooled embedding `(batch, widths[-1])`."""
@@ -130,60 +88,83 @@ class DSCNN(nn.Module):
         return self.fc(self.dropout(self.embed(features)))
 
 
-def create_model(cfg: ModelConfig) -> DSCNN:
-    return DSCNN(cfg)
+def layer_costs(spec: ModelSpec) -> list[LayerCost]:
+    """Every op of one inference: convs with their BN, the pool and the classifier."""
+    cfg: DSCNNConfig = spec.config
+    t, f = spec.input_shape
+    shape = (1, t, f)
+    ops: list[LayerCost] = []
 
+    def conv(name, kind, out_ch, kernel, stride, params, groups_in):
+        nonlocal shape
+        t_out = conv_output_size(shape[1], stride[0])
+        f_out = conv_output_size(shape[2], stride[1])
+        out = (out_ch, t_out, f_out)
+        macs = t_out * f_out * out_ch * groups_in * kernel[0] * kernel[1]
+        ops.append(LayerCost(name, kind, shape, out, params, macs, tuple(kernel), tuple(stride)))
+        ops.append(LayerCost(name.replace("conv", "bn"), "bn", out, out, 2 * out_ch, 0))
+        shape = out
 
-@dataclass
-class LayerCost:
-    name: str
-    kind: str  # conv | depthwise | pointwise | linear | bn
-    out_shape: tuple[int, int, int]  # (channels, time, freq); linear: (features, 1, 1)
-    params: int
-    macs: int
-
-
-def layer_costs(cfg: ModelConfig, include_bn: bool = True) -> list[LayerCost]:
-    """Analytic per-layer parameter and multiply-accumulate counts for one inference."""
-    t, f = cfg.input_frames, cfg.input_coeffs
     kt, kf = cfg.stem_kernel
-    t, f = conv_output_size(t, cfg.stem_stride[0]), conv_output_size(f, cfg.stem_stride[1])
     c = cfg.widths[0]
-    layers = [LayerCost("stem_conv", "conv", (c, t, f), kt * kf * c, t * f * c * kt * kf)]
-    if include_bn:
-        layers.append(LayerCost("stem_bn", "bn", (c, t, f), 2 * c, 0))
+    conv("stem_conv", "conv", c, cfg.stem_kernel, cfg.stem_stride, kt * kf * c, 1)
     dk = cfg.depthwise_kernel[0] * cfg.depthwise_kernel[1]
     for i, stride in enumerate(cfg.block_strides):
-        t, f = conv_output_size(t, stride[0]), conv_output_size(f, stride[1])
+        conv(f"blocks.{i}.dw_conv", "depthwise", c, cfg.depthwise_kernel, stride, dk * c, 1)
         out = cfg.widths[i + 1]
-        layers.append(
-            LayerCost(f"blocks.{i}.dw_conv", "depthwise", (c, t, f), dk * c, t * f * c * dk)
-        )
-        if include_bn:
-            layers.append(LayerCost(f"blocks.{i}.dw_bn", "bn", (c, t, f), 2 * c, 0))
-        layers.append(
-            LayerCost(f"blocks.{i}.pw_conv", "pointwise", (out, t, f), c * out, t * f * c * out)
-        )
-        if include_bn:
-            layers.append(LayerCost(f"blocks.{i}.pw_bn", "bn", (out, t, f), 2 * out, 0))
+        conv(f"blocks.{i}.pw_conv", "pointwise", out, (1, 1), (1, 1), c * out, c)
         c = out
-    layers.append(
-        LayerCost(
-            "fc",
-            "linear",
-            (cfg.num_classes, 1, 1),
-            c * cfg.num_classes + cfg.num_classes,
-            c * cfg.num_classes,
-        )
+    pooled = (c, 1, 1)
+    ops.append(LayerCost("pool", "pool", shape, pooled, 0, 0))
+    classes = spec.num_classes
+    ops.append(
+        LayerCost("fc", "linear", pooled, (classes, 1, 1), c * classes + classes, c * classes)
     )
-    return layers
+    return ops
 
 
-def count_params(cfg: ModelConfig) -> int:
-    """Trainable parameters (BN gamma/beta included, running statistics excluded)."""
-    return sum(layer.params for layer in layer_costs(cfg))
+def split_structure(model: DSCNN) -> SplitStructure:
+    """One unit per entry of `widths`: the stem, then each block's pointwise conv.
+
+    Unit j's channels run through block j's depthwise chain (when there is a block j) before
+    block j's pointwise conv mixes them; the last unit's consumer is the classifier.
+    """
+    blocks = len(model.blocks)
+    units = []
+    for j in range(blocks + 1):
+        producer, bn = ("stem_conv", "stem_bn") if j == 0 else (
+            f"blocks.{j - 1}.pw_conv", f"blocks.{j - 1}.pw_bn")  # fmt: skip
+        chain = Chain(f"blocks.{j}.dw_conv", f"blocks.{j}.dw_bn") if j < blocks else None
+        consumer = f"blocks.{j}.pw_conv" if j < blocks else "fc"
+        units.append(Unit("stem" if j == 0 else f"block{j}.pw", producer, bn, chain, consumer))
+
+    def head(x: torch.Tensor) -> torch.Tensor:
+        return model.fc(model.dropout(x.mean(dim=(2, 3))))
+
+    return SplitStructure(
+        units, model.spec.config.activation, lambda features: features.unsqueeze(1), head
+    )
 
 
-def count_macs(cfg: ModelConfig) -> int:
-    """Multiply-accumulates of one inference; Hello Edge 'ops' = 2 x MACs."""
-    return sum(layer.macs for layer in layer_costs(cfg))
+def with_widths(cfg: DSCNNConfig, widths: list[int]) -> DSCNNConfig:
+    """`cfg` with new widths; a grown model is no longer a preset."""
+    return replace(cfg, widths=[int(w) for w in widths], preset="")
+
+
+def uniform(cfg: DSCNNConfig, width: int) -> DSCNNConfig:
+    """Hello Edge's design rule: the same topology with every layer `width` channels wide."""
+    return replace(cfg, widths=[int(width)] * len(cfg.widths), preset="")
+
+
+FAMILY = register(
+    ModelFamily(
+        name="ds_cnn",
+        build=DSCNN,
+        layer_costs=layer_costs,
+        keras_builder="kws.export.keras_rebuild:build_keras",
+        split_structure=split_structure,
+        unit_widths=lambda cfg: list(cfg.widths),
+        with_widths=with_widths,
+        uniform=uniform,
+    )
+)

@@ -1,28 +1,36 @@
 """Streaming stage: one call signature over torch, ONNX Runtime and LiteRT (int8 TFLite) models.
 
-`load_backend(kind, path)` accepts a run directory (torch: its checkpoint; onnx/tflite: the files
-`kws export` wrote to `export/`) or a model file (`.pt`, `.onnx`, `.tflite`). A backend maps
-features `(1, frames, coeffs)` float32 to class probabilities `(classes,)`, and carries the labels
-and front-end config the model was trained with, so a model is never paired with the wrong
-front end. Exported graphs end in logits (`kws.export`); the softmax is applied here.
+`load_backend(kind, path)` accepts any path `kws.run.resolve_run` understands (a run folder: its
+checkpoint for torch, the files `kws export` wrote for onnx/tflite; or a model file `.pt`,
+`.onnx`, `.tflite`). A backend maps features `(1, frames, coeffs)` float32 to class
+probabilities `(classes,)` and carries the labels and front-end config the model was trained
+with (from the checkpoint, or the export's `manifest.json`), so a model is never paired with the
+wrong front end. The runtimes themselves are `kws.export`'s (one layer for exported files).
+`kind="auto"` picks the fastest one present: ONNX Runtime, then LiteRT, then torch (measured
+per window on one thread in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from kws.config import FeatureConfig
-from kws.errors import UserError, require
+from kws.errors import UserError
+from kws.export.onnx_export import onnx_logits, onnx_session
+from kws.export.tflite_export import litert_interpreter, litert_logits
+from kws.run import RunRef, resolve_run
 
 KINDS = ("torch", "onnx", "tflite")
 EXPORT_FILES = {"onnx": "model.onnx", "tflite": "model_int8.tflite"}
 SUFFIX_KINDS = {".pt": "torch", ".pth": "torch", ".onnx": "onnx", ".tflite": "tflite"}
+AUTO_ORDER = ("onnx", "tflite", "torch")  # fastest first
 
 
 @dataclass
@@ -49,153 +57,160 @@ class Backend:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities of a logit vector `(classes,)`."""
     shifted = np.exp(logits - np.max(logits))
     return (shifted / shifted.sum()).astype(np.float32)
 
 
-def resolve_model_path(kind: str | None, path: str | Path) -> tuple[str, Path]:
-    """Pick the backend kind and model file for a run directory or a model file."""
-    path = Path(path)
-    if kind not in (None, "auto", *KINDS):
-        raise UserError(f"unknown backend '{kind}'; choose one of {', '.join(KINDS)}")
-    if path.is_file():
-        inferred = SUFFIX_KINDS.get(path.suffix.lower())
-        if inferred is None:
-            raise UserError(f"'{path}' is not a model file (.pt, .onnx or .tflite)")
-        if kind not in (None, "auto") and kind != inferred:
-            raise UserError(f"'{path}' is a {inferred} model but --backend {kind} was asked for")
-        return inferred, path
-    if not path.is_dir():
-        raise UserError(f"'{path}' is neither a run directory nor a model file")
-    kind = "torch" if kind in (None, "auto") else kind
+def _export_file(ref: RunRef, kind: str) -> Path:
+    if ref.model_path is not None and ref.kind == kind:
+        return ref.model_path
+    return ref.run.export_dir / EXPORT_FILES[kind]
+
+
+def _available(ref: RunRef, kind: str) -> bool:
     if kind == "torch":
-        return kind, path
-    model = path / "export" / EXPORT_FILES[kind]
-    if not model.is_file():
-        raise UserError(f"no {kind} model at '{model}'; run `kws export {path}` first")
-    return kind, model
+        return ref.kind in ("checkpoint", "run")
+    if ref.kind not in ("run", kind):
+        return False
+    try:
+        __import__({"onnx": "onnxruntime", "tflite": "ai_edge_litert"}[kind])
+    except ImportError:
+        return False
+    return _export_file(ref, kind).is_file()
+
+
+def choose_kind(ref: RunRef, kind: str | None) -> str:
+    """The backend kind for a resolved path: the asked one, or the fastest available.
+
+    Raises:
+        UserError: unknown kind, a model file of another kind, a missing export.
+    """
+    if kind in (None, "auto"):
+        if ref.kind in KINDS[1:]:
+            return ref.kind
+        if ref.kind == "checkpoint":
+            return "torch"
+        return next(k for k in AUTO_ORDER if _available(ref, k))
+    if kind not in KINDS:
+        raise UserError(f"unknown backend '{kind}'; choose one of auto, {', '.join(KINDS)}")
+    expected = {"checkpoint": "torch", "onnx": "onnx", "tflite": "tflite"}.get(ref.kind)
+    if expected is not None and expected != kind:
+        raise UserError(f"'{ref.model_path}' is a {expected} model but backend {kind} was asked")
+    if kind != "torch" and not _export_file(ref, kind).is_file():
+        raise UserError(
+            f"no {kind} model at '{_export_file(ref, kind)}'; run `kws export {ref.run.root}` first"
+        )
+    return kind
 
 
 def read_manifest(model_path: Path) -> dict:
-    """The `manifest.json` next to an exported model, with a clear error when it is missing."""
+    """The `manifest.json` next to an exported model.
+
+    Raises:
+        UserError: the manifest is missing or has no front end / labels.
+    """
     manifest = model_path.parent / "manifest.json"
     if not manifest.is_file():
         raise UserError(
             f"'{manifest}' is missing: an exported model needs its manifest (labels, front end); "
             "re-run `kws export`"
         )
-    return json.loads(manifest.read_text())
+    data = json.loads(manifest.read_text())
+    if not isinstance(data.get("features"), dict) or not data.get("labels"):
+        raise UserError(f"'{manifest}' has no 'features' or 'labels'; re-run `kws export`")
+    return data
 
 
 def feature_cfg_from_dict(values: dict) -> FeatureConfig:
     """A `FeatureConfig` from manifest/checkpoint data, ignoring derived keys."""
-    names = {f.name for f in dataclasses.fields(FeatureConfig)}
+    names = set(FeatureConfig.__dataclass_fields__)
     return FeatureConfig(**{k: v for k, v in values.items() if k in names})
 
 
-def _manifest_features(manifest: dict) -> FeatureConfig:
-    for key in ("features", "feature_config", "front_end"):
-        if isinstance(manifest.get(key), dict):
-            return feature_cfg_from_dict(manifest[key])
-    raise UserError("the export manifest has no front-end config ('features'); re-run kws export")
+def _with_threads(num_threads: int | None, fn: Callable) -> Callable:
+    """Run `fn` with torch's process-wide thread count set for this call only."""
 
-
-def load_torch(path: Path, num_threads: int | None) -> Backend:
-    import torch
-
-    from kws.io import load_checkpoint
-    from kws.models import model_from_checkpoint
-
-    ckpt = load_checkpoint(path)
-    model, cfg, labels = model_from_checkpoint(ckpt)
-    model = _frozen(model, cfg.model.input_frames, cfg.model.input_coeffs)
-
-    def predict(features: np.ndarray) -> np.ndarray:
-        # torch's thread count is process-wide: set it for this call only, so the detector runs
-        # single-threaded (one small window is latency-bound; extra threads only contend)
-        # without changing it for anything else in the process.
+    def call(*args):
         previous = torch.get_num_threads()
         if num_threads and previous != num_threads:
             torch.set_num_threads(num_threads)
         try:
-            with torch.inference_mode():
-                logits = model(torch.from_numpy(features))
-                return torch.softmax(logits[0], dim=-1).numpy()
+            return fn(*args)
         finally:
             if num_threads and previous != num_threads:
                 torch.set_num_threads(previous)
 
-    return Backend("torch", labels, cfg.features, path, predict)
+    return call
 
 
-def _frozen(model, frames: int, coeffs: int):
-    """The model traced for the one window shape streaming uses and frozen (BN folded into
-    the convs, no Python per module): about 2x faster per window on one CPU thread. Falls back
-    to the eager model where tracing fails."""
-    import warnings
-
-    import torch
-
+def _frozen(model, input_shape: tuple[int, int]):
+    """The model traced for the one window shape streaming uses and frozen (BN folded, no
+    Python per module): about 2x faster per window on one CPU thread. Falls back to the eager
+    model where tracing fails."""
     try:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # tracer notes about shape arithmetic in SamePad
-            example = torch.zeros(1, frames, coeffs)
-            return torch.jit.freeze(torch.jit.trace(model, example))
-    except Exception:  # noqa: BLE001 - an older/newer torch without TorchScript: stay eager
+            return torch.jit.freeze(torch.jit.trace(model, torch.zeros(1, *input_shape)))
+    except Exception:  # noqa: BLE001 - a torch without TorchScript: stay eager
         return model
 
 
-def load_onnx(path: Path, num_threads: int | None) -> Backend:
-    ort = require("onnxruntime", "export")
-    manifest = read_manifest(path)
-    options = ort.SessionOptions()
-    if num_threads:
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+def load_torch(ref: RunRef, num_threads: int | None) -> Backend:
+    """The checkpoint's model, traced and frozen, one thread per call by default."""
+    ckpt = ref.checkpoint()
+    model = _frozen(ckpt.build_model(), ckpt.spec.input_shape)
 
     def predict(features: np.ndarray) -> np.ndarray:
-        logits = session.run(None, {input_name: features})[0]
-        return softmax(np.asarray(logits, dtype=np.float32).reshape(-1))
+        with torch.inference_mode():
+            return torch.softmax(model(torch.from_numpy(features))[0], dim=-1).numpy()
 
-    return Backend("onnx", list(manifest["labels"]), _manifest_features(manifest), path, predict)
+    path = ref.model_path or ref.run.checkpoint_path("best")
+    return Backend("torch", ckpt.labels, ckpt.config.features, path,
+                   _with_threads(num_threads, predict))  # fmt: skip
 
 
-def load_tflite(path: Path, num_threads: int | None) -> Backend:
-    interpreter_module = require("ai_edge_litert.interpreter", "export", "ai-edge-litert")
+def load_onnx(ref: RunRef, num_threads: int | None) -> Backend:
+    """The exported float ONNX graph under ONNX Runtime."""
+    path = _export_file(ref, "onnx")
     manifest = read_manifest(path)
-    interpreter = interpreter_module.Interpreter(model_path=str(path), num_threads=num_threads)
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    info = np.iinfo(inp["dtype"]) if np.issubdtype(inp["dtype"], np.integer) else None
+    session = onnx_session(path, threads=num_threads or 0)
 
     def predict(features: np.ndarray) -> np.ndarray:
-        x = features.reshape(inp["shape"])  # the graph may want (1, frames, coeffs, 1)
-        if info is not None:  # full-integer model: quantize with the input's scale/zero point
-            x = np.clip(np.round(x / in_scale) + in_zero, info.min, info.max)
-        interpreter.set_tensor(inp["index"], x.astype(inp["dtype"]))
-        interpreter.invoke()
-        logits = interpreter.get_tensor(out["index"]).astype(np.float32).reshape(-1)
-        if out_scale:  # int8 output: dequantize
-            logits = (logits - out_zero) * out_scale
-        return softmax(logits)
+        return softmax(np.asarray(onnx_logits(session, features), np.float32).reshape(-1))
 
-    return Backend("tflite", list(manifest["labels"]), _manifest_features(manifest), path, predict)
+    return Backend("onnx", list(manifest["labels"]), feature_cfg_from_dict(manifest["features"]),
+                   path, predict)  # fmt: skip
+
+
+def load_tflite(ref: RunRef, num_threads: int | None) -> Backend:
+    """The exported full-int8 .tflite under LiteRT (input quantized, output dequantized)."""
+    path = _export_file(ref, "tflite")
+    manifest = read_manifest(path)
+    interpreter = litert_interpreter(path.read_bytes(), threads=num_threads or 1)
+
+    def predict(features: np.ndarray) -> np.ndarray:
+        return softmax(litert_logits(interpreter, features).astype(np.float32).reshape(-1))
+
+    return Backend("tflite", list(manifest["labels"]),
+                   feature_cfg_from_dict(manifest["features"]), path, predict)  # fmt: skip
 
 
 def load_backend(kind: str | None, path: str | Path, num_threads: int | None = 1) -> Backend:
     """Load a model for streaming inference.
 
     Args:
-        kind: torch | onnx | tflite, or None/"auto" (from the file suffix; torch for a run dir).
-        path: run directory or model file (`.pt`, `.onnx`, `.tflite`).
+        kind: torch | onnx | tflite, or None/"auto" (the fastest available for a run folder;
+            from the suffix for a model file).
+        path: run folder, checkpoint or exported model file.
         num_threads: CPU threads per inference (default 1: a single small window is
-            latency-bound, and more threads only contend with the audio thread; None: the
-            runtime's default).
+            latency-bound, and more threads only contend with the audio thread).
+
+    Raises:
+        UserError: the path or the asked backend's files do not exist.
+        MissingExtraError: the runtime of the asked backend is not installed.
     """
-    kind, model_path = resolve_model_path(kind, path)
+    ref = resolve_run(path)
+    kind = choose_kind(ref, kind)
     loader = {"torch": load_torch, "onnx": load_onnx, "tflite": load_tflite}[kind]
-    return loader(model_path, num_threads)
+    return loader(ref, num_threads)

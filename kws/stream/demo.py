@@ -16,7 +16,9 @@ from typing import TextIO
 
 import numpy as np
 
-from kws.config import StreamConfig
+from kws.config import StreamConfig, load_recipe
+from kws.errors import UserError
+from kws.run import resolve_run
 from kws.stream.backends import Backend, load_backend
 from kws.stream.detector import DetectorStats, Inference, KeywordEvent, StreamingDetector
 from kws.stream.sources import (
@@ -31,16 +33,17 @@ LOG_LINES = 10
 BAR_WIDTH = 30
 
 
-def stream_config_for(path: str | Path) -> StreamConfig:
-    """The run's `stream` section (config.yaml or checkpoint) or the defaults for a bare model."""
-    from kws.config import load_recipe
+def stream_config_for(path: str | Path, overrides: list[str] | None = None) -> StreamConfig:
+    """The run's `stream` section with dotted overrides (`stream.stride_ms=40`); the defaults
+    with the overrides for a bare exported model outside a run.
 
-    path = Path(path)
-    run_dir = path if path.is_dir() else path.parent.parent if path.parent.name in (
-        "checkpoints", "export") else None  # fmt: skip
-    if run_dir is not None and (run_dir / "config.yaml").is_file():
-        return load_recipe(run_dir / "config.yaml").stream
-    return StreamConfig()
+    Raises:
+        UserError: a path that does not exist, an override that does not validate.
+    """
+    ref = resolve_run(path)
+    if ref.run.config_path.is_file() or ref.run.checkpoints_dir.is_dir():
+        return ref.run.config(overrides).stream
+    return load_recipe(None, overrides).stream
 
 
 def open_source(
@@ -195,23 +198,25 @@ def list_devices_text() -> str:
 
 def demo(
     model: str | Path | None,
+    overrides: list[str] | None = None,
     *,
     mic: str | None = None,
     wav: str | Path | None = None,
     stdin: bool = False,
-    backend: str | None = None,
     json_lines: bool = False,
     realtime: bool = False,
     list_devices: bool = False,
-    threshold: float | None = None,
 ) -> list[KeywordEvent]:
     """`kws demo`: list devices, or stream one source through the model and show events.
 
-    The view is rich.live on a terminal, plain lines when stdout is redirected, JSON lines with
+    Detection settings and the backend come from the run's `stream` section with dotted
+    `overrides` (`stream.detection_threshold=0.6`, `stream.backend=onnx`). The view is
+    rich.live on a terminal, plain lines when stdout is redirected, JSON lines with
     `json_lines`. Returns the keyword events.
-    """
-    from kws.errors import UserError
 
+    Raises:
+        UserError: no model, several sources, a bad override, a missing file or device.
+    """
     if list_devices:
         print(list_devices_text())
         return []
@@ -219,9 +224,7 @@ def demo(
         raise UserError("kws demo needs a run directory or model file, e.g. kws demo runs/quick")
     if sum([wav is not None, stdin, mic is not None]) > 1:
         raise UserError("choose one source: --mic [DEVICE], --wav FILE or --stdin")
-    stream_cfg = stream_config_for(model)
-    if threshold is not None:
-        stream_cfg.detection_threshold = threshold
+    stream_cfg = stream_config_for(model, overrides)
     source = open_source(mic, wav, stdin, realtime)
     mode = "json" if json_lines else "live" if sys.stdout.isatty() else "plain"
-    return run_demo(model, source, backend, stream_cfg, mode)
+    return run_demo(model, source, stream_cfg.backend, stream_cfg, mode)

@@ -21,8 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from kws.config import StreamConfig
+from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text
+from kws.run import resolve_run
 from kws.stream.backends import load_backend
+from kws.stream.demo import stream_config_for
 from kws.stream.detector import StreamingDetector
 from kws.stream.recognize import is_keyword, recognize
 from kws.stream.testset import EvalStream, build_test_stream, load_test_stream
@@ -185,37 +188,29 @@ def update_report(path: Path, section: str) -> Path:
     return atomic_write_text(path, text)
 
 
-def output_dir_for(model: Path) -> Path:
-    """The run directory of a run dir / checkpoint / exported model, else the model's folder."""
-    if model.is_dir():
-        return model
-    if model.parent.name in ("checkpoints", "export"):
-        return model.parent.parent
-    return model.parent
-
-
 def stream_evaluate(
     model: str | Path,
+    overrides: list[str] | None = None,
+    *,
     data_root: str | Path | None = None,
     minutes: float = 10.0,
     wav: str | Path | None = None,
     labels_file: str | Path | None = None,
-    backend_kind: str | None = None,
-    stream_cfg: StreamConfig | None = None,
     seed: int = 0,
     out_dir: str | Path | None = None,
 ) -> dict:
     """Streaming accuracy of `model` on a built (`data_root`) or given (`wav`) stream.
 
+    Detection settings and backend: the run's `stream` section with dotted `overrides`.
     Writes `stream_eval.json`, `plots/stream_far_vs_miss.png` and the report.md section under
-    `out_dir` (default: the run directory). Returns the result written to the JSON.
-    """
-    from kws.errors import UserError
-    from kws.stream.demo import stream_config_for
+    `out_dir` (default: the run folder). Returns the result written to the JSON.
 
+    Raises:
+        UserError: no stream source given, a missing labels file, a bad override.
+    """
     model = Path(model)
-    backend = load_backend(backend_kind, model)
-    cfg = stream_cfg or stream_config_for(model)
+    cfg = stream_config_for(model, overrides)
+    backend = load_backend(cfg.backend, model)
     if wav is not None:
         if labels_file is None:
             raise UserError("--wav needs --labels FILE (TensorFlow format: 'label, time_ms')")
@@ -231,7 +226,7 @@ def stream_evaluate(
     events = recognize(times, posteriors, backend.labels, cfg)
     scores = score_events(events, stream.truth, keywords, stream.duration_s)
     stats = detector.stats()
-    out = Path(out_dir) if out_dir is not None else output_dir_for(model)
+    out = Path(out_dir) if out_dir is not None else resolve_run(model).run.root
     rows = sweep(times, posteriors, backend.labels, cfg, stream, keywords)
     plot = plot_sweep(
         rows,

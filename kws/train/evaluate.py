@@ -1,4 +1,7 @@
-"""Evaluation: accuracy, per-class recall, confusion matrix (text and PNG) on any split."""
+"""Evaluation: accuracy with its 95% interval, per-class recall, confusion matrix (text, PNG).
+
+Every accuracy carries its example count and a Wilson 95% interval (`kws.stats`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import numpy as np
 import torch
 
 from kws.data.gsc import SILENCE_LABEL, UNKNOWN_LABEL
+from kws.plotting import pyplot, save_png
+from kws.stats import format_accuracy, wilson_interval
 
 
 @dataclass
@@ -24,8 +29,22 @@ class EvalResult:
         return int(self.confusion.sum())
 
     @property
+    def num_correct(self) -> int:
+        return int(np.trace(self.confusion))
+
+    @property
     def accuracy(self) -> float:
-        return float(np.trace(self.confusion) / max(self.num_examples, 1))
+        """Fraction of examples classified right (0 when there are none)."""
+        return float(self.num_correct / max(self.num_examples, 1))
+
+    @property
+    def accuracy_interval(self) -> tuple[float, float]:
+        """95% Wilson interval of `accuracy` (fractions)."""
+        return wilson_interval(self.num_correct, self.num_examples)
+
+    def accuracy_text(self) -> str:
+        """'92.92% [89.0-95.5] (n=240)'."""
+        return format_accuracy(self.num_correct, self.num_examples)
 
     @property
     def per_class_accuracy(self) -> dict[str, float]:
@@ -36,19 +55,28 @@ class EvalResult:
             for i, label in enumerate(self.labels)
         }
 
-    @property
-    def command_accuracy(self) -> float:
-        """Closed-set accuracy over command words only (silence/unknown rows and columns out)."""
+    def _command_block(self) -> np.ndarray:
         keep = [
             i for i, name in enumerate(self.labels) if name not in (SILENCE_LABEL, UNKNOWN_LABEL)
         ]
-        sub = self.confusion[np.ix_(keep, keep)]
+        return self.confusion[np.ix_(keep, keep)]
+
+    @property
+    def command_accuracy(self) -> float:
+        """Closed-set accuracy over command words only (silence/unknown rows and columns out)."""
+        sub = self._command_block()
         return float(np.trace(sub) / max(sub.sum(), 1))
 
+    def command_accuracy_text(self) -> str:
+        sub = self._command_block()
+        return format_accuracy(int(np.trace(sub)), int(sub.sum()))
+
     def summary(self) -> dict:
+        low, high = self.accuracy_interval
         out = {
             "split": self.split,
             "accuracy": self.accuracy,
+            "accuracy_ci95": [low, high],
             "num_examples": self.num_examples,
             "loss": self.loss,
             "command_accuracy": self.command_accuracy,
@@ -89,8 +117,6 @@ def evaluate(
 
 def plot_confusion(result: EvalResult, path: str | Path) -> Path:
     """Row-normalised confusion matrix as PNG."""
-    from kws.plotting import pyplot, save_png
-
     plt = pyplot()
     norm = result.confusion / np.maximum(result.confusion.sum(axis=1, keepdims=True), 1)
     n = len(result.labels)
@@ -112,7 +138,5 @@ def plot_confusion(result: EvalResult, path: str | Path) -> Path:
                 )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(
-        f"{result.split}: accuracy {100 * result.accuracy:.2f}% ({result.num_examples} examples)"
-    )
+    ax.set_title(f"{result.split}: accuracy {result.accuracy_text()}")
     return save_png(fig, path, dpi=110)

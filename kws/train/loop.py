@@ -1,38 +1,49 @@
-"""Training stage: plain functions, atomic checkpoints, resumable runs.
+"""Training stage: plain functions, atomic checkpoints, exactly resumable runs.
 
-`train(cfg, run_dir)` trains `create_model(cfg.model)` (or a given model, e.g. a grown one) on
+`train(cfg, run)` trains a model built from `cfg.model` (or a given one, e.g. a grown one) on
 `build_data(cfg)`, validates every epoch, and writes `config.yaml`, `checkpoints/{best,last}.pt`,
-`metrics.jsonl` and `plots/training.png` under `run_dir`. An interrupted run resumes from
-`last.pt`; a non-finite loss stops the run and keeps the last good checkpoint.
+`metrics.jsonl` and `plots/training.png` into the `Run`. An interrupted run resumes from
+`last.pt` (metrics trimmed to it). Divergence (a non-finite or exploding loss, non-finite
+weights) stops the run before anything from the bad update is saved, naming the checkpoint to
+resume from.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from kws.config import RecipeConfig, from_dict, save_yaml, to_dict
+from kws.config import RecipeConfig, copy_config
+from kws.data.dataset import KwsData, build_data
 from kws.errors import UserError
-from kws.io import append_jsonl, load_checkpoint, save_checkpoint
-from kws.models import create_model
+from kws.io import append_jsonl
+from kws.models import ModelSpec, build_model
+from kws.run import Checkpoint, Run
 from kws.train.evaluate import evaluate
+from kws.train.plots import plot_training
+
+# Epoch e of a run shuffles and augments with seed `train.seed * EPOCH_SEED_STRIDE + e`, e
+# counted over the whole run (growth rounds included), so no two epochs replay the same draws.
+EPOCH_SEED_STRIDE = 100003
 
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite."""
+    """The loss became non-finite or exploded, or the weights stopped being finite."""
 
 
 @dataclass
 class TrainResult:
+    """What `train` returns: the trained model (last epoch) and the run's history."""
+
     model: nn.Module
     best_val_accuracy: float
     history: list[dict] = field(default_factory=list)
@@ -40,7 +51,11 @@ class TrainResult:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else as given ('cuda:1')."""
+    """'auto' -> CUDA when available, else CPU; anything else as given ('cuda:1').
+
+    Raises:
+        UserError: a CUDA device asked for on a machine without one.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -50,50 +65,60 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (model initialisation is drawn from these)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
-def lr_at(cfg: RecipeConfig, epoch: int, epochs: int) -> float:
-    """Step schedule: `lr * gamma^k`, k = milestones (fractions of the run) already passed."""
-    passed = sum(epoch >= m * epochs for m in cfg.train.lr_milestones)
-    return cfg.train.lr * cfg.train.lr_gamma**passed
+def step_schedule(cfg: RecipeConfig, epochs: int) -> Callable[[int], float]:
+    """The recipe's step schedule over `epochs`: `lr * gamma^k`, k = milestones passed."""
+
+    def lr_at(epoch: int) -> float:
+        passed = sum(epoch >= m * epochs for m in cfg.train.lr_milestones)
+        return cfg.train.lr * cfg.train.lr_gamma**passed
+
+    return lr_at
 
 
 def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA, nothing elsewhere."""
     if enabled and device.type == "cuda":
         return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
-def make_checkpoint(
-    model: nn.Module,
-    cfg: RecipeConfig,
-    labels: list[str],
-    epoch: int,
-    metrics: dict,
-    optimizer=None,
-    growth=None,
-    best: float = 0.0,
-) -> dict:
-    """The plain-data checkpoint dict (ARCHITECTURE.md 'Runs, checkpoints, artifacts')."""
-    ckpt = {
-        "config": to_dict(cfg),
-        "state_dict": model.state_dict(),
-        "labels": list(labels),
-        "epoch": epoch,
-        "metrics": metrics,
-        "growth": growth,
-        "best_val_accuracy": best,
-    }
-    if optimizer is not None:
-        ckpt["optimizer"] = optimizer.state_dict()
-    return ckpt
+def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
+    """Move to `device` in the layout training uses.
+
+    On CPU, NHWC (channels_last) convolutions are ~1.4-1.7x faster for DS-CNN training
+    (benchmarks/), and a model loaded back for a resume must get the same layout, or its
+    floating-point results (and so the resumed run) differ from an uninterrupted one.
+    """
+    model = model.to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
-def train_epoch(model, optimizer, data, cfg: RecipeConfig, epoch: int, progress) -> dict:
-    """One pass over the training split; returns loss/accuracy/clips-per-second."""
+def _diverged(why: str, epoch: int, run: Run, lr: float) -> TrainingDiverged:
+    if run.last_path.is_file():
+        where = (
+            f"nothing from epoch {epoch} was saved; the last good checkpoint is "
+            f"'{run.last_path}' (epoch {epoch - 1}): lower train.lr (now {lr:g}) and continue "
+            "with --resume"
+        )
+    else:
+        where = f"no checkpoint was saved yet: lower train.lr (now {lr:g}) and rerun with --force"
+    return TrainingDiverged(f"training diverged at epoch {epoch} ({why}); {where}")
+
+
+def train_epoch(model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, bar, label: str):
+    """One pass over the training split; returns loss/accuracy/clips-per-second.
+
+    A non-finite or exploding loss ends the epoch early with `{"diverged": reason}` (the caller
+    knows the run and raises `TrainingDiverged` naming the checkpoint to resume from).
+    """
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
     total, correct, loss_sum, steps = 0, 0, 0.0, 0
@@ -101,41 +126,34 @@ def train_epoch(model, optimizer, data, cfg: RecipeConfig, epoch: int, progress)
     num_batches = -(-data.num_examples("training") // cfg.train.batch_size)
     if cfg.train.max_steps_per_epoch:
         num_batches = min(num_batches, cfg.train.max_steps_per_epoch)
-    task = progress.add_task(f"epoch {epoch + 1}", total=num_batches, info="")
-    batches = data.batches(
-        "training",
-        cfg.train.batch_size,
-        shuffle=True,
-        augment=True,
-        seed=cfg.train.seed * 100003 + epoch,
-    )
+    task = bar.add_task(label, total=num_batches, info="")
+    limit = cfg.train.divergence_loss
+    batches = data.batches("training", cfg.train.batch_size, shuffle=True, augment=True, seed=seed)
     for features, labels in batches:
         with autocast(data.device, cfg.train.amp):
             logits = model(features)
             loss = loss_fn(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {steps + 1}; the "
-                "last good checkpoint is kept. Lower train.lr or check the data, then --resume"
-            )
+        steps += 1
+        # One host sync per log interval (not per step) keeps a GPU busy; a bad step is caught
+        # at the next check, and nothing trained after it is ever saved.
+        if steps % cfg.train.log_every_steps == 0 or steps == num_batches:
+            value = float(loss.detach())
+            if not np.isfinite(value) or value > limit:
+                bar.remove_task(task)
+                return {"diverged": f"loss {value:.3g} at step {steps} (limit {limit:g})"}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        steps += 1
-        # Accumulate on the device; one sync per log interval keeps the GPU busy.
         batch = labels.numel()
         total += batch
         correct += (logits.argmax(1) == labels).sum()
         loss_sum += loss.detach() * batch
         if steps % cfg.train.log_every_steps == 0 or steps == num_batches:
-            progress.update(
-                task,
-                completed=steps,
-                info=f"loss {float(loss_sum) / total:.3f} acc {100 * float(correct) / total:.1f}%",
-            )
+            info = f"loss {float(loss_sum) / total:.3f} acc {100 * float(correct) / total:.1f}%"
+            bar.update(task, completed=steps, info=info)
         if steps >= num_batches:
             break
-    progress.remove_task(task)
+    bar.remove_task(task)
     seconds = time.perf_counter() - start
     return {
         "train_loss": float(loss_sum) / max(total, 1),
@@ -145,72 +163,43 @@ def train_epoch(model, optimizer, data, cfg: RecipeConfig, epoch: int, progress)
     }
 
 
-def _resume_state(run_dir: Path, model, optimizer, device) -> tuple[int, float, list]:
-    last = run_dir / "checkpoints" / "last.pt"
-    if not last.is_file():
-        return 0, 0.0, []
-    ckpt = load_checkpoint(last)
-    model.load_state_dict(ckpt["state_dict"])
-    if "optimizer" in ckpt:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    history = []
-    metrics = run_dir / "metrics.jsonl"
-    if metrics.is_file():
-        history = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        history = [h for h in history if h.get("epoch", 0) <= ckpt["epoch"]]
-    return int(ckpt["epoch"]), float(ckpt.get("best_val_accuracy", 0.0)), history
+def _weights_finite(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def resolve_model_config(cfg: RecipeConfig, data) -> RecipeConfig:
-    """Copy of `cfg` whose model matches the data: classes from labels, input from features."""
-    cfg = from_dict(to_dict(cfg))
-    cfg.model.num_classes = len(data.labels)
-    cfg.model.input_frames = cfg.features.num_frames
-    cfg.model.input_coeffs = cfg.features.num_coeffs
-    return cfg
+def _rng_state() -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
-def train(
-    cfg: RecipeConfig,
-    run_dir: str | Path,
-    *,
-    resume: bool = False,
-    model=None,
-    data=None,
-    epochs: int | None = None,
-    tag: str = "",
-    progress: bool = True,
-    growth=None,
-) -> TrainResult:
-    """Train and validate for `epochs` (default `cfg.train.epochs`); see the module docstring."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
-    from kws.data.dataset import build_data
 
-    run_dir = Path(run_dir)
-    device = resolve_device(cfg.train.device)
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
-    seed_everything(cfg.train.seed)
-    data = data or build_data(cfg, device, progress=progress)
-    cfg = resolve_model_config(cfg, data)
-    if model is not None:
-        cfg.model = dataclasses.replace(cfg.model, widths=list(model.cfg.widths))
-    model = (model or create_model(cfg.model)).to(device)
-    if device.type == "cpu":
-        # NHWC convolutions are ~1.4-1.7x faster for DS-CNN training on CPU (benchmarks/).
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
-    )
-    epochs = epochs if epochs is not None else cfg.train.epochs
-    start_epoch, best, history = (
-        _resume_state(run_dir, model, optimizer, device) if resume else (0, 0.0, [])
-    )
-    if not resume and (run_dir / "metrics.jsonl").exists():
-        (run_dir / "metrics.jsonl").unlink()
-    save_yaml(cfg, run_dir / "config.yaml")
-    ckpt_dir = run_dir / "checkpoints"
+def _resume(run: Run, model, optimizer) -> tuple[int, float, list[dict], dict]:
+    """(epochs done, best val accuracy, trimmed history, saved state) from `last.pt`."""
+    if not run.last_path.is_file():
+        return 0, 0.0, [], {}
+    ckpt = Checkpoint.load(run.last_path)
+    try:
+        model.load_state_dict(ckpt.state_dict)
+    except RuntimeError as exc:
+        raise UserError(
+            f"cannot resume '{run.root}': its checkpoint holds another architecture "
+            f"({str(exc).splitlines()[0][:160]}...); resume with the run's own recipe "
+            f"(kws train {run.config_path} --resume) or start a new run (name=NEW)"
+        ) from None
+    if ckpt.optimizer is not None:
+        optimizer.load_state_dict(ckpt.optimizer)
+    history = run.trim_metrics(ckpt.epoch)
+    return ckpt.epoch, ckpt.best_val_accuracy, history, ckpt.state
+
+
+def _progress(enabled: bool) -> Progress:
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
@@ -218,38 +207,113 @@ def train(
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
     ]
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        for epoch in range(start_epoch, epochs):
+    return Progress(*columns, disable=not enabled, transient=True)
+
+
+def train(
+    cfg: RecipeConfig,
+    run: Run | str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    model: nn.Module | None = None,
+    data: KwsData | None = None,
+    epochs: int | None = None,
+    lr_at: Callable[[int], float] | None = None,
+    stop: Callable[[list[dict]], bool] | None = None,
+    epoch_offset: int = 0,
+    tag: str = "",
+    progress: bool = True,
+    growth: dict | None = None,
+) -> TrainResult:
+    """Train and validate for up to `epochs` epochs (default `cfg.train.epochs`).
+
+    Args:
+        cfg: the recipe; its model section is replaced by `model`'s config when given.
+        run: the run (folder) to write; `Run.prepare` refuses to overwrite results unless
+            `resume` or `force`.
+        model: start from this module (e.g. a grown one) instead of a fresh one.
+        data: decoded data to reuse (else built from `cfg`).
+        lr_at: epoch of this run (0-based) -> learning rate; default the recipe's step schedule.
+        stop: called with the history after every epoch; True ends the run early (plateau).
+        epoch_offset: epochs trained before this run (growth rounds): epoch e is seeded as
+            global epoch `epoch_offset + e`.
+        growth: growth facts stored in the checkpoints.
+
+    Returns:
+        `TrainResult` with the last epoch's model and the history (`metrics.jsonl` lines).
+
+    Raises:
+        TrainingDiverged: naming the checkpoint to resume from.
+        UserError: an existing run without resume/force, an unwritable folder, an architecture
+            that does not match the checkpoint being resumed.
+    """
+    run = run if isinstance(run, Run) else Run(run)
+    run.prepare(resume=resume, force=force, what="training")
+    device = resolve_device(cfg.train.device)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    seed_everything(cfg.train.seed + epoch_offset)
+    data = data or build_data(cfg, device, progress=progress)
+    cfg = copy_config(cfg)
+    if model is not None:
+        cfg.model = model.spec.config
+    model = prepare_model(
+        model or build_model(ModelSpec.of(cfg.model, cfg.features, len(data.labels))), device
+    )
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+    )
+    epochs = epochs if epochs is not None else cfg.train.epochs
+    lr_at = lr_at or step_schedule(cfg, epochs)
+    start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})
+    if state.get("rng"):
+        _set_rng_state(state["rng"])  # dropout draws continue exactly where they stopped
+    run.save_config(cfg)
+    with _progress(progress) as bar:
+        for epoch in range(start, epochs):
+            if stop is not None and history and stop(history):
+                break
+            lr = lr_at(epoch)
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, epoch, epochs)
-            stats = train_epoch(model, optimizer, data, cfg, epoch, bar)
+                group["lr"] = lr
+            seed = cfg.train.seed * EPOCH_SEED_STRIDE + epoch_offset + epoch
+            stats = train_epoch(model, optimizer, data, cfg, seed, bar, f"{tag}epoch {epoch + 1}")
+            if "diverged" in stats:
+                raise _diverged(stats["diverged"], epoch + 1, run, lr)
+            if not _weights_finite(model):
+                raise _diverged("non-finite weights after the epoch", epoch + 1, run, lr)
             val = evaluate(model, data, "validation", cfg.train.eval_batch_size)
+            if not np.isfinite(val.loss):
+                raise _diverged(f"validation loss {val.loss}", epoch + 1, run, lr)
             record = {
-                "tag": tag,
+                "tag": tag.strip(),
                 "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
+                "global_epoch": epoch_offset + epoch + 1,
+                "lr": lr,
                 **stats,
                 "val_loss": val.loss,
                 "val_accuracy": val.accuracy,
             }
-            history.append(record)
-            append_jsonl(run_dir / "metrics.jsonl", record)
             improved = val.accuracy >= best
             best = max(best, val.accuracy)
-            ckpt = make_checkpoint(
-                model, cfg, data.labels, epoch + 1, record, optimizer, growth, best
-            )
+            ckpt = Checkpoint(
+                cfg, model.state_dict(), data.labels, epoch + 1, record, best,
+                optimizer.state_dict(), growth, {"rng": _rng_state()},
+            )  # fmt: skip
+            # The metrics line first, then the checkpoints: a crash in between leaves a line
+            # past the last checkpoint, which a resume trims and writes again.
+            append_jsonl(run.metrics_path, record)
+            history.append(record)
             if improved:
-                save_checkpoint(ckpt_dir / "best.pt", ckpt)
-            save_checkpoint(ckpt_dir / "last.pt", ckpt)
+                ckpt.save(run.best_path)
+            ckpt.save(run.last_path)
             if progress:
                 print(
                     f"{tag}epoch {epoch + 1}/{epochs}: loss {stats['train_loss']:.3f} "
                     f"train {100 * stats['train_accuracy']:.1f}% val "
                     f"{100 * val.accuracy:.2f}% ({stats['train_clips_per_s']:.0f} clips/s)"
                 )
-    from kws.train.plots import plot_training
-
     if history:
-        plot_training(history, run_dir / "plots" / "training.png")
-    return TrainResult(model, best, history, ckpt_dir / "best.pt")
+        plot_training(history, run.plots_dir / "training.png")
+    return TrainResult(model, best, history, run.best_path)

@@ -1,79 +1,90 @@
-"""`kws evaluate`: load a checkpoint, evaluate it on a folder, write JSON, text and PNG."""
+"""`kws evaluate`: a run's model on any split of any GSC-layout folder; JSON, text and PNG.
+
+Files land in the run folder: `evaluation_<split>.json` / `.txt` and
+`plots/confusion_<split>.png`. Every accuracy carries n and its 95% Wilson interval.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-from kws.io import atomic_write_json, atomic_write_text, load_checkpoint
-from kws.models import model_from_checkpoint
+from kws.data.dataset import build_data
+from kws.errors import UserError
+from kws.io import atomic_write_json, atomic_write_text, check_writable
+from kws.run import resolve_run
 from kws.train.evaluate import EvalResult, evaluate, plot_confusion
+from kws.train.loop import resolve_device
 
 SPLIT_ALIASES = {"test": "testing", "val": "validation", "train": "training"}
+SPLITS = ("training", "validation", "testing", "holdout", "all")
 
 
 def format_result(result: EvalResult) -> str:
+    """Accuracy with interval, commands-only accuracy, per-class recall, confusion matrix."""
     lines = [
-        f"{result.split}: accuracy {100 * result.accuracy:.2f}% over "
-        f"{result.num_examples} examples; commands only {100 * result.command_accuracy:.2f}%"
+        f"{result.split}: accuracy {result.accuracy_text()}; commands only "
+        f"{result.command_accuracy_text()}"
     ]
-    per_class = result.per_class_accuracy
+    totals = result.confusion.sum(axis=1)
     lines.append(
-        "per-class recall: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in per_class.items())
+        "per-class recall: "
+        + ", ".join(
+            f"{k} {100 * v:.1f}% (n={int(totals[i])})"
+            for i, (k, v) in enumerate(result.per_class_accuracy.items())
+        )
     )
     lines.append(result.confusion_text())
     return "\n".join(lines)
 
 
-def run_dir_of(checkpoint: Path) -> Path:
-    """The run directory of a checkpoint path (…/run/checkpoints/best.pt -> …/run)."""
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        return checkpoint
-    return (
-        checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    )
+def evaluate_run(
+    path: str | Path, overrides: list[str] | None = None, split: str = "testing"
+) -> list[EvalResult]:
+    """Evaluate the model a path names (run folder or checkpoint) and write its reports.
 
+    Args:
+        path: run folder or checkpoint file.
+        overrides: dotted overrides of the run's config (e.g. `data.root=OTHER`,
+            `data.exclude_speakers=[kokoro-]`, `train.device=cpu`).
+        split: training | validation | testing | holdout | all (aliases test, val, train).
 
-def evaluate_checkpoint(
-    checkpoint: str | Path,
-    data_root: str | None = None,
-    split: str = "testing",
-    device: str = "auto",
-) -> Iterator[str]:
-    """Evaluate and yield a text report per split; files land in the run directory."""
-    from kws.data.dataset import build_data
-    from kws.train.loop import resolve_device
-
-    ckpt = load_checkpoint(checkpoint)
-    model, cfg, labels = model_from_checkpoint(ckpt)
-    if data_root:
-        cfg.data.root = data_root
-    dev = resolve_device(device)
-    data = build_data(cfg, dev)
-    if list(data.labels) != labels:
-        from kws.errors import UserError
-
-        raise UserError(f"the data's labels {data.labels} differ from the checkpoint's {labels}")
-    model.to(dev)
+    Raises:
+        UserError: unknown split, labels that differ between data and model, an empty split,
+            an unwritable run folder.
+    """
     split = SPLIT_ALIASES.get(split, split)
+    if split not in SPLITS:
+        raise UserError(f"--split {split!r} is unknown; choose one of {', '.join(SPLITS)}")
+    ref = resolve_run(path)
+    check_writable(ref.run.root, "evaluation reports")
+    ckpt = ref.checkpoint()
+    cfg = ref.run.config(overrides)
+    cfg.model = ckpt.config.model  # the checkpoint's architecture, whatever the overrides say
+    device = resolve_device(cfg.train.device)
+    data = build_data(cfg, device)
+    if list(data.labels) != list(ckpt.labels):
+        raise UserError(
+            f"the data's labels {data.labels} differ from the model's {ckpt.labels}; point "
+            "data.root at a set with the model's words (or data.task / data.words)"
+        )
     splits = ["training", "validation", "testing"] if split == "all" else [split]
-    results = [evaluate(model, data, s) for s in splits]
+    for name in splits:
+        if data.num_examples(name) == 0:
+            raise UserError(
+                f"the {name} split of '{cfg.data.root}' has no examples"
+                + (" (no speaker matches data.exclude_speakers)" if name == "holdout" else "")
+            )
+    model = ckpt.build_model().to(device)
+    results = [evaluate(model, data, s, cfg.train.eval_batch_size) for s in splits]
     if split == "all":
-        total = sum(r.confusion for r in results)
-        results.append(EvalResult("all", labels, total))
-    out = run_dir_of(Path(checkpoint))
+        results.append(EvalResult("all", list(ckpt.labels), sum(r.confusion for r in results)))
     for result in results:
-        text = format_result(result)
+        out = ref.run.root
         atomic_write_json(
             out / f"evaluation_{result.split}.json",
-            {
-                **result.summary(),
-                "confusion": result.confusion,
-                "labels": labels,
-                "data_root": cfg.data.root,
-            },
-        )
-        atomic_write_text(out / f"evaluation_{result.split}.txt", text + "\n")
-        plot_confusion(result, out / "plots" / f"confusion_{result.split}.png")
-        yield text
+            {**result.summary(), "confusion": result.confusion, "labels": list(ckpt.labels),
+             "data_root": cfg.data.root, "checkpoint": str(ref.model_path or ref.run.best_path)},
+        )  # fmt: skip
+        atomic_write_text(out / f"evaluation_{result.split}.txt", format_result(result) + "\n")
+        plot_confusion(result, ref.run.plots_dir / f"confusion_{result.split}.png")
+    return results

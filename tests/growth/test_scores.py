@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kws.config import GrowthConfig, ModelConfig
+from kws.config import GrowthConfig
 from kws.growth.plan import SplitPlan
 from kws.growth.scores import splitting_matrices, splitting_scores
 from kws.growth.surgery import apply_splits
 from kws.growth.units import realized_forward
-from kws.models.ds_cnn import create_model
+from tests.helpers import tiny_ds_cnn
 
 EXACT = GrowthConfig(dtype="float64", solver="exact")
 FAST = GrowthConfig(dtype="float64", solver="fast")
@@ -22,26 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny(activation: str = "silu", widths=(8, 10, 9), seed: int = 0):
     """A float64 DS-CNN with randomised BN statistics, plus one batch of data."""
-    torch.manual_seed(seed)
-    cfg = ModelConfig(
-        widths=list(widths),
-        stem_kernel=[3, 3],
-        stem_stride=[2, 1],
-        block_strides=[[2, 1]] + [[1, 1]] * (len(widths) - 2),
-        activation=activation,
-        num_classes=3,
-        input_frames=7,
-        input_coeffs=5,
-    )
-    model = create_model(cfg).double()
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.3, 0.3)
-            module.running_var.uniform_(0.5, 1.5)
-            with torch.no_grad():
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.uniform_(-0.3, 0.3)
-    model.eval()
+    model = tiny_ds_cnn(widths, activation, seed=seed)
     features = torch.randn(6, 7, 5, dtype=torch.float64)
     labels = torch.randint(0, 3, (6,))
     return model, [(features, labels)]
@@ -83,20 +64,6 @@ def test_paper_matrix_without_chain_term_is_not_the_realized_hessian():
     lam_full = torch.linalg.eigvalsh(full[0])[:, 0]
     lam_paper = torch.linalg.eigvalsh(paper[0])[:, 0]
     assert (lam_full - lam_paper).abs().max() > 0.05 * lam_full.abs().max()
-
-
-def test_eps_zero_split_is_invariant_in_train_and_eval_mode():
-    for activation in ("relu", "silu"):
-        model, batches = tiny(activation)
-        scores = splitting_scores(model, batches, EXACT)
-        plan = SplitPlan(splits={0: [1, 4], 1: [0, 9], 2: [3]})
-        for mode in (True, False):
-            model.train(mode)
-            grown, cfg = apply_splits(model, plan, 0.0, scores)
-            assert cfg.widths == [10, 12, 10]
-            assert grown.training == mode
-            features = batches[0][0]
-            torch.testing.assert_close(grown(features), model(features), atol=1e-12, rtol=0)
 
 
 def _split_one(model, scores, unit, neuron, eps, direction=None):
@@ -195,19 +162,3 @@ def test_scoring_leaves_the_model_unchanged():
     assert all(p.grad is None for p in model.parameters())
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
-
-
-def test_min_eigenpairs_handles_dead_and_badly_scaled_neurons():
-    from kws.errors import UserError
-    from kws.growth.scores import min_eigenpairs
-
-    mats = torch.zeros(3, 5, 5)  # a dead ReLU neuron has an all-zero splitting matrix
-    mats[1] = torch.diag(torch.tensor([3e-30, -1e-30, 2e-30, 5e-30, 1e-30]))
-    mats[2] = torch.diag(torch.tensor([4e8, -2e8, 1.0, 3.0, 7e8]))
-    vals, vecs = min_eigenpairs(mats)
-    assert vals[0] == 0 and vals.dtype == torch.float32
-    torch.testing.assert_close(vals[1:], torch.tensor([-1e-30, -2e8]))
-    assert vecs[2, 1].abs() == 1
-    mats[0, 0, 0] = float("nan")
-    with pytest.raises(UserError, match="NaN"):
-        min_eigenpairs(mats)

@@ -1,0 +1,70 @@
+"""The `kws` command: thin argument parsing; every verb calls one library function.
+
+Verbs are listed in the order of the data flow. Each `add_*` registers a parser and each
+`run_*` calls the library; the library is imported inside `run_*` so that `kws --help` stays
+instant (importing torch and TensorFlow takes seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kws.cli import data, deploy, train
+from kws.errors import UserError
+
+EPILOG = """\
+typical session:
+  kws data synth --out data/synth           # make a GSC-layout set with TTS voices
+  kws train recipes/quickstart.yaml         # train a DS-CNN (dotted overrides: train.epochs=5)
+  kws evaluate runs/quickstart              # accuracy with 95% interval, per-class, confusion
+  kws grow recipes/synth/grow.yaml          # grow a model by splitting steepest descent
+  kws profile runs/quickstart --target cortex-m4f   # params, ops, memory vs a budget
+  kws export runs/quickstart                # ONNX, int8 TFLite, TFLite Micro C array
+  kws demo runs/quickstart --wav clip.wav   # streaming keyword detection
+
+every verb that reads a recipe or a run takes dotted overrides: KEY=VALUE
+"""
+
+VERBS = [
+    data.add,
+    train.add_train,
+    train.add_evaluate,
+    train.add_grow,
+    deploy.add_profile,
+    deploy.add_export,
+    deploy.add_demo,
+    deploy.add_stream_eval,
+    train.add_quickstart,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `kws` parser with every verb."""
+    parser = argparse.ArgumentParser(
+        prog="kws",
+        description="Edge keyword spotting: data, training, growth by splitting, export, demo.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for add in VERBS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb; a `UserError` is printed without a traceback and exits 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except UserError as exc:
+        print(f"kws: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,155 @@
+"""`kws profile`, `kws export`, `kws demo`, `kws stream-eval`: thin wrappers of the library."""
+
+from __future__ import annotations
+
+from kws.cli.common import add_overrides, flag_overrides, verb_parser
+
+BACKENDS = ["auto", "torch", "onnx", "tflite"]
+
+
+def add_profile(sub) -> None:
+    p = verb_parser(
+        sub, "profile", "params, ops, memory and estimated latency vs a microcontroller budget",
+        "Profile a model as an int8 microcontroller model: per-layer params, MACs and activation "
+        "bytes; flash (the run's export/model_int8.tflite when present, else an estimate), peak "
+        "activations, TFLite Micro arena and latency (estimates; the latency model of the "
+        "target's core is calibrated per runtime on published board measurements, and the "
+        "output names the runtime it assumes). With a target (budget.target), prints PASS/FAIL "
+        "per budget line and exits 1 when one fails. Targets: hello-edge-small/medium/large, "
+        "cortex-m4f, cortex-m7, cortex-m33, cortex-m55, nrf52840, esp32-s3.",
+        ["kws profile --model ds_cnn_s --target hello-edge-small",
+         "kws profile runs/quickstart --target cortex-m4f --runtime vendor",
+         "kws profile recipes/gsc12/ds_cnn_l.yaml budget.target=cortex-m7",
+         "kws profile runs/grow/checkpoints/best.pt --targets my_boards.yaml --target myboard",
+         "kws profile --model ds_cnn_l --json"],
+    )  # fmt: skip
+    p.add_argument("model", nargs="?", help="run folder, checkpoint or recipe (.yaml)")
+    add_overrides(p)
+    p.add_argument("--model", dest="preset", default=None, help="a preset instead, e.g. ds_cnn_s")
+    p.add_argument("--target", default=None, help="budget target (sets budget.target)")
+    p.add_argument("--runtime", default=None, help="latency model: tflm | vendor (budget.runtime)")
+    p.add_argument("--targets", default=None, help="YAML file with extra targets (same schema)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    p.set_defaults(run=run_profile)
+
+
+def run_profile(args) -> int:
+    from kws.budget.report import run_profile as profile
+
+    return profile(
+        args.model, preset=args.preset, overrides=flag_overrides(args),
+        targets_file=args.targets, as_json=args.json,
+    )  # fmt: skip
+
+
+def add_export(sub) -> None:
+    p = verb_parser(
+        sub, "export", "export to ONNX, int8 TFLite and TFLite Micro, with a parity report",
+        "Write ONNX (float + int8), TFLite (float + full-int8) and TFLite Micro files (C array, "
+        "op resolver, manifest) under the run's export/, evaluate every backend on the same "
+        "test examples (accuracy with n and 95% interval) and write export/report.md. Exits 1 "
+        "when the deployed int8 model is significantly worse than float by more than "
+        "export.max_int8_drop_points (paired McNemar test) or the model breaks the target's "
+        "budget. An existing export is replaced only with --force.",
+        ["kws export runs/quickstart",
+         "kws export runs/quickstart/checkpoints/best.pt --formats tflite,tflm --target cortex-m4f",
+         "kws export runs/gsc --data data/speech_commands_v0.02 --max-drop 0.5 --force"],
+    )  # fmt: skip
+    p.add_argument("model", help="run folder or checkpoint (a folder: its best.pt)")
+    add_overrides(p)
+    p.add_argument("--formats", default=None, help="onnx,tflite,tflm subset (export.formats)")
+    p.add_argument("--target", default=None, help="budget target (sets budget.target)")
+    p.add_argument("--data", default=None, help="data root for calibration and evaluation")
+    p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
+                   help="allowed int8 drop (export.max_int8_drop_points)")  # fmt: skip
+    p.add_argument("--out", default=None, help="output folder (default: <run>/export)")
+    p.add_argument("--force", action="store_true", help="replace an existing export")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args) -> int:
+    from kws.export import export_run, render_markdown
+
+    report = export_run(args.model, flag_overrides(args), out_dir=args.out, force=args.force)
+    print(render_markdown(report))
+    print(f"wrote {report.export_dir}")
+    return 0 if report.passed else 1
+
+
+def add_demo(sub) -> None:
+    p = verb_parser(
+        sub, "demo", "live keyword detection from a microphone, a WAV file or stdin",
+        "Stream audio through the model (a new window every stream.stride_ms) and show class "
+        "posteriors, detected keywords, latency and the real-time factor. Plain lines when "
+        "stdout is not a terminal; --json for one JSON event per line. Ctrl-C stops. The "
+        "backend defaults to the fastest one exported (ONNX Runtime, then LiteRT, then torch).",
+        ["kws demo runs/quickstart                  # default microphone",
+         "kws demo runs/quickstart --mic USB        # device by name substring (or index)",
+         "kws demo runs/quickstart stream.stride_ms=40 stream.detection_threshold=0.6",
+         "kws demo runs/quickstart --wav stream.wav --backend tflite --json",
+         "arecord -t raw -f S16_LE -r 16000 -c 1 | kws demo runs/quickstart --stdin",
+         "kws demo --list-devices"],
+    )  # fmt: skip
+    p.add_argument("model", nargs="?", help="run folder or model file (.pt, .onnx, .tflite)")
+    add_overrides(p)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--mic", nargs="?", const="", default=None, metavar="DEVICE",
+        help="microphone (default input, or index / name substring); the default source",
+    )  # fmt: skip
+    src.add_argument("--wav", default=None, metavar="FILE", help="stream an audio file")
+    src.add_argument("--stdin", action="store_true", help="raw s16le mono 16 kHz PCM on stdin")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="runtime (stream.backend)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="detection threshold (stream.detection_threshold)")  # fmt: skip
+    p.add_argument("--json", action="store_true", help="one JSON event per line")
+    p.add_argument("--realtime", action="store_true", help="pace --wav in real time")
+    p.add_argument("--list-devices", action="store_true", help="list input devices and exit")
+    p.set_defaults(run=run_demo)
+
+
+def run_demo(args) -> int:
+    from kws.stream.demo import demo
+
+    demo(
+        args.model, flag_overrides(args), mic=args.mic, wav=args.wav, stdin=args.stdin,
+        json_lines=args.json, realtime=args.realtime, list_devices=args.list_devices,
+    )  # fmt: skip
+    return 0
+
+
+def add_stream_eval(sub) -> None:
+    p = verb_parser(
+        sub, "stream-eval", "streaming accuracy: false accepts per hour, misses, latency",
+        "Run the streaming detector over a long stream with known word times: built from the "
+        "test split (words on a grid with random offsets, 30%% unknown words, background noise) "
+        "or a given WAV with a TensorFlow labels file ('label, time_ms' lines). Reports "
+        "matched/correct/wrong, false accepts per hour, miss rate and latency, sweeps the "
+        "threshold, and writes stream_eval.json, a plot and report.md's 'Streaming evaluation' "
+        "section in the run folder.",
+        ["kws stream-eval runs/quickstart --data data/synth",
+         "kws stream-eval runs/gsc --data data/speech_commands_v0.02 --minutes 10 --backend tflite",
+         "kws stream-eval model.onnx --wav stream.wav --labels labels.txt"],
+    )  # fmt: skip
+    p.add_argument("model", help="run folder or model file (.pt, .onnx, .tflite)")
+    add_overrides(p)
+    p.add_argument("--data", default=None, help="GSC-layout data root to build the stream from")
+    p.add_argument("--minutes", type=float, default=10.0, help="built stream length (default 10)")
+    p.add_argument("--wav", default=None, help="use this stream instead (needs --labels)")
+    p.add_argument("--labels", default=None, help="TensorFlow labels file for --wav")
+    p.add_argument("--backend", choices=BACKENDS, default=None, help="runtime (stream.backend)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the built stream")
+    p.add_argument("--out", default=None, help="output folder (default: the run folder)")
+    p.set_defaults(run=run_stream_eval)
+
+
+def run_stream_eval(args) -> int:
+    from kws.stream.evaluate import render_section, stream_evaluate
+
+    data_root, args.data = args.data, None  # the stream's source, not a config key here
+    result = stream_evaluate(
+        args.model, flag_overrides(args), data_root=data_root, minutes=args.minutes,
+        wav=args.wav, labels_file=args.labels, seed=args.seed, out_dir=args.out,
+    )  # fmt: skip
+    print(render_section(result))
+    return 0

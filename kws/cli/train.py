@@ -1,0 +1,149 @@
+"""`kws train`, `kws evaluate`, `kws grow`, `kws quickstart`: thin wrappers of the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kws.cli.common import add_overrides, flag_overrides, verb_parser
+
+
+def _run_folder(args, cfg) -> Path:
+    return Path(args.run_dir or Path(cfg.runs_dir) / cfg.name)
+
+
+def add_train(sub) -> None:
+    p = verb_parser(
+        sub, "train", "train a model from a YAML recipe",
+        "Train a model from a recipe; writes runs/<name>/ with config.yaml, "
+        "checkpoints/{best,last}.pt, metrics.jsonl and plots/. Uses CUDA (bf16 autocast) when "
+        "available. An existing run is never overwritten: --resume continues it, --force "
+        "starts it over, or give a new name=...",
+        ["kws train recipes/quickstart.yaml",
+         "kws train recipes/gsc12/ds_cnn_s.yaml train.lr=1e-3 train.epochs=40",
+         "kws train recipes/quickstart.yaml --resume   # continue an interrupted run",
+         "kws train recipes/quickstart.yaml name=silu model.activation=silu"],
+    )  # fmt: skip
+    p.add_argument("recipe", help="YAML recipe (see recipes/)")
+    add_overrides(p)
+    p.add_argument("--run-dir", default=None, help="default: <runs_dir>/<name>")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    mode.add_argument("--force", action="store_true", help="delete the run's results, restart")
+    p.set_defaults(run=run_train)
+
+
+def run_train(args) -> int:
+    from kws.config import load_recipe
+    from kws.train.loop import train
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    run_dir = _run_folder(args, cfg)
+    result = train(cfg, run_dir, resume=args.resume, force=args.force)
+    print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}%; run: {run_dir}")
+    return 0
+
+
+def add_evaluate(sub) -> None:
+    p = verb_parser(
+        sub, "evaluate", "accuracy (with 95% interval), per-class recall, confusion matrix",
+        "Evaluate a run's model (or a checkpoint) on any split of any GSC-layout folder. Prints "
+        "accuracy with its example count and 95% Wilson interval, command-only accuracy, "
+        "per-class recall and the confusion matrix; writes evaluation_<split>.json/.txt and "
+        "plots/confusion_<split>.png in the run. --holdout-engine E evaluates the speakers of "
+        "TTS engine E only (train without them: data.exclude_speakers=[E-]).",
+        ["kws evaluate runs/quickstart",
+         "kws evaluate runs/quickstart --data data/speech_commands_test_set_v0.02",
+         "kws evaluate runs/no_kokoro --holdout-engine kokoro",
+         "kws evaluate runs/quickstart/checkpoints/last.pt --split validation"],
+    )  # fmt: skip
+    p.add_argument("model", help="run folder or checkpoint (.pt)")
+    add_overrides(p)
+    p.add_argument("--data", default=None, help="GSC-layout folder (sets data.root)")
+    p.add_argument(
+        "--split",
+        default="testing",
+        choices=["testing", "test", "validation", "val", "training", "train", "holdout", "all"],
+    )
+    p.add_argument("--holdout-engine", default=None, metavar="ENGINE",
+                   help="evaluate on this TTS engine's speakers only (split holdout)")  # fmt: skip
+    p.add_argument("--device", default=None, help="auto | cpu | cuda[:N] (sets train.device)")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from kws.train.report import evaluate_run, format_result
+
+    overrides, split = flag_overrides(args), args.split
+    if args.holdout_engine:
+        overrides.append(f'data.exclude_speakers=["{args.holdout_engine}-"]')
+        split = "holdout"
+    for result in evaluate_run(args.model, overrides, split):
+        print(format_result(result))
+    return 0
+
+
+def add_grow(sub) -> None:
+    p = verb_parser(
+        sub, "grow", "grow a model by splitting steepest descent under a budget",
+        "Algorithm 1 of Liu, Wu & Wang (2019): train a seed to a plateau, then alternate "
+        "splitting-index scoring, planning under the budget (every limit of budget.*, including "
+        "a named target's), neuron splitting and training to a plateau, all at the peak "
+        "learning rate; the final architecture then gets a full decay. growth.total_epochs "
+        "fixes the whole run's epochs. Writes rounds/round_<k>/, rounds/final/, growth.json, "
+        "checkpoints/ (the final model) and plots/. --compare runs the comparison harness: "
+        "every method (splitting, uniform DS-CNN of the same size, random split, random new "
+        "neurons, grown widths from scratch, network slimming, L1-filter pruning) at several "
+        "budgets for --seeds seeds, and writes comparison.json/.md and accuracy_vs_params.png.",
+        ["kws grow recipes/synth/grow.yaml",
+         "kws grow recipes/synth/grow.yaml budget.target=hello-edge-small",
+         "kws grow recipes/synth/grow.yaml growth.solver=fast --resume",
+         "kws grow recipes/synth/grow.yaml --compare --seeds 3"],
+    )  # fmt: skip
+    p.add_argument("recipe", help="YAML recipe with a growth section (see recipes/)")
+    add_overrides(p)
+    p.add_argument("--run-dir", default=None, help="default: <runs_dir>/<name>")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    mode.add_argument("--force", action="store_true", help="delete the run's results, restart")
+    p.add_argument("--compare", action="store_true", help="run the comparison harness")
+    p.add_argument("--seeds", type=int, default=None, help="seeds for --compare")
+    p.set_defaults(run=run_grow)
+
+
+def run_grow(args) -> int:
+    from kws.config import load_recipe
+    from kws.growth.loop import grow
+
+    cfg = load_recipe(args.recipe, args.overrides)
+    run_dir = _run_folder(args, cfg)
+    if args.compare:
+        from kws.growth.compare import compare
+
+        compare(cfg, run_dir, seeds=args.seeds, resume=args.resume, force=args.force)
+        return 0
+    result = grow(cfg, run_dir, resume=args.resume, force=args.force)
+    print(f"stopped: {result.stop_reason}; history: {run_dir / 'growth.json'}")
+    return 0
+
+
+def add_quickstart(sub) -> None:
+    p = verb_parser(
+        sub, "quickstart", "the whole pipeline on a synthesized set (what `make quickstart` runs)",
+        "Synthesize a small 12-class set, train a DS-CNN-S, evaluate it, grow a compact seed by "
+        "splitting, export int8 TFLite/TFLite Micro/ONNX and evaluate streaming detection. "
+        "Every step is resumable; rerunning skips finished steps.",
+        ["kws quickstart", "kws quickstart --skip grow stream"],
+    )  # fmt: skip
+    p.add_argument("--recipe", default="recipes/quickstart.yaml")
+    add_overrides(p)
+    p.add_argument(
+        "--skip", nargs="*", default=[], choices=["grow", "export", "stream"],
+        help="steps to leave out",
+    )  # fmt: skip
+    p.set_defaults(run=run_quickstart)
+
+
+def run_quickstart(args) -> int:
+    from kws.quickstart import run_quickstart as quickstart
+
+    return quickstart(args.recipe, args.overrides, skip=args.skip)

@@ -1,0 +1,70 @@
+"""Configuration: one plain dataclass per pipeline stage, nested in `RecipeConfig`.
+
+`kws.config.stages` holds the stage configs, `kws.config.models` the model families' configs
+and presets, `kws.config.schema` the per-field rules, `kws.config.load` YAML, overrides and
+validation. Everything is importable from here.
+"""
+
+from kws.config.load import (
+    apply_overrides,
+    copy_config,
+    dump_yaml,
+    from_dict,
+    load_recipe,
+    parse_yaml,
+    read_recipe_file,
+    save_yaml,
+    to_dict,
+    validate,
+)
+from kws.config.models import (
+    ACTIVATIONS,
+    MODEL_CONFIGS,
+    PRESETS,
+    DSCNNConfig,
+    ModelConfig,
+    preset_config,
+    with_fields,
+)
+from kws.config.stages import (
+    GSC12_WORDS,
+    BudgetConfig,
+    DataConfig,
+    ExportConfig,
+    FeatureConfig,
+    GrowthConfig,
+    RecipeConfig,
+    StreamConfig,
+    TrainConfig,
+)
+from kws.errors import ConfigError
+
+__all__ = [
+    "ACTIVATIONS",
+    "GSC12_WORDS",
+    "MODEL_CONFIGS",
+    "PRESETS",
+    "BudgetConfig",
+    "ConfigError",
+    "DSCNNConfig",
+    "DataConfig",
+    "ExportConfig",
+    "FeatureConfig",
+    "GrowthConfig",
+    "ModelConfig",
+    "RecipeConfig",
+    "StreamConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "copy_config",
+    "dump_yaml",
+    "from_dict",
+    "load_recipe",
+    "parse_yaml",
+    "preset_config",
+    "read_recipe_file",
+    "save_yaml",
+    "to_dict",
+    "validate",
+    "with_fields",
+]

@@ -1,0 +1,262 @@
+"""Stage configs: one plain dataclass per pipeline stage, nested in `RecipeConfig`.
+
+Every field is declared with `option(default, rule)` (kws.config.schema), so its allowed range
+or choices sit next to its default; rules that relate two fields are each class's `validate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kws.config.models import DSCNNConfig, ModelConfig
+from kws.config.schema import option
+from kws.errors import ConfigError
+
+GSC12_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
+GROWTH_METHODS = ("splitting", "random", "random_init", "scratch")
+BACKENDS = ("auto", "torch", "onnx", "tflite")
+
+
+@dataclass
+class DataConfig:
+    """Where the audio lives and how examples are drawn (REFERENCE.md, GSC section)."""
+
+    root: str = option("data/synth", pattern=r".+")
+    task: str = option("gsc12", choices=("gsc12", "all", "custom"))  # custom: `words` = keywords
+    words: list[str] = field(default_factory=list)
+    silence_percent: float = option(10.0, minimum=0.0)
+    unknown_percent: float = option(10.0, minimum=0.0)
+    validation_percent: float = option(10.0, minimum=0.0, maximum=100.0)
+    testing_percent: float = option(10.0, minimum=0.0, maximum=100.0)
+    seed: int = 59185
+    time_shift_ms: float = option(100.0, minimum=0.0)
+    background_probability: float = option(0.8, minimum=0.0, maximum=1.0)
+    background_volume: float = option(0.1, minimum=0.0)
+    silence_volume: float = option(1.0, minimum=0.0)
+    speed_perturb: float = option(0.0, minimum=0.0, below=1.0)  # max relative speed change
+    spec_augment: bool = False
+    spec_time_masks: int = option(2, minimum=0)
+    spec_time_mask_frames: int = option(5, minimum=0)
+    spec_freq_masks: int = option(2, minimum=0)
+    spec_freq_mask_bins: int = option(2, minimum=0)
+    exclude_speakers: list[str] = field(default_factory=list)  # speaker-id prefixes held out
+    cache_dir: str = "data/cache"  # "" = no on-disk audio-bank cache
+    max_clips_per_word: int = option(0, minimum=0)  # 0 = all; for quick experiments
+
+    def validate(self) -> None:
+        """Raises `ConfigError` for split percentages over 100 or a custom task with no words."""
+        if self.validation_percent + self.testing_percent >= 100:
+            raise ConfigError(
+                f"data.validation_percent + data.testing_percent = "
+                f"{self.validation_percent + self.testing_percent:g}: must be < 100"
+            )
+        if self.task == "custom" and not self.words:
+            raise ConfigError(
+                'data.task=custom needs data.words, e.g. "data.words=[marvin,sheila]"'
+            )
+
+
+@dataclass
+class FeatureConfig:
+    """MFCC / log-mel front end (Hello Edge / MLPerf Tiny); see REFERENCE.md 'Front end'."""
+
+    kind: str = option("mfcc", choices=("mfcc", "logmel"))
+    sample_rate_hz: int = option(16000, minimum=1000)
+    clip_ms: float = option(1000.0, above=0.0)
+    window_ms: float = option(40.0, above=0.0)
+    hop_ms: float = option(20.0, above=0.0)
+    fft_size: int = option(1024, minimum=2)
+    num_mel: int = option(40, minimum=1)
+    mel_low_hz: float = option(20.0, minimum=0.0)
+    mel_high_hz: float = option(4000.0, above=0.0)
+    num_mfcc: int = option(10, minimum=1)
+    log_floor: float = option(1e-6, above=0.0)
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.sample_rate_hz * self.clip_ms / 1000))
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.sample_rate_hz * self.window_ms / 1000))
+
+    @property
+    def hop_samples(self) -> int:
+        return int(round(self.sample_rate_hz * self.hop_ms / 1000))
+
+    @property
+    def num_frames(self) -> int:
+        """Frames of one clip: `1 + (clip - window) // hop` (no centering)."""
+        return 1 + (self.clip_samples - self.window_samples) // self.hop_samples
+
+    @property
+    def num_coeffs(self) -> int:
+        return self.num_mfcc if self.kind == "mfcc" else self.num_mel
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """What the model sees per example: `(frames, coeffs)`."""
+        return self.num_frames, self.num_coeffs
+
+    def validate(self) -> None:
+        """Raises `ConfigError` for a front end that cannot describe valid features."""
+        if self.window_samples < 2 or self.hop_samples < 1:
+            raise ConfigError(
+                f"features.window_ms={self.window_ms:g} / hop_ms={self.hop_ms:g} give "
+                f"{self.window_samples} / {self.hop_samples} samples; raise them"
+            )
+        if self.clip_samples < self.window_samples:
+            raise ConfigError(
+                f"features.clip_ms={self.clip_ms:g} is shorter than features.window_ms="
+                f"{self.window_ms:g}; a clip needs at least one frame"
+            )
+        if self.fft_size < self.window_samples:
+            raise ConfigError(
+                f"features.fft_size={self.fft_size} is shorter than the window "
+                f"({self.window_samples} samples); raise fft_size to at least the window length"
+            )
+        nyquist_hz = self.sample_rate_hz / 2
+        if not self.mel_low_hz < self.mel_high_hz <= nyquist_hz:
+            raise ConfigError(
+                f"features.mel_low_hz={self.mel_low_hz:g} / mel_high_hz={self.mel_high_hz:g} must "
+                f"satisfy low < high <= {nyquist_hz:g} (half the sample rate)"
+            )
+        if self.kind == "mfcc" and self.num_mfcc > self.num_mel:
+            raise ConfigError(
+                f"features.num_mfcc={self.num_mfcc} must be <= features.num_mel={self.num_mel}"
+            )
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation schedule; defaults follow Hello Edge scaled down (REFERENCE.md)."""
+
+    epochs: int = option(30, minimum=1)
+    batch_size: int = option(100, minimum=1)
+    lr: float = option(5e-4, above=0.0)
+    lr_milestones: list[float] = option(factory=lambda: [0.5, 0.8], item_minimum=0.0)
+    lr_gamma: float = option(0.2, above=0.0, maximum=1.0)
+    weight_decay: float = option(0.0, minimum=0.0)
+    label_smoothing: float = option(0.0, minimum=0.0, below=1.0)
+    device: str = option("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:N
+    amp: bool = True  # bf16 autocast, only on CUDA
+    seed: int = option(0, minimum=0)
+    num_threads: int = option(0, minimum=0)  # 0 = torch default
+    log_every_steps: int = option(20, minimum=1)
+    eval_batch_size: int = option(500, minimum=1)
+    max_steps_per_epoch: int = option(0, minimum=0)  # 0 = full epoch
+    # A mean training loss above this (cross-entropy, nats) is divergence, not learning: chance
+    # level is ln(classes) ~ 2.5, so 100 means logits of ~100 on wrong classes.
+    divergence_loss: float = option(100.0, above=0.0)
+
+    def validate(self) -> None:
+        """Raises `ConfigError` for milestones outside the run."""
+        if any(m > 1 for m in self.lr_milestones):
+            raise ConfigError(
+                f"train.lr_milestones={self.lr_milestones}: milestones are fractions of the run "
+                "in [0, 1], e.g. [0.5, 0.8]"
+            )
+
+
+@dataclass
+class BudgetConfig:
+    """Microcontroller budget: a named target (kws/budget/targets.yaml) and/or plain limits."""
+
+    target: str = ""
+    runtime: str = ""  # latency model of the target's core: tflm | vendor | ... ("" = target's)
+    max_params: int = option(0, minimum=0)  # 0 = no limit
+    max_macs: int = option(0, minimum=0)
+    max_flash_bytes: int = option(0, minimum=0)
+    max_ram_bytes: int = option(0, minimum=0)
+
+
+@dataclass
+class GrowthConfig:
+    """Splitting steepest descent (Liu, Wu, Wang 2019) and the growth schedule.
+
+    Algorithm 1 splits when parametric descent has stalled: each round trains to a plateau of
+    `plateau_metric` (no relative improvement above `plateau_min_delta` for `plateau_patience`
+    epochs, at least `min_epochs_per_round`, at most the round's cap), all rounds at the peak
+    learning rate (`schedule: global`; optionally a linear warm-up after each split), then the
+    final architecture gets a full decay over `final_epochs`. `total_epochs` makes the whole
+    run's epochs a fixed budget so compared methods train for the same number.
+    """
+
+    rounds: int = option(3, minimum=0)  # most splitting rounds
+    method: str = option("splitting", choices=GROWTH_METHODS)
+    seed_epochs: int = option(0, minimum=0)  # cap of the seed round; 0 = train.epochs
+    epochs_per_round: int = option(10, minimum=1)  # cap of each later round
+    min_epochs_per_round: int = option(1, minimum=1)
+    plateau_patience: int = option(2, minimum=0)  # 0 = no plateau rule: every round to its cap
+    plateau_min_delta: float = option(0.01, minimum=0.0)  # relative improvement that counts
+    plateau_metric: str = option("val_loss", choices=("val_loss", "train_loss"))
+    # global: one schedule over the run (peak LR while growing, decay at the end);
+    # restart: every round restarts the recipe's step schedule (the old behaviour, to compare)
+    schedule: str = option("global", choices=("global", "restart"))
+    warmup_epochs: int = option(0, minimum=0)  # linear LR warm-up after each split
+    final_epochs: int = option(0, minimum=0)  # decay phase of the final model; 0 = see below
+    total_epochs: int = option(0, minimum=0)  # whole-run budget; 0 = rounds' epochs + final
+    grow_fraction: float = option(0.3, minimum=0.0)
+    max_splits_per_round: int = option(0, minimum=0)  # m*; 0 = no cap beyond grow_fraction
+    index_threshold: float = 0.0  # lambda*: split only neurons with index <= this
+    cost_aware: bool = True
+    cost: str = option("macs", choices=("macs", "params"))
+    max_widths: list[int] = option(factory=list, item_minimum=0)
+    eps: float = option(1e-2, minimum=0.0)
+    calibration_batches: int = option(8, minimum=0)  # 0 = the whole training split
+    solver: str = option("exact", choices=("exact", "fast"))
+    dtype: str = option("float32", choices=("float32", "float64"))
+    relu_softplus_beta: float = option(3.0, above=0.0)
+    fast_iterations: int = option(0, minimum=0)  # LOBPCG iterations; 0 = 100 (fp32) / 300 (fp64)
+    fast_tol: float = option(0.0, minimum=0.0)  # relative residual; 0 = 1e-3 (fp32) / 1e-9 (fp64)
+    baselines: list[str] = option(factory=list, item_choices=GROWTH_METHODS[1:])
+
+    def validate(self) -> None:
+        """Raises `ConfigError` when the epoch budget cannot hold the final phase."""
+        if self.total_epochs and self.final_epochs >= self.total_epochs:
+            raise ConfigError(
+                f"growth.final_epochs={self.final_epochs} leaves no epochs for growing inside "
+                f"growth.total_epochs={self.total_epochs}; lower final_epochs or raise the total"
+            )
+
+
+@dataclass
+class ExportConfig:
+    """Which formats to write and the int8 accuracy gate."""
+
+    formats: list[str] = option(
+        factory=lambda: ["onnx", "tflite", "tflm"], min_items=1,
+        item_choices=("onnx", "tflite", "tflm"),
+    )  # fmt: skip
+    calibration_batches: int = option(10, minimum=1)
+    max_int8_drop_points: float = option(1.0, minimum=0.0)
+    eval_max_clips: int = option(0, minimum=0)  # 0 = whole test split
+
+
+@dataclass
+class StreamConfig:
+    """Streaming decisions with TensorFlow RecognizeCommands semantics (REFERENCE.md)."""
+
+    stride_ms: float = option(20.0, above=0.0)
+    average_window_ms: float = option(500.0, above=0.0)
+    detection_threshold: float = option(0.7, above=0.0, below=1.0)
+    suppression_ms: float = option(500.0, minimum=0.0)
+    minimum_count: int = option(4, minimum=1)
+    backend: str = option("torch", choices=BACKENDS)
+
+
+@dataclass
+class RecipeConfig:
+    """A whole recipe: run name and folder, then one section per stage."""
+
+    name: str = option("run", pattern=r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+    runs_dir: str = option("runs", pattern=r".+")
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=DSCNNConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    growth: GrowthConfig = field(default_factory=GrowthConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)

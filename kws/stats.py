@@ -1,0 +1,91 @@
+"""Uncertainty of reported numbers: Wilson intervals for accuracies, t intervals over seeds.
+
+Every accuracy kws prints carries its example count and a 95% interval (ARCHITECTURE.md,
+"Tests and benchmarks"). An accuracy is a binomial proportion, so its interval is Wilson's score
+interval (Wilson 1927; well behaved near 0 and 1, unlike the normal approximation). Comparisons
+over seeds report the mean and a Student-t 95% interval of the mean. Two models scored on the
+same examples are compared paired (McNemar's exact test on the examples where they disagree).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then ~normal).
+_T95 = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+    2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+    2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+Z95 = 1.959964
+
+
+def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval `(low, high)` of `correct / total` (fractions; (0, 1) if empty)."""
+    if total <= 0:
+        return 0.0, 1.0
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def format_accuracy(correct: int, total: int) -> str:
+    """'92.92% [89.0-95.5] (n=240)': accuracy, its 95% Wilson interval and the example count."""
+    if total <= 0:
+        return "n/a (n=0)"
+    low, high = wilson_interval(correct, total)
+    return f"{100 * correct / total:.2f}% [{100 * low:.1f}-{100 * high:.1f}] (n={total})"
+
+
+@dataclass
+class MeanInterval:
+    """Mean of several runs with a 95% t interval of the mean (`half_width` = 0 for one run)."""
+
+    mean: float
+    half_width: float
+    count: int
+    std: float
+
+    def format(self, scale: float = 100.0, digits: int = 2) -> str:
+        """'89.20 +- 1.10 (3 seeds)' in percent by default."""
+        runs = "seed" if self.count == 1 else "seeds"
+        return (
+            f"{scale * self.mean:.{digits}f} +- {scale * self.half_width:.{digits}f} "
+            f"({self.count} {runs})"
+        )
+
+
+def t95(dof: int) -> float:
+    """Two-sided 95% Student-t quantile for `dof` degrees of freedom."""
+    if dof < 1:
+        return float("nan")
+    return _T95[dof - 1] if dof <= len(_T95) else Z95
+
+
+def mean_interval(values: list[float]) -> MeanInterval:
+    """Mean and 95% t interval of the mean of `values` (runs with different seeds).
+
+    Raises:
+        ValueError: for an empty list.
+    """
+    if not values:
+        raise ValueError("mean_interval needs at least one value")
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return MeanInterval(mean, 0.0, 1, 0.0)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return MeanInterval(mean, t95(n - 1) * std / math.sqrt(n), n, std)
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """Exact two-sided McNemar p-value: `only_a` examples right only under A, `only_b` only B."""
+    n = only_a + only_b
+    if n == 0:
+        return 1.0
+    k = min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)

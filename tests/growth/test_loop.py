@@ -1,0 +1,171 @@
+"""The growth loop on the tone set: rounds to a plateau, the final decay, budgets, exact resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from kws.budget import budget_from_config, estimate_arena_bytes
+from kws.cli import main
+from kws.config import copy_config
+from kws.data.dataset import KwsData
+from kws.growth import loop
+from kws.growth.loop import grow
+from kws.models import ModelSpec, count_params
+from kws.run import Checkpoint, Run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def growth_recipe(recipe, **overrides):
+    cfg = copy_config(recipe)
+    cfg.train.epochs = 2
+    cfg.train.max_steps_per_epoch = 2  # the loop's bookkeeping is under test, not accuracy
+    g = cfg.growth
+    g.rounds, g.epochs_per_round, g.final_epochs = 2, 2, 1
+    g.grow_fraction, g.calibration_batches, g.plateau_patience = 0.25, 1, 0
+    g.index_threshold = 1e9  # the loop mechanics, not Algorithm 1's threshold, are under test
+    for key, value in overrides.items():
+        section, name = key.split("__")
+        setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
+def state_of(run_dir) -> dict:
+    return Checkpoint.load(run_dir / "checkpoints" / "last.pt").state_dict
+
+
+def test_rounds_final_phase_and_checkpoints(tone_recipe, tmp_path):
+    run_dir = tmp_path / "grow"
+    result = grow(growth_recipe(tone_recipe), run_dir, progress=False)
+    data = json.loads((run_dir / "growth.json").read_text())
+    history = data["rounds"]
+    assert [h["round"] for h in history] == [0, 1, 2, "final"]
+    assert data["stop_reason"] == "2 rounds done"
+    assert [h["epochs"] for h in history] == [2, 2, 2, 1]
+    assert [h["global_epoch_end"] for h in history] == [2, 4, 6, 7]
+    assert sum(history[1]["widths"]) == sum(history[0]["widths"]) + int(0.25 * 48)
+    assert history[1]["plan"]["new_widths"] == history[1]["widths"]
+    assert set(history[1]["spectrum"]) == {"0", "1", "2"}
+    assert history[-1]["widths"] == history[-2]["widths"]  # the final phase only decays
+    for name in ("accuracy_vs_params", "widths", "spectra"):
+        assert (run_dir / "plots" / f"{name}.png").stat().st_size > 1000
+    # the growth run's own checkpoints are the final model's (every verb takes the run folder)
+    final = Checkpoint.load(run_dir / "checkpoints" / "best.pt")
+    assert final.config.model.widths == history[-1]["widths"] == result.model.spec.config.widths
+    assert count_params(final.spec) == history[-1]["params"]
+    # one LR schedule: peak while growing, the recipe's decay only in the final phase
+    lrs = [json.loads(line)["lr"] for r in ("round_1", "final")
+           for line in (run_dir / "rounds" / r / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
+    assert lrs[:2] == [tone_recipe.train.lr] * 2 and lrs[-1] == tone_recipe.train.lr
+
+
+def test_epochs_are_seeded_globally_not_per_round(tone_recipe, tmp_path, monkeypatch):
+    """Defect: every round replayed the seed's shuffles and augmentation draws."""
+    seeds = []
+    original = KwsData.batches
+
+    def spy(self, split, batch_size, shuffle=False, augment=False, seed=0):
+        if augment:
+            seeds.append(seed)
+        return original(self, split, batch_size, shuffle, augment, seed)
+
+    monkeypatch.setattr(KwsData, "batches", spy)
+    grow(growth_recipe(tone_recipe), tmp_path / "g", progress=False)
+    assert len(seeds) == 7 and len(set(seeds)) == 7
+
+
+def test_plateau_ends_a_round_before_its_cap(tone_recipe, tmp_path):
+    cfg = growth_recipe(tone_recipe, growth__rounds=1, growth__epochs_per_round=6,
+                        growth__plateau_patience=1, growth__plateau_min_delta=10.0)  # fmt: skip
+    history = grow(cfg, tmp_path / "g", progress=False).history
+    # min_delta 1000%: no epoch can count as progress, so each round stops after 2 epochs
+    assert [h["epochs"] for h in history] == [2, 2, 1]
+
+
+def test_total_epochs_is_a_budget(tone_recipe, tmp_path):
+    cfg = growth_recipe(tone_recipe, growth__rounds=5, growth__total_epochs=6,
+                        growth__final_epochs=2)  # fmt: skip
+    grown = grow(cfg, tmp_path / "g", progress=False)
+    assert sum(h["epochs"] for h in grown.history) == 6
+    assert grown.stop_reason == "epoch budget spent"
+
+
+def test_ram_limit_reaches_the_planner_through_the_cli(tone_recipe, tmp_path, capsys):
+    """Defect: flash / RAM limits and named targets never reached the planner."""
+    cfg = growth_recipe(tone_recipe)
+    seed_spec = ModelSpec.of(cfg.model, cfg.features, 12)
+    limit = estimate_arena_bytes(seed_spec) + 300
+    recipe = tmp_path / "r.yaml"
+    from kws.config import save_yaml
+
+    save_yaml(cfg, recipe)
+    code = main(["grow", str(recipe), f"budget.max_ram_bytes={limit}", "name=ram",
+                 f"runs_dir={tmp_path}"])  # fmt: skip
+    assert code == 0
+    data = json.loads((tmp_path / "ram" / "growth.json").read_text())
+    budget = budget_from_config(cfg.budget.__class__(max_ram_bytes=limit))
+    for h in data["rounds"]:
+        spec = ModelSpec.of(cfg.model.__class__(**{**cfg.model.__dict__, "widths": h["widths"]}),
+                            cfg.features, 12)  # fmt: skip
+        assert budget.fits(spec)
+    assert "sram" in data["stop_reason"] and "budget" in data["stop_reason"]
+    assert main(["grow", str(recipe), "budget.target=no-such-board", f"runs_dir={tmp_path}",
+                 "name=x"]) == 2  # fmt: skip
+    assert "unknown target 'no-such-board'" in capsys.readouterr().err
+
+
+class Killed(Exception):
+    """Stands for kill -9: the run stops at this point with nothing cleaned up."""
+
+
+@pytest.mark.parametrize("where", ["scoring", "surgery", "training"])
+def test_resume_after_a_kill_is_bit_exact(tone_recipe, tmp_path, monkeypatch, where):
+    cfg = growth_recipe(tone_recipe, growth__rounds=2)
+    grow(cfg, tmp_path / "whole", progress=False)
+    targets = {
+        "scoring": (loop, "splitting_scores", 2),  # in round 2's scoring
+        "surgery": (loop, "apply_splits", 1),  # in round 1's surgery
+        "training": (torch.optim.Adam, "step", 10),  # mid-epoch, in round 2
+    }
+    owner, name, at = targets[where]
+    original = getattr(owner, name)
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise Killed(where)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, dying)
+    with pytest.raises(Killed):
+        grow(cfg, tmp_path / "killed", progress=False)
+    monkeypatch.setattr(owner, name, original)
+    grow(cfg, tmp_path / "killed", resume=True, progress=False)
+    whole, resumed = state_of(tmp_path / "whole"), state_of(tmp_path / "killed")
+    for key, value in whole.items():  # weights and BN running statistics alike
+        assert torch.equal(value, resumed[key]), key
+    h1 = json.loads((tmp_path / "whole" / "growth.json").read_text())["rounds"]
+    h2 = json.loads((tmp_path / "killed" / "growth.json").read_text())["rounds"]
+    assert [h["test_accuracy"] for h in h1] == [h["test_accuracy"] for h in h2]
+
+
+def test_rerun_without_resume_is_refused(tone_recipe, tmp_path):
+    cfg = growth_recipe(tone_recipe, growth__rounds=1)
+    grow(cfg, tmp_path / "g", progress=False)
+    with pytest.raises(Exception, match="--resume"):
+        grow(cfg, tmp_path / "g", progress=False)
+    assert Run(tmp_path / "g").growth_path.is_file()
+
+
+def test_family_without_units_is_refused(tone_recipe, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from kws.models import MODELS
+
+    monkeypatch.setitem(MODELS, "ds_cnn", replace(MODELS["ds_cnn"], split_structure=None))
+    with pytest.raises(Exception, match="declares no splittable units"):
+        grow(growth_recipe(tone_recipe), tmp_path / "g", progress=False)
