@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_stream_tones import LABELS, make_dataset, synth_stream, trained_tone_model, write_run
 
 from kws.config import FeatureConfig
 from kws.errors import UserError
-from kws.models import model_from_checkpoint
-from kws.stream.backends import load_backend, resolve_model_path
+from kws.run import resolve_run
+from kws.stream.backends import choose_kind, load_backend
 from kws.stream.detector import StreamingDetector, run_detector
+from tests.test_stream_tones import (
+    LABELS,
+    make_dataset,
+    synth_stream,
+    trained_tone_model,
+    write_run,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +31,8 @@ def exported_run(tmp_path_factory):
 
     run_dir = write_run(tmp_path_factory.mktemp("exported_run"))
     out = run_dir / "export"
-    model, _, labels = model_from_checkpoint(trained_tone_model())
+    ckpt = trained_tone_model()
+    model, labels = ckpt.build_model(), ckpt.labels
     int8 = convert_int8(model, [make_dataset(64, seed=21)[0]])
     art = ExportArtifacts(out_dir=out, quantization=io_quantization(int8))
     art.files["onnx_float"] = export_onnx(model, out / "model.onnx")
@@ -61,15 +68,24 @@ def test_detector_hears_keywords_through_each_backend(exported_run, kind):
 
 def test_model_files_resolve_by_suffix_and_errors_name_the_fix(exported_run, tmp_path):
     onnx_path = exported_run / "export" / "model.onnx"
-    assert resolve_model_path(None, onnx_path) == ("onnx", onnx_path)
+    assert choose_kind(resolve_run(onnx_path), None) == "onnx"
     assert load_backend(None, exported_run / "export" / "model_int8.tflite").kind == "tflite"
+    bare = write_run(tmp_path / "bare")
     with pytest.raises(UserError, match="kws export"):
-        resolve_model_path("onnx", tmp_path)  # a run dir without export/
+        load_backend("onnx", bare)  # a run folder without export/
     with pytest.raises(UserError, match="is a onnx model"):
-        resolve_model_path("tflite", onnx_path)
+        load_backend("tflite", onnx_path)
     with pytest.raises(UserError, match="unknown backend"):
-        resolve_model_path("tensorrt", exported_run)
-    lonely = tmp_path / "model.onnx"
+        load_backend("tensorrt", exported_run)
+    lonely = tmp_path / "lonely" / "model.onnx"
+    lonely.parent.mkdir()
     lonely.write_bytes(onnx_path.read_bytes())
     with pytest.raises(UserError, match="manifest"):
         load_backend("onnx", lonely)
+
+
+def test_auto_picks_the_fastest_exported_backend(exported_run, tmp_path):
+    """ONNX Runtime streams ~5x faster than torch per window (benchmarks/RESULTS.md)."""
+    assert load_backend("auto", exported_run).kind == "onnx"
+    assert load_backend(None, write_run(tmp_path / "unexported")).kind == "torch"
+    assert load_backend(None, exported_run / "checkpoints" / "best.pt").kind == "torch"

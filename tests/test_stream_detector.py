@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_stream_tones import LABELS, RATE_HZ, synth_stream, write_run
 
 from kws.config import FeatureConfig, StreamConfig
 from kws.errors import UserError
 from kws.features import NumpyFrontEnd, compute_features
 from kws.stream.backends import Backend, load_backend
 from kws.stream.detector import StreamingDetector, run_detector
+from tests.test_stream_tones import LABELS, RATE_HZ, synth_stream, write_run
 
 
 @pytest.fixture(scope="module")
@@ -65,10 +65,9 @@ def test_posteriors_match_batch_inference_on_aligned_clip(torch_backend, run_dir
     detector = StreamingDetector(model, stream_cfg=StreamConfig(stride_ms=40))
     inferences = run_detector(detector, np.array_split(audio, 37))
     by_time = {round(inf.time_ms): inf.probabilities for inf in inferences}
-    from kws.io import load_checkpoint
-    from kws.models import model_from_checkpoint
+    from kws.run import Run
 
-    net, _, _ = model_from_checkpoint(load_checkpoint(run_dir))
+    net = Run(run_dir).checkpoint().build_model()
     hop = FeatureConfig().hop_samples
     for offset in (0, 40 * hop, 64 * hop, 100 * hop):  # multiples of the 2-hop stride
         clip = torch.from_numpy(audio[offset : offset + RATE_HZ])[None]

@@ -10,12 +10,12 @@ import sys
 import numpy as np
 import pytest
 import soundfile
-from test_stream_tones import RATE_HZ, synth_stream, write_run
 
 from kws.cli import main
 from kws.errors import UserError
 from kws.stream import sources
 from kws.stream.sources import pick_input_device, stdin_source, wav_source
+from tests.test_stream_tones import RATE_HZ, synth_stream, write_run
 
 WORDS = ["yes", "no", "_unknown_", "yes", "no"]
 KEYWORDS = ["yes", "no", "yes", "no"]

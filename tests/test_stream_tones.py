@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kws.config import FeatureConfig, ModelConfig, RecipeConfig, to_dict
+from kws.config import DSCNNConfig, FeatureConfig, RecipeConfig
 from kws.features import compute_features
-from kws.models import create_model
+from kws.models import ModelSpec, build_model
+from kws.run import Checkpoint
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
 TONES_HZ = {"yes": 600.0, "no": 1500.0, "_unknown_": 3000.0}
@@ -47,8 +48,8 @@ def training_clip(label: str, rng: np.random.Generator) -> np.ndarray:
     return clip
 
 
-def model_config() -> ModelConfig:
-    return ModelConfig(widths=[16, 16, 16], block_strides=[[1, 1], [1, 1]], num_classes=len(LABELS))
+def model_config() -> DSCNNConfig:
+    return DSCNNConfig(widths=[16, 16, 16], block_strides=[[1, 1], [1, 1]])
 
 
 def make_dataset(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,14 +63,14 @@ def make_dataset(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=1)
-def trained_tone_model() -> dict:
-    """Checkpoint dict of a DS-CNN trained on tone words (a few seconds on one CPU thread)."""
+def trained_tone_model() -> Checkpoint:
+    """Checkpoint of a DS-CNN trained on tone words (a few seconds on one CPU thread)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: extra threads only add contention on a busy box
     try:
         torch.manual_seed(0)
         xs, ys = make_dataset(400, seed=1)
-        model = create_model(model_config())
+        model = build_model(ModelSpec(model_config(), (49, 10), len(LABELS)))
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
         x, y = torch.from_numpy(xs), torch.from_numpy(ys)
         for step in range(STEPS):
@@ -82,14 +83,12 @@ def trained_tone_model() -> dict:
     finally:
         torch.set_num_threads(threads)
     cfg = RecipeConfig(model=model_config(), features=FeatureConfig())
-    return {"config": to_dict(cfg), "state_dict": model.state_dict(), "labels": list(LABELS)}
+    return Checkpoint(cfg, model.state_dict(), list(LABELS))
 
 
 def write_run(run_dir: Path) -> Path:
     """A run directory holding the tone model as `checkpoints/best.pt`."""
-    from kws.io import save_checkpoint
-
-    save_checkpoint(run_dir / "checkpoints" / "best.pt", trained_tone_model())
+    trained_tone_model().save(run_dir / "checkpoints" / "best.pt")
     return run_dir
 
 
@@ -110,9 +109,7 @@ def synth_stream(
 
 
 def test_tone_model_classifies_held_out_clips():
-    from kws.models import model_from_checkpoint
-
-    model, _, _ = model_from_checkpoint(trained_tone_model())
+    model = trained_tone_model().build_model()
     xs, ys = make_dataset(120, seed=7)
     with torch.no_grad():
         predicted = model(torch.from_numpy(xs)).argmax(-1).numpy()

@@ -15,6 +15,9 @@ from kws.errors import ConfigError
 GSC12_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 GROWTH_METHODS = ("splitting", "random", "random_init", "scratch")
+COMPARE_METHODS = (
+    "splitting", "uniform", "random_split", "random_init", "grown_scratch", "bn_prune", "l1_prune"
+)
 BACKENDS = ("auto", "torch", "onnx", "tflite")
 
 
@@ -139,6 +142,7 @@ class TrainConfig:
     lr_gamma: float = option(0.2, above=0.0, maximum=1.0)
     weight_decay: float = option(0.0, minimum=0.0)
     label_smoothing: float = option(0.0, minimum=0.0, below=1.0)
+    bn_l1: float = option(0.0, minimum=0.0)  # L1 on BatchNorm scales (network slimming)
     device: str = option("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast, only on CUDA
     seed: int = option(0, minimum=0)
@@ -211,6 +215,16 @@ class GrowthConfig:
     fast_iterations: int = option(0, minimum=0)  # LOBPCG iterations; 0 = 100 (fp32) / 300 (fp64)
     fast_tol: float = option(0.0, minimum=0.0)  # relative residual; 0 = 1e-3 (fp32) / 1e-9 (fp64)
     baselines: list[str] = option(factory=list, item_choices=GROWTH_METHODS[1:])
+    # `kws grow --compare`: methods, parameter budgets (0 entries: budget.max_params), seeds
+    compare_methods: list[str] = option(factory=lambda: list(COMPARE_METHODS),
+                                        item_choices=COMPARE_METHODS)  # fmt: skip
+    compare_budgets: list[int] = option(factory=list, item_minimum=1)
+    compare_seeds: int = option(1, minimum=1)
+    # pruning rivals: the large model's uniform width (0 = 2x the width of the largest budget's
+    # uniform rival), slimming's L1 on BN scales, fine-tuning epochs (0 = final_epochs)
+    prune_from_width: int = option(0, minimum=0)
+    slimming_l1: float = option(1e-4, minimum=0.0)
+    prune_finetune_epochs: int = option(0, minimum=0)
 
     def validate(self) -> None:
         """Raises `ConfigError` when the epoch budget cannot hold the final phase."""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 from kws.plotting import pyplot, save_png
+from kws.stats import mean_interval
 
 
 def plot_growth(history: list[dict], out_dir: str | Path) -> list[Path]:
@@ -54,18 +56,28 @@ def plot_growth(history: list[dict], out_dir: str | Path) -> list[Path]:
     return paths
 
 
-def plot_comparison(results: dict[str, list[dict]], path: str | Path) -> Path:
-    """Test accuracy vs parameters of each method's rounds (or its single point)."""
+def plot_comparison(records: list[dict], path: str | Path) -> Path:
+    """The splitting paper's Fig. 4 on our data: each method's mean test accuracy against its
+    mean parameters per budget, with 95% intervals over seeds as error bars."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, history in results.items():
-        ax.plot(
-            [h["params"] for h in history],
-            [100 * h["test_accuracy"] for h in history],
-            "o-",
-            label=name,
-        )
+    cells = defaultdict(list)
+    for r in records:
+        cells[(r["method"], r["budget_params"])].append(r)
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for method in dict.fromkeys(r["method"] for r in records):
+        budgets = sorted(b for m, b in cells if m == method)
+        xs, ys, errs = [], [], []
+        for budget in budgets:
+            rows = cells[(method, budget)]
+            acc = mean_interval([r["test_accuracy"] for r in rows])
+            xs.append(sum(r["params"] for r in rows) / len(rows))
+            ys.append(100 * acc.mean)
+            errs.append(100 * acc.half_width)
+        style = "o-" if method == "splitting" else ".--"
+        ax.errorbar(xs, ys, yerr=errs, fmt=style, capsize=3, label=method,
+                    linewidth=2 if method == "splitting" else 1)  # fmt: skip
     ax.set_xlabel("parameters")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend()
+    ax.set_title("accuracy vs size (mean over seeds, 95% intervals)")
+    ax.legend(fontsize=8)
     return save_png(fig, Path(path))

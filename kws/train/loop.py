@@ -128,6 +128,8 @@ def train_epoch(model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, b
         num_batches = min(num_batches, cfg.train.max_steps_per_epoch)
     task = bar.add_task(label, total=num_batches, info="")
     limit = cfg.train.divergence_loss
+    # Network slimming's sparsity term (Liu et al. 2017): the subgradient of bn_l1 * |gamma|.
+    bn_scales = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     batches = data.batches("training", cfg.train.batch_size, shuffle=True, augment=True, seed=seed)
     for features, labels in batches:
         with autocast(data.device, cfg.train.amp):
@@ -143,6 +145,9 @@ def train_epoch(model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, b
                 return {"diverged": f"loss {value:.3g} at step {steps} (limit {limit:g})"}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.train.bn_l1:
+            for gamma in bn_scales:
+                gamma.grad.add_(cfg.train.bn_l1 * torch.sign(gamma.detach()))
         optimizer.step()
         batch = labels.numel()
         total += batch

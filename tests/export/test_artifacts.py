@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from kws.config import FeatureConfig, ModelConfig
-from kws.errors import MissingExtraError
+from kws.config import DSCNNConfig, FeatureConfig
+from kws.errors import MissingExtraError, UserError
 from kws.export import export_model
-from kws.models import create_model, preset_config
+from kws.models import ModelSpec, build_model
+from tests.helpers import preset_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["a", "b", "c", "d"]
 DSCNN_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "MEAN", "FULLY_CONNECTED"}
 
@@ -63,11 +64,15 @@ def train_few_steps(model: torch.nn.Module, steps: int = 80) -> None:
     model.eval()
 
 
+def ds_cnn(widths, block_strides, classes=12, activation="relu"):
+    config = DSCNNConfig(widths=widths, block_strides=block_strides, activation=activation)
+    return build_model(ModelSpec(config, (49, 10), classes))
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     torch.manual_seed(0)
-    cfg = ModelConfig(widths=[8, 8, 8], block_strides=[[1, 1], [1, 1]], num_classes=4)
-    model = create_model(cfg)
+    model = ds_cnn([8, 8, 8], [[1, 1], [1, 1]], classes=4)
     train_few_steps(model)
     calibration = [mfcc_like(50, np.random.default_rng(s))[0] for s in (1, 2, 3)]
     out = tmp_path_factory.mktemp("export") / "tiny"
@@ -177,9 +182,8 @@ def test_grown_model_with_uneven_widths_exports(tmp_path):
     from kws.export.tflite_export import litert_interpreter, litert_logits, litert_run
     from kws.export.tflm import tflm_interpreter
 
-    cfg = ModelConfig(widths=[8, 12, 6, 10], block_strides=[[1, 1], [2, 2], [1, 1]])
     torch.manual_seed(1)
-    model = create_model(cfg).eval()
+    model = ds_cnn([8, 12, 6, 10], [[1, 1], [2, 2], [1, 1]]).eval()
     randomize_bn(model, 1)
     x, _ = mfcc_like(32, np.random.default_rng(5))
     art = export_model(model, [str(i) for i in range(12)], FeatureConfig(), [x], tmp_path,
@@ -194,7 +198,7 @@ def test_grown_model_with_uneven_widths_exports(tmp_path):
 
 def test_ds_cnn_s_fits_flash_and_reports_arena(tmp_path):
     torch.manual_seed(2)
-    model = create_model(preset_config("ds_cnn_s")).eval()
+    model = build_model(preset_spec("ds_cnn_s")).eval()
     randomize_bn(model, 2)
     calibration = [mfcc_like(32, np.random.default_rng(7), classes=4)[0]]
     art = export_model(model, [str(i) for i in range(12)], FeatureConfig(), calibration,
@@ -212,7 +216,7 @@ def test_missing_tensorflow_names_the_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "tensorflow", None)
     with pytest.raises(MissingExtraError, match=r"kws\[export\]"):
-        convert_float(create_model(ModelConfig(widths=[4, 4], block_strides=[[1, 1]])))
+        convert_float(ds_cnn([4, 4], [[1, 1]]))
 
 
 def test_missing_tflite_micro_names_the_extra(monkeypatch):
@@ -224,9 +228,30 @@ def test_missing_tflite_micro_names_the_extra(monkeypatch):
 
 
 def test_smooth_activation_without_int8_kernel_is_refused():
-    from kws.errors import UserError
     from kws.export.keras_rebuild import build_keras
 
-    cfg = ModelConfig(widths=[4, 4], block_strides=[[1, 1]], activation="softplus")
     with pytest.raises(UserError, match="softplus"):
-        build_keras(create_model(cfg))
+        build_keras(ds_cnn([4, 4], [[1, 1]], activation="softplus"))
+
+
+def test_silu_exports_as_logistic_times_input_and_keeps_int8_accuracy(tmp_path):
+    """SiLU (exact splitting theory) lowers to LOGISTIC + MUL, both with int8 TFLM kernels."""
+    from kws.export.onnx_export import onnx_logits, onnx_session
+    from kws.export.tflite_export import litert_interpreter, litert_logits
+
+    torch.manual_seed(3)
+    model = ds_cnn([8, 8, 8], [[1, 1], [1, 1]], classes=4, activation="silu")
+    train_few_steps(model)
+    calibration = [mfcc_like(50, np.random.default_rng(s))[0] for s in (1, 2, 3)]
+    art = export_model(model, LABELS, FeatureConfig(), calibration, tmp_path, name="silu")
+    assert {"LOGISTIC", "MUL"} <= set(art.ops) and set(art.ops) - {"LOGISTIC", "MUL"} == DSCNN_OPS
+    x, y = mfcc_like(200, np.random.default_rng(99))
+    ref = torch_logits(model, x)
+    assert (ref.argmax(1) == y).mean() >= 0.9
+    float_tfl = litert_logits(litert_interpreter(art.files["tflite_float"].read_bytes()), x)
+    np.testing.assert_allclose(float_tfl, ref, atol=1e-4)
+    np.testing.assert_allclose(onnx_logits(onnx_session(art.files["onnx_float"]), x), ref,
+                               atol=1e-4)  # fmt: skip
+    int8 = litert_logits(litert_interpreter(art.files["tflite_int8"].read_bytes()), x)
+    assert (int8.argmax(1) == ref.argmax(1)).mean() >= 0.9
+    assert art.arena_bytes > 0

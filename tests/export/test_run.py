@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
-from kws.config import load_recipe, to_dict
-from kws.errors import UserError
+from kws.cli import main
+from kws.config import load_recipe
+from kws.errors import MissingExtraError, UserError
 from kws.export.evaluate import BackendAccuracy
-from kws.export.run import _gate
-from kws.io import CheckpointError, save_checkpoint
-from kws.models import create_model
+from kws.export.run import export_run, int8_gate
+from kws.models import ModelSpec, build_model
+from kws.run import Checkpoint, CheckpointError
 
 LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off",
           "stop", "go"]  # fmt: skip
@@ -26,18 +28,13 @@ def run_dir(tone_dataset, tmp_path):
         "train.device=cpu", "export.calibration_batches=2", "name=tones",
     ])  # fmt: skip
     torch.manual_seed(0)
-    model = create_model(cfg.model)
+    model = build_model(ModelSpec.of(cfg.model, cfg.features, len(LABELS)))
     run = tmp_path / "runs" / "tones"
-    save_checkpoint(
-        run / "checkpoints" / "best.pt",
-        {"config": to_dict(cfg), "state_dict": model.state_dict(), "labels": LABELS},
-    )
+    Checkpoint(cfg, model.state_dict(), LABELS).save(run / "checkpoints" / "best.pt")
     return run
 
 
 def test_cli_export_writes_report_and_tflm_files(run_dir):
-    from kws.cli import main
-
     code = main(["export", str(run_dir), "--formats", "tflite,tflm", "--target", "cortex-m4f"])
     report = json.loads((run_dir / "export" / "report.json").read_text())
     assert code == (0 if report["passed"] else 1)
@@ -51,27 +48,58 @@ def test_cli_export_writes_report_and_tflm_files(run_dir):
         "flash", "sram"}  # fmt: skip
     for name in ("model_data.cc", "model_data.h", "op_resolver.h", "manifest.json"):
         assert (run_dir / "export" / "tflm" / name).is_file()
-    assert "| tflm_int8 |" in (run_dir / "export" / "report.md").read_text()
+    report_md = (run_dir / "export" / "report.md").read_text()
+    assert "| tflm_int8 |" in report_md and "(n=" in report_md  # n and 95% intervals
+    # a second export into the same folder is refused unless asked for
+    assert main(["export", str(run_dir), "--formats", "tflite"]) == 2
+    assert main(["export", str(run_dir), "--formats", "tflite", "--force"]) in (0, 1)
 
 
-def test_int8_gate_fails_a_large_drop():
-    accs = [BackendAccuracy("torch_float", 0.90, 100, False),
-            BackendAccuracy("onnx_int8", 0.80, 100, True),
-            BackendAccuracy("tflite_int8", 0.885, 100, True)]  # fmt: skip
-    drops, failures, gated = _gate(accs, max_drop=1.0)
-    assert gated == ["tflite_int8"] and failures and "1.50 points" in failures[0]
-    assert drops["onnx_int8"] == pytest.approx(10.0)
-    assert not _gate(accs, max_drop=2.0)[1]
+def _right(n: int, correct: int, start: int = 0) -> np.ndarray:
+    mask = np.zeros(n, bool)
+    mask[start : start + correct] = True
+    return mask
+
+
+def test_int8_gate_is_paired_and_ignores_noise():
+    """1.5 points below float on 100 examples is 2 net flips: noise, not a failure; 10 is not."""
+    n = 100
+    right = {
+        "torch_float": _right(n, 90),
+        "onnx_int8": _right(n, 80),  # 10 examples right only in float
+        "tflite_int8": _right(n, 88, start=1),  # 2 only in float, 0 only in int8... see below
+    }
+    right["tflite_int8"][0] = False
+    accs = [BackendAccuracy(b, r.mean(), n, b != "torch_float", int(r.sum()))
+            for b, r in right.items()]  # fmt: skip
+    drops, paired, gated, failures = int8_gate(accs, right, max_drop=1.0)
+    assert gated == ["tflite_int8"] and drops["onnx_int8"] == pytest.approx(10.0)
+    assert paired["tflite_int8"]["only_float_right"] == 2 and not failures  # p = 0.5
+    right["tflite_int8"] = right["onnx_int8"]
+    accs[2] = BackendAccuracy("tflite_int8", 0.8, n, True, 80)
+    failures = int8_gate(accs, right, max_drop=1.0)[3]
+    assert failures and "10.00 points" in failures[0] and "McNemar" in failures[0]
+    assert not int8_gate(accs, right, max_drop=12.0)[3]
+
+
+def test_missing_extra_is_reported_before_any_work(run_dir, monkeypatch):
+    import sys
+
+    import kws.export.run as export
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    monkeypatch.setattr(export, "build_data", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(MissingExtraError, match=r"onnxscript.*kws\[export\]"):
+        export_run(run_dir, ["export.formats=[onnx]"])
+    assert not (run_dir / "export").exists()
 
 
 def test_unknown_target_and_corrupt_checkpoint_are_clear_errors(run_dir, tmp_path):
-    from kws.export import export_run
-
     with pytest.raises(UserError, match="unknown target 'no-such-mcu'"):
-        export_run(run_dir, target="no-such-mcu")
+        export_run(run_dir, ["budget.target=no-such-mcu"])
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="corrupt"):
         export_run(broken)
-    with pytest.raises(UserError, match="unknown export format 'tf'"):
-        export_run(run_dir, formats=["tf"])
+    with pytest.raises(UserError, match="export.formats"):
+        export_run(run_dir, ["export.formats=[tf]"])

@@ -56,10 +56,9 @@ def test_rounds_final_phase_and_checkpoints(tone_recipe, tmp_path):
     final = Checkpoint.load(run_dir / "checkpoints" / "best.pt")
     assert final.config.model.widths == history[-1]["widths"] == result.model.spec.config.widths
     assert count_params(final.spec) == history[-1]["params"]
-    # one LR schedule: peak while growing, the recipe's decay only in the final phase
-    lrs = [json.loads(line)["lr"] for r in ("round_1", "final")
-           for line in (run_dir / "rounds" / r / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
-    assert lrs[:2] == [tone_recipe.train.lr] * 2 and lrs[-1] == tone_recipe.train.lr
+    # one LR schedule: the peak rate while growing (no restart, no decay between splits)
+    rows = (run_dir / "rounds" / "round_1" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["lr"] for line in rows] == [tone_recipe.train.lr] * 2
 
 
 def test_epochs_are_seeded_globally_not_per_round(tone_recipe, tmp_path, monkeypatch):
@@ -169,3 +168,38 @@ def test_family_without_units_is_refused(tone_recipe, tmp_path, monkeypatch):
     monkeypatch.setitem(MODELS, "ds_cnn", replace(MODELS["ds_cnn"], split_structure=None))
     with pytest.raises(Exception, match="declares no splittable units"):
         grow(growth_recipe(tone_recipe), tmp_path / "g", progress=False)
+
+
+def test_compare_runs_every_method_and_writes_the_schema(tone_recipe, tmp_path):
+    from kws.growth.compare import compare
+
+    cfg = growth_recipe(tone_recipe, growth__rounds=1)
+    cfg.growth.compare_budgets = [3000]
+    cfg.growth.prune_finetune_epochs = 1
+    records = compare(cfg, tmp_path / "cmp", seeds=1, progress=False)
+    methods = [r["method"] for r in records]
+    assert methods == ["splitting", "uniform", "random_split", "random_init", "grown_scratch",
+                       "bn_prune", "l1_prune"]  # fmt: skip
+    keys = {"method", "budget_params", "seed", "params", "macs", "val_accuracy", "test_accuracy",
+            "epochs", "wall_s", "train_compute_macs"}  # fmt: skip
+    by = {r["method"]: r for r in records}
+    for r in records:
+        assert keys <= set(r) and 0 <= r["test_accuracy"] <= 1 and r["params"] > 0
+    split = by["splitting"]
+    assert split["params"] <= 3000
+    for name in ("random_split", "random_init", "grown_scratch"):
+        assert by[name]["widths"] == split["widths"] and by[name]["epochs"] == split["epochs"]
+    assert abs(by["uniform"]["params"] - split["params"]) < 0.25 * split["params"]
+    assert len(set(by["uniform"]["widths"])) == 1 and by["uniform"]["epochs"] == split["epochs"]
+    for name in ("bn_prune", "l1_prune"):
+        assert by[name]["params"] <= split["params"]
+        assert by[name]["train_compute_macs"] > by["uniform"]["train_compute_macs"]
+    saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    assert saved == records
+    table = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "+-" in table and "| 3,000 | uniform |" in table
+    assert (tmp_path / "cmp" / "plots" / "accuracy_vs_params.png").stat().st_size > 1000
+    # resumable: a second call with --resume recomputes nothing
+    stamp = (tmp_path / "cmp" / "uniform" / "b3000_s0" / "record.json").stat().st_mtime_ns
+    assert compare(cfg, tmp_path / "cmp", seeds=1, resume=True, progress=False) == records
+    assert (tmp_path / "cmp" / "uniform" / "b3000_s0" / "record.json").stat().st_mtime_ns == stamp

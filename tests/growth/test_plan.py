@@ -46,7 +46,8 @@ def test_plan_takes_most_negative_indices_up_to_the_round_cap():
     all_values = sorted(v for u in scores.units for v in u.eigenvalues.tolist())
     assert chosen == all_values[: plan.num_splits]
     assert all(v <= 0 for v in chosen)
-    assert plan.new_widths == [w + len(plan.splits.get(j, [])) for j, w in enumerate(spec.config.widths)]
+    widths = spec.config.widths
+    assert plan.new_widths == [w + len(plan.splits.get(j, [])) for j, w in enumerate(widths)]
 
 
 def test_plan_threshold_and_m_star():

@@ -1,0 +1,280 @@
+"""Growth stage: the comparison harness behind `kws grow RECIPE --compare`.
+
+Every method of `growth.compare_methods` at every parameter budget of `growth.compare_budgets`
+for `growth.compare_seeds` seeds, on the same data:
+
+- `splitting`: Algorithm 1 grown to the budget (`kws.growth.loop.grow`);
+- `uniform`: the hand-designed family at the grown model's size (the family's width knob,
+  every unit equally wide), from scratch for the splitting run's total epochs;
+- `random_split`, `random_init`: the splitting run's exact per-round growth with random
+  directions / freshly initialised neurons, from its trained seed, on its exact epochs;
+- `grown_scratch`: the grown widths from scratch for the same total epochs;
+- `bn_prune`, `l1_prune`: a larger model of the same topology (trained once per seed, with the
+  slimming L1 for `bn_prune`) pruned to the grown model's size and fine-tuned
+  (`kws.growth.prune`).
+
+Each run is a run folder `<run>/<method>/b<budget>_s<seed>/` with a `record.json` once done, so
+an interrupted comparison resumes where it stopped. `comparison.json` holds one record per
+method x budget x seed (`method`, `budget_params`, `seed`, `params`, `macs`, `val_accuracy`,
+`test_accuracy` (fractions; the checkpoint picked by validation), `epochs`, `wall_s`,
+`train_compute_macs`), `comparison.md` the mean +- 95% interval per cell, and
+`plots/accuracy_vs_params.png` the paper's Fig. 4 on our data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from kws.config import RecipeConfig, copy_config
+from kws.data.dataset import KwsData, build_data
+from kws.errors import UserError
+from kws.growth.loop import grow
+from kws.growth.plots import plot_comparison
+from kws.growth.prune import prune
+from kws.growth.schedule import decay_lr
+from kws.io import atomic_write_json, atomic_write_text
+from kws.models import ModelSpec, count_macs, count_params, family_of
+from kws.run import Checkpoint, Run
+from kws.stats import mean_interval
+from kws.train.evaluate import evaluate
+from kws.train.loop import resolve_device, train
+
+
+def _record(method, budget, seed, run: Run, spec, epochs, wall_s, compute, data, cfg) -> dict:
+    best = Checkpoint.load(run.checkpoint_path("best"))
+    test = evaluate(best.build_model().to(data.device), data, "testing", cfg.train.eval_batch_size)
+    return {
+        "method": method, "budget_params": budget, "seed": seed,
+        "params": count_params(spec), "macs": count_macs(spec),
+        "val_accuracy": best.best_val_accuracy, "test_accuracy": test.accuracy,
+        "test_examples": test.num_examples, "epochs": epochs, "wall_s": wall_s,
+        "train_compute_macs": compute, "widths": _widths(spec),
+    }  # fmt: skip
+
+
+def _widths(spec: ModelSpec) -> list[int]:
+    family = family_of(spec.config)
+    return family.unit_widths(spec.config) if family.unit_widths else []
+
+
+def _scratch(cfg, run: Run, spec, epochs, data, progress, resume) -> tuple[float, int]:
+    """Train `spec` from a fresh start for `epochs` with the recipe's decay over them."""
+    start = time.perf_counter()
+    run_cfg = copy_config(cfg)
+    run_cfg.model = spec.config
+    train(run_cfg, run, resume=resume, force=not resume, data=data, epochs=epochs,
+          lr_at=decay_lr(run_cfg, epochs), tag=f"{run.root.parent.name} ", progress=progress)  # fmt: skip
+    macs = count_macs(spec) * data.num_examples("training") * epochs
+    return time.perf_counter() - start, macs
+
+
+def uniform_spec(spec: ModelSpec, params: int) -> ModelSpec:
+    """The family's uniform-width model whose parameter count is closest to `params`.
+
+    Raises:
+        UserError: the family declares no uniform-width knob.
+    """
+    family = family_of(spec.config)
+    if family.uniform is None:
+        raise UserError(f"model family '{family.name}' has no uniform-width rival")
+    best, width = None, 1
+    while True:
+        candidate = spec.with_config(family.uniform(spec.config, width))
+        gap = abs(count_params(candidate) - params)
+        if best is not None and gap > best[0]:
+            return best[1]
+        best = (gap, candidate) if best is None or gap <= best[0] else best
+        width += 1
+
+
+def _share_seed(source: Run, target: Run) -> None:
+    """A baseline starts from the splitting run's trained seed (round 0), not a retrained one."""
+    if target.growth_path.is_file():
+        return  # resuming: it has its own history
+    shutil.copytree(source.round(0).root, target.round(0).root, dirs_exist_ok=True)
+    history = json.loads(source.growth_path.read_text())["rounds"][:1]
+    atomic_write_json(target.growth_path, {"method": "", "stop_reason": "", "rounds": history})
+
+
+def _large_model(cfg, root: Path, method: str, seed_cfg, spec, epochs, data, progress, resume):
+    """The pruning rival's larger model for one seed (trained once, shared by budgets)."""
+    run = Run(root / method / f"large_s{seed_cfg.train.seed}")
+    large_cfg = copy_config(seed_cfg)
+    large_cfg.train.bn_l1 = cfg.growth.slimming_l1 if method == "bn_prune" else 0.0
+    done = run.last_path.is_file() and Checkpoint.load(run.last_path).epoch >= epochs
+    if not done:
+        _scratch(large_cfg, run, spec, epochs, data, progress, resume=run.last_path.is_file())
+    return run, count_macs(spec) * data.num_examples("training") * epochs
+
+
+def _growth_methods(cfg, root, budget, seed_cfg, data, progress, resume) -> dict:
+    """splitting, random_split, random_init at one budget and seed: method -> (run, history)."""
+    g_cfg = copy_config(seed_cfg)
+    g_cfg.budget.max_params = budget
+    g_cfg.growth.method = "splitting"
+    name = f"b{budget}_s{seed_cfg.train.seed}"
+    split_run = Run(root / "splitting" / name)
+    finished = (split_run.root / "record.json").is_file()
+    history = (
+        json.loads(split_run.growth_path.read_text())["rounds"]
+        if finished
+        else grow(g_cfg, split_run, resume=resume or split_run.growth_path.is_file(),
+                  data=data, progress=progress).history
+    )  # fmt: skip
+    out = {"splitting": (split_run, history)}
+    for method, growth_method in (("random_split", "random"), ("random_init", "random_init")):
+        if method not in cfg.growth.compare_methods:
+            continue
+        run = Run(root / method / name)
+        if not (run.root / "record.json").is_file():
+            _share_seed(split_run, run)
+            b_cfg = copy_config(g_cfg)
+            b_cfg.growth.method = growth_method
+            grow(b_cfg, run, data=data, progress=progress, reference=history, resume=True)
+        out[method] = (run, json.loads(run.growth_path.read_text())["rounds"])
+    return out
+
+
+def _run_cell(cfg, root, budget, seed_cfg, data, progress, resume) -> list[dict]:
+    """Every method at one budget and seed; returns their records (from record.json files)."""
+    seed, name = seed_cfg.train.seed, f"b{budget}_s{seed_cfg.train.seed}"
+    grown = _growth_methods(cfg, root, budget, seed_cfg, data, progress, resume)
+    split_run, history = grown["splitting"]
+    final = Checkpoint.load(split_run.checkpoint_path("best"))
+    spec, total = final.spec, sum(h["epochs"] for h in history)
+    for method, (run, h) in grown.items():
+        _write_once(run, lambda r=run, h=h, m=method: _record(
+            m, budget, seed, r, Checkpoint.load(r.checkpoint_path("best")).spec,
+            sum(x["epochs"] for x in h), sum(x["wall_s"] for x in h),
+            sum(x["train_compute_macs"] for x in h), data, cfg))  # fmt: skip
+    rivals = {
+        "grown_scratch": lambda: spec,
+        "uniform": lambda: uniform_spec(spec, count_params(spec)),
+    }
+    for method, make in rivals.items():
+        if method in cfg.growth.compare_methods:
+            run = Run(root / method / name)
+            target = make()
+            _write_once(run, lambda r=run, t=target, m=method: _record(
+                m, budget, seed, r, t, total,
+                *_scratch(seed_cfg, r, t, total, data, progress, r.last_path.is_file()),
+                data, cfg))  # fmt: skip
+    for method in ("bn_prune", "l1_prune"):
+        if method in cfg.growth.compare_methods:
+            run = Run(root / method / name)
+            _write_once(run, lambda r=run, m=method: _pruned(
+                cfg, root, m, budget, seed_cfg, spec, total, r, data, progress))  # fmt: skip
+    return [json.loads((root / m / name / "record.json").read_text())
+            for m in cfg.growth.compare_methods]  # fmt: skip
+
+
+def _pruned(cfg, root, method, budget, seed_cfg, spec, total, run, data, progress) -> dict:
+    """Train (once) the larger model, prune it to the grown size, fine-tune; the record."""
+    start = time.perf_counter()
+    large_width = cfg.growth.prune_from_width or 2 * _largest_uniform_width(cfg, spec)
+    large_spec = spec.with_config(family_of(spec.config).uniform(spec.config, large_width))
+    large_run, large_compute = _large_model(
+        cfg, root, method, seed_cfg, large_spec, total, data, progress, resume=False
+    )
+    large = Checkpoint.load(large_run.last_path).build_model()
+    pruned, pruned_spec = prune(large, method, count_params(spec))
+    epochs = cfg.growth.prune_finetune_epochs or cfg.growth.final_epochs or total // 4 or 1
+    tune_cfg = copy_config(seed_cfg)
+    tune_cfg.model = pruned_spec.config
+    train(tune_cfg, run, resume=run.last_path.is_file(), force=not run.last_path.is_file(),
+          model=pruned.train(), data=data, epochs=epochs, lr_at=decay_lr(tune_cfg, epochs),
+          tag=f"{method} fine-tune ", progress=progress)  # fmt: skip
+    compute = large_compute + count_macs(pruned_spec) * data.num_examples("training") * epochs
+    return _record(method, budget, seed_cfg.train.seed, run, pruned_spec, total + epochs,
+                   time.perf_counter() - start, compute, data, cfg)  # fmt: skip
+
+
+def _largest_uniform_width(cfg: RecipeConfig, spec: ModelSpec) -> int:
+    """Width of the uniform model at the largest budget (the pruning models start at 2x it)."""
+    target = uniform_spec(spec, max(_budgets(cfg)))
+    return max(family_of(spec.config).unit_widths(target.config))
+
+
+def _write_once(run: Run, make) -> None:
+    path = run.root / "record.json"
+    if not path.is_file():
+        atomic_write_json(path, make())
+
+
+def _budgets(cfg: RecipeConfig) -> list[int]:
+    budgets = list(cfg.growth.compare_budgets) or [cfg.budget.max_params]
+    if not all(budgets):
+        raise UserError(
+            "kws grow --compare needs parameter budgets: growth.compare_budgets=[9000,23000] "
+            "(or budget.max_params)"
+        )
+    return budgets
+
+
+def summarize(records: list[dict]) -> str:
+    """comparison.md: mean +- 95% t interval of every cell over seeds."""
+    cells = defaultdict(list)
+    for r in records:
+        cells[(r["budget_params"], r["method"])].append(r)
+    lines = [
+        "| budget (params) | method | params | test accuracy (%) | val accuracy (%) | epochs | "
+        "training compute (G MACs) | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for (budget, method), rows in sorted(cells.items()):
+        test = mean_interval([r["test_accuracy"] for r in rows])
+        val = mean_interval([r["val_accuracy"] for r in rows])
+        params = round(sum(r["params"] for r in rows) / len(rows))
+        compute = sum(r["train_compute_macs"] for r in rows) / len(rows) / 1e9
+        lines.append(
+            f"| {budget:,} | {method} | {params:,} | {test.format()} | {val.format()} | "
+            f"{rows[0]['epochs']} | {compute:,.1f} | {len(rows)} |"
+        )
+    n = sorted({r.get("test_examples", 0) for r in records})
+    lines += ["", f"Test examples per run: {', '.join(map(str, n))}. Accuracy of the checkpoint "
+              "picked by validation; +- is the 95% t interval of the mean over seeds."]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def compare(
+    cfg: RecipeConfig,
+    run_dir: str | Path,
+    *,
+    seeds: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    data: KwsData | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Run the comparison (see the module docstring); returns the records.
+
+    Raises:
+        UserError: no budgets, an existing comparison without resume/force, a family without
+            units or a uniform knob.
+    """
+    root = Path(run_dir)
+    run = Run(root)
+    if force and root.exists():
+        shutil.rmtree(root)
+    if not resume and (root / "comparison.json").is_file():
+        raise UserError(f"'{root}' holds a comparison; --resume continues it, --force restarts")
+    budgets, seeds = _budgets(cfg), seeds or cfg.growth.compare_seeds
+    data = data or build_data(cfg, resolve_device(cfg.train.device), progress=progress)
+    run.save_config(cfg)
+    records = []
+    for seed in range(seeds):
+        seed_cfg = copy_config(cfg)
+        seed_cfg.train.seed = cfg.train.seed + seed
+        for budget in budgets:
+            records += _run_cell(cfg, root, budget, seed_cfg, data, progress, resume)
+            atomic_write_json(root / "comparison.json", records)
+    atomic_write_text(root / "comparison.md", summarize(records))
+    plot_comparison(records, run.plots_dir / "accuracy_vs_params.png")
+    if progress:
+        print(summarize(records))
+    return records
+
