@@ -38,6 +38,7 @@ DTYPE = torch.float64
 X_RANGE = (-5.0, 5.0)
 TARGET_NEURONS = 10
 TARGET_KINDS = ("positive", "mixed", "alternating")
+GROWTH_METHODS = ("splitting", "random_split", "random_new", "boosting")
 
 
 @dataclass
@@ -224,7 +225,9 @@ def grow_step(method: str, net: Net, x, y, eps: float, rng: np.random.Generator,
     """One growth step of `method` from a trained `net` -> (grown net, frozen neuron count)."""
     if method == "splitting":
         lam, vec = min_pairs(net, x, y)
-        index = int(torch.argmin(lam))  # Algorithm 1 with m_* = 1: most negative index
+        # Algorithm 1 with m_* = 1. Its threshold lambda_* <= 0 would stop growth early; to
+        # reach the figure's size we split even a non-negative index (split_indices shows it)
+        index = int(torch.argmin(lam))
         grown = split(net, index, vec[index], eps)
         with torch.no_grad():
             trace.split_decrease.append((loss(net, x, y) - loss(grown, x, y)).item())
@@ -277,7 +280,7 @@ def progressive(
     phase k trains exactly `schedule[k]` iterations, so rivals get the same budget and growth
     points. `probe(net)` is called on the trained net just before each growth step.
     """
-    rng = np.random.default_rng([seed, 3, len(method)])
+    rng = np.random.default_rng([seed, 3, GROWTH_METHODS.index(method)])
     trace = Trace()
     net, frozen = start.clone(), 0
     if method == "boosting":

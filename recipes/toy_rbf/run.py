@@ -221,7 +221,11 @@ def plot_all(args, target: Net, nets: dict, traces: dict, summary: dict) -> None
         ax.semilogy(traces[method].losses, lw=1.2, label=LABELS[method])
     for at in traces["splitting"].growth_at:
         ax.axvline(at, color="0.85", lw=0.6, zorder=0)
-    ax.set(xlabel="iteration (full-batch Adam)", ylabel="training loss", title="(d) training")
+    ax.set(
+        xlabel="iteration (full-batch Adam)",
+        ylabel="training loss",
+        title="(d) training (grey: growth steps)",
+    )
     ax.legend(fontsize=8)
     save_png(fig, args.out / "fig1d_training.png")
 
