@@ -66,8 +66,9 @@ def _scratch(cfg, run: Run, spec, epochs, data, progress, resume) -> tuple[float
     start = time.perf_counter()
     run_cfg = copy_config(cfg)
     run_cfg.model = spec.config
+    tag = f"{run.root.parent.name} "
     train(run_cfg, run, resume=resume, force=not resume, data=data, epochs=epochs,
-          lr_at=decay_lr(run_cfg, epochs), tag=f"{run.root.parent.name} ", progress=progress)  # fmt: skip
+          lr_at=decay_lr(run_cfg, epochs), tag=tag, progress=progress)  # fmt: skip
     macs = count_macs(spec) * data.num_examples("training") * epochs
     return time.perf_counter() - start, macs
 

@@ -28,11 +28,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-try:  # the generic eigen-solver is moving out of scores.py; accept either home
-    from kws.growth.eigen import min_eigenpairs
-except ImportError:
-    from kws.growth.scores import min_eigenpairs
 from kws.errors import UserError
+from kws.growth.eigen import min_eigenpairs
 
 DTYPE = torch.float64
 X_RANGE = (-5.0, 5.0)
