@@ -79,7 +79,12 @@ def _add_data(sub) -> None:
         "Idempotent: a completed dataset is not fetched again.",
         epilog="example: kws data download --version v2 --root data  (then --test-set too)",
     )
-    d.add_argument("--version", choices=["v1", "v2"], default="v2")
+    d.add_argument(
+        "--version",
+        choices=["v1", "v2", "v0.01", "v0.02"],
+        default="v2",
+        help="v1 = v0.01 (30 words), v2 = v0.02 (35 words; default)",
+    )
     d.add_argument("--test-set", action="store_true", help="the official test-set archive")
     d.add_argument("--root", default="data", help="folder to download and extract into")
     d.add_argument(
@@ -117,11 +122,14 @@ def _run_data_download(args) -> int:
     from pathlib import Path
 
     from kws.data.download import download_gsc
+    from kws.data.gsc import LAYOUT_TEST_SET, detect_layout
 
     path = download_gsc(
         args.version, Path(args.root), test_set=args.test_set, base_url=args.base_url
     )
-    print(f"dataset ready: {path}")
+    layout = detect_layout(path)
+    use = f"kws evaluate RUN --data {path}" if layout == LAYOUT_TEST_SET else f"data.root={path}"
+    print(f"dataset ready: {path} (layout {layout}; use it with {use})")
     return 0
 
 

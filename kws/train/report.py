@@ -50,7 +50,7 @@ def evaluate_checkpoint(
     if data_root:
         cfg.data.root = data_root
     dev = resolve_device(device)
-    data = build_data(cfg, dev)
+    data = build_data(cfg, dev, check_training=False)  # evaluation only: no training checks
     if list(data.labels) != labels:
         from kws.errors import UserError
 
