@@ -5,9 +5,8 @@ disk); epochs never re-read WAV files. On CUDA the bank, the noise and all augme
 the GPU. Example selection follows TensorFlow's `input_data.py` (REFERENCE.md): silence and
 unknown examples each number a percentage of a split's wanted-word examples. An official GSC
 test set (`_silence_/`, `_unknown_/` folders) is used as it ships instead: every clip is a test
-example of its folder's label. Before anything trains, `check_training_examples` refuses data
-that would train a model silently unable to do its job (an empty split, a class without
-examples, held-out speakers that match nobody).
+example of its folder's label. Before anything trains, `kws.data.checks` refuses data that
+would train a model silently unable to do its job.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from kws.config import DataConfig, RecipeConfig
 from kws.data import augment as aug
 from kws.data.audio import AudioReport
 from kws.data.bank import decode_bank, load_noise
+from kws.data.checks import check_training_examples, check_training_index
 from kws.data.gsc import (
     LAYOUT_FOLDERS,
     LAYOUT_TEST_SET,
@@ -92,96 +92,6 @@ def select_examples(
         rows = np.array([e[0] for e in examples], dtype=np.int64)
         result[split] = SplitExamples(rows, np.array([e[1] for e in examples], dtype=np.int64))
     return result
-
-
-def _split_sizes(index: ClipIndex) -> str:
-    counts = Counter(c.split for c in index.clips)
-    return ", ".join(f"{counts[s]} {s}" for s in ("training", "validation", "testing"))
-
-
-def check_training_index(index: ClipIndex, cfg: DataConfig, root: Path) -> None:
-    """Before decoding: the layout must have training clips, and `data.exclude_speakers` must
-    match at least one speaker."""
-    if index.layout == LAYOUT_TEST_SET:
-        raise UserError(
-            f"'{root}' is an official Speech Commands test set (layout {LAYOUT_TEST_SET}: "
-            f"_silence_/ and _unknown_/ folders): all {len(index.clips)} clips are test "
-            "examples, none is for training. Train on the full data set (kws data download "
-            "--version v2 --root data, then data.root=data/speech_commands_v0.02) and evaluate "
-            f"on this folder: kws evaluate RUN --data {root}"
-        )
-    held = tuple(cfg.exclude_speakers)
-    if not held or any(c.speaker.startswith(held) for c in index.clips):
-        return
-    speakers = sorted({c.speaker for c in index.clips})
-    raise UserError(
-        f"data.exclude_speakers={list(held)} matches no speaker of the {len(index.clips)} "
-        f"clips under '{root}', so the holdout split would be empty (speaker ids there look "
-        f"like {', '.join(speakers[:3])}); give prefixes of those ids (e.g. [flite-] holds one "
-        "engine of a synthesized set out), or drop data.exclude_speakers"
-    )
-
-
-def _empty_class_fix(name: str, wanted: list[str], index: ClipIndex, cfg: DataConfig) -> str:
-    """Why class `name` has no training examples, and what to do about it."""
-    if name == SILENCE_LABEL:
-        return (
-            f"data.silence_percent={cfg.silence_percent:g} adds no silence examples; set it "
-            "to e.g. 10 (silence is made from the background noise)"
-        )
-    if name == UNKNOWN_LABEL:
-        others = sorted({w for w in index.words if w not in wanted})
-        if cfg.unknown_percent <= 0:
-            return f"data.unknown_percent={cfg.unknown_percent:g} adds none; set it to e.g. 10"
-        if not others:
-            return (
-                f"the data has no words besides the keywords {wanted}, so the model could never "
-                "reject other speech; add negative words (every word folder that is not a "
-                f"keyword becomes _unknown_), e.g. `kws data synth --out DIR --words "
-                f"{' '.join(wanted)} dog house happy tree bird` and train on DIR"
-            )
-        return f"the clips of the other words ({', '.join(others[:5])}) are all outside it"
-    where = Counter(c.split for c in index.clips if c.word == name)
-    found = ", ".join(f"{n} {s}" for s, n in sorted(where.items())) or "none readable"
-    return (
-        f"its clips are elsewhere ({found}); add clips from more speakers (a speaker's clips "
-        "all land in one split)"
-    )
-
-
-def check_training_examples(
-    examples: dict, labels: list[str], wanted: list[str], index: ClipIndex, cfg: DataConfig
-) -> None:
-    """Refuse data that cannot train a working model: an empty training or validation split,
-    or a class of the training split with no examples."""
-    root = Path(cfg.root)
-    for split, role in (("training", "training"), ("validation", "choosing best.pt")):
-        if len(examples[split].labels) == 0:
-            held = (
-                f"; data.exclude_speakers={list(cfg.exclude_speakers)} holds out "
-                f"{len(examples['holdout'].labels)} examples"
-                if cfg.exclude_speakers
-                else ""
-            )
-            raise UserError(
-                f"the {split} split of '{root}' is empty (clips: {_split_sizes(index)}{held}), "
-                f"so there is nothing for {role}; add clips from more speakers (a speaker's "
-                "clips all land in one split) or check validation_list.txt/testing_list.txt"
-            )
-    if cfg.exclude_speakers and len(examples["holdout"].labels) == 0:
-        raise UserError(
-            f"data.exclude_speakers={list(cfg.exclude_speakers)} matches only clips of words "
-            f"that are not keywords ({wanted}) in '{root}', so the holdout split would be "
-            "empty; give prefixes of speakers that say the keywords"
-        )
-    counts = np.bincount(examples["training"].labels, minlength=len(labels))
-    empty = [name for name, count in zip(labels, counts) if count == 0]
-    if empty:
-        reasons = "; ".join(f"{n}: {_empty_class_fix(n, wanted, index, cfg)}" for n in empty)
-        raise UserError(
-            f"class(es) {empty} have no training examples in '{root}', so the model could "
-            f"never predict them. {reasons}"
-        )
 
 
 class KwsData:

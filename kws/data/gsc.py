@@ -1,7 +1,10 @@
-"""Google Speech Commands conventions (Warden 2018): layout, hash split rule, label sets.
+"""Data stage: Google Speech Commands conventions (Warden 2018): layouts, split rule, labels.
 
 The split rule is TensorFlow's `speech_commands/input_data.py` `which_set`: every clip of one
-speaker lands in the same split, and adding clips never moves existing ones.
+speaker lands in the same split, and adding clips never moves existing ones. Three layouts are
+recognised by their folder and file names (`detect_layout`): the full archives (split lists),
+the official test-set archives (`_silence_/` and `_unknown_/` folders holding real clips, no
+lists: every clip is a test example of its folder's label), and plain word folders.
 """
 
 from __future__ import annotations
