@@ -37,6 +37,11 @@ _CACHE_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError)
 class AudioBank:
     audio: np.ndarray  # (clips, samples) int16; rows of skipped clips are zeros
     report: AudioReport = field(default_factory=AudioReport)
+    skipped_rows: list[int] = field(default_factory=list)  # rows the policy skipped
+
+    def kept_rows(self) -> list[int]:
+        skipped = set(self.skipped_rows)
+        return [i for i in range(len(self.audio)) if i not in skipped]
 
 
 def _fingerprint(clips: list[Clip], root: Path, feature_cfg: FeatureConfig) -> str:
@@ -53,7 +58,19 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _read_cache(cache: Path, meta: Path, shape: tuple[int, int]) -> AudioBank | None:
+def _reanchored(report: dict, old_root: str, new_root: str) -> dict:
+    """The report's paths under `new_root`: the cache key ignores where the data root lives."""
+
+    def move(path: str) -> str:
+        return new_root + path[len(old_root) :] if path.startswith(old_root) else path
+
+    report = dict(report)
+    report["examples"] = {k: move(v) for k, v in report["examples"].items()}
+    report["skipped"] = [move(p) for p in report["skipped"]]
+    return report
+
+
+def _read_cache(cache: Path, meta: Path, shape: tuple[int, int], root: Path) -> AudioBank | None:
     """The cached bank, or None (with a warning when files exist but cannot be used)."""
     if not (cache.is_file() and meta.is_file()):
         return None
@@ -61,23 +78,30 @@ def _read_cache(cache: Path, meta: Path, shape: tuple[int, int]) -> AudioBank | 
         info = json.loads(meta.read_text())
         if info.get("policy") != POLICY_VERSION:
             raise ValueError(f"written by decoding policy {info.get('policy')}")
-        report = AudioReport.from_json(info["report"])
+        report = AudioReport.from_json(_reanchored(info["report"], info["root"], str(root)))
+        rows = [int(r) for r in info["skipped_rows"]]
         audio = np.load(cache, allow_pickle=False)
         if audio.shape != shape or audio.dtype != np.int16:
             raise ValueError(f"holds {audio.dtype} {audio.shape}, expected int16 {shape}")
     except _CACHE_ERRORS as exc:
         _warn(f"the audio-bank cache {cache} is unusable ({exc}); decoding the clips again")
         return None
-    return AudioBank(audio, report)
+    return AudioBank(audio, report, rows)
 
 
-def _write_cache(cache: Path, meta: Path, bank: AudioBank) -> None:
+def _write_cache(cache: Path, meta: Path, bank: AudioBank, root: Path) -> None:
     """Write the cache; failures only cost the next run a decode, so they are warnings."""
     buffer = io.BytesIO()
     np.save(buffer, bank.audio)
     try:
         atomic_write_bytes(cache, buffer.getvalue())
-        atomic_write_json(meta, {"policy": POLICY_VERSION, "report": bank.report.to_json()})
+        info = {
+            "policy": POLICY_VERSION,
+            "root": str(root),
+            "skipped_rows": bank.skipped_rows,
+            "report": bank.report.to_json(),
+        }
+        atomic_write_json(meta, info)
     except OSError as exc:
         _warn(
             f"cannot write the audio-bank cache {cache} ({exc}); going on without it (the next "
@@ -103,12 +127,13 @@ def decode_bank(
         progress: show a progress bar.
     """
     samples = feature_cfg.clip_samples
+    root = Path(root).resolve()  # clip paths are resolved; cache keys are relative to this
     cache = meta = None
     if cache_dir:
         key = _fingerprint(clips, root, feature_cfg)
         cache = Path(cache_dir) / f"bank-{key}.npy"
         meta = cache.with_suffix(".json")
-        cached = _read_cache(cache, meta, (len(clips), samples))
+        cached = _read_cache(cache, meta, (len(clips), samples), root)
         if cached is not None:
             return cached
     audio = np.zeros((len(clips), samples), dtype=np.int16)
@@ -127,14 +152,16 @@ def decode_bank(
         task = bar.add_task(f"decoding {len(clips)} clips", total=len(clips))
         with ThreadPoolExecutor(max_workers=4) as pool:
             # Recorded here, in clip order, so counts and example paths are deterministic.
-            for clip, outcome in zip(clips, pool.map(work, range(len(clips))), strict=True):
+            outcomes = pool.map(work, range(len(clips)))
+            for row, (clip, outcome) in enumerate(zip(clips, outcomes, strict=True)):
                 if isinstance(outcome, AudioError):
                     bank.report.skip(outcome)
+                    bank.skipped_rows.append(row)
                 else:
                     bank.report.add(clip.path, outcome)
                 bar.advance(task)
     if cache:
-        _write_cache(cache, meta, bank)
+        _write_cache(cache, meta, bank, root)
     return bank
 
 

@@ -283,8 +283,7 @@ def build_data(
         check_training_index(index, cfg.data, root)
     bank = decode_bank(index.clips, cfg.features, cfg.data.cache_dir or None, root, progress)
     bank.report.warn(what="clip")
-    skipped = set(bank.report.skipped)
-    keep = [i for i, c in enumerate(index.clips) if str(c.path) not in skipped]
+    keep = bank.kept_rows()
     index = ClipIndex(index.layout, [index.clips[i] for i in keep])
     examples = select_examples(index.clips, cfg.data, labels, index.layout)
     if check_training:

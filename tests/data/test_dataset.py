@@ -109,6 +109,20 @@ def test_faulty_clips_are_skipped_or_repaired_one_line_per_kind(tmp_path, capsys
     assert capsys.readouterr().err.count("truncated") == 1
 
 
+def test_cache_survives_moving_the_data_root(tmp_path, capsys):
+    first = _write_set(tmp_path / "a", {w: TRAIN_VAL for w in ("yes", "no", "dog")})
+    whole = (first / "no" / "no000_nohash_0.wav").read_bytes()
+    (first / "no" / "cut_nohash_0.wav").write_bytes(whole[:2000])
+    build_data(_custom(first, tmp_path, ["yes", "no"]), "cpu", progress=False)
+    moved = first.rename(tmp_path / "b")
+    capsys.readouterr()
+    data = build_data(_custom(moved, tmp_path, ["yes", "no"]), "cpu", progress=False)
+    err = capsys.readouterr().err
+    assert len(list((tmp_path / "cache").glob("bank-*.npy"))) == 1  # a cache hit
+    assert f"e.g. {moved.resolve() / 'no' / 'cut_nohash_0.wav'}" in err
+    assert "cut_nohash_0.wav" not in {c.path.name for c in data.clips} and len(data.clips) == 12
+
+
 def test_damaged_cache_is_decoded_again(tone_recipe, capsys):
     data = build_data(tone_recipe, "cpu", progress=False)
     (cache,) = Path(tone_recipe.data.cache_dir).glob("bank-*.npy")
