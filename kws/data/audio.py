@@ -1,7 +1,8 @@
 """Data stage: the one decoding policy for every place kws reads audio.
 
-Training, evaluation, streaming sources and synthesis all decode files through this module, so
-a damaged file is treated the same everywhere. Decoding uses libsndfile (via soundfile); WAV
+Training, evaluation, streaming sources and synthesis decode files through this module (entry
+points: `read_audio`, `load_audio`, `decode_clip`, `AudioReport.load` / `.decode`), so a damaged
+file is treated the same everywhere. Decoding uses libsndfile (via soundfile); WAV
 headers are checked against the file's real size first, because libsndfile silently shortens a
 cut-off file to what is there (a truncated clip would otherwise become a short, near-silent
 example of its folder's word). The policy, one named kind per fault:
@@ -17,6 +18,9 @@ example of its folder's word). The policy, one named kind per fault:
 | `resampled`          | another sample rate                               | repaired |
 | `trimmed`            | longer than a clip (several words?)               | repaired |
 | `padded`             | shorter than a clip                               | repaired |
+
+Live audio (microphone chunks) cannot skip a file: `sanitize_samples` zeroes its NaN/inf
+samples and counts them under `non_finite`.
 
 Skipped files raise `AudioError` (with `kind`); repairs come back as tags. An `AudioReport`
 counts both and prints one line per kind with its count and an example path, never one line per
