@@ -64,11 +64,14 @@ def add(sub) -> None:
 
 def run_download(args) -> int:
     from kws.data.download import download_gsc
+    from kws.data.gsc import LAYOUT_TEST_SET, detect_layout
 
     path = download_gsc(
         args.version, Path(args.root), test_set=args.test_set, base_url=args.base_url
     )
-    print(f"dataset ready: {path}")
+    layout = detect_layout(path)
+    use = f"kws evaluate RUN --data {path}" if layout == LAYOUT_TEST_SET else f"data.root={path}"
+    print(f"dataset ready: {path} (layout {layout}; use it with {use})")
     return 0
 
 

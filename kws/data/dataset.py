@@ -1,42 +1,43 @@
-"""Dataset stage: index a GSC-layout folder, choose examples per split, decode once, batch.
+"""Dataset stage: index a data root, choose examples per split, check them, decode once, batch.
 
-Every clip is decoded once into an int16 bank `(clips, samples)` cached on disk under
-`data.cache_dir`, keyed by a fingerprint of the file list (relative path, size, mtime) and the
-audio format; epochs never re-read WAV files. On CUDA the bank, the noise and all augmentation
-live on the GPU. Example selection follows TensorFlow's `input_data.py` (REFERENCE.md):
-silence and unknown examples each number a percentage of a split's wanted-word examples.
+Every clip is decoded once into an int16 bank `(clips, samples)` (`kws.data.bank`, cached on
+disk); epochs never re-read WAV files. On CUDA the bank, the noise and all augmentation live on
+the GPU. Example selection follows TensorFlow's `input_data.py` (REFERENCE.md): silence and
+unknown examples each number a percentage of a split's wanted-word examples. An official GSC
+test set (`_silence_/`, `_unknown_/` folders) is used as it ships instead: every clip is a test
+example of its folder's label. Before anything trains, `kws.data.checks` refuses data that
+would train a model silently unable to do its job.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import random
-import sys
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from kws.config import DataConfig, FeatureConfig, RecipeConfig
+from kws.config import DataConfig, RecipeConfig
 from kws.data import augment as aug
-from kws.data.audio import AudioError, decode_clip, load_audio
+from kws.data.audio import AudioReport
+from kws.data.bank import decode_bank, load_noise
+from kws.data.checks import check_training_examples, check_training_index
 from kws.data.gsc import (
+    LAYOUT_FOLDERS,
+    LAYOUT_TEST_SET,
     SILENCE_LABEL,
     UNKNOWN_LABEL,
     Clip,
-    background_files,
-    index_clips,
+    ClipIndex,
+    index_folder,
     labels_for,
     task_words,
 )
 from kws.errors import UserError
-from kws.io import atomic_write_bytes, atomic_write_json
 
 SPLIT_NAMES = ("training", "validation", "testing", "holdout")
 
@@ -47,114 +48,50 @@ class SplitExamples:
     labels: np.ndarray  # (examples,) int64
 
 
-@dataclass
-class AudioBank:
-    audio: np.ndarray  # (clips, samples) int16
-    issues: Counter = field(default_factory=Counter)
-    failed: list[str] = field(default_factory=list)
+def _split_of(clip: Clip, held: tuple[str, ...]) -> str:
+    return "holdout" if held and clip.speaker.startswith(held) else clip.split
 
 
-def select_examples(clips: list[Clip], cfg: DataConfig, labels: list[str]) -> dict:
-    """Per split, which clips (by index into `clips`, -1 for silence) with which label."""
+def select_examples(
+    clips: list[Clip], cfg: DataConfig, labels: list[str], layout: str = LAYOUT_FOLDERS
+) -> dict:
+    """Per split, which clips (by index into `clips`, -1 for silence) with which label.
+
+    In the official test-set layout every clip is used under its folder's label (folders that
+    are not a class count as `_unknown_`) and no silence is invented; otherwise silence and
+    unknown examples are added per TensorFlow's `input_data.py`.
+    """
     rng = random.Random(cfg.seed)
     label_index = {name: i for i, name in enumerate(labels)}
     held = tuple(cfg.exclude_speakers)
     per_word: Counter = Counter()
     wanted: dict[str, list] = {s: [] for s in SPLIT_NAMES}
     unknown: dict[str, list] = {s: [] for s in SPLIT_NAMES}
+    as_shipped = layout == LAYOUT_TEST_SET
     for i, clip in enumerate(clips):
         if cfg.max_clips_per_word and per_word[clip.word] >= cfg.max_clips_per_word:
             continue
         per_word[clip.word] += 1
-        split = "holdout" if held and clip.speaker.startswith(held) else clip.split
+        split = _split_of(clip, held)
         if clip.word in label_index:
             wanted[split].append((i, label_index[clip.word]))
         elif UNKNOWN_LABEL in label_index:
-            unknown[split].append((i, label_index[UNKNOWN_LABEL]))
+            target = wanted if as_shipped else unknown
+            target[split].append((i, label_index[UNKNOWN_LABEL]))
     result = {}
     for split in SPLIT_NAMES:
         examples = list(wanted[split])
-        if UNKNOWN_LABEL in label_index:
+        if UNKNOWN_LABEL in label_index and not as_shipped:
             count = math.ceil(len(examples) * cfg.unknown_percent / 100)
             rng.shuffle(unknown[split])
             examples += unknown[split][:count]
-        if SILENCE_LABEL in label_index:
+        if SILENCE_LABEL in label_index and not as_shipped:
             count = math.ceil(len(wanted[split]) * cfg.silence_percent / 100)
             examples += [(-1, label_index[SILENCE_LABEL])] * count
         rng.shuffle(examples)
         rows = np.array([e[0] for e in examples], dtype=np.int64)
         result[split] = SplitExamples(rows, np.array([e[1] for e in examples], dtype=np.int64))
     return result
-
-
-def _fingerprint(clips: list[Clip], root: Path, feature_cfg: FeatureConfig) -> str:
-    digest = hashlib.sha1(f"{feature_cfg.sample_rate_hz}:{feature_cfg.clip_samples}".encode())
-    for clip in clips:
-        stat = clip.path.stat()
-        rel = clip.path.relative_to(root) if clip.path.is_relative_to(root) else clip.path
-        digest.update(f"{rel}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:20]
-
-
-def decode_bank(
-    clips: list[Clip],
-    feature_cfg: FeatureConfig,
-    cache_dir: Path | None,
-    root: Path,
-    progress: bool = True,
-) -> AudioBank:
-    """Decode every clip into an int16 bank, from the on-disk cache when it matches."""
-    key = _fingerprint(clips, root, feature_cfg)
-    cache = Path(cache_dir) / f"bank-{key}.npy" if cache_dir else None
-    meta = cache.with_suffix(".json") if cache else None
-    if cache and cache.is_file() and meta.is_file():
-        info = json.loads(meta.read_text())
-        return AudioBank(np.load(cache), Counter(info["issues"]), info["failed"])
-    samples = feature_cfg.clip_samples
-    audio = np.zeros((len(clips), samples), dtype=np.int16)
-    bank = AudioBank(audio)
-
-    def work(i: int) -> None:
-        try:
-            audio[i], issues = decode_clip(clips[i].path, feature_cfg.sample_rate_hz, samples)
-            bank.issues.update(issues)
-        except AudioError:
-            bank.failed.append(str(clips[i].path))
-
-    from rich.progress import Progress
-
-    with Progress(disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"decoding {len(clips)} clips", total=len(clips))
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for _ in pool.map(work, range(len(clips))):
-                bar.advance(task)
-    bank.failed.sort()
-    if cache:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        import io
-
-        buffer = io.BytesIO()
-        np.save(buffer, audio)
-        atomic_write_bytes(cache, buffer.getvalue())
-        atomic_write_json(meta, {"issues": dict(bank.issues), "failed": bank.failed})
-    return bank
-
-
-def report_bank_issues(bank: AudioBank, stream=None) -> None:
-    """One counted warning per kind of problem (never one per file)."""
-    stream = stream or sys.stderr
-    fixes = {
-        "resampled": "resampled to the front end's rate",
-        "downmixed": "down-mixed to mono",
-        "trimmed": "longer than a clip, trimmed to the loudest window",
-    }
-    for issue, count in sorted(bank.issues.items()):
-        print(f"warning: {count} clip(s) {fixes.get(issue, issue)}", file=stream)
-    if bank.failed:
-        print(
-            f"warning: {len(bank.failed)} unreadable clip(s) skipped (first: {bank.failed[0]})",
-            file=stream,
-        )
 
 
 class KwsData:
@@ -174,10 +111,14 @@ class KwsData:
         noise: np.ndarray,
         noise_lengths: list[int],
         clips: list[Clip] | None = None,
+        layout: str = LAYOUT_FOLDERS,
+        audio_report: AudioReport | None = None,
     ):
         from kws.features import TorchFrontEnd
 
         self.cfg, self.device, self.labels, self.clips = cfg, device, list(labels), clips or []
+        self.layout = layout  # see kws.data.gsc.detect_layout; `kws evaluate` prints it
+        self.audio_report = audio_report or AudioReport()  # skipped / repaired files
         self.feature_cfg = cfg.features
         self.bank = torch.from_numpy(bank).to(device)  # (clips, samples) int16
         self.examples = examples
@@ -185,6 +126,27 @@ class KwsData:
         self.noise_lengths = torch.tensor(noise_lengths, dtype=torch.long, device=device)
         self.front_end = TorchFrontEnd(self.feature_cfg).to(device)
         self._eval_cache: dict = {}
+
+    def require_examples(self, split: str) -> None:
+        """Raise a UserError when `split` is unknown or empty (never report 0% of 0 examples)."""
+        if split not in self.examples:
+            raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLIT_NAMES)}")
+        if len(self.examples[split].labels):
+            return
+        root = self.cfg.data.root
+        if split == "holdout":
+            held = self.cfg.data.exclude_speakers
+            why = (
+                f"data.exclude_speakers={list(held)} matches no speaker there"
+                if held
+                else "no speakers are held out: train with data.exclude_speakers=[PREFIX] "
+                "(e.g. [flite-]) to hold some out"
+            )
+        elif self.layout == LAYOUT_TEST_SET:
+            why = "an official test set has only the testing split: use --split testing"
+        else:
+            why = "its speakers all landed in other splits; add clips from more speakers"
+        raise UserError(f"the {split} split of '{root}' has no examples: {why}")
 
     def num_examples(self, split: str) -> int:
         return len(self.examples[split].labels)
@@ -229,8 +191,7 @@ class KwsData:
         Without augmentation the noise of silence examples is drawn from a generator seeded by
         `seed`, so evaluation is repeatable.
         """
-        if split not in self.examples:
-            raise UserError(f"unknown split '{split}'; choose one of {', '.join(SPLIT_NAMES)}")
+        self.require_examples(split)
         ex = self.examples[split]
         generator = torch.Generator(device=self.device).manual_seed(seed)
         order = (
@@ -280,52 +241,63 @@ class KwsData:
             yield features, labels
 
 
-def load_noise(root: Path, feature_cfg: FeatureConfig) -> tuple[np.ndarray, list[int]]:
-    """Background files as a zero-padded `(files, max_len)` float32 matrix plus lengths."""
-    samples = feature_cfg.clip_samples
-    noises = [load_audio(p, feature_cfg.sample_rate_hz) for p in background_files(root)]
-    noises = [n for n in noises if len(n) >= samples]
-    if not noises:
-        print(
-            f"warning: no usable {root}/_background_noise_/*.wav: silence examples are "
-            "digital zeros and no noise augmentation is applied",
-            file=sys.stderr,
-        )
-        return np.zeros((0, samples), dtype=np.float32), []
-    noise = np.zeros((len(noises), max(len(n) for n in noises)), dtype=np.float32)
-    for i, n in enumerate(noises):
-        noise[i, : len(n)] = n
-    return noise, [len(n) for n in noises]
-
-
 def build_data(
-    cfg: RecipeConfig, device: torch.device | str = "cpu", progress: bool = True
+    cfg: RecipeConfig,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    check_training: bool = True,
 ) -> KwsData:
-    """Index a GSC-layout folder, select examples, decode (or load the cached bank), and move
-    everything to `device`."""
+    """Index a data root, select and check examples, decode (or load the cached bank), and move
+    everything to `device`.
+
+    Args:
+        cfg: the recipe (its `data` and `features` sections are used).
+        device: where the bank and batches live.
+        progress: show a decoding progress bar.
+        check_training: refuse data that cannot train (`check_training_examples`); False for
+            evaluation only (`kws evaluate`), where only the evaluated split must be non-empty.
+    """
     root = Path(cfg.data.root)
-    clips = index_clips(root, cfg.data.validation_percent, cfg.data.testing_percent)
-    if not clips:
+    index = index_folder(root, cfg.data.validation_percent, cfg.data.testing_percent)
+    if not index.clips:
         raise UserError(
             f"no '<word>/*.wav' clips under '{root}'; is data.root right? Make data "
             f"with `kws data synth --out {root}` or `kws data download`"
         )
-    available = sorted({c.word for c in clips})
-    wanted = task_words(cfg.data.task, cfg.data.words, available)
-    missing = [w for w in wanted if w not in available]
+    wanted = task_words(cfg.data.task, cfg.data.words, index.words)
+    missing = [w for w in wanted if w not in index.words]
     if missing:
         raise UserError(
-            f"keyword(s) {missing} have no folder under '{root}'; synthesize "
-            f"them (kws data synth --words ...) or change data.words"
+            f"keyword(s) {missing} have no folder under '{root}' (found: "
+            f"{', '.join(index.words[:12])}); synthesize them (kws data synth --words ...) or "
+            "change data.words"
         )
     labels = labels_for(cfg.data.task, wanted)
-    bank = decode_bank(clips, cfg.features, Path(cfg.data.cache_dir), root, progress)
-    report_bank_issues(bank)
-    failed = set(bank.failed)
-    keep = [i for i, c in enumerate(clips) if str(c.path) not in failed]
-    clips = [clips[i] for i in keep]
-    examples = select_examples(clips, cfg.data, labels)
-    noise, lengths = load_noise(root, cfg.features)
+    if index.layout == LAYOUT_TEST_SET and UNKNOWN_LABEL not in labels:
+        raise UserError(
+            f"'{root}' is an official Speech Commands test set, labelled for the 12-class task "
+            f"(_silence_, _unknown_ and 10 commands), but data.task={cfg.data.task} has no "
+            "_unknown_ class; evaluate a gsc12 or custom-task model on it"
+        )
+    if check_training:
+        check_training_index(index, cfg.data, root)
+    bank = decode_bank(index.clips, cfg.features, cfg.data.cache_dir or None, root, progress)
+    bank.report.warn(what="clip")
+    keep = bank.kept_rows()
+    index = ClipIndex(index.layout, [index.clips[i] for i in keep])
+    examples = select_examples(index.clips, cfg.data, labels, index.layout)
+    if check_training:
+        check_training_examples(examples, labels, wanted, index, cfg.data)
+    noise, lengths = load_noise(root, cfg.features, warn_missing=index.layout != LAYOUT_TEST_SET)
     return KwsData(
-        cfg, torch.device(device), labels, bank.audio[keep], examples, noise, lengths, clips
+        cfg,
+        torch.device(device),
+        labels,
+        bank.audio[keep],
+        examples,
+        noise,
+        lengths,
+        index.clips,
+        layout=index.layout,
+        audio_report=bank.report,
     )

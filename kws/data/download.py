@@ -34,6 +34,8 @@ MIRROR_BASE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
 BASE_URL_ENV = "KWS_GSC_BASE_URL"
 MARKER_NAME = ".kws-complete"
 VERSIONS = ("v0.01", "v0.02")
+# The short names the CLI and README use; the archives are named after the long ones.
+VERSION_ALIASES = {"v1": "v0.01", "v2": "v0.02"}
 CHUNK_BYTES = 1 << 20
 _RETRY_PAUSE_S = 2.0  # multiplied by the attempt number; tests set it to 0
 
@@ -66,13 +68,22 @@ class _Interrupted(Exception):
     """The transfer stopped early; the partial file is valid and can be resumed."""
 
 
-def gsc_archive(version: str, test_set: bool = False) -> GscArchive:
-    """Describe the archive of `version` ("v0.01" | "v0.02", the "v" is optional)."""
+def normalize_version(version: str) -> str:
+    """ "v2", "2", "v0.02" or "0.02" -> "v0.02" (and the same for v1 / v0.01)."""
     normalized = "v" + str(version).strip().lower().removeprefix("v")
+    normalized = VERSION_ALIASES.get(normalized, normalized)
     if normalized not in VERSIONS:
+        names = ", ".join(f"{short} (= {long})" for short, long in VERSION_ALIASES.items())
         raise UserError(
-            f"unknown Speech Commands version {version!r}; choose one of {', '.join(VERSIONS)}"
+            f"unknown Speech Commands version {version!r}; choose one of {', '.join(VERSIONS)}, "
+            f"or their short names {names}"
         )
+    return normalized
+
+
+def gsc_archive(version: str, test_set: bool = False) -> GscArchive:
+    """Describe the archive of `version` (see `normalize_version` for the accepted names)."""
+    normalized = normalize_version(version)
     stem = f"speech_commands_test_set_{normalized}" if test_set else f"speech_commands_{normalized}"
     size = _PUBLISHED_SIZE_BYTES[(normalized, test_set)]
     return GscArchive(normalized, test_set, f"{stem}.tar.gz", stem, size)
@@ -110,7 +121,7 @@ def download_gsc(
     """Download, verify and extract one GSC archive; return its dataset folder.
 
     Args:
-        version: "v0.01" or "v0.02".
+        version: "v0.01" or "v0.02" (or "v1" / "v2").
         root: data root; receives the archive and the folder `speech_commands_<version>` (or
             `speech_commands_test_set_<version>`).
         test_set: fetch the official test-set archive instead of the full dataset.

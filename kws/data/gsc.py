@@ -1,7 +1,10 @@
-"""Google Speech Commands conventions (Warden 2018): layout, hash split rule, label sets.
+"""Data stage: Google Speech Commands conventions (Warden 2018): layouts, split rule, labels.
 
 The split rule is TensorFlow's `speech_commands/input_data.py` `which_set`: every clip of one
-speaker lands in the same split, and adding clips never moves existing ones.
+speaker lands in the same split, and adding clips never moves existing ones. Three layouts are
+recognised by their folder and file names (`detect_layout`): the full archives (split lists),
+the official test-set archives (`_silence_/` and `_unknown_/` folders holding real clips, no
+lists: every clip is a test example of its folder's label), and plain word folders.
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kws.config import GSC12_WORDS
+from kws.errors import UserError
 
 BACKGROUND_DIR = "_background_noise_"
+LAYOUT_ARCHIVE = "gsc-archive"
+LAYOUT_TEST_SET = "gsc-official-test-set"
+LAYOUT_FOLDERS = "folders"
 SILENCE_LABEL = "_silence_"
 UNKNOWN_LABEL = "_unknown_"
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
@@ -60,31 +67,69 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
-def index_clips(
-    root: str | Path, validation_percent: float = 10.0, testing_percent: float = 10.0
-) -> list[Clip]:
-    """Every `<word>/*.wav` under a GSC-layout root with its split.
+def detect_layout(root: str | Path) -> str:
+    """Which layout a data root has, judged by its folder and file names.
 
-    Splits come from `validation_list.txt` / `testing_list.txt` when present (as shipped), else
-    from the hash rule. Sorted by path so the index is deterministic.
+    Returns:
+        "gsc-official-test-set": `_silence_/` or `_unknown_/` folders holding clips, as in
+            `speech_commands_test_set_v0.0x.tar.gz`; every clip is a test example of its folder.
+        "gsc-archive": `validation_list.txt` / `testing_list.txt` give the splits (the full
+            archives and `kws data synth` sets).
+        "folders": `<word>/*.wav` only; GSC's hash rule gives the splits.
+    """
+    root = Path(root)
+    if any(
+        (root / name).is_dir() and any((root / name).glob("*.wav"))
+        for name in (SILENCE_LABEL, UNKNOWN_LABEL)
+    ):
+        return LAYOUT_TEST_SET
+    if _read_list(root / "validation_list.txt") or _read_list(root / "testing_list.txt"):
+        return LAYOUT_ARCHIVE
+    return LAYOUT_FOLDERS
+
+
+@dataclass(frozen=True)
+class ClipIndex:
+    layout: str  # see detect_layout
+    clips: list[Clip]
+
+    @property
+    def words(self) -> list[str]:
+        """Spoken-word folders present (not `_silence_` / `_unknown_`), sorted."""
+        return sorted({c.word for c in self.clips if not c.word.startswith("_")})
+
+
+def index_folder(
+    root: str | Path, validation_percent: float = 10.0, testing_percent: float = 10.0
+) -> ClipIndex:
+    """Every clip under a data root with its split, and the layout that decided the splits.
+
+    Clips are `<word>/*.wav`; splits come from the shipped lists ("gsc-archive"), else from
+    the hash rule ("folders"). In an official test set ("gsc-official-test-set") every clip,
+    including those of `_silence_/` and `_unknown_/`, is in the testing split under its
+    folder's name. Other `_`-folders (such as `_background_noise_`) hold no clips. Sorted by
+    path so the index is deterministic.
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise UserError(
             f"data folder '{root}' does not exist; create it with `kws data synth --out {root}` "
             "or `kws data download --root data`"
         )
+    layout = detect_layout(root)
     validation = _read_list(root / "validation_list.txt")
     testing = _read_list(root / "testing_list.txt")
-    use_lists = bool(validation or testing)
     clips = []
     for word_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         word = word_dir.name
-        if word.startswith((".", "_")):
+        is_test_label = word in (SILENCE_LABEL, UNKNOWN_LABEL) and layout == LAYOUT_TEST_SET
+        if word.startswith(".") or (word.startswith("_") and not is_test_label):
             continue
         for wav in sorted(word_dir.glob("*.wav")):
             rel = f"{word}/{wav.name}"
-            if use_lists:
+            if layout == LAYOUT_TEST_SET:
+                split = "testing"
+            elif layout == LAYOUT_ARCHIVE:
                 split = (
                     "validation"
                     if rel in validation
@@ -95,7 +140,14 @@ def index_clips(
             else:
                 split = which_set(wav.name, validation_percent, testing_percent)
             clips.append(Clip(wav.resolve(), word, speaker_of(wav.name), split))
-    return clips
+    return ClipIndex(layout, clips)
+
+
+def index_clips(
+    root: str | Path, validation_percent: float = 10.0, testing_percent: float = 10.0
+) -> list[Clip]:
+    """`index_folder(...).clips`: every clip with its split."""
+    return index_folder(root, validation_percent, testing_percent).clips
 
 
 def background_files(root: str | Path) -> list[Path]:
@@ -111,9 +163,22 @@ def task_words(task: str, words: list[str], available: list[str]) -> list[str]:
         return sorted(available)
     if task == "custom":
         if not words:
-            raise ValueError("data.task=custom needs data.words, e.g. data.words=[marvin,sheila]")
+            raise UserError(
+                "data.task=custom needs its keywords in data.words, e.g. "
+                '"data.words=[marvin,sheila]"'
+            )
+        bad = [w for w in words if not w or w.startswith(("_", "."))]
+        repeated = sorted({w for w in words if list(words).count(w) > 1})
+        if bad or repeated:
+            raise UserError(
+                f"data.words={list(words)} has "
+                + (f"reserved name(s) {bad} (names starting with '_' or '.')" if bad else "")
+                + (" and " if bad and repeated else "")
+                + (f"repeated word(s) {repeated}" if repeated else "")
+                + "; list each keyword folder once"
+            )
         return list(words)
-    raise ValueError(f"unknown data.task '{task}'; choose gsc12, all or custom")
+    raise UserError(f"unknown data.task '{task}'; choose gsc12, all or custom")
 
 
 def labels_for(task: str, wanted: list[str]) -> list[str]:

@@ -25,6 +25,8 @@ def format_result(result: EvalResult) -> str:
         f"{result.split}: accuracy {result.accuracy_text()}; commands only "
         f"{result.command_accuracy_text()}"
     ]
+    if "layout" in result.extra:
+        lines.insert(0, f"data: {result.extra['data_root']} (layout {result.extra['layout']})")
     totals = result.confusion.sum(axis=1)
     lines.append(
         "per-class recall: "
@@ -61,7 +63,7 @@ def evaluate_run(
     cfg = ref.run.config(overrides)
     cfg.model = ckpt.config.model  # the checkpoint's architecture, whatever the overrides say
     device = resolve_device(cfg.train.device)
-    data = build_data(cfg, device)
+    data = build_data(cfg, device, check_training=False)  # evaluation: no training checks
     if list(data.labels) != list(ckpt.labels):
         raise UserError(
             f"the data's labels {data.labels} differ from the model's {ckpt.labels}; point "
@@ -79,11 +81,13 @@ def evaluate_run(
     if split == "all":
         results.append(EvalResult("all", list(ckpt.labels), sum(r.confusion for r in results)))
     for result in results:
+        result.extra.update(data_root=cfg.data.root, layout=data.layout)
         out = ref.run.root
         atomic_write_json(
             out / f"evaluation_{result.split}.json",
-            {**result.summary(), "confusion": result.confusion, "labels": list(ckpt.labels),
-             "data_root": cfg.data.root, "checkpoint": str(ref.model_path or ref.run.best_path)},
+            {**result.summary(), **result.extra, "confusion": result.confusion,
+             "labels": list(ckpt.labels),
+             "checkpoint": str(ref.model_path or ref.run.best_path)},
         )  # fmt: skip
         atomic_write_text(out / f"evaluation_{result.split}.txt", format_result(result) + "\n")
         plot_confusion(result, ref.run.plots_dir / f"confusion_{result.split}.png")

@@ -1,10 +1,14 @@
 """The GSC downloader against a real HTTP server on 127.0.0.1 (Range, drops, corrupt and hostile
-archives). No external network."""
+archives), and the README's `kws data download` commands run verbatim through the CLI. No
+external network."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import re
+import shlex
 import tarfile
 import threading
 import wave
@@ -14,11 +18,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kws.cli import main
 from kws.data import download as dl
-from kws.data.download import MARKER_NAME, download_gsc, expected_size_bytes, gsc_archive
+from kws.data.download import (
+    MARKER_NAME,
+    download_gsc,
+    expected_size_bytes,
+    gsc_archive,
+    normalize_version,
+)
+from kws.data.gsc import LAYOUT_ARCHIVE, LAYOUT_TEST_SET, index_folder
 from kws.errors import UserError
 
 ARCHIVE = "speech_commands_v0.02.tar.gz"
+TEST_ARCHIVE = "speech_commands_test_set_v0.02.tar.gz"
+README = Path(__file__).resolve().parents[2] / "README.md"
 CLIPS = ["yes/0a7c2a8d_nohash_0.wav", "yes/0b09edd3_nohash_1.wav", "no/0a7c2a8d_nohash_0.wav"]
 
 
@@ -44,14 +58,10 @@ def _tar_gz(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     return buffer.getvalue()
 
 
-def _gsc_like_archive() -> bytes:
-    """GSC layout with "./" prefixes as in the real archive: word folders, noise, split lists."""
-    files = {clip: _wav_bytes(i) for i, clip in enumerate(CLIPS)}
-    files["_background_noise_/white_noise.wav"] = _wav_bytes(9, 32000)
-    files["validation_list.txt"] = b"yes/0b09edd3_nohash_1.wav\n"
-    files["testing_list.txt"] = b"no/0a7c2a8d_nohash_0.wav\n"
+def _archive_of(files: dict[str, bytes]) -> bytes:
+    """A .tar.gz with "./" prefixes and folder entries, as the real archives have."""
     entries = []
-    for folder in [".", "./yes", "./no", "./_background_noise_"]:
+    for folder in [".", *sorted({"./" + name.split("/")[0] for name in files if "/" in name})]:
         info = tarfile.TarInfo(folder)
         info.type, info.mode = tarfile.DIRTYPE, 0o755
         entries.append((info, None))
@@ -59,14 +69,41 @@ def _gsc_like_archive() -> bytes:
     return _tar_gz(entries)
 
 
+def _gsc_like_archive() -> bytes:
+    """GSC layout: word folders, noise, split lists."""
+    files = {clip: _wav_bytes(i) for i, clip in enumerate(CLIPS)}
+    files["_background_noise_/white_noise.wav"] = _wav_bytes(9, 32000)
+    files["validation_list.txt"] = b"yes/0b09edd3_nohash_1.wav\n"
+    files["testing_list.txt"] = b"no/0a7c2a8d_nohash_0.wav\n"
+    return _archive_of(files)
+
+
+TEST_SET_CLIPS = {
+    "yes/0c40e715_nohash_0.wav": "yes",
+    "no/0c40e715_nohash_1.wav": "no",
+    "_silence_/silence_0a1b2c3d_nohash_0.wav": "_silence_",
+    "_unknown_/dog_0c40e715_nohash_0.wav": "_unknown_",
+    "_unknown_/bed_1a2b3c4d_nohash_0.wav": "_unknown_",
+}
+
+
+def _test_set_archive() -> bytes:
+    """The official test-set layout: label folders incl. _silence_/_unknown_, no lists."""
+    files = {clip: _wav_bytes(20 + i, 4000) for i, clip in enumerate(TEST_SET_CLIPS)}
+    files["LICENSE"] = b"CC BY 4.0\n"
+    return _archive_of(files)
+
+
 GOOD = _gsc_like_archive()
+GOOD_TEST_SET = _test_set_archive()
 
 
 class _Server:
     """ThreadingHTTPServer serving `data` at /<ARCHIVE>, with Range support and fault switches."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, others: dict[str, bytes] | None = None):
         self.data = data
+        self.others = others or {}  # more files by name, served whole
         self.requests: list[dict] = []
         self.ignore_range = False
         self.misplaced_range = False  # answer 206 but from byte 0, as broken proxies do
@@ -88,7 +125,14 @@ class _Server:
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         header = handler.headers.get("Range")
         self.requests.append({"path": handler.path, "range": header})
-        if handler.path != "/" + ARCHIVE:
+        name = handler.path.removeprefix("/")
+        if name in self.others:
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(self.others[name])))
+            handler.end_headers()
+            handler.wfile.write(self.others[name])
+            return
+        if name != ARCHIVE:
             handler.send_error(404)
             return
         size, start = len(self.data), 0
@@ -119,7 +163,7 @@ class _Server:
 
 @pytest.fixture
 def server():
-    srv = _Server(GOOD)
+    srv = _Server(GOOD, {TEST_ARCHIVE: GOOD_TEST_SET})
     yield srv
     srv.close()
 
@@ -141,7 +185,7 @@ def _assert_layout(dataset: Path) -> None:
     assert (dataset / "validation_list.txt").read_text() == "yes/0b09edd3_nohash_1.wav\n"
     marker = json.loads((dataset / MARKER_NAME).read_text())
     assert marker["version"] == "v0.02" and marker["size_bytes"] == len(GOOD)
-    assert marker["sha256"] == __import__("hashlib").sha256(GOOD).hexdigest()
+    assert marker["sha256"] == hashlib.sha256(GOOD).hexdigest()
 
 
 def test_download_extract_layout_and_idempotence(server, tmp_path):
@@ -263,6 +307,16 @@ def test_hostile_archives_are_refused(server, tmp_path, kind, how):
     assert (root / ARCHIVE).exists() == (how == "placed")
 
 
+def test_version_spellings():
+    for name in ("v2", "2", "V2", "v0.02", "0.02", " v0.02 "):
+        assert normalize_version(name) == "v0.02"
+    for name in ("v1", "1", "v0.01", "0.01"):
+        assert normalize_version(name) == "v0.01"
+    assert gsc_archive("v2", test_set=True).filename == TEST_ARCHIVE
+    with pytest.raises(UserError, match=r"'v3'; choose one of v0.01, v0.02, .*v2 \(= v0.02\)"):
+        normalize_version("v3")
+
+
 def test_unknown_version_and_bad_base_url(tmp_path):
     with pytest.raises(UserError, match="unknown Speech Commands version 'v0.03'.*v0.01, v0.02"):
         download_gsc("v0.03", tmp_path, progress=False)
@@ -291,3 +345,65 @@ def test_archive_names_and_published_sizes():
     assert expected_size_bytes(test, dl.MIRROR_BASE_URL) == 112_563_277
     assert expected_size_bytes(full, "http://127.0.0.1:8000/") is None  # a mirror's own size
     assert expected_size_bytes(gsc_archive("v0.01"), dl.DEFAULT_BASE_URL) is None
+
+
+def _readme_download_commands() -> list[list[str]]:
+    """Every `kws data download ...` command in README.md, split as a shell would."""
+    commands = []
+    for line in README.read_text().splitlines():
+        if "kws data download" not in line:
+            continue
+        for part in re.split(r"&&|;", line.split("#")[0]):
+            words = shlex.split(part)
+            if words[:3] == ["kws", "data", "download"]:
+                commands.append(words[1:])
+    return commands
+
+
+def _assert_test_set(dataset: Path) -> None:
+    index = index_folder(dataset)
+    assert index.layout == LAYOUT_TEST_SET
+    got = {f"{c.word}/{c.path.name}": (c.word, c.split) for c in index.clips}
+    assert got == {clip: (label, "testing") for clip, label in TEST_SET_CLIPS.items()}
+
+
+def test_readme_commands_run_verbatim(server, tmp_path, monkeypatch, capsys):
+    """README's download commands as written (the host comes from $KWS_GSC_BASE_URL)."""
+    commands = _readme_download_commands()
+    full = ["data", "download", "--version", "v2", "--root", "data"]
+    assert full in commands and [*full[:4], "--test-set", *full[4:]] in commands
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(dl.BASE_URL_ENV, server.url)
+    for argv in commands:
+        assert main(argv) == 0, argv
+    out = capsys.readouterr().out
+    assert f"dataset ready: data/speech_commands_v0.02 (layout {LAYOUT_ARCHIVE}" in out
+    assert f"(layout {LAYOUT_TEST_SET}; use it with kws evaluate RUN --data" in out
+    _assert_layout(tmp_path / "data" / "speech_commands_v0.02")
+    _assert_test_set(tmp_path / "data" / "speech_commands_test_set_v0.02")
+    requests = len(server.requests)
+    for argv in commands:  # a rerun is a no-op: no network, nothing extracted again
+        assert main(argv) == 0
+    assert len(server.requests) == requests
+
+
+@pytest.mark.parametrize("test_set", [False, True])
+def test_cli_download_with_base_url_end_to_end(server, tmp_path, capsys, test_set):
+    root = tmp_path / "data"
+    argv = ["data", "download", "--version", "v2", "--root", str(root), "--base-url", server.url]
+    argv += ["--test-set"] if test_set else []
+    assert main(argv) == 0
+    folder = root / ("speech_commands_test_set_v0.02" if test_set else "speech_commands_v0.02")
+    assert f"dataset ready: {folder}" in capsys.readouterr().out
+    _assert_test_set(folder) if test_set else _assert_layout(folder)
+    assert (root / (TEST_ARCHIVE if test_set else ARCHIVE)).read_bytes() == (
+        GOOD_TEST_SET if test_set else GOOD
+    )
+    assert main(argv) == 0 and len(server.requests) == 1  # rerun: a no-op
+
+
+def test_cli_download_failure_exits_nonzero(server, tmp_path, capsys):
+    argv = ["data", "download", "--version", "v1", "--root", str(tmp_path), "--base-url"]
+    assert main([*argv, server.url]) == 2  # v0.01 is not on this server
+    assert "HTTP 404" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,109 @@
+"""Data stage: checks that refuse data which would train a model silently unable to do its job.
+
+Run before anything trains (issue 8 item 7, issue 10 item 7): an official test set used for
+training, held-out speakers that match nobody, an empty training or validation split, and a
+class of the training split with no examples (a custom task whose `_unknown_` class is empty
+trains a model that can never reject other speech). Each is a `UserError` naming the split or
+class and the fix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from kws.config import DataConfig
+from kws.data.gsc import LAYOUT_TEST_SET, SILENCE_LABEL, UNKNOWN_LABEL, ClipIndex
+from kws.errors import UserError
+
+
+def _split_sizes(index: ClipIndex) -> str:
+    counts = Counter(c.split for c in index.clips)
+    return ", ".join(f"{counts[s]} {s}" for s in ("training", "validation", "testing"))
+
+
+def check_training_index(index: ClipIndex, cfg: DataConfig, root: Path) -> None:
+    """Before decoding: the layout must have training clips, and `data.exclude_speakers` must
+    match at least one speaker."""
+    if index.layout == LAYOUT_TEST_SET:
+        raise UserError(
+            f"'{root}' is an official Speech Commands test set (layout {LAYOUT_TEST_SET}: "
+            f"_silence_/ and _unknown_/ folders): all {len(index.clips)} clips are test "
+            "examples, none is for training. Train on the full data set (kws data download "
+            "--version v2 --root data, then data.root=data/speech_commands_v0.02) and evaluate "
+            f"on this folder: kws evaluate RUN --data {root}"
+        )
+    held = tuple(cfg.exclude_speakers)
+    if not held or any(c.speaker.startswith(held) for c in index.clips):
+        return
+    speakers = sorted({c.speaker for c in index.clips})
+    raise UserError(
+        f"data.exclude_speakers={list(held)} matches no speaker of the {len(index.clips)} "
+        f"clips under '{root}', so the holdout split would be empty (speaker ids there look "
+        f"like {', '.join(speakers[:3])}); give prefixes of those ids (e.g. [flite-] holds one "
+        "engine of a synthesized set out), or drop data.exclude_speakers"
+    )
+
+
+def _empty_class_fix(name: str, wanted: list[str], index: ClipIndex, cfg: DataConfig) -> str:
+    """Why class `name` has no training examples, and what to do about it."""
+    if name == SILENCE_LABEL:
+        return (
+            f"data.silence_percent={cfg.silence_percent:g} adds no silence examples; set it "
+            "to e.g. 10 (silence is made from the background noise)"
+        )
+    if name == UNKNOWN_LABEL:
+        others = sorted({w for w in index.words if w not in wanted})
+        if cfg.unknown_percent <= 0:
+            return f"data.unknown_percent={cfg.unknown_percent:g} adds none; set it to e.g. 10"
+        if not others:
+            return (
+                f"the data has no words besides the keywords {wanted}, so the model could never "
+                "reject other speech; add negative words (every word folder that is not a "
+                f"keyword becomes _unknown_), e.g. `kws data synth --out DIR --words "
+                f"{' '.join(wanted)} dog house happy tree bird` and train on DIR"
+            )
+        return f"the clips of the other words ({', '.join(others[:5])}) are all outside it"
+    where = Counter(c.split for c in index.clips if c.word == name)
+    found = ", ".join(f"{n} {s}" for s, n in sorted(where.items())) or "none readable"
+    return (
+        f"its clips are elsewhere ({found}); add clips from more speakers (a speaker's clips "
+        "all land in one split)"
+    )
+
+
+def check_training_examples(
+    examples: dict, labels: list[str], wanted: list[str], index: ClipIndex, cfg: DataConfig
+) -> None:
+    """Refuse data that cannot train a working model: an empty training or validation split,
+    or a class of the training split with no examples."""
+    root = Path(cfg.root)
+    for split, role in (("training", "training"), ("validation", "choosing best.pt")):
+        if len(examples[split].labels) == 0:
+            held = (
+                f"; data.exclude_speakers={list(cfg.exclude_speakers)} holds out "
+                f"{len(examples['holdout'].labels)} examples"
+                if cfg.exclude_speakers
+                else ""
+            )
+            raise UserError(
+                f"the {split} split of '{root}' is empty (clips: {_split_sizes(index)}{held}), "
+                f"so there is nothing for {role}; add clips from more speakers (a speaker's "
+                "clips all land in one split) or check validation_list.txt/testing_list.txt"
+            )
+    if cfg.exclude_speakers and len(examples["holdout"].labels) == 0:
+        raise UserError(
+            f"data.exclude_speakers={list(cfg.exclude_speakers)} matches only clips of words "
+            f"that are not keywords ({wanted}) in '{root}', so the holdout split would be "
+            "empty; give prefixes of speakers that say the keywords"
+        )
+    counts = np.bincount(examples["training"].labels, minlength=len(labels))
+    empty = [name for name, count in zip(labels, counts) if count == 0]
+    if empty:
+        reasons = "; ".join(f"{n}: {_empty_class_fix(n, wanted, index, cfg)}" for n in empty)
+        raise UserError(
+            f"class(es) {empty} have no training examples in '{root}', so the model could "
+            f"never predict them. {reasons}"
+        )

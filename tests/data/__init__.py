@@ -1,0 +1,1 @@
+"""Tests of the data stage (kws/data); a package so its module names cannot collide."""
