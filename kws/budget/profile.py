@@ -36,9 +36,13 @@ QUANT_BYTES_PER_CHANNEL = 24
 # growth seed 27,048 and the seed grown to widths [40,48,32,64,56,72] 42,168. The estimate is
 # within 10 bytes of each; other exporters name tensors differently (our first Keras rebuild,
 # with long auto-generated names and an input RESHAPE, was 2-3 KB larger).
-# (Fitted per block as 2552 + 1274 per block; a DS-CNN has 3 + 2 x blocks ops, hence these.)
-FLASH_OVERHEAD_FIXED_BYTES = 641
+# (Fitted per block as 2552 + 1274 per block; a DS-CNN has 3 + 2 x blocks ops, hence 637 per
+# op.) Ops without weights (MEAN, ADD, MUL, LOGISTIC, PAD) carry fewer tensors: 281 bytes each,
+# fitted on BC-ResNet-1 and -2 exports (98 x 40 input: 76,528 and 113,064 bytes, 126 ops,
+# 44 with weights); the fixed part absorbs DS-CNN's one MEAN so its estimates are unchanged.
+FLASH_OVERHEAD_FIXED_BYTES = 997
 FLASH_OVERHEAD_PER_OP_BYTES = 637
+FLASH_OVERHEAD_PER_ELEMENTWISE_OP_BYTES = 281
 
 # --- TFLite Micro arena model ------------------------------------------------------------
 # The arena's "head" (non-persistent) holds the activation tensors: with TFLM's greedy planner
@@ -67,8 +71,9 @@ class LayerProfile:
     params: int
     macs: int
     activation_bytes: int  # int8 output tensor
-    live_bytes: int  # int8 input + output tensors alive while this op runs
+    live_bytes: int  # int8 input + output tensors (+ waiting residuals) alive while it runs
     latency_ms: float | None = None  # estimate, filled when a target with a core is given
+    extra_live_bytes: int = 0  # other tensors kept alive meanwhile (a residual's input)
 
 
 @dataclass
@@ -128,7 +133,8 @@ def _graph_layers(spec: ModelSpec, separate_padding: bool) -> list[LayerProfile]
         out_bytes = _prod(op.out_shape)
         layers.append(
             LayerProfile(op.name, op.kind, op.out_shape, op.params, op.macs, out_bytes,
-                         _prod(in_shape) + out_bytes)
+                         _prod(in_shape) + out_bytes + op.live_extra_bytes,
+                         extra_live_bytes=op.live_extra_bytes)
         )  # fmt: skip
     return layers
 
@@ -155,7 +161,12 @@ def estimate_flash_bytes(spec: ModelSpec) -> int:
     """Estimated size of the int8 .tflite: weights, biases, quantization params, graph overhead."""
     layers = _graph_layers(spec, separate_padding=False)
     weights, channels = _weight_bytes(layers)
-    overhead = FLASH_OVERHEAD_FIXED_BYTES + FLASH_OVERHEAD_PER_OP_BYTES * len(layers)
+    weighted = sum(layer.kind in WEIGHTED_KINDS for layer in layers)
+    overhead = (
+        FLASH_OVERHEAD_FIXED_BYTES
+        + FLASH_OVERHEAD_PER_OP_BYTES * weighted
+        + FLASH_OVERHEAD_PER_ELEMENTWISE_OP_BYTES * (len(layers) - weighted)
+    )
     return weights + QUANT_BYTES_PER_CHANNEL * channels + overhead
 
 
@@ -164,7 +175,10 @@ def estimate_arena_bytes(spec: ModelSpec) -> int:
     layers = _graph_layers(spec, separate_padding=False)
     head, prev = 0, _prod(spec.input_shape)
     for layer in layers:
-        head = max(head, _align(prev) + _align(layer.activation_bytes))
+        head = max(
+            head,
+            _align(prev) + _align(layer.activation_bytes) + _align(layer.extra_live_bytes),
+        )
         prev = layer.activation_bytes
     _, channels = _weight_bytes(layers)
     tail = (

@@ -9,6 +9,7 @@ to the model when it is built (`kws.models.ModelSpec`), never stored twice.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from kws.config.schema import option
@@ -54,11 +55,96 @@ class DSCNNConfig:
             raise ConfigError(f"model.block_strides={self.block_strides}: each is [time, freq]")
 
 
+@dataclass
+class BCResNetConfig:
+    """BC-ResNet (Kim et al., Interspeech 2021, Table 1) with its width multiplier as data.
+
+    Widths are `int(int(width_multiplier * base_channels) * factor)` for the factors of
+    `channel_factors`: stem, stages 1-4, head 1x1 (the authors' `int(tau * 8)` and 2, 1, 1.5,
+    2, 2.5, 4). The first block of a stage strides in frequency by `stage_strides`; every
+    block's temporal depthwise conv dilates by `stage_dilations`.
+    """
+
+    family: str = option("bc_resnet", choices=("bc_resnet",))
+    preset: str = ""
+    width_multiplier: float = option(1.0, above=0.0)  # the paper's tau
+    base_channels: int = option(8, minimum=1)
+    channel_factors: list[float] = option(
+        factory=lambda: [2.0, 1.0, 1.5, 2.0, 2.5, 4.0], item_minimum=0.0
+    )
+    stage_blocks: list[int] = option(factory=lambda: [2, 2, 4, 4], min_items=1, item_minimum=1)
+    stage_strides: list[int] = option(factory=lambda: [1, 2, 2, 1], item_minimum=1)
+    stage_dilations: list[int] = option(factory=lambda: [1, 2, 4, 8], item_minimum=1)
+    sub_bands: int = option(5, minimum=1)  # SubSpectralNorm frequency groups
+    dropout: float = option(0.1, minimum=0.0, below=1.0)  # channel dropout in every block
+
+    def channels(self) -> list[int]:
+        """Widths `[stem, stage 1, ..., stage n, head 1x1]` (the authors' `self.c`)."""
+        base = int(self.width_multiplier * self.base_channels)
+        return [int(base * factor) for factor in self.channel_factors]
+
+    def validate(self) -> None:
+        """Cross-field rules.
+
+        Raises:
+            ConfigError: per-stage lists of different lengths, a width below 1, or a stage that
+                strides in frequency without changing width (its identity shortcut).
+        """
+        stages = len(self.stage_blocks)
+        if not len(self.stage_strides) == len(self.stage_dilations) == stages:
+            raise ConfigError(
+                f"model.stage_blocks / stage_strides / stage_dilations have {stages} / "
+                f"{len(self.stage_strides)} / {len(self.stage_dilations)} entries; give one "
+                "per stage"
+            )
+        if len(self.channel_factors) != stages + 2:
+            raise ConfigError(
+                f"model.channel_factors has {len(self.channel_factors)} entries; it needs "
+                f"{stages + 2} (stem, one per stage, head)"
+            )
+        widths = self.channels()
+        if min(widths) < 1:
+            raise ConfigError(
+                f"model widths {widths} must all be >= 1; raise model.width_multiplier"
+            )
+        for i, stride in enumerate(self.stage_strides):
+            if stride > 1 and widths[i] == widths[i + 1]:
+                raise ConfigError(
+                    f"stage {i + 1} strides in frequency (model.stage_strides[{i}]={stride}) "
+                    f"but keeps {widths[i]} channels, so its identity shortcut cannot match; "
+                    "change its channel_factors entry or set the stride to 1"
+                )
+
+    def stage_freqs(self, coeffs: int) -> list[int]:
+        """Frequency rows after the stem (stride 2) and after each stage ("same" padding)."""
+        freqs = [math.ceil(coeffs / 2)]
+        for stride in self.stage_strides:
+            freqs.append(math.ceil(freqs[-1] / stride))
+        return freqs
+
+    def check_input(self, input_shape: tuple[int, int], head_kernel: int = 5) -> None:
+        """Whether the front end's `(frames, coeffs)` fit this network.
+
+        Raises:
+            ConfigError: when SubSpectralNorm cannot split a stage's frequency rows into
+                `sub_bands`, or the head's 5x5 conv finds fewer than 5 rows.
+        """
+        coeffs = input_shape[1]
+        freqs = self.stage_freqs(coeffs)
+        if any(f % self.sub_bands for f in freqs[1:]) or freqs[-1] < head_kernel:
+            raise ConfigError(
+                f"{coeffs} input coefficients give {freqs[1:]} frequency rows in the stages; "
+                f"SubSpectralNorm needs each divisible by model.sub_bands={self.sub_bands} and "
+                f"the head's {head_kernel}x{head_kernel} conv at least {head_kernel}: use "
+                "features.kind=logmel with features.num_mel=40 (or 80), as the paper does"
+            )
+
+
 # Family name -> config class. A new family adds its config here and its module to
 # `kws.models.registry.MODELS`.
-MODEL_CONFIGS: dict[str, type] = {"ds_cnn": DSCNNConfig}
+MODEL_CONFIGS: dict[str, type] = {"ds_cnn": DSCNNConfig, "bc_resnet": BCResNetConfig}
 
-ModelConfig = DSCNNConfig  # the type of `RecipeConfig.model`: any class in MODEL_CONFIGS
+ModelConfig = DSCNNConfig | BCResNetConfig  # the type of `RecipeConfig.model`
 
 PRESETS: dict[str, tuple[str, dict]] = {
     # Hello Edge's table: S 64 ch, stem stride (2,2), 4 blocks; M 172 / L 276, stem stride
@@ -77,6 +163,11 @@ PRESETS: dict[str, tuple[str, dict]] = {
         "ds_cnn",
         dict(widths=[32] * 6, stem_stride=[2, 1], block_strides=[[2, 2]] + [[1, 1]] * 4),
     ),
+    # BC-ResNet-tau (Kim et al. 2021, section 2.2 "Model Scaling") scales every width by tau.
+    **{
+        f"bc_resnet_{name}": ("bc_resnet", dict(width_multiplier=tau))
+        for name, tau in (("1", 1.0), ("1_5", 1.5), ("2", 2.0), ("3", 3.0), ("6", 6.0), ("8", 8.0))
+    },  # fmt: skip
 }
 
 

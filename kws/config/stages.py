@@ -16,7 +16,13 @@ GSC12_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", 
 DEVICE_PATTERN = r"auto|cpu|cuda(:\d+)?|mps"
 GROWTH_METHODS = ("splitting", "random", "random_init", "scratch")
 COMPARE_METHODS = (
-    "splitting", "uniform", "random_split", "random_init", "grown_scratch", "bn_prune", "l1_prune"
+    "splitting",
+    "uniform",
+    "random_split",
+    "random_init",
+    "grown_scratch",
+    "bn_prune",
+    "l1_prune",
 )
 BACKENDS = ("auto", "torch", "onnx", "tflite")
 
@@ -137,9 +143,14 @@ class TrainConfig:
 
     epochs: int = option(30, minimum=1)
     batch_size: int = option(100, minimum=1)
+    optimizer: str = option("adam", choices=("adam", "sgd"))
+    momentum: float = option(0.9, minimum=0.0, below=1.0)  # sgd only
     lr: float = option(5e-4, above=0.0)
+    # step: lr * gamma^(milestones passed); cosine: annealing to 0 (BC-ResNet's setup)
+    lr_schedule: str = option("step", choices=("step", "cosine"))
     lr_milestones: list[float] = option(factory=lambda: [0.5, 0.8], item_minimum=0.0)
     lr_gamma: float = option(0.2, above=0.0, maximum=1.0)
+    warmup_epochs: int = option(0, minimum=0)  # linear warm-up before the schedule
     weight_decay: float = option(0.0, minimum=0.0)
     label_smoothing: float = option(0.0, minimum=0.0, below=1.0)
     bn_l1: float = option(0.0, minimum=0.0)  # L1 on BatchNorm scales (network slimming)

@@ -278,4 +278,3 @@ def compare(
     if progress:
         print(summarize(records))
     return records
-

@@ -10,6 +10,7 @@ round (`schedule: restart`) is kept only to measure what it costs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from kws.config import RecipeConfig
@@ -46,11 +47,17 @@ def growth_lr(cfg: RecipeConfig, after_split: bool) -> Callable[[int], float]:
 
 
 def decay_lr(cfg: RecipeConfig, epochs: int) -> Callable[[int], float]:
-    """The recipe's step decay (`train.lr_milestones`, `lr_gamma`) over a phase of `epochs`."""
+    """The recipe's decay (`train.lr_schedule`, step or cosine) over a phase of `epochs`.
+
+    Growth's final phase starts from the peak the rounds trained at, so no warm-up.
+    """
+    t = cfg.train
 
     def lr_at(epoch: int) -> float:
-        passed = sum(epoch >= m * epochs for m in cfg.train.lr_milestones)
-        return cfg.train.lr * cfg.train.lr_gamma**passed
+        if t.lr_schedule == "cosine":
+            return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch + 0.5) / epochs))
+        passed = sum(epoch >= m * epochs for m in t.lr_milestones)
+        return t.lr * t.lr_gamma**passed
 
     return lr_at
 

@@ -1,10 +1,11 @@
 """Models stage: the model families (`MODELS`) and what each declares for the other stages.
 
-DS-CNN is registered here; see `kws.models.registry` for the family contract (module, costs,
-splittable units, Keras rebuild) and `ModelSpec` (config + input shape + class count).
+DS-CNN and BC-ResNet are registered here; see `kws.models.registry` for the family contract
+(module, costs, splittable units, Keras rebuild) and `ModelSpec` (config + input shape + class
+count).
 """
 
-from kws.models import ds_cnn  # noqa: F401  (registers the family)
+from kws.models import bc_resnet, ds_cnn  # noqa: F401  (register the families)
 from kws.models.registry import (
     MODELS,
     Chain,

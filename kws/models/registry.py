@@ -69,7 +69,7 @@ class LayerCost:
 
     Attributes:
         name: the family's name for it (display only).
-        kind: conv | depthwise | pointwise | linear | bn | pool | add | mul | act.
+        kind: conv | depthwise | pointwise | linear | bn | pool | add | mul | act | pad.
             `bn` ops fold into the conv before them in the exported graph (params counted,
             no op emitted).
         in_shape / out_shape: `(channels, time, freq)`; a vector is `(features, 1, 1)`.
@@ -77,6 +77,8 @@ class LayerCost:
         macs: multiply-accumulates.
         kernel / stride: `(time, freq)` for convs (padding ops are derived from them).
         padding: "same" (TensorFlow's, fused into the conv) or "valid".
+        live_extra_bytes: int8 bytes of other tensors that must stay alive while this op runs
+            (a residual block's input waiting for its add).
     """
 
     name: str
@@ -88,6 +90,7 @@ class LayerCost:
     kernel: tuple[int, int] | None = None
     stride: tuple[int, int] | None = None
     padding: str = "same"
+    live_extra_bytes: int = 0
 
 
 @dataclass(frozen=True)

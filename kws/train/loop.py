@@ -11,6 +11,7 @@ resume from.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 from collections.abc import Callable
@@ -71,14 +72,36 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def step_schedule(cfg: RecipeConfig, epochs: int) -> Callable[[int], float]:
-    """The recipe's step schedule over `epochs`: `lr * gamma^k`, k = milestones passed."""
+def schedule(cfg: RecipeConfig, epochs: int) -> Callable[[int], float]:
+    """The recipe's learning rate of each epoch (0-based) of a run of `epochs`.
+
+    The first `train.warmup_epochs` ramp linearly (`lr * (e + 0.5) / warmup`, the epoch's mean
+    of a per-step ramp from 0). Then `step`: `lr * gamma^k`, k = milestones (fractions of the
+    run) passed; `cosine`: `lr * (1 + cos(pi * (e + 0.5) / n)) / 2` over the `n` epochs after
+    the warm-up (Loshchilov & Hutter's annealing to 0, as BC-ResNet trains).
+    """
+    t = cfg.train
+    warmup = min(t.warmup_epochs, epochs - 1)
 
     def lr_at(epoch: int) -> float:
-        passed = sum(epoch >= m * epochs for m in cfg.train.lr_milestones)
-        return cfg.train.lr * cfg.train.lr_gamma**passed
+        if epoch < warmup:
+            return t.lr * (epoch + 0.5) / warmup
+        if t.lr_schedule == "cosine":
+            return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - warmup + 0.5) / (epochs - warmup)))
+        passed = sum(epoch >= m * epochs for m in t.lr_milestones)
+        return t.lr * t.lr_gamma**passed
 
     return lr_at
+
+
+def make_optimizer(model: nn.Module, cfg: RecipeConfig) -> torch.optim.Optimizer:
+    """Adam, or SGD with `train.momentum`; `train.weight_decay` is L2 in both."""
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(
+            model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+        )
+    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -239,7 +262,7 @@ def train(
             `resume` or `force`.
         model: start from this module (e.g. a grown one) instead of a fresh one.
         data: decoded data to reuse (else built from `cfg`).
-        lr_at: epoch of this run (0-based) -> learning rate; default the recipe's step schedule.
+        lr_at: epoch of this run (0-based) -> learning rate; default the recipe's `schedule`.
         stop: called with the history after every epoch; True ends the run early (plateau).
         epoch_offset: epochs trained before this run (growth rounds): epoch e is seeded as
             global epoch `epoch_offset + e`.
@@ -266,11 +289,9 @@ def train(
     model = prepare_model(
         model or build_model(ModelSpec.of(cfg.model, cfg.features, len(data.labels))), device
     )
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
-    )
+    optimizer = make_optimizer(model, cfg)
     epochs = epochs if epochs is not None else cfg.train.epochs
-    lr_at = lr_at or step_schedule(cfg, epochs)
+    lr_at = lr_at or schedule(cfg, epochs)
     start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})
     if state.get("rng"):
         _set_rng_state(state["rng"])  # dropout draws continue exactly where they stopped

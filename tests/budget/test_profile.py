@@ -262,3 +262,20 @@ def test_cli_on_a_run_dir_uses_the_exported_tflite_size(tmp_path, capsys):
         assert out["profile"]["params"] == count_params(spec)
     with pytest.raises(UserError, match="not found"):
         profile(spec, tflite_path=tmp_path / "missing.tflite")
+
+
+# Recorded like MEASURED, for BC-ResNet at the 98 x 40 log-mel input of its GSC recipes:
+# int8 .tflite bytes and TFLite Micro arena bytes.
+MEASURED_BC_RESNET = {"bc_resnet_1": (76528, 84512), "bc_resnet_2": (113064, 144800)}
+
+
+@pytest.mark.parametrize("preset", sorted(MEASURED_BC_RESNET))
+def test_bc_resnet_estimates_see_its_elementwise_ops_and_residuals(preset):
+    from kws.config import preset_config
+    from kws.models import ModelSpec
+
+    tflite_bytes, arena_bytes = MEASURED_BC_RESNET[preset]
+    spec = ModelSpec(preset_config(preset), (98, 40), 12)
+    assert len(profile(spec).layers) == 126  # every op of the int8 graph, as converted
+    assert estimate_flash_bytes(spec) == pytest.approx(tflite_bytes, rel=0.03)
+    assert estimate_arena_bytes(spec) == pytest.approx(arena_bytes, rel=0.05)
