@@ -49,6 +49,15 @@ class DataConfig:
     spec_time_mask_frames: int = option(5, minimum=0)
     spec_freq_masks: int = option(2, minimum=0)
     spec_freq_mask_bins: int = option(2, minimum=0)
+    # Stream-aware training (kws.data.stream_aug): this share of training examples looks like a
+    # sliding window: the word moved by up to +-stream_shift_ms, relabelled _unknown_ when less
+    # than min_keyword_fraction of its speech stays inside, a neighbouring word at the edge.
+    stream_fraction: float = option(0.0, minimum=0.0, maximum=1.0)
+    stream_shift_ms: float = option(500.0, minimum=0.0)
+    min_keyword_fraction: float = option(0.75, above=0.0, maximum=1.0)
+    neighbour_probability: float = option(0.5, minimum=0.0, maximum=1.0)
+    # Mined hard negatives (kws stream-eval --mine): int16 windows (.npy) trained as _unknown_
+    hard_negatives: str = ""
     exclude_speakers: list[str] = field(default_factory=list)  # speaker-id prefixes held out
     cache_dir: str = "data/cache"  # "" = no on-disk audio-bank cache
     max_clips_per_word: int = option(0, minimum=0)  # 0 = all; for quick experiments

@@ -37,7 +37,9 @@ from kws.data.gsc import (
     labels_for,
     task_words,
 )
+from kws.data.stream_aug import speech_extents, stream_windows
 from kws.errors import UserError
+from kws.features import TorchFrontEnd
 
 SPLIT_NAMES = ("training", "validation", "testing", "holdout")
 
@@ -114,8 +116,6 @@ class KwsData:
         layout: str = LAYOUT_FOLDERS,
         audio_report: AudioReport | None = None,
     ):
-        from kws.features import TorchFrontEnd
-
         self.cfg, self.device, self.labels, self.clips = cfg, device, list(labels), clips or []
         self.layout = layout  # see kws.data.gsc.detect_layout; `kws evaluate` prints it
         self.audio_report = audio_report or AudioReport()  # skipped / repaired files
@@ -126,6 +126,24 @@ class KwsData:
         self.noise_lengths = torch.tensor(noise_lengths, dtype=torch.long, device=device)
         self.front_end = TorchFrontEnd(self.feature_cfg).to(device)
         self._eval_cache: dict = {}
+        self._stream = None  # speech extents and class facts for stream windows, built lazily
+
+    def _stream_facts(self):
+        """Speech extents of the bank and which classes are keywords (stream windows)."""
+        if self._stream is None:
+            start, end = speech_extents(self.bank.cpu().numpy())
+            keyword = torch.tensor(
+                [not (name.startswith("_") and name.endswith("_")) for name in self.labels],
+                device=self.device,
+            )
+            training = torch.from_numpy(self.examples["training"].bank_rows).to(self.device)
+            self._stream = (
+                torch.from_numpy(start).to(self.device),
+                torch.from_numpy(end).to(self.device),
+                keyword,
+                training[training >= 0],
+            )
+        return self._stream
 
     def require_examples(self, split: str) -> None:
         """Raise a UserError when `split` is unknown or empty (never report 0% of 0 examples)."""
@@ -155,11 +173,14 @@ class KwsData:
         counts = np.bincount(self.examples[split].labels, minlength=len(self.labels))
         return {name: int(c) for name, c in zip(self.labels, counts)}
 
-    def _audio(self, rows: torch.Tensor, augmenting: bool, generator) -> torch.Tensor:
-        """Audio `(batch, samples)` float32 in [-1, 1] for bank rows (-1 = silence)."""
+    def _audio(self, rows: torch.Tensor, labels: torch.Tensor, augmenting: bool, generator):
+        """Audio `(batch, samples)` float32 in [-1, 1] for bank rows (-1 = silence), and the
+        labels (stream windows relabel keywords cut at the window's edge)."""
         d = self.cfg.data
         is_silence = rows < 0
         audio = self.bank[rows.clamp(min=0)].float() / 32768.0
+        if augmenting and d.stream_fraction > 0 and UNKNOWN_LABEL in self.labels:
+            audio, labels = self._stream_windows(audio, rows, labels, is_silence, generator)
         if augmenting:
             audio = aug.speed_perturb(audio, d.speed_perturb, generator)
             shift = int(d.time_shift_ms * self.feature_cfg.sample_rate_hz / 1000)
@@ -167,16 +188,29 @@ class KwsData:
             prob, vol = d.background_probability, d.background_volume
         else:
             prob, vol = 0.0, 0.0  # evaluation: clean words; silence still gets noise
-        return aug.mix_background(
-            audio,
-            is_silence,
-            self.noise,
-            self.noise_lengths,
-            prob,
-            vol,
-            d.silence_volume,
+        audio = aug.mix_background(
+            audio, is_silence, self.noise, self.noise_lengths, prob, vol, d.silence_volume,
             generator,
-        )
+        )  # fmt: skip
+        return audio, labels
+
+    def _stream_windows(self, audio, rows, labels, is_silence, generator):
+        """Rebuild some training examples as a sliding window sees them (`stream_aug`)."""
+        d = self.cfg.data
+        start, end, keyword, pool = self._stream_facts()
+        safe = rows.clamp(min=0)
+        pick = torch.randint(0, len(pool), (len(rows),), device=self.device, generator=generator)
+        n_rows = pool[pick]
+        neighbours = (self.bank[n_rows].float() / 32768.0, start[n_rows], end[n_rows])
+        rate = self.feature_cfg.sample_rate_hz
+        settings = (
+            d.stream_fraction, int(d.stream_shift_ms * rate / 1000), d.min_keyword_fraction,
+            d.neighbour_probability,
+        )  # fmt: skip
+        return stream_windows(
+            audio, labels, ~is_silence, (start[safe], end[safe]), neighbours, keyword,
+            self.labels.index(UNKNOWN_LABEL), settings, generator,
+        )  # fmt: skip
 
     def audio_batches(
         self,
@@ -204,7 +238,7 @@ class KwsData:
         order = order.to(self.device)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            yield self._audio(rows_all[idx], augment, generator), labels_all[idx]
+            yield self._audio(rows_all[idx], labels_all[idx], augment, generator)
 
     def batches(
         self,
@@ -289,11 +323,14 @@ def build_data(
     if check_training:
         check_training_examples(examples, labels, wanted, index, cfg.data)
     noise, lengths = load_noise(root, cfg.features, warn_missing=index.layout != LAYOUT_TEST_SET)
+    audio = bank.audio[keep]
+    if cfg.data.hard_negatives:
+        audio, examples = add_hard_negatives(audio, examples, labels, cfg)
     return KwsData(
         cfg,
         torch.device(device),
         labels,
-        bank.audio[keep],
+        audio,
         examples,
         noise,
         lengths,
@@ -301,3 +338,33 @@ def build_data(
         layout=index.layout,
         audio_report=bank.report,
     )
+
+
+def add_hard_negatives(audio: np.ndarray, examples: dict, labels: list[str], cfg: RecipeConfig):
+    """Append mined hard-negative windows (`data.hard_negatives`, int16 `(n, samples)` .npy) to
+    the bank as `_unknown_` training examples.
+
+    Raises:
+        UserError: a missing or malformed file, or a task without an `_unknown_` class.
+    """
+    path = Path(cfg.data.hard_negatives)
+    if not path.is_file():
+        raise UserError(
+            f"data.hard_negatives='{path}' does not exist; mine it with "
+            "`kws stream-eval RUN --benchmark --mine N` or clear data.hard_negatives"
+        )
+    windows = np.load(path, allow_pickle=False)
+    if windows.dtype != np.int16 or windows.ndim != 2 or windows.shape[1] != audio.shape[1]:
+        raise UserError(
+            f"'{path}' holds {windows.dtype} {windows.shape}; expected int16 (windows, "
+            f"{audio.shape[1]}) clips of the front end's length"
+        )
+    if UNKNOWN_LABEL not in labels:
+        raise UserError("data.hard_negatives needs a task with an _unknown_ class")
+    first = len(audio)
+    train = examples["training"]
+    rows = np.concatenate([train.bank_rows, np.arange(first, first + len(windows))])
+    ys = np.concatenate([train.labels, np.full(len(windows), labels.index(UNKNOWN_LABEL))])
+    order = np.random.default_rng(cfg.data.seed).permutation(len(rows))
+    examples = {**examples, "training": SplitExamples(rows[order], ys[order])}
+    return np.concatenate([audio, windows]), examples
