@@ -128,6 +128,7 @@ def add_stream_eval(sub) -> None:
         "threshold, and writes stream_eval.json, a plot and report.md's 'Streaming evaluation' "
         "section in the run folder.",
         ["kws stream-eval runs/quickstart --data data/synth",
+         "kws stream-eval runs/medium --benchmark --target-fa-per-hour 2",
          "kws stream-eval runs/gsc --data data/speech_commands_v0.02 --minutes 10 --backend tflite",
          "kws stream-eval model.onnx --wav stream.wav --labels labels.txt"],
     )  # fmt: skip
@@ -140,11 +141,35 @@ def add_stream_eval(sub) -> None:
     p.add_argument("--backend", choices=BACKENDS, default=None, help="runtime (stream.backend)")
     p.add_argument("--seed", type=int, default=0, help="seed of the built stream")
     p.add_argument("--out", default=None, help="output folder (default: the run folder)")
+    p.add_argument("--benchmark", action="store_true",
+                   help="wake-word benchmark: 20 min of test speakers (MLPerf Tiny rules) and "
+                   "the set's keyword-free speech (false accepts per hour), DET curve")  # fmt: skip
+    p.add_argument(
+        "--target-fa-per-hour", type=float, default=None, metavar="X",
+        help="with --benchmark: calibrate the threshold on the validation speakers for <= X "
+        "false accepts/hour and write it into the run (kws demo uses it)",
+    )  # fmt: skip
+    p.add_argument("--mine", type=int, default=0, metavar="N",
+                   help="with --benchmark: save N hard negatives from the training negatives "
+                   "to <run>/hard_negatives.npy (train with data.hard_negatives=...)")  # fmt: skip
     p.set_defaults(run=run_stream_eval)
 
 
 def run_stream_eval(args) -> int:
     from kws.stream.evaluate import render_section, stream_evaluate
+
+    if args.benchmark:
+        from kws.run import resolve_run
+        from kws.stream.benchmark import run_benchmark
+        from kws.stream.evaluate import write_benchmark
+
+        result = run_benchmark(
+            args.model, flag_overrides(args), target_fa_per_hour=args.target_fa_per_hour,
+            mine=args.mine, minutes=args.minutes if args.minutes != 10.0 else 20.0,
+            seed=args.seed,
+        )  # fmt: skip
+        print(write_benchmark(result, resolve_run(args.model).run.root))
+        return 0
 
     data_root, args.data = args.data, None  # the stream's source, not a config key here
     result = stream_evaluate(

@@ -23,6 +23,7 @@ import numpy as np
 from kws.config import StreamConfig
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text
+from kws.plotting import pyplot, save_png
 from kws.run import resolve_run
 from kws.stream.backends import load_backend
 from kws.stream.demo import stream_config_for
@@ -125,8 +126,6 @@ def sweep(times, posteriors, labels, cfg: StreamConfig, stream: EvalStream, keyw
 
 def plot_sweep(rows: list[dict], operating: float, path: Path, title: str) -> Path:
     """False accepts per hour (x) against miss rate (y), one point per threshold (PNG)."""
-    from kws.plotting import pyplot, save_png
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4))
     fa = [r["false_accepts_per_hour"] for r in rows]
@@ -177,10 +176,10 @@ def render_section(result: dict) -> str:
     return "\n".join(lines)
 
 
-def update_report(path: Path, section: str) -> Path:
-    """Replace the report's streaming section (or append it), atomically."""
+def update_report(path: Path, section: str, heading: str = SECTION) -> Path:
+    """Replace the report's section under `heading` (or append it), atomically."""
     text = path.read_text() if path.is_file() else "# Report\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section + "\n", text, count=1)
     else:
@@ -247,3 +246,73 @@ def stream_evaluate(
     atomic_write_json(out / "stream_eval.json", result)
     update_report(out / "report.md", render_section(result))
     return result
+
+
+BENCH_SECTION = "## Streaming benchmark"
+
+
+def plot_det(rows: list[dict], operating: float, path: Path, title: str) -> Path:
+    """DET curve: miss rate against false accepts per hour on the negatives (log axis), one
+    point per threshold, the operating point starred."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    floor = 0.1  # zero false accepts plot at 0.1/h on the log axis
+    fa = [max(r["negative_false_accepts_per_hour"], floor) for r in rows]
+    ax.plot(fa, [r["miss_rate_percent"] for r in rows], marker=".")
+    for r, x in zip(rows, fa, strict=True):
+        if r["threshold"] == operating:
+            ax.plot(x, r["miss_rate_percent"], "r*", markersize=14,
+                    label=f"operating point (threshold {operating:g})")  # fmt: skip
+    ax.axhline(16, color="gray", lw=0.6, ls="--", label="MLPerf Tiny gate: 16% misses")
+    ax.set_xscale("log")
+    ax.set_xlabel("false accepts per hour (keyword-free speech; 0 plotted at 0.1)")
+    ax.set_ylabel("miss rate (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return save_png(fig, path, dpi=120)
+
+
+def render_benchmark(result: dict) -> str:
+    """The report.md section of a benchmark result (counts beside every rate)."""
+    op, hours = result["operating"], result["hours"]
+    lines = [
+        BENCH_SECTION, "",
+        f"Backend `{result['backend']}`; stream: {result['stream']}; keyword-free speech: "
+        f"{result['negatives']}. MLPerf Tiny rules (a right firing inside a command's clip + "
+        "750 ms counts once; any other firing is a false accept).", "",
+    ]  # fmt: skip
+    if "calibration" in result:
+        c = result["calibration"]
+        lines += [
+            f"Threshold {c['threshold']:g} calibrated on the validation speakers and "
+            f"negatives for <= {c['target_fa_per_hour']:g} false accepts per hour.",
+            "",
+        ]
+    lines += [
+        "| threshold | commands missed | false accepts in the stream | false accepts on the "
+        "negatives | FA per hour (negatives) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result["sweep"]:
+        mark = " **(operating)**" if r["threshold"] == op["threshold"] else ""
+        lines.append(
+            f"| {r['threshold']:g}{mark} | {r['misses']}/{r['commands']} "
+            f"({r['miss_rate_percent']:.1f}%) | {r['false_accepts']} in "
+            f"{60 * hours['stream']:.0f} min | {r['negative_false_accepts']} in "
+            f"{60 * hours['negatives']:.0f} min | {r['negative_false_accepts_per_hour']:.2f} |"
+        )
+    lines += ["", f"![DET curve]({result['plot']})", ""]
+    return "\n".join(lines)
+
+
+def write_benchmark(result: dict, out: Path) -> str:
+    """stream_benchmark.json, plots/stream_det.png and report.md's benchmark section."""
+    plot = plot_det(result["sweep"], result["operating"]["threshold"],
+                    out / "plots" / "stream_det.png",
+                    f"{result['backend']}: {result['negatives']} negatives")  # fmt: skip
+    result["plot"] = str(plot.relative_to(out))
+    atomic_write_json(out / "stream_benchmark.json", result)
+    section = render_benchmark(result)
+    update_report(out / "report.md", section, BENCH_SECTION)
+    return section

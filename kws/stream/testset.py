@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from kws.data.audio import load_audio
+from kws.data.gsc import background_files, index_clips
 from kws.errors import UserError
 from kws.stream.recognize import is_keyword
 
@@ -56,11 +58,9 @@ def labels_file_text(truth: list[tuple[str, float]]) -> str:
     return "".join(f"{label}, {time_ms:.0f}\n" for label, time_ms in truth)
 
 
-def _background(root: Path, samples: int, volume: float, rng: np.random.Generator) -> np.ndarray:
-    """`samples` of the data set's background noise (random 1 s slices) scaled to `volume`."""
-    from kws.data.audio import load_audio
-    from kws.data.gsc import background_files
-
+def background_noise(root: Path, samples: int, volume: float, rng: np.random.Generator):
+    """`samples` of the data set's background noise (random 1 s slices) scaled to `volume`:
+    `(samples,)` float32."""
     files = background_files(root)
     if not files:  # no recordings: white noise of a comparable level
         return (volume * 0.3 * rng.standard_normal(samples)).astype(np.float32)
@@ -99,9 +99,6 @@ def build_test_stream(
         clip_ms: clip length each word is cut/padded to.
         seed: makes the stream reproducible.
     """
-    from kws.data.audio import load_audio
-    from kws.data.gsc import index_clips
-
     root = Path(data_root)
     try:
         clips = [c for c in index_clips(root) if c.split == "testing"]
@@ -116,7 +113,7 @@ def build_test_stream(
         raise UserError(f"word_gap_ms ({word_gap_ms}) must be at least clip_ms ({clip_ms})")
     rng = np.random.default_rng(seed)
     rate, clip_samples = 16000, int(16 * clip_ms)
-    audio = _background(root, int(minutes * 60 * rate), background_volume, rng)
+    audio = background_noise(root, int(minutes * 60 * rate), background_volume, rng)
     truth = []
     names = sorted(keywords)
     for cell in range(int(minutes * 60_000 // word_gap_ms)):
@@ -140,8 +137,6 @@ def build_test_stream(
 
 def load_test_stream(wav: str | Path, labels_file: str | Path) -> EvalStream:
     """A given stream: any audio file plus a TensorFlow labels file (`label, time_ms`)."""
-    from kws.data.audio import load_audio
-
     audio = load_audio(wav, 16000)
     truth = [
         (label if is_keyword(label) else UNKNOWN, t)

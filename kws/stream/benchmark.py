@@ -1,0 +1,328 @@
+"""Streaming stage: a wake-word-style benchmark (`kws stream-eval RUN --benchmark`).
+
+Modelled on MLPerf Tiny's streaming wake-word test (a 20-minute stream, pass with <= 8 false
+accepts and <= 8 misses of 50 wake words) and on how consumer engines report false accepts
+per hour on hours of keyword-free audio (REFERENCE.md, "Streaming wake-word benchmarks"):
+
+(a) `build_benchmark_stream`: 20 minutes of one split's speakers (test for the benchmark,
+    validation for calibration): `per_command` clips of every command word and as many unknown
+    words, in random order with random gaps, over the set's background noise at SNRs that
+    cycle through `SNRS_DB` every 2 minutes;
+(b) the keyword-free speech of `<data.root>/_negatives_/` (`kws data synth
+    --negatives-minutes N`): file i belongs to validation when i % 5 == 0, to training (hard
+    negative mining) when i % 5 == 1, else to testing, so the false accepts per hour are
+    measured on audio neither calibration nor mining saw;
+(c) scoring with MLPerf Tiny's rules (`mlperf_score`): a firing inside a command's window (the
+    clip plus `tolerance_ms`) counts once if its label is right; every other firing (a repeat,
+    a wrong label, an unknown word, no word) is a false accept; a command without a right
+    firing is a miss.
+
+The posterior tracks are recorded once; thresholds are swept over them (a DET curve: miss rate
+against false accepts per hour). `calibrate_threshold` picks the lowest threshold whose
+validation false accepts per hour stay within a target.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from kws.config import StreamConfig
+from kws.data.audio import load_audio
+from kws.data.gsc import index_clips
+from kws.errors import UserError
+from kws.io import atomic_write_bytes, atomic_write_json
+from kws.run import resolve_run
+from kws.stream.backends import Backend, load_backend
+from kws.stream.demo import stream_config_for
+from kws.stream.detector import StreamingDetector
+from kws.stream.recognize import is_keyword, recognize
+from kws.stream.testset import UNKNOWN, EvalStream, background_noise
+
+NEGATIVES_DIR = "_negatives_"
+SNRS_DB = (20.0, 10.0, 5.0)
+SEGMENT_S = 120.0  # the SNR changes every 2 minutes
+RATE_HZ = 16000
+SWEEP = [round(t, 2) for t in np.arange(0.30, 0.99, 0.025)]
+
+
+def _split_clips(root: Path, split: str):
+    clips = [c for c in index_clips(root) if c.split == split]
+    if not clips:
+        raise UserError(f"no {split}-split clips under '{root}' to build a benchmark stream")
+    return clips
+
+
+def build_benchmark_stream(
+    root: str | Path,
+    labels: list[str],
+    split: str = "testing",
+    minutes: float = 20.0,
+    per_command: int = 15,
+    seed: int = 0,
+) -> EvalStream:
+    """A stream of one split's commands and unknown words over noise at several SNRs.
+
+    Raises:
+        UserError: too few clips of a command in the split, or a stream too short for the words.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    clips = _split_clips(root, split)
+    commands = [w for w in labels if is_keyword(w)]
+    chosen = []
+    for word in commands:
+        pool = [c for c in clips if c.word == word]
+        if len(pool) < per_command:
+            raise UserError(
+                f"the {split} split of '{root}' has {len(pool)} clips of '{word}'; the benchmark "
+                f"needs {per_command} (synthesize a larger set, e.g. kws data synth --size medium)"
+            )
+        chosen += [(word, pool[i]) for i in rng.choice(len(pool), per_command, replace=False)]
+    others = [c for c in clips if c.word not in labels]
+    if others:
+        picks = rng.choice(len(others), min(len(chosen), len(others)), replace=False)
+        chosen += [(UNKNOWN, others[i]) for i in picks]
+    order = rng.permutation(len(chosen))
+    total = int(minutes * 60 * RATE_HZ)
+    spare = total / RATE_HZ - len(chosen) * 1.0 - 1.0
+    if spare <= 0:
+        raise UserError(f"{len(chosen)} words do not fit in {minutes:g} minutes")
+    gaps = rng.uniform(0.5, 1.5, len(chosen))
+    gaps *= spare / gaps.sum()  # random gaps that fill the stream exactly
+    speech = np.zeros(total, np.float32)
+    truth, cursor = [], 0.5
+    for gap, index in zip(gaps, order, strict=True):
+        label, clip = chosen[index]
+        audio = load_audio(clip.path, RATE_HZ)[:RATE_HZ]
+        start = int(cursor * RATE_HZ)
+        speech[start : start + len(audio)] += audio
+        truth.append((label, 1000.0 * cursor))
+        cursor += 1.0 + gap
+    noise = _noise_at_snrs(root, speech, truth, rng)
+    description = (
+        f"{minutes:g} min of the {split} split of {root}: {len(commands)} x {per_command} "
+        f"commands and {sum(t[0] == UNKNOWN for t in truth)} unknown words, noise at SNR "
+        f"{'/'.join(f'{s:g}' for s in SNRS_DB)} dB (cycling every {SEGMENT_S:g} s), seed {seed}"
+    )
+    return EvalStream(np.clip(speech + noise, -1, 1), RATE_HZ, truth, description)
+
+
+def _noise_at_snrs(root: Path, speech: np.ndarray, truth, rng) -> np.ndarray:
+    """Background noise whose level follows `SNRS_DB` (relative to the words' mean RMS)."""
+    word_rms = []
+    for _, start_ms in truth:
+        start = int(start_ms * RATE_HZ / 1000)
+        piece = speech[start : start + RATE_HZ]
+        word_rms.append(np.sqrt(np.mean(piece**2) + 1e-12))
+    level = float(np.mean(word_rms))
+    noise = background_noise(root, len(speech), 1.0, rng)
+    segment = int(SEGMENT_S * RATE_HZ)
+    for k, lo in enumerate(range(0, len(noise), segment)):
+        piece = noise[lo : lo + segment]
+        target = level / 10 ** (SNRS_DB[k % len(SNRS_DB)] / 20)
+        piece *= target / (np.sqrt(np.mean(piece**2)) + 1e-12)
+    return noise
+
+
+def negative_files(root: str | Path, split: str) -> list[Path]:
+    """The keyword-free speech files of one split (see the module docstring).
+
+    Raises:
+        UserError: when the set has no negatives or none fall in the split.
+    """
+    folder = Path(root) / NEGATIVES_DIR
+    files = sorted(folder.glob("neg_*.wav"))
+    if not files:
+        raise UserError(
+            f"'{folder}' holds no keyword-free speech; make it with `kws data synth --out "
+            f"{root} --negatives-minutes 100` (60+ minutes are needed for testing)"
+        )
+    pick = {"validation": lambda i: i % 5 == 0, "training": lambda i: i % 5 == 1,
+            "testing": lambda i: i % 5 >= 2}[split]  # fmt: skip
+    chosen = [f for f in files if pick(int(f.stem.split("_")[-1]))]
+    if not chosen:
+        raise UserError(f"no {split} negatives under '{folder}' (needs at least 5 files)")
+    return chosen
+
+
+def record(backend: Backend, cfg: StreamConfig, audio: np.ndarray, chunk_ms: float = 200.0):
+    """Posterior track of `audio` through a fresh detector: `times_ms (steps,)`,
+    `posteriors (steps, classes)` (the stream's end is flushed)."""
+    detector = StreamingDetector(backend, stream_cfg=cfg)
+    step = int(RATE_HZ * chunk_ms / 1000)
+    inferences = []
+    for start in range(0, len(audio), step):
+        inferences += detector.push(audio[start : start + step])
+    inferences += detector.flush()
+    times = np.array([i.time_ms for i in inferences])
+    return times, np.stack([i.probabilities for i in inferences])
+
+
+def mlperf_score(events, truth, keywords, tolerance_ms: float = 750.0, clip_ms: float = 1000.0):
+    """MLPerf Tiny's streaming rules (module docstring): misses and false accepts."""
+    windows = [(label, t, t + clip_ms + tolerance_ms) for label, t in truth if label in keywords]
+    detected = [False] * len(windows)
+    false_accepts = 0
+    for label, time_ms, _ in events:
+        hit = next(
+            (i for i, (word, lo, hi) in enumerate(windows)
+             if lo <= time_ms <= hi and word == label and not detected[i]),
+            None,
+        )  # fmt: skip
+        if hit is None:
+            false_accepts += 1
+        else:
+            detected[hit] = True
+    return {"commands": len(windows), "misses": detected.count(False),
+            "false_accepts": false_accepts}  # fmt: skip
+
+
+def det_rows(tracks, truth, labels, cfg: StreamConfig, hours: dict, thresholds=None):
+    """Misses and false accepts per threshold over recorded tracks.
+
+    Args:
+        tracks: `{"stream": (times, posteriors), "negatives": [(times, posteriors), ...]}`.
+        hours: `{"stream": h, "negatives": h}` durations.
+    """
+    keywords = [w for w in labels if is_keyword(w)]
+    rows = []
+    for threshold in sorted({*(thresholds or SWEEP), cfg.detection_threshold}):
+        events = recognize(*tracks["stream"], labels, cfg, threshold=threshold)
+        score = mlperf_score(events, truth, keywords)
+        negatives = sum(
+            len(recognize(t, p, labels, cfg, threshold=threshold)) for t, p in tracks["negatives"]
+        )
+        rows.append({
+            "threshold": threshold, **score,
+            "miss_rate_percent": 100.0 * score["misses"] / max(score["commands"], 1),
+            "stream_false_accepts_per_hour": score["false_accepts"] / hours["stream"],
+            "negative_false_accepts": negatives,
+            "negative_false_accepts_per_hour": negatives / hours["negatives"],
+        })  # fmt: skip
+    return rows
+
+
+def calibrate_threshold(rows: list[dict], target_fa_per_hour: float) -> float:
+    """The lowest threshold whose false accepts per hour, on the negatives and on the stream,
+    are both within `target_fa_per_hour` (the highest swept one if none is)."""
+    ok = [
+        r["threshold"] for r in rows
+        if r["negative_false_accepts_per_hour"] <= target_fa_per_hour
+        and r["stream_false_accepts_per_hour"] <= target_fa_per_hour
+    ]  # fmt: skip
+    return min(ok) if ok else max(r["threshold"] for r in rows)
+
+
+def negatives_tracks(backend, cfg, root, split) -> tuple[list, float, list[str]]:
+    """Posterior tracks of one split's negatives, their hours and file names."""
+    files = negative_files(root, split)
+    tracks, seconds = [], 0.0
+    for path in files:
+        audio = load_audio(path, RATE_HZ)
+        seconds += len(audio) / RATE_HZ
+        tracks.append(record(backend, cfg, audio))
+    return tracks, seconds / 3600, [f.name for f in files]
+
+
+def manifest_stream_block(export_dir: Path, cfg: StreamConfig) -> None:
+    """Record the calibrated stream settings in an export's manifest (bare-model demos)."""
+    path = export_dir / "manifest.json"
+    if path.is_file():
+        data = json.loads(path.read_text())
+        data["stream"] = {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}
+        atomic_write_json(path, data)
+
+
+def mine_hard_negatives(backend, cfg: StreamConfig, root, count: int, out: Path) -> int:
+    """Windows of the training-split negatives the model fires on (any threshold above
+    `MINING_THRESHOLD`), highest score first: int16 `(count, samples)` saved to `out`."""
+    clip = backend.feature_cfg.clip_samples
+    found = []
+    for path in negative_files(root, "training"):
+        audio = load_audio(path, RATE_HZ)
+        times, posteriors = record(backend, cfg, audio)
+        for _, time_ms, score in recognize(times, posteriors, backend.labels, cfg,
+                                           threshold=MINING_THRESHOLD):  # fmt: skip
+            end = int(time_ms * RATE_HZ / 1000)
+            if end >= clip:
+                found.append((score, audio[end - clip : end]))
+    found.sort(key=lambda item: -item[0])
+    windows = np.stack([w for _, w in found[:count]]) if found else np.zeros((0, clip))
+    pcm = np.clip(np.round(windows * 32768), -32768, 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    np.save(buffer, pcm)
+    atomic_write_bytes(out, buffer.getvalue())
+    return len(pcm)
+
+
+def run_benchmark(
+    model: str | Path,
+    overrides: list[str] | None = None,
+    *,
+    target_fa_per_hour: float | None = None,
+    mine: int = 0,
+    minutes: float = 20.0,
+    per_command: int = 15,
+    seed: int = 0,
+) -> dict:
+    """The benchmark of the module docstring for a run; returns the result dict.
+
+    With `target_fa_per_hour`, the threshold is first calibrated on the validation speakers'
+    stream and negatives and written into the run (config.yaml's stream section and the
+    export manifest), then the test numbers are measured at it. With `mine`, that many hard
+    negatives are mined from the training negatives into `<run>/hard_negatives.npy`.
+
+    Raises:
+        UserError: missing negatives or too few clips, a bad override.
+    """
+    ref = resolve_run(model)
+    cfg = stream_config_for(model, overrides)
+    recipe = ref.run.config(overrides) if ref.run.config_path.is_file() else None
+    if recipe is None:
+        raise UserError(f"'{model}' is not in a run folder; the benchmark needs its data.root")
+    root = Path(recipe.data.root)
+    backend = load_backend(cfg.backend, model)
+    result = {"model": str(model), "backend": backend.kind}
+    if target_fa_per_hour is not None:
+        cfg = _calibrate(ref, backend, cfg, root, recipe, target_fa_per_hour, per_command, seed)
+        result["calibration"] = {"target_fa_per_hour": target_fa_per_hour,
+                                 "threshold": cfg.detection_threshold}  # fmt: skip
+    stream = build_benchmark_stream(root, backend.labels, "testing", minutes, per_command, seed)
+    neg_tracks, neg_hours, names = negatives_tracks(backend, cfg, root, "testing")
+    tracks = {"stream": record(backend, cfg, stream.audio), "negatives": neg_tracks}
+    hours = {"stream": stream.duration_s / 3600, "negatives": neg_hours}
+    rows = det_rows(tracks, stream.truth, backend.labels, cfg, hours)
+    result.update(
+        stream=stream.description, negatives=f"{neg_hours * 60:.1f} min ({len(names)} files)",
+        stream_config={k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        hours=hours, sweep=rows,
+        operating=next(r for r in rows if r["threshold"] == cfg.detection_threshold),
+    )  # fmt: skip
+    if mine:
+        out = ref.run.root / "hard_negatives.npy"
+        result["mined"] = {"path": str(out), "windows": mine_hard_negatives(
+            backend, cfg, root, mine, out)}  # fmt: skip
+    return result
+
+
+MINING_THRESHOLD = 0.5
+
+
+def _calibrate(ref, backend, cfg, root, recipe, target, per_command, seed) -> StreamConfig:
+    """Sweep on the validation speakers and negatives; write the threshold into the run."""
+    stream = build_benchmark_stream(root, backend.labels, "validation", 20.0, per_command,
+                                    seed + 1)  # fmt: skip
+    neg_tracks, neg_hours, _ = negatives_tracks(backend, cfg, root, "validation")
+    tracks = {"stream": record(backend, cfg, stream.audio), "negatives": neg_tracks}
+    hours = {"stream": stream.duration_s / 3600, "negatives": neg_hours}
+    rows = det_rows(tracks, stream.truth, backend.labels, cfg, hours)
+    cfg = replace(cfg, detection_threshold=calibrate_threshold(rows, target))
+    recipe.stream = cfg
+    ref.run.save_config(recipe)
+    manifest_stream_block(ref.run.export_dir, cfg)
+    return cfg
