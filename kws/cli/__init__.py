@@ -56,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; a `UserError` is printed without a traceback and exits 2."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may come after flags too (`kws demo RUN --wav f.wav stream.stride_ms=40`):
+    # argparse stops filling a positional list at the first flag, so the rest is collected here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        stray = [a for a in extra if a.startswith("-") or "=" not in a]
+        if stray or not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+        args.overrides = [*(args.overrides or []), *extra]
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

@@ -149,6 +149,8 @@ def add_stream_eval(sub) -> None:
         help="with --benchmark: calibrate the threshold on the validation speakers for <= X "
         "false accepts/hour and write it into the run (kws demo uses it)",
     )  # fmt: skip
+    p.add_argument("--per-command", type=int, default=15, metavar="N",
+                   help="with --benchmark: clips of each command (default 15)")  # fmt: skip
     p.add_argument("--mine", type=int, default=0, metavar="N",
                    help="with --benchmark: save N hard negatives from the training negatives "
                    "to <run>/hard_negatives.npy (train with data.hard_negatives=...)")  # fmt: skip
@@ -166,7 +168,7 @@ def run_stream_eval(args) -> int:
         result = run_benchmark(
             args.model, flag_overrides(args), target_fa_per_hour=args.target_fa_per_hour,
             mine=args.mine, minutes=args.minutes if args.minutes != 10.0 else 20.0,
-            seed=args.seed,
+            per_command=args.per_command, seed=args.seed,
         )  # fmt: skip
         print(write_benchmark(result, resolve_run(args.model).run.root))
         return 0

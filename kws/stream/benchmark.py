@@ -47,7 +47,7 @@ NEGATIVES_DIR = "_negatives_"
 SNRS_DB = (20.0, 10.0, 5.0)
 SEGMENT_S = 120.0  # the SNR changes every 2 minutes
 RATE_HZ = 16000
-SWEEP = [round(t, 2) for t in np.arange(0.30, 0.99, 0.025)]
+SWEEP = [round(float(t), 3) for t in np.arange(0.30, 0.99, 0.025)]
 
 
 def _split_clips(root: Path, split: str):
@@ -215,7 +215,7 @@ def calibrate_threshold(rows: list[dict], target_fa_per_hour: float) -> float:
         if r["negative_false_accepts_per_hour"] <= target_fa_per_hour
         and r["stream_false_accepts_per_hour"] <= target_fa_per_hour
     ]  # fmt: skip
-    return min(ok) if ok else max(r["threshold"] for r in rows)
+    return float(min(ok) if ok else max(r["threshold"] for r in rows))
 
 
 def negatives_tracks(backend, cfg, root, split) -> tuple[list, float, list[str]]:
@@ -289,7 +289,8 @@ def run_benchmark(
     backend = load_backend(cfg.backend, model)
     result = {"model": str(model), "backend": backend.kind}
     if target_fa_per_hour is not None:
-        cfg = _calibrate(ref, backend, cfg, root, recipe, target_fa_per_hour, per_command, seed)
+        cfg = _calibrate(ref, backend, cfg, root, recipe, target_fa_per_hour,
+                         (minutes, per_command, seed))  # fmt: skip
         result["calibration"] = {"target_fa_per_hour": target_fa_per_hour,
                                  "threshold": cfg.detection_threshold}  # fmt: skip
     stream = build_benchmark_stream(root, backend.labels, "testing", minutes, per_command, seed)
@@ -313,9 +314,10 @@ def run_benchmark(
 MINING_THRESHOLD = 0.5
 
 
-def _calibrate(ref, backend, cfg, root, recipe, target, per_command, seed) -> StreamConfig:
+def _calibrate(ref, backend, cfg, root, recipe, target, stream_args) -> StreamConfig:
     """Sweep on the validation speakers and negatives; write the threshold into the run."""
-    stream = build_benchmark_stream(root, backend.labels, "validation", 20.0, per_command,
+    minutes, per_command, seed = stream_args
+    stream = build_benchmark_stream(root, backend.labels, "validation", minutes, per_command,
                                     seed + 1)  # fmt: skip
     neg_tracks, neg_hours, _ = negatives_tracks(backend, cfg, root, "validation")
     tracks = {"stream": record(backend, cfg, stream.audio), "negatives": neg_tracks}
