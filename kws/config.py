@@ -7,6 +7,7 @@ and lists the valid ones; command-line overrides are dotted (`train.lr=1e-3`).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -193,14 +194,93 @@ class ExportConfig:
 
 @dataclass
 class StreamConfig:
-    """Streaming decisions with TensorFlow RecognizeCommands semantics (REFERENCE.md)."""
+    """Streaming keyword decisions (kws.stream.recognize; README 'Streaming semantics').
 
-    stride_ms: float = 20.0
-    average_window_ms: float = 500.0
-    detection_threshold: float = 0.7
-    suppression_ms: float = 500.0
-    minimum_count: int = 4
+    A keyword fires when it tops the smoothed posteriors above the threshold and is armed; it
+    re-arms when its smoothed score falls below `release_fraction` x threshold, or when a new
+    word starts after a pause (frame-level voice activity). The same rule runs on a device
+    (deploy/tflm/recognize_commands.cc).
+    """
+
+    stride_ms: float = 20.0  # a model run every stride; a whole number of features.hop_ms
+    average_window_ms: float = 500.0  # posteriors of the windows ending this recently are averaged
+    detection_threshold: float = 0.7  # smoothed score a keyword must exceed, in (0, 1)
+    # Refractory time: no keyword fires this soon after the previous keyword event. Short on
+    # purpose: a long one lets a wrong label that fired first block the right one.
+    suppression_ms: float = 200.0
+    minimum_count: int = 4  # fewest posteriors in the averaging window for any decision
+    # A fired keyword re-arms once its smoothed score falls below this fraction of the threshold
+    # (hysteresis: it cannot fire twice on one word whose score wobbles around the threshold).
+    release_fraction: float = 0.5
+    # A pause of at least this long, followed by speech, starts a new word: once the model's
+    # window has moved past the pause's start, every keyword re-arms, so a word repeated after a
+    # pause fires again. 0 turns word segmentation off (re-arming by the score alone).
+    word_gap_ms: float = 150.0
+    vad_margin_db: float = 6.0  # speech: frame level this far above the noise floor
+    noise_floor_rise_db_per_s: float = 5.0  # the floor follows drops at once, rises this slowly
     backend: str = "torch"  # torch | onnx | tflite
+
+    def results_per_window(self) -> int:
+        """Most posteriors the averaging window can hold at this stride (the window is closed)."""
+        return int(math.floor(self.average_window_ms / self.stride_ms + 1e-9)) + 1
+
+    def validate_decisions(self) -> None:
+        """Check the decision values that do not depend on the front end.
+
+        Raises:
+            ConfigError: naming the key, its value and what is allowed.
+        """
+        ranges = [
+            ("detection_threshold", 0.0 < self.detection_threshold < 1.0, "between 0 and 1 "
+             "(exclusive; posteriors are probabilities), e.g. 0.7"),
+            ("release_fraction", 0.0 < self.release_fraction < 1.0, "between 0 and 1 "
+             "(exclusive), e.g. 0.5"),
+            ("average_window_ms", self.average_window_ms > 0, "> 0, e.g. 500"),
+            ("suppression_ms", self.suppression_ms >= 0, ">= 0 (0: no refractory time), e.g. 200"),
+            ("minimum_count", self.minimum_count >= 1, ">= 1, e.g. 4"),
+            ("word_gap_ms", self.word_gap_ms >= 0, ">= 0 (0: no word segmentation), e.g. 150"),
+            ("vad_margin_db", self.vad_margin_db > 0, "> 0, e.g. 6"),
+            ("noise_floor_rise_db_per_s", self.noise_floor_rise_db_per_s > 0, "> 0, e.g. 5"),
+        ]  # fmt: skip
+        for key, ok, allowed in ranges:
+            value = getattr(self, key)
+            if not ok or not math.isfinite(value):
+                raise ConfigError(f"stream.{key}={value!r} is not allowed: it must be {allowed}")
+
+    def validate(self, features: FeatureConfig) -> None:
+        """Refuse settings that are out of range or under which no keyword could ever fire.
+
+        Raises:
+            ConfigError: naming the keys, their values and which values to change.
+        """
+        self.validate_decisions()
+        hop = features.hop_ms
+        ratio = self.stride_ms / hop if hop > 0 else float("nan")
+        if not (math.isfinite(ratio) and ratio >= 1 - 1e-9 and abs(ratio - round(ratio)) < 1e-6):
+            raise ConfigError(
+                f"stream.stride_ms={self.stride_ms:g} must be a positive multiple of "
+                f"features.hop_ms={hop:g} (a model run needs whole new feature frames); set "
+                f"stream.stride_ms={hop:g} or {2 * hop:g}"
+            )
+        count, window = self.results_per_window(), self.average_window_ms
+        # The largest stride (a multiple of the hop) at which the window holds enough results.
+        needed = self.minimum_count - 1
+        best_stride = hop * math.floor(window / needed / hop + 1e-9) if needed else window
+        if count < self.minimum_count:
+            raise ConfigError(
+                f"no keyword can ever fire: stream.average_window_ms={window:g} holds at most "
+                f"{count} posterior(s) at stream.stride_ms={self.stride_ms:g}, fewer than "
+                f"stream.minimum_count={self.minimum_count}; lower stream.stride_ms to "
+                f"{best_stride:g} or less, raise stream.average_window_ms to "
+                f"{needed * self.stride_ms:g} or more, or lower stream.minimum_count to {count}"
+            )
+        if (count - 1) * self.stride_ms < window / 4:  # decisions need a quarter-window span
+            raise ConfigError(
+                f"no keyword can ever fire: stream.stride_ms={self.stride_ms:g} is longer than "
+                f"stream.average_window_ms={window:g}, so the averaged posteriors never span a "
+                f"quarter of the window; lower stream.stride_ms or raise "
+                f"stream.average_window_ms to {self.stride_ms:g} or more"
+            )
 
 
 @dataclass
