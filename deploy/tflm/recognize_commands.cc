@@ -83,15 +83,22 @@ void RecognizeCommands::TrackWords(double time_ms, double level_db) {
   last_speech_ms_ = time_ms;
 }
 
+// The newest word heard for at least half an averaging window, or, when newer, the word a
+// restart of the smoothing less than an averaging window ago began with.
 int RecognizeCommands::WordForEvent(double time_ms) const {
-  if (has_restart_ && time_ms - restart_ms_ <= config_.average_window_ms) {
-    return restart_word_;  // every window since the restart begins with that word
-  }
+  int word = -1;
   for (int i = onsets_.size - 1; i >= 0; --i) {
     const Pending& onset = onsets_.At(i);
-    if (onset.time_ms <= time_ms - config_.average_window_ms / 2) return onset.word;
+    if (onset.time_ms <= time_ms - config_.average_window_ms / 2) {
+      word = onset.word;
+      break;
+    }
   }
-  return -1;
+  if (has_restart_ && time_ms - restart_ms_ <= config_.average_window_ms &&
+      restart_word_ > word) {
+    word = restart_word_;
+  }
+  return word;
 }
 
 RecognizeStatus RecognizeCommands::Process(double time_ms, const float* scores,

@@ -13,12 +13,13 @@ both emit identical events):
    they only compete for the top.
 3. Hysteresis: a keyword disarms when it fires and re-arms when its smoothed score falls below
    `release_fraction` x threshold, or once the model's window has left the word it fired on.
-   Words come from a frame-level voice activity detector (level vs a tracked noise floor): speech
-   after a pause of at least `word_gap_ms` starts a new word. An event is credited to the newest
-   word that began at least half an averaging window before it (or, right after a restart, to
-   the word that caused it). When the window no longer holds any audio from before a new word's
-   pause, the keywords credited to older words re-arm and the smoothing restarts, so a repeat is
-   judged only on windows that cannot contain the previous word.
+   Words come from a frame-level voice activity detector (level vs a tracked noise floor):
+   speech after a pause of at least `word_gap_ms` starts a new word. An event is credited to
+   the newest word that began at least half an averaging window before it (or, if newer, to
+   the word that a restart of the smoothing less than an averaging window earlier began with).
+   When the window no longer holds any audio from before a new word's pause, the keywords
+   credited to older words re-arm and the smoothing restarts, so a repeat is judged only on
+   windows that cannot contain the previous word.
 
 Why not TensorFlow's rule (fire on a label change *and* after the suppression time): the same
 keyword then fires again only after another label fired in between, and with a 1 s window the
@@ -234,13 +235,17 @@ class RecognizeCommands:
         return Decision(label, score, fires, time_ms)
 
     def _word_for_event(self, time_ms: float) -> int:
-        """The word an event at `time_ms` is credited to (-1: none known)."""
-        if self._restart is not None and time_ms - self._restart[0] <= self.average_window_ms:
-            return self._restart[1]  # every window since the restart begins with that word
-        for word, onset_ms in reversed(self._onsets):
+        """The word an event at `time_ms` is credited to (-1: none known): the newest word heard
+        for at least half an averaging window (long enough to carry the smoothed score), or,
+        when newer, the word a recent restart began with (no window since holds older words)."""
+        word = -1
+        for index, onset_ms in reversed(self._onsets):
             if onset_ms <= time_ms - self.average_window_ms / 2:
-                return word  # heard long enough to carry the smoothed score
-        return -1
+                word = index
+                break
+        if self._restart is not None and time_ms - self._restart[0] <= self.average_window_ms:
+            word = max(word, self._restart[1])
+        return word
 
     def _track_words(self, time_ms: float, level_db: float) -> None:
         """Voice activity on frame levels; a new word after a pause schedules a re-arm."""

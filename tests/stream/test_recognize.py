@@ -130,28 +130,35 @@ def test_mixed_words_fire_once_each_without_duplicates(labels, gap_ms):
 
 
 def wrong_then_right(steps_ms: float = 20.0) -> tuple[np.ndarray, np.ndarray]:
-    """Silence, then "no" leads for 200 ms (0.6), then "yes" dominates for 500 ms, silence."""
-    times = np.arange(0.0, 3000.0, steps_ms)
-    posteriors = np.stack([
-        onehot("_silence_", 0.9) if t < 1000 or t >= 1700
-        else np.array([0.05, 0.05, 0.3, 0.6]) if t < 1200
-        else np.array([0.02, 0.02, 0.9, 0.06])
-        for t in times
-    ])  # fmt: skip
-    return times, posteriors
+    """Two words of "yes" after silence; in each, another label leads first for 300 ms (0.55:
+    "no", then "_unknown_", as on a word's onset), then "yes" dominates for 300 ms."""
+    times = np.arange(0.0, 6000.0, steps_ms)
+    rows = []
+    for t in times:
+        at, word = t % 3000, int(t // 3000)
+        if 1000 <= at < 1300:
+            wrong = np.full(len(LABELS), 0.1)
+            wrong[LABELS.index(["no", "_unknown_"][word])], wrong[LABELS.index("yes")] = 0.55, 0.25
+            rows.append(wrong)
+        elif 1300 <= at < 1600:
+            rows.append(np.array([0.01, 0.01, 0.95, 0.03]))
+        else:
+            rows.append(onehot("_silence_", 0.9))
+    return times, np.asarray(rows, np.float32)
 
 
 def test_wrong_label_does_not_block_the_right_one():
-    """Fault 4: at every threshold of a sweep the right label fires; misses never rise as the
-    threshold falls (TensorFlow's rule with 500 ms suppression missed "yes" below 0.45)."""
+    """Fault 4: at every threshold of a sweep the right label fires for both words, and misses
+    never rise as the threshold falls (TensorFlow's rule with 500 ms suppression let the wrong
+    label, keyword or not, fire first at 0.30 and block "yes": 2 misses there, 0 at 0.35)."""
     times, posteriors = wrong_then_right()
     cfg = StreamConfig()
     misses = []
     for threshold in np.round(np.arange(0.30, 0.96, 0.05), 2):
         labels = [e[0] for e in recognize(times, posteriors, LABELS, cfg, threshold=threshold)]
-        misses.append(int(labels.count("yes") == 0))
-        if threshold <= 0.8:
-            assert labels.count("yes") == 1, (threshold, labels)
+        misses.append(2 - labels.count("yes"))
+        if threshold <= 0.6:  # the smoothed score of "yes" peaks near 0.67 on this track
+            assert labels.count("yes") == 2, (threshold, labels)
         assert labels.count("no") <= 1
     assert misses == sorted(misses)  # thresholds ascend: misses may only rise
 
