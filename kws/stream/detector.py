@@ -155,13 +155,7 @@ class StreamingDetector:
         cfg = self.feature_cfg
         self.rate_hz = cfg.sample_rate_hz
         self.input_rate_hz = int(input_sample_rate_hz or cfg.sample_rate_hz)
-        self._resampler = None
-        if self.input_rate_hz != self.rate_hz:
-            import soxr
-
-            self._resampler = soxr.ResampleStream(
-                self.input_rate_hz, self.rate_hz, 1, dtype="float32", quality="HQ"
-            )
+        self._resampler = self._new_resampler()
         self._pending = np.zeros(0, np.float32)  # samples from the next frame's start on
         self._ring = np.zeros((cfg.num_frames, cfg.num_coeffs), np.float32)
         self.frames_done = 0
@@ -174,6 +168,16 @@ class StreamingDetector:
         self._nonfinite_samples = 0
         self._flushed = False
         self.last: Inference | None = None
+
+    def _new_resampler(self):
+        """soxr's streaming resampler input rate -> model rate (None when they are equal)."""
+        if self.input_rate_hz == self.rate_hz:
+            return None
+        import soxr
+
+        return soxr.ResampleStream(
+            self.input_rate_hz, self.rate_hz, 1, dtype="float32", quality="HQ"
+        )
 
     def push(self, chunk: np.ndarray) -> list[Inference]:
         """Feed a chunk (int16 or float, `(samples,)` or `(samples, channels)`) at the input rate.
@@ -195,7 +199,8 @@ class StreamingDetector:
 
         Drains the resampler, then pads `window_span_ms + average_window_ms` of silence, so every
         real sample is seen by every window that covers it and the smoothing of those windows
-        completes. A second call without new audio does nothing.
+        completes. A second call without new audio does nothing; audio pushed afterwards
+        continues the stream after the padding.
 
         Returns:
             The inferences of the tail, oldest first.
@@ -207,6 +212,7 @@ class StreamingDetector:
         if self._resampler is not None:
             tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
             results += self._consume(tail)
+            self._resampler = self._new_resampler()  # a drained stream takes no more input
         pad_ms = window_span_ms(self.feature_cfg) + self.stream_cfg.average_window_ms
         pad = np.zeros(int(np.ceil(pad_ms * self.rate_hz / 1000)), np.float32)
         results += self._consume(pad, count_audio=False)

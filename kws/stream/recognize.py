@@ -183,7 +183,7 @@ class RecognizeCommands:
             ValueError: when `scores` has the wrong length or time goes backwards.
         """
         time_ms = float(time_ms)
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        scores = np.array(scores, dtype=np.float64).reshape(-1)  # a copy: callers reuse buffers
         if scores.shape[0] != len(self.labels):
             raise ValueError(f"got {scores.shape[0]} scores for {len(self.labels)} labels")
         if self._last_time_ms is not None and time_ms < self._last_time_ms:

@@ -130,6 +130,9 @@ def test_other_sample_rates_are_resampled(torch_backend, rate_hz):
     events = [i.event for i in run_detector(detector, np.array_split(resampled, 50)) if i.event]
     assert [e.label for e in events] == words
     assert detector.stats().audio_s == pytest.approx(len(audio) / RATE_HZ, abs=0.01)
+    # A stream may go on after a flush (a microphone restarted): the same words again.
+    again = [i.event for i in run_detector(detector, np.array_split(resampled, 7)) if i.event]
+    assert [e.label for e in again] == words
 
 
 def test_settings_are_validated_against_the_front_end(torch_backend):
