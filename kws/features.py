@@ -119,7 +119,11 @@ def dct_matrix(cfg: FeatureConfig) -> np.ndarray:
 
 
 def num_frames_for(num_samples: int, cfg: FeatureConfig) -> int:
-    """Frames produced for a clip of `num_samples`: `1 + (samples - window) // hop`."""
+    """Frames produced for a clip of `num_samples`: `1 + (samples - window) // hop`.
+
+    Raises:
+        UserError: fewer samples than one window.
+    """
     if num_samples < cfg.window_samples:
         raise UserError(
             f"audio has {num_samples} samples, shorter than one {cfg.window_ms} ms window "

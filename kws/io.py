@@ -91,7 +91,11 @@ def read_jsonl(path: str | Path) -> list[dict]:
 
 
 def json_default(obj: Any) -> Any:
-    """JSON fallback for numpy/torch scalars and arrays and paths."""
+    """JSON fallback for numpy/torch scalars and arrays and paths.
+
+    Raises:
+        TypeError: a value JSON cannot hold.
+    """
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):

@@ -9,7 +9,11 @@ from kws.io import atomic_write_bytes
 
 
 def pyplot():
-    """matplotlib.pyplot on the Agg backend (no display needed)."""
+    """matplotlib.pyplot on the Agg backend (no display needed).
+
+    Imported here, not at module top: choosing the Agg backend is a process-wide side effect
+    that importing kws must not have on a user's own plotting.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

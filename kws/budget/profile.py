@@ -190,7 +190,11 @@ def estimate_arena_bytes(spec: ModelSpec) -> int:
 
 
 def layer_latency_ms(layer: LayerProfile, target: Target) -> float:
-    """Estimated latency of one op on `target` (cycles-per-MAC model of its core)."""
+    """Estimated latency of one op on `target` (cycles-per-MAC model of its core).
+
+    Raises:
+        UserError: the target has no core or clock.
+    """
     core = target.core
     if core is None or not target.clock_hz:
         raise UserError(f"target '{target.name}' has no core/clock_hz; no latency estimate")
@@ -213,6 +217,9 @@ def profile(
         target: when it has a core and clock, fills the (estimated) latency per layer and total.
         separate_padding: model "same" padding as separate PAD ops (then the padded input is
             alive too). Our exporter fuses padding into the convs, so the default is False.
+
+    Raises:
+        UserError: `tflite_path` given but missing.
     """
     layers = _graph_layers(spec, separate_padding)
     peak = max(layers, key=lambda layer: layer.live_bytes)

@@ -66,6 +66,8 @@ class Target:
 
 @dataclass
 class TargetTable:
+    """Raw target and core entries (shipped YAML merged with a user's file)."""
+
     targets: dict[str, dict] = field(default_factory=dict)
     cores: dict[str, dict] = field(default_factory=dict)
 
@@ -99,7 +101,11 @@ def _read_yaml(text: str, where: str) -> TargetTable:
 
 
 def load_target_table(extra_file: str | Path | None = None) -> TargetTable:
-    """The shipped targets, merged with `extra_file` (its entries replace same-named ones)."""
+    """The shipped targets, merged with `extra_file` (its entries replace same-named ones).
+
+    Raises:
+        UserError: a missing or malformed targets file.
+    """
     shipped = resources.files("kws.budget").joinpath("targets.yaml").read_text()
     table = _read_yaml(shipped, "kws/budget/targets.yaml")
     if extra_file is not None:
@@ -172,4 +178,5 @@ def load_target(
 
 
 def target_names(extra_file: str | Path | None = None) -> list[str]:
+    """Names of every target (shipped plus `extra_file`'s), sorted."""
     return sorted(load_target_table(extra_file).targets)

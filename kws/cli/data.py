@@ -63,6 +63,7 @@ def add(sub) -> None:
 
 
 def run_download(args) -> int:
+    """`kws data download` with parsed arguments; returns the exit status."""
     from kws.data.download import download_gsc
     from kws.data.gsc import LAYOUT_TEST_SET, detect_layout
 
@@ -76,6 +77,7 @@ def run_download(args) -> int:
 
 
 def run_synth(args) -> int:
+    """`kws data synth` with parsed arguments; returns the exit status."""
     from kws.data.synth import synthesize
 
     report = synthesize(

@@ -8,6 +8,7 @@ BACKENDS = ["auto", "torch", "onnx", "tflite"]
 
 
 def add_profile(sub) -> None:
+    """Register `kws profile`: its parser, flags and examples."""
     p = verb_parser(
         sub, "profile", "params, ops, memory and estimated latency vs a microcontroller budget",
         "Profile a model as an int8 microcontroller model: per-layer params, MACs and activation "
@@ -34,6 +35,7 @@ def add_profile(sub) -> None:
 
 
 def run_profile(args) -> int:
+    """`kws profile` with parsed arguments; returns the exit status."""
     from kws.budget.report import run_profile as profile
 
     return profile(
@@ -43,6 +45,7 @@ def run_profile(args) -> int:
 
 
 def add_export(sub) -> None:
+    """Register `kws export`: its parser, flags and examples."""
     p = verb_parser(
         sub, "export", "export to ONNX, int8 TFLite and TFLite Micro, with a parity report",
         "Write ONNX (float + int8), TFLite (float + full-int8) and TFLite Micro files (C array, "
@@ -68,6 +71,7 @@ def add_export(sub) -> None:
 
 
 def run_export(args) -> int:
+    """`kws export` with parsed arguments; returns the exit status."""
     from kws.export import export_run, render_markdown
 
     report = export_run(args.model, flag_overrides(args), out_dir=args.out, force=args.force)
@@ -77,6 +81,7 @@ def run_export(args) -> int:
 
 
 def add_demo(sub) -> None:
+    """Register `kws demo`: its parser, flags and examples."""
     p = verb_parser(
         sub, "demo", "live keyword detection from a microphone, a WAV file or stdin",
         "Stream audio through the model (a new window every stream.stride_ms) and show class "
@@ -98,7 +103,11 @@ def add_demo(sub) -> None:
         help="microphone (default input, or index / name substring); the default source",
     )  # fmt: skip
     src.add_argument("--wav", default=None, metavar="FILE", help="stream an audio file")
-    src.add_argument("--stdin", action="store_true", help="raw s16le mono 16 kHz PCM on stdin")
+    src.add_argument(
+        "--stdin",
+        action="store_true",
+        help="16-bit PCM on stdin: raw s16le mono 16 kHz, or a WAV stream",
+    )
     p.add_argument("--backend", choices=BACKENDS, default=None, help="runtime (stream.backend)")
     p.add_argument("--threshold", type=float, default=None,
                    help="detection threshold (stream.detection_threshold)")  # fmt: skip
@@ -109,6 +118,7 @@ def add_demo(sub) -> None:
 
 
 def run_demo(args) -> int:
+    """`kws demo` with parsed arguments; returns the exit status."""
     from kws.stream.demo import demo
 
     demo(
@@ -119,6 +129,7 @@ def run_demo(args) -> int:
 
 
 def add_stream_eval(sub) -> None:
+    """Register `kws stream-eval`: its parser, flags and examples."""
     p = verb_parser(
         sub, "stream-eval", "streaming accuracy: false accepts per hour, misses, latency",
         "Run the streaming detector over a long stream with known word times: built from the "
@@ -158,6 +169,7 @@ def add_stream_eval(sub) -> None:
 
 
 def run_stream_eval(args) -> int:
+    """`kws stream-eval` with parsed arguments; returns the exit status."""
     from kws.stream.evaluate import render_section, stream_evaluate
 
     if args.benchmark:

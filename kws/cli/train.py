@@ -12,6 +12,7 @@ def _run_folder(args, cfg) -> Path:
 
 
 def add_train(sub) -> None:
+    """Register `kws train`: its parser, flags and examples."""
     p = verb_parser(
         sub, "train", "train a model from a YAML recipe",
         "Train a model from a recipe; writes runs/<name>/ with config.yaml, "
@@ -33,6 +34,7 @@ def add_train(sub) -> None:
 
 
 def run_train(args) -> int:
+    """`kws train` with parsed arguments; returns the exit status."""
     from kws.config import load_recipe
     from kws.train.loop import train
 
@@ -44,6 +46,7 @@ def run_train(args) -> int:
 
 
 def add_evaluate(sub) -> None:
+    """Register `kws evaluate`: its parser, flags and examples."""
     p = verb_parser(
         sub, "evaluate", "accuracy (with 95% interval), per-class recall, confusion matrix",
         "Evaluate a run's model (or a checkpoint) on any split of any GSC-layout folder. Prints "
@@ -71,6 +74,7 @@ def add_evaluate(sub) -> None:
 
 
 def run_evaluate(args) -> int:
+    """`kws evaluate` with parsed arguments; returns the exit status."""
     from kws.train.report import evaluate_run, format_result
 
     overrides, split = flag_overrides(args), args.split
@@ -83,6 +87,7 @@ def run_evaluate(args) -> int:
 
 
 def add_grow(sub) -> None:
+    """Register `kws grow`: its parser, flags and examples."""
     p = verb_parser(
         sub, "grow", "grow a model by splitting steepest descent under a budget",
         "Algorithm 1 of Liu, Wu & Wang (2019): train a seed to a plateau, then alternate "
@@ -111,6 +116,7 @@ def add_grow(sub) -> None:
 
 
 def run_grow(args) -> int:
+    """`kws grow` with parsed arguments; returns the exit status."""
     from kws.config import load_recipe
     from kws.growth.loop import grow
 
@@ -127,6 +133,7 @@ def run_grow(args) -> int:
 
 
 def add_quickstart(sub) -> None:
+    """Register `kws quickstart`: its parser, flags and examples."""
     p = verb_parser(
         sub, "quickstart", "the whole pipeline on a synthesized set (what `make quickstart` runs)",
         "Synthesize a small 12-class set, train a DS-CNN-S, evaluate it, grow a compact seed by "
@@ -144,6 +151,7 @@ def add_quickstart(sub) -> None:
 
 
 def run_quickstart(args) -> int:
+    """`kws quickstart` with parsed arguments; returns the exit status."""
     from kws.quickstart import run_quickstart as quickstart
 
     return quickstart(args.recipe, args.overrides, skip=args.skip)

@@ -134,7 +134,11 @@ def validate(cfg: RecipeConfig) -> RecipeConfig:
 
 
 def from_dict(values: dict | None) -> RecipeConfig:
-    """Build and validate a `RecipeConfig` from nested plain data, rejecting unknown keys."""
+    """Build and validate a `RecipeConfig` from nested plain data, rejecting unknown keys.
+
+    Raises:
+        ConfigError: unknown keys, wrong types or values outside their rules.
+    """
     if values is not None and not isinstance(values, dict):
         raise ConfigError(f"a recipe must be a mapping of sections, got {type(values).__name__}")
     return validate(_build(RecipeConfig, values or {}, ""))

@@ -6,10 +6,11 @@ or choices sit next to its default; rules that relate two fields are each class'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from kws.config.models import DSCNNConfig, ModelConfig
-from kws.config.schema import option
+from kws.config.schema import check_fields, option
 from kws.errors import ConfigError
 
 GSC12_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
@@ -270,14 +271,71 @@ class ExportConfig:
 
 @dataclass
 class StreamConfig:
-    """Streaming decisions with TensorFlow RecognizeCommands semantics (REFERENCE.md)."""
+    """Streaming keyword decisions (kws.stream.recognize; README 'Streaming semantics').
 
-    stride_ms: float = option(20.0, above=0.0)
-    average_window_ms: float = option(500.0, above=0.0)
-    detection_threshold: float = option(0.7, above=0.0, below=1.0)
-    suppression_ms: float = option(500.0, minimum=0.0)
-    minimum_count: int = option(4, minimum=1)
-    backend: str = option("torch", choices=BACKENDS)
+    A keyword fires when it tops the smoothed posteriors above the threshold and is armed; it
+    re-arms when its smoothed score falls below `release_fraction` x threshold, or when a new
+    word starts after a pause (frame-level voice activity). The same rule runs on a device
+    (deploy/tflm/recognize_commands.cc).
+    """
+
+    stride_ms: float = option(20.0, above=0.0)  # a model run every stride; whole hops
+    average_window_ms: float = option(500.0, above=0.0)  # posteriors averaged over this span
+    detection_threshold: float = option(0.7, above=0.0, below=1.0)  # smoothed score to exceed
+    # Refractory time: no keyword fires this soon after the previous keyword event. Short on
+    # purpose: a long one lets a wrong label that fired first block the right one.
+    suppression_ms: float = option(200.0, minimum=0.0)
+    minimum_count: int = option(4, minimum=1)  # fewest posteriors in the window for a decision
+    # A fired keyword re-arms once its smoothed score falls below this fraction of the threshold
+    # (hysteresis: it cannot fire twice on one word whose score wobbles around the threshold).
+    release_fraction: float = option(0.5, above=0.0, below=1.0)
+    # A pause of at least this long, followed by speech, starts a new word: once the model's
+    # window has moved past the pause's start, every keyword re-arms, so a word repeated after
+    # a pause fires again. 0 turns word segmentation off (re-arming by the score alone).
+    word_gap_ms: float = option(150.0, minimum=0.0)
+    vad_margin_db: float = option(6.0, above=0.0)  # speech: this far above the noise floor
+    noise_floor_rise_db_per_s: float = option(5.0, above=0.0)  # the floor rises this slowly
+    # auto: the fastest runtime the run has exported (ONNX Runtime, LiteRT, then torch)
+    backend: str = option("auto", choices=BACKENDS)
+
+    def results_per_window(self) -> int:
+        """Most posteriors the averaging window can hold at this stride (the window is closed)."""
+        return int(math.floor(self.average_window_ms / self.stride_ms + 1e-9)) + 1
+
+    def validate(self, features: FeatureConfig) -> None:
+        """Refuse settings under which no keyword could ever fire.
+
+        Raises:
+            ConfigError: naming the keys, their values and which values to change.
+        """
+        hop = features.hop_ms
+        ratio = self.stride_ms / hop
+        if not (ratio >= 1 - 1e-9 and abs(ratio - round(ratio)) < 1e-6):
+            raise ConfigError(
+                f"stream.stride_ms={self.stride_ms:g} must be a positive multiple of "
+                f"features.hop_ms={hop:g} (a model run needs whole new feature frames); set "
+                f"stream.stride_ms={hop:g} or {2 * hop:g}"
+            )
+        check_fields(self, "stream")  # a detector may get a config no recipe load checked
+        count, window = self.results_per_window(), self.average_window_ms
+        # The largest stride (a multiple of the hop) at which the window holds enough results.
+        needed = self.minimum_count - 1
+        best_stride = hop * math.floor(window / needed / hop + 1e-9) if needed else window
+        if count < self.minimum_count:
+            raise ConfigError(
+                f"no keyword can ever fire: stream.average_window_ms={window:g} holds at most "
+                f"{count} posterior(s) at stream.stride_ms={self.stride_ms:g}, fewer than "
+                f"stream.minimum_count={self.minimum_count}; lower stream.stride_ms to "
+                f"{best_stride:g} or less, raise stream.average_window_ms to "
+                f"{needed * self.stride_ms:g} or more, or lower stream.minimum_count to {count}"
+            )
+        if (count - 1) * self.stride_ms < window / 4:  # decisions need a quarter-window span
+            raise ConfigError(
+                f"no keyword can ever fire: stream.stride_ms={self.stride_ms:g} is longer than "
+                f"stream.average_window_ms={window:g}, so the averaged posteriors never span a "
+                f"quarter of the window; lower stream.stride_ms or raise "
+                f"stream.average_window_ms to {self.stride_ms:g} or more"
+            )
 
 
 @dataclass

@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
+import soundfile as sf
+import soxr
 
 from kws.errors import UserError
 
@@ -156,8 +158,6 @@ def read_audio(path: str | Path) -> Decoded:
     Raises:
         AudioError: a skipped kind (unreadable, empty, truncated, non_finite), named in `kind`.
     """
-    import soundfile as sf  # lazily: benchmarks on bare GPU images need no libsndfile
-
     path = Path(path)
     source, tags = _checked_source(path)
     try:
@@ -185,8 +185,6 @@ def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     """Resample `(samples,)` float audio with soxr (high quality)."""
     if from_hz == to_hz:
         return audio
-    import soxr
-
     return soxr.resample(audio, from_hz, to_hz, quality="HQ").astype(np.float32)
 
 

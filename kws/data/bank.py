@@ -35,6 +35,8 @@ _CACHE_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError)
 
 @dataclass
 class AudioBank:
+    """Decoded int16 clips `(clips, samples)`, the decode report and the rows the policy skipped."""
+
     audio: np.ndarray  # (clips, samples) int16; rows of skipped clips are zeros
     report: AudioReport = field(default_factory=AudioReport)
     skipped_rows: list[int] = field(default_factory=list)  # rows the policy skipped

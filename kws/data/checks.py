@@ -26,7 +26,11 @@ def _split_sizes(index: ClipIndex) -> str:
 
 def check_training_index(index: ClipIndex, cfg: DataConfig, root: Path) -> None:
     """Before decoding: the layout must have training clips, and `data.exclude_speakers` must
-    match at least one speaker."""
+    match at least one speaker.
+
+    Raises:
+        UserError: naming the problem and how to get usable data.
+    """
     if index.layout == LAYOUT_TEST_SET:
         raise UserError(
             f"'{root}' is an official Speech Commands test set (layout {LAYOUT_TEST_SET}: "
@@ -78,7 +82,11 @@ def check_training_examples(
     examples: dict, labels: list[str], wanted: list[str], index: ClipIndex, cfg: DataConfig
 ) -> None:
     """Refuse data that cannot train a working model: an empty training or validation split,
-    or a class of the training split with no examples."""
+    or a class of the training split with no examples.
+
+    Raises:
+        UserError: an empty split or class, naming the fix.
+    """
     root = Path(cfg.root)
     for split, role in (("training", "training"), ("validation", "choosing best.pt")):
         if len(examples[split].labels) == 0:

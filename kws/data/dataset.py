@@ -46,6 +46,8 @@ SPLIT_NAMES = ("training", "validation", "testing", "holdout")
 
 @dataclass
 class SplitExamples:
+    """One split's examples: bank rows `(examples,)` (-1 = silence) and labels `(examples,)`."""
+
     bank_rows: np.ndarray  # (examples,) int64 row in the bank, -1 for silence
     labels: np.ndarray  # (examples,) int64
 
@@ -290,6 +292,9 @@ def build_data(
         progress: show a decoding progress bar.
         check_training: refuse data that cannot train (`check_training_examples`); False for
             evaluation only (`kws evaluate`), where only the evaluated split must be non-empty.
+
+    Raises:
+        UserError: no clips, missing keywords, data that cannot train.
     """
     root = Path(cfg.data.root)
     index = index_folder(root, cfg.data.validation_percent, cfg.data.testing_percent)

@@ -69,7 +69,11 @@ class _Interrupted(Exception):
 
 
 def normalize_version(version: str) -> str:
-    """ "v2", "2", "v0.02" or "0.02" -> "v0.02" (and the same for v1 / v0.01)."""
+    """ "v2", "2", "v0.02" or "0.02" -> "v0.02" (and the same for v1 / v0.01).
+
+    Raises:
+        UserError: an unknown version name.
+    """
     normalized = "v" + str(version).strip().lower().removeprefix("v")
     normalized = VERSION_ALIASES.get(normalized, normalized)
     if normalized not in VERSIONS:
@@ -90,7 +94,11 @@ def gsc_archive(version: str, test_set: bool = False) -> GscArchive:
 
 
 def resolve_base_url(base_url: str | None = None) -> str:
-    """`base_url`, else $KWS_GSC_BASE_URL, else the official host; always ends with "/"."""
+    """`base_url`, else $KWS_GSC_BASE_URL, else the official host; always ends with "/".
+
+    Raises:
+        UserError: a URL that is not http(s).
+    """
     url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     if not re.match(r"^https?://", url):
         raise UserError(

@@ -35,6 +35,8 @@ GSC_V2_WORDS = GSC_V1_WORDS + "backward forward follow learn visual".split()
 
 @dataclass(frozen=True)
 class Clip:
+    """One clip file: absolute path, word folder, speaker id, GSC split."""
+
     path: Path  # absolute
     word: str
     speaker: str
@@ -90,6 +92,8 @@ def detect_layout(root: str | Path) -> str:
 
 @dataclass(frozen=True)
 class ClipIndex:
+    """The clips of a data root and its detected layout (`detect_layout`)."""
+
     layout: str  # see detect_layout
     clips: list[Clip]
 
@@ -109,6 +113,9 @@ def index_folder(
     including those of `_silence_/` and `_unknown_/`, is in the testing split under its
     folder's name. Other `_`-folders (such as `_background_noise_`) hold no clips. Sorted by
     path so the index is deterministic.
+
+    Raises:
+        UserError: the folder does not exist.
     """
     root = Path(root)
     if not root.is_dir():
@@ -151,12 +158,17 @@ def index_clips(
 
 
 def background_files(root: str | Path) -> list[Path]:
+    """`_background_noise_/*.wav` under `root`, sorted (empty when the folder is missing)."""
     folder = Path(root) / BACKGROUND_DIR
     return sorted(folder.glob("*.wav")) if folder.is_dir() else []
 
 
 def task_words(task: str, words: list[str], available: list[str]) -> list[str]:
-    """The wanted keywords of a task: gsc12 -> the 10 commands; all -> every word; custom."""
+    """The wanted keywords of a task: gsc12 -> the 10 commands; all -> every word; custom.
+
+    Raises:
+        UserError: an unknown task, or a custom task without words.
+    """
     if task == "gsc12":
         return list(GSC12_WORDS)
     if task == "all":

@@ -72,6 +72,7 @@ def check_formats(formats: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shaped an export (for its manifest)."""
     versions = {}
     for name in VERSIONED_PACKAGES:
         try:

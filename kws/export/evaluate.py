@@ -40,6 +40,8 @@ class BackendAccuracy:
 
 
 def torch_predict(model: nn.Module) -> Predict:
+    """Predicted classes `(batch,)` of the torch model for features `(batch, frames, coeffs)`."""
+
     def predict(features: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return model(torch.from_numpy(features)).argmax(1).numpy()
@@ -48,17 +50,20 @@ def torch_predict(model: nn.Module) -> Predict:
 
 
 def onnx_predict(path: Path) -> Predict:
+    """Predicted classes of an exported ONNX graph under ONNX Runtime."""
     session = onnx_session(path)
     return lambda features: onnx_logits(session, features).argmax(1)
 
 
 def litert_predict(path: Path) -> Predict:
+    """Predicted classes of a .tflite under LiteRT (int8 input quantized by the runner)."""
     interpreter = litert_interpreter(path.read_bytes())
     # argmax of raw int8 outputs equals argmax of the dequantized logits (positive scale)
     return lambda features: litert_run(interpreter, features).argmax(1)
 
 
 def tflm_predict(path: Path, arena_bytes: int | None = None) -> Predict:
+    """Predicted classes of an int8 .tflite under the TFLite Micro interpreter."""
     data = path.read_bytes()
     q = io_quantization(data)["input"]
     quant = Quantization(q["scale"], q["zero_point"])

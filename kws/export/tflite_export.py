@@ -63,6 +63,9 @@ def convert_int8(model: nn.Module, representative: Iterable[np.ndarray]) -> byte
         model: the torch model (eval-mode BN statistics are folded in).
         representative: feature batches `(batch, frames, coeffs)` float32 from the training
             split; every example is fed to the calibrator one at a time.
+
+    Raises:
+        ValueError: no representative example.
     """
     tf = import_tensorflow()
     samples = [to_nhwc(b[i : i + 1]) for b in representative for i in range(len(b))]

@@ -105,7 +105,11 @@ def write_tflm_files(model_bytes: bytes, ops: list[str], out_dir: Path, name: st
 
 
 def tflm_interpreter(model_bytes: bytes, arena_bytes: int | None = None):
-    """The TFLite Micro interpreter (allocation recording on) over `model_bytes`."""
+    """The TFLite Micro interpreter (allocation recording on) over `model_bytes`.
+
+    Raises:
+        UserError: the interpreter cannot load the model.
+    """
     runtime = require("tflite_micro", "export", package="tflite-micro").runtime
     arena = arena_bytes or max(10 * len(model_bytes), 64 * 1024)
     try:
@@ -116,7 +120,11 @@ def tflm_interpreter(model_bytes: bytes, arena_bytes: int | None = None):
 
 
 def tflm_arena_bytes(interpreter) -> int:
-    """Arena bytes the interpreter allocated, parsed from `print_allocations()` on fd 2."""
+    """Arena bytes the interpreter allocated, parsed from `print_allocations()` on fd 2.
+
+    Raises:
+        RuntimeError: the interpreter printed no allocation report.
+    """
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)

@@ -60,6 +60,9 @@ def min_eigenpairs(mats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
     Solved in float64 on matrices scaled to unit max-norm: float32 LAPACK `syevd` fails to
     converge on some badly scaled splitting matrices of trained ReLU networks.
+
+    Raises:
+        UserError: non-finite matrices.
     """
     if not torch.isfinite(mats).all():
         raise UserError(

@@ -57,6 +57,8 @@ class UnitScores:
 
 @dataclass
 class Scores:
+    """Splitting indices and vectors of every unit, over `num_examples` calibration examples."""
+
     units: list[UnitScores] = field(default_factory=list)
     num_examples: int = 0
     solver: str = "exact"
@@ -228,6 +230,9 @@ def splitting_matrices(
     Returns the matrices (of the mean loss over the calibration examples) and the number of
     examples used. `chain_term=False` drops T and gives the paper's S alone (for comparison;
     it is not the Hessian of the split that `apply_splits` realizes).
+
+    Raises:
+        UserError: no calibration batches.
     """
     dtype = _dtype(cfg)
     clone = _frozen_copy(model, dtype)

@@ -76,6 +76,9 @@ def activation_derivatives(
 
     ReLU: the exact first derivative, and as second derivative that of softplus with
     `relu_beta` (ReLU's own is zero almost everywhere, which would make every index zero).
+
+    Raises:
+        ValueError: an unknown activation.
     """
     if name == "relu":
         s = torch.sigmoid(relu_beta * pre)

@@ -2,9 +2,10 @@
 
 `StreamingDetector` (detector.py) takes audio chunks from any `Source` (sources.py: microphone,
 WAV file, stdin), computes only the new feature frames, runs a `Backend` (backends.py: torch,
-ONNX Runtime, LiteRT int8) every stride, and turns posteriors into keyword events with
-TensorFlow's `RecognizeCommands` semantics (recognize.py). `kws demo` (demo.py) shows it live;
-`kws stream-eval` (evaluate.py, testset.py) measures false accepts per hour, misses and latency.
+ONNX Runtime, LiteRT int8) every stride, and turns posteriors into keyword events (recognize.py:
+smoothing, hysteresis and word segmentation, one event per word). `kws demo` (demo.py) shows it
+live; `kws stream-eval` (evaluate.py, testset.py) measures false accepts per hour, misses and
+latency.
 """
 
 from kws.stream.backends import Backend, load_backend

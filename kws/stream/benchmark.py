@@ -39,8 +39,8 @@ from kws.io import atomic_write_bytes, atomic_write_json
 from kws.run import resolve_run
 from kws.stream.backends import Backend, load_backend
 from kws.stream.demo import stream_config_for
-from kws.stream.detector import StreamingDetector
-from kws.stream.recognize import is_keyword, recognize
+from kws.stream.detector import StreamingDetector, Track, record_track
+from kws.stream.recognize import is_keyword
 from kws.stream.testset import UNKNOWN, EvalStream, background_noise
 
 NEGATIVES_DIR = "_negatives_"
@@ -150,17 +150,9 @@ def negative_files(root: str | Path, split: str) -> list[Path]:
     return chosen
 
 
-def record(backend: Backend, cfg: StreamConfig, audio: np.ndarray, chunk_ms: float = 200.0):
-    """Posterior track of `audio` through a fresh detector: `times_ms (steps,)`,
-    `posteriors (steps, classes)` (the stream's end is flushed)."""
-    detector = StreamingDetector(backend, stream_cfg=cfg)
-    step = int(RATE_HZ * chunk_ms / 1000)
-    inferences = []
-    for start in range(0, len(audio), step):
-        inferences += detector.push(audio[start : start + step])
-    inferences += detector.flush()
-    times = np.array([i.time_ms for i in inferences])
-    return times, np.stack([i.probabilities for i in inferences])
+def record(backend: Backend, cfg: StreamConfig, audio: np.ndarray) -> Track:
+    """The posterior track of `audio` through a fresh detector (its end flushed)."""
+    return record_track(StreamingDetector(backend, stream_cfg=cfg), audio)
 
 
 def mlperf_score(events, truth, keywords, tolerance_ms: float = 750.0, clip_ms: float = 1000.0):
@@ -186,17 +178,15 @@ def det_rows(tracks, truth, labels, cfg: StreamConfig, hours: dict, thresholds=N
     """Misses and false accepts per threshold over recorded tracks.
 
     Args:
-        tracks: `{"stream": (times, posteriors), "negatives": [(times, posteriors), ...]}`.
+        tracks: `{"stream": Track, "negatives": [Track, ...]}`.
         hours: `{"stream": h, "negatives": h}` durations.
     """
     keywords = [w for w in labels if is_keyword(w)]
     rows = []
     for threshold in sorted({*(thresholds or SWEEP), cfg.detection_threshold}):
-        events = recognize(*tracks["stream"], labels, cfg, threshold=threshold)
+        events = tracks["stream"].events(labels, cfg, threshold)
         score = mlperf_score(events, truth, keywords)
-        negatives = sum(
-            len(recognize(t, p, labels, cfg, threshold=threshold)) for t, p in tracks["negatives"]
-        )
+        negatives = sum(len(track.events(labels, cfg, threshold)) for track in tracks["negatives"])
         rows.append({
             "threshold": threshold, **score,
             "miss_rate_percent": 100.0 * score["misses"] / max(score["commands"], 1),
@@ -245,9 +235,8 @@ def mine_hard_negatives(backend, cfg: StreamConfig, root, count: int, out: Path)
     found = []
     for path in negative_files(root, "training"):
         audio = load_audio(path, RATE_HZ)
-        times, posteriors = record(backend, cfg, audio)
-        for _, time_ms, score in recognize(times, posteriors, backend.labels, cfg,
-                                           threshold=MINING_THRESHOLD):  # fmt: skip
+        track = record(backend, cfg, audio)
+        for _, time_ms, score in track.events(backend.labels, cfg, MINING_THRESHOLD):
             end = int(time_ms * RATE_HZ / 1000)
             if end >= clip:
                 found.append((score, audio[end - clip : end]))

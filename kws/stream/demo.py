@@ -3,7 +3,9 @@
 A source (microphone, WAV file, stdin) feeds the `StreamingDetector`; the terminal shows class
 posteriors as bars, a log of detected keywords, the real-time factor and per-inference latency
 (rich.live). `--json` prints one JSON event per line for scripts; when stdout is not a terminal,
-events are printed as plain lines. Ctrl-C stops cleanly and prints a summary on stderr.
+events are printed as plain lines. When the source ends (end of file or stdin, a stopped
+microphone) or on Ctrl-C, the detector is flushed so the last word is still reported, and a
+summary goes to stderr.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ def open_source(
 
 
 def format_devices(devices: list[dict]) -> str:
+    """The input-device table (`kws demo --list-devices`), the default marked with *."""
     if not devices:
         return "no audio input devices found"
     lines = ["index  rate_hz  ch  host api      name"]
@@ -75,10 +78,12 @@ def format_devices(devices: list[dict]) -> str:
 
 
 def event_line(event: KeywordEvent) -> str:
+    """One keyword event as a plain text line (time in s, label, score)."""
     return f"{event.time_ms / 1000:9.2f} s  {event.label:<12} score {event.score:.2f}"
 
 
 def event_json(event: KeywordEvent) -> str:
+    """One keyword event as a JSON line (`--json`)."""
     return json.dumps(
         {"event": "keyword", "label": event.label, "time_ms": round(event.time_ms, 1),
          "score": round(event.score, 4)}
@@ -86,11 +91,18 @@ def event_json(event: KeywordEvent) -> str:
 
 
 def summary_line(source: Source, backend: Backend, stats: DetectorStats, events: int) -> str:
+    """The end-of-stream summary: audio seconds, events, inferences, latency, speed, repairs."""
+    repaired = ""
+    if stats.nonfinite_samples or stats.skipped_posteriors:
+        repaired = (
+            f", {stats.nonfinite_samples} NaN/inf sample(s) replaced by silence, "
+            f"{stats.skipped_posteriors} NaN/inf posterior(s) skipped"
+        )
     return (
         f"{source.name}: {stats.audio_s:.1f} s of audio, {events} keyword(s), "
         f"{stats.inferences} inferences ({backend.kind}), latency mean {stats.latency_mean_ms:.2f} "
         f"ms / p95 {stats.latency_p95_ms:.2f} ms, {stats.speed_x_realtime:.0f}x faster than real "
-        f"time, {source.overflows()} input overflow(s)"
+        f"time, {source.overflows()} input overflow(s){repaired}"
     )
 
 
@@ -145,9 +157,9 @@ def run_demo(
         try:
             for chunk in source.chunks:
                 _emit(detector.push(chunk), events, mode, out)
-            _emit(detector.flush(), events, mode, out)
         except KeyboardInterrupt:
-            pass  # Ctrl-C: stop listening, still print the summary
+            pass  # Ctrl-C: stop listening; the words heard so far are still decided
+        _emit(detector.flush(), events, mode, out)
     print(summary_line(source, backend, detector.stats(), len(events)), file=sys.stderr)
     return events
 
@@ -173,21 +185,24 @@ def _run_live(detector: StreamingDetector, source: Source, backend: Backend, eve
             f"{source.overflows()} | Ctrl-C to stop"
         )
 
+    def record(inferences: list[Inference]) -> None:
+        for inference in inferences:
+            if inference.event is not None:
+                events.append(inference.event)
+                log.append(event_line(inference.event))
+
     last_draw = 0.0
     with Live(render_live(detector.labels, None, log, status()), refresh_per_second=10,
               transient=False) as live:  # fmt: skip
         try:
             for chunk in source.chunks:
-                for inference in detector.push(chunk):
-                    if inference.event is not None:
-                        events.append(inference.event)
-                        log.append(event_line(inference.event))
+                record(detector.push(chunk))
                 if time.monotonic() - last_draw > 0.1:  # redraw at most 10 times a second
                     last_draw = time.monotonic()
                     live.update(render_live(detector.labels, detector.last, log, status()))
-            detector.flush()
         except KeyboardInterrupt:
             pass
+        record(detector.flush())  # the end of the stream: decide the last word too
         live.update(render_live(detector.labels, detector.last, log, status()))
 
 

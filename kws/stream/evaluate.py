@@ -27,8 +27,8 @@ from kws.plotting import pyplot, save_png
 from kws.run import resolve_run
 from kws.stream.backends import load_backend
 from kws.stream.demo import stream_config_for
-from kws.stream.detector import StreamingDetector
-from kws.stream.recognize import is_keyword, recognize
+from kws.stream.detector import StreamingDetector, Track, record_track
+from kws.stream.recognize import is_keyword
 from kws.stream.testset import EvalStream, build_test_stream, load_test_stream
 
 SECTION = "## Streaming evaluation"
@@ -88,8 +88,9 @@ def score_events(
         if near.size == 0:
             scores.false_accepts += 1
             continue
-        # The word whose clip centre is closest: a firing belongs to the word it overlaps.
-        word = near[np.argmin(np.abs(starts[near] + clip_ms / 2 - time_ms))]
+        # Order-preserving: the earliest word still open. A repeat fires ~0.3 s after its word
+        # ends (README, streaming semantics), nearer the next word's centre than its own.
+        word = near[np.argmin(starts[near])]
         used[word] = True
         if not is_kw[word]:
             scores.false_accepts += 1  # a keyword fired on an unknown word
@@ -102,22 +103,11 @@ def score_events(
     return scores
 
 
-def record_posteriors(detector: StreamingDetector, stream: EvalStream, chunk_ms: float = 100.0):
-    """Run the detector over the stream: `times_ms (steps,)`, `posteriors (steps, classes)`."""
-    step = int(stream.sample_rate_hz * chunk_ms / 1000)
-    times, posteriors = [], []
-    for start in range(0, stream.audio.shape[0], step):
-        for inference in detector.push(stream.audio[start : start + step]):
-            times.append(inference.time_ms)
-            posteriors.append(inference.probabilities)
-    return np.asarray(times), np.stack(posteriors)
-
-
-def sweep(times, posteriors, labels, cfg: StreamConfig, stream: EvalStream, keywords) -> list:
+def sweep(track: Track, labels, cfg: StreamConfig, stream: EvalStream, keywords) -> list:
     """False accepts per hour and miss rate for every threshold in `SWEEP_THRESHOLDS`."""
     rows = []
     for threshold in sorted({*SWEEP_THRESHOLDS, cfg.detection_threshold}):
-        events = recognize(times, posteriors, labels, cfg, threshold=threshold)
+        events = track.events(labels, cfg, threshold)
         s = score_events(events, stream.truth, keywords, stream.duration_s).summary()
         rows.append({"threshold": threshold, "false_accepts_per_hour": s["false_accepts_per_hour"],
                      "miss_rate_percent": s["miss_rate_percent"]})  # fmt: skip
@@ -146,6 +136,7 @@ def plot_sweep(rows: list[dict], operating: float, path: Path, title: str) -> Pa
 
 
 def render_section(result: dict) -> str:
+    """The report.md section of a `stream_evaluate` result (scores, latency, sweep, plot)."""
     s, st = result["scores"], result["throughput"]
     lines = [
         SECTION, "",
@@ -220,13 +211,13 @@ def stream_evaluate(
     else:
         raise UserError("give --data DIR (build a test stream) or --wav FILE --labels FILE")
     detector = StreamingDetector(backend, stream_cfg=cfg)
-    times, posteriors = record_posteriors(detector, stream)
+    track = record_track(detector, stream.audio)
     keywords = [label for label in backend.labels if is_keyword(label)]
-    events = recognize(times, posteriors, backend.labels, cfg)
+    events = track.events(backend.labels, cfg)
     scores = score_events(events, stream.truth, keywords, stream.duration_s)
     stats = detector.stats()
     out = Path(out_dir) if out_dir is not None else resolve_run(model).run.root
-    rows = sweep(times, posteriors, backend.labels, cfg, stream, keywords)
+    rows = sweep(track, backend.labels, cfg, stream, keywords)
     plot = plot_sweep(
         rows,
         cfg.detection_threshold,

@@ -1,14 +1,17 @@
 """Streaming stage: audio sources that all feed the same detector.
 
-Each source is a `Source`: a generator of PCM chunks `(samples,)` at `sample_rate_hz`, plus a
-count of input overflows (microphone only). Sources: a microphone through sounddevice/PortAudio,
-a WAV file (paced in real time or as fast as possible), raw 16-bit little-endian mono PCM on
-stdin.
+Each source is a `Source`: a generator of mono PCM chunks `(samples,)` at `sample_rate_hz`, plus
+a count of input overflows (microphone only). Sources: a microphone through sounddevice/PortAudio
+(opened with the channels and rate the device offers, down-mixed), a WAV file (paced in real
+time or as fast as possible), and stdin: raw 16-bit little-endian mono PCM, or a 16-bit PCM WAV
+stream (whose header gives the rate and channels). When a source ends, the caller flushes the
+detector (`StreamingDetector.flush`) so the last word is decided.
 """
 
 from __future__ import annotations
 
 import queue
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +20,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import soundfile
 
 from kws.errors import UserError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
 
 @dataclass
@@ -38,10 +44,16 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
         path: audio file.
         chunk_ms: chunk length.
         realtime: sleep so chunks arrive no faster than real time (like a microphone).
-    """
-    import soundfile
 
+    Raises:
+        UserError: a missing file, a folder, or undecodable audio.
+    """
     path = Path(path)
+    if path.is_dir():
+        examples = sorted(p.name for p in path.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+        hint = (f"e.g. --wav {path / examples[0]} ({len(examples)} audio file(s) there)"
+                if examples else "it holds no audio files")  # fmt: skip
+        raise UserError(f"'{path}' is a folder, not an audio file; pass one file: {hint}")
     if not path.is_file():
         raise UserError(f"audio file '{path}' does not exist")
     try:
@@ -62,26 +74,81 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
     return Source(f"file {path.name}", rate, chunks())
 
 
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    """Up to `size` bytes; fewer only at the end of the stream (a pipe returns short reads)."""
+    data = b""
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int]:
+    """Read a WAV header after its first bytes `start` up to the data; (rate_hz, channels).
+
+    The data chunk's size is ignored: `arecord` writing to a pipe cannot know it.
+    """
+    start += _read_exactly(stream, 12 - len(start))
+    if start[8:12] != b"WAVE":
+        raise UserError("stdin starts with 'RIFF' but is not a WAV stream; send raw s16le PCM")
+    rate = channels = None
+    while True:
+        head = _read_exactly(stream, 8)
+        if len(head) < 8:
+            raise UserError("the WAV stream on stdin ended before its audio data")
+        kind, size = head[:4], struct.unpack("<I", head[4:])[0]
+        if kind == b"data":
+            break
+        body = _read_exactly(stream, size + size % 2)  # chunks are padded to even sizes
+        if kind == b"fmt ":
+            fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+            if fmt not in (1, 0xFFFE) or bits != 16:  # 1: PCM; 0xFFFE: extensible
+                raise UserError(
+                    f"the WAV stream on stdin holds {bits}-bit samples (format {fmt}); send "
+                    "16-bit PCM, e.g. arecord -t raw -f S16_LE -r 16000 -c 1 | kws demo RUN --stdin"
+                )
+    if rate is None:
+        raise UserError("the WAV stream on stdin has no 'fmt ' chunk before its data")
+    return int(rate), int(channels)
+
+
 def stdin_source(
     stream: BinaryIO | None = None, sample_rate_hz: int = 16000, chunk_ms: float = 100.0
 ) -> Source:
-    """Raw signed 16-bit little-endian mono PCM from a binary stream (default: stdin)."""
+    """16-bit PCM from a binary stream (default: stdin): raw s16le mono at `sample_rate_hz`, or
+    a WAV stream (detected by its 'RIFF' header, which then gives the rate and channels; more
+    than one channel is down-mixed). Reading the header waits for the first bytes."""
     stream = stream if stream is not None else sys.stdin.buffer
-    chunk_bytes = 2 * max(1, int(round(sample_rate_hz * chunk_ms / 1000)))
+    start = _read_exactly(stream, 4)
+    channels, name = 1, "stdin (s16le mono)"
+    if start == b"RIFF":
+        sample_rate_hz, channels = _wav_header(stream, start)
+        name, start = f"stdin (WAV, {channels} ch)", b""
+    frame_bytes = 2 * channels
+    chunk_bytes = frame_bytes * max(1, int(round(sample_rate_hz * chunk_ms / 1000)))
 
     def chunks() -> Iterator[np.ndarray]:
-        carry = b""
+        carry = start
         while True:
             data = stream.read(chunk_bytes)
             if not data:
                 return
             data = carry + data
-            usable = len(data) - len(data) % 2  # a pipe may split a sample across reads
+            usable = len(data) - len(data) % frame_bytes  # a pipe may split a sample
             carry = data[usable:]
             if usable:
-                yield np.frombuffer(data[:usable], dtype="<i2").copy()
+                yield downmix(np.frombuffer(data[:usable], dtype="<i2").reshape(-1, channels))
 
-    return Source("stdin (s16le mono)", sample_rate_hz, chunks())
+    return Source(name, sample_rate_hz, chunks())
+
+
+def downmix(pcm: np.ndarray) -> np.ndarray:
+    """int16 `(samples, channels)` -> int16 `(samples,)`: the mean of the channels."""
+    if pcm.shape[1] == 1:
+        return pcm[:, 0].copy()
+    return np.round(pcm.astype(np.float32).mean(axis=1)).astype(np.int16)
 
 
 def sounddevice_module(refresh: bool = False):
@@ -89,6 +156,9 @@ def sounddevice_module(refresh: bool = False):
 
     Args:
         refresh: re-scan devices (PortAudio lists devices once, when it initialises).
+
+    Raises:
+        UserError: sounddevice or PortAudio is missing (names the fix).
     """
     try:
         import sounddevice
@@ -128,7 +198,11 @@ def list_input_devices(refresh: bool = False) -> list[dict]:
 
 
 def pick_input_device(spec: str | int | None, devices: list[dict]) -> dict:
-    """The input device named by index, by name substring, or the default (spec None/"")."""
+    """The input device named by index, by name substring, or the default (spec None/"").
+
+    Raises:
+        UserError: no device matches, listing the devices.
+    """
     if not devices:
         raise UserError(
             "no audio input device found (no sound card, or PortAudio cannot reach PulseAudio/"
@@ -146,15 +220,35 @@ def pick_input_device(spec: str | int | None, devices: list[dict]) -> dict:
     return match[0]
 
 
-def negotiate_rate(sd, device: dict, wanted_hz: int) -> int:
-    """`wanted_hz` when the device takes it, else the device's default rate (we resample)."""
-    try:
-        sd.check_input_settings(
-            device=device["index"], samplerate=wanted_hz, channels=1, dtype="int16"
-        )
-        return wanted_hz
-    except Exception:  # PortAudio reports an unsupported rate as a PortAudioError/ValueError
-        return device["default_rate_hz"]
+def negotiate_settings(sd, device: dict, wanted_hz: int) -> tuple[int, int]:
+    """The (rate_hz, channels) to open: the wanted rate before the device's default (we
+    resample), mono before what the device offers (we down-mix).
+
+    Raises:
+        UserError: naming every combination tried, the device's channels and default rate.
+    """
+    rates = list(dict.fromkeys([wanted_hz, device["default_rate_hz"]]))
+    most = max(1, int(device["channels"]))
+    channel_counts = list(dict.fromkeys([1, min(2, most), most]))
+    last_error = ""
+    for rate in rates:
+        for channels in channel_counts:
+            try:
+                sd.check_input_settings(
+                    device=device["index"], samplerate=rate, channels=channels, dtype="int16"
+                )
+                return rate, channels
+            except Exception as exc:  # noqa: BLE001 - PortAudioError / ValueError: refused
+                last_error = str(exc)
+    tried_ch = "/".join(map(str, channel_counts))
+    tried_hz = "/".join(map(str, rates))
+    raise UserError(
+        f"input device '{device['name']}' accepts none of {tried_ch} channel(s) at {tried_hz} "
+        f"Hz as 16-bit audio (PortAudio: {last_error}); it reports {most} input channel(s) and "
+        "a default rate of "
+        f"{device['default_rate_hz']} Hz; pick another device (kws demo --list-devices, then "
+        "--mic INDEX) or free this one from other programs"
+    )
 
 
 def microphone_source(
@@ -163,35 +257,41 @@ def microphone_source(
     chunk_ms: float = 50.0,
     refresh: bool = False,
 ) -> Source:
-    """Capture mono int16 from an input device; overflows are counted, never fatal.
+    """Capture int16 from an input device, down-mixed to mono; overflows are counted, never fatal.
 
-    The stream opens when the first chunk is requested and closes when the generator does.
+    The device is opened with what it offers: the wanted rate or its default (the detector
+    resamples), one channel or its own count (down-mixed here). The stream opens when the
+    first chunk is requested and closes when the generator does.
 
     Args:
         device: index, name substring, or None for the default input.
         sample_rate_hz: preferred rate; the device's default rate is used when it is refused.
         chunk_ms: callback block length.
         refresh: re-scan devices first (a sound server started after PortAudio initialised).
+
+    Raises:
+        UserError: no usable device, rate or channel count.
     """
     sd = sounddevice_module()
     chosen = pick_input_device(device, list_input_devices(refresh))
-    rate = negotiate_rate(sd, chosen, sample_rate_hz)
+    rate, channels = negotiate_settings(sd, chosen, sample_rate_hz)
     blocks: queue.Queue = queue.Queue()
     overflows = [0]
 
     def callback(indata, frames, time_info, status) -> None:
         if status.input_overflow:
             overflows[0] += 1
-        blocks.put(indata[:, 0].copy())
+        blocks.put(downmix(indata))  # (frames, channels) -> (frames,)
 
     try:
         stream = sd.InputStream(
-            device=chosen["index"], samplerate=rate, channels=1, dtype="int16",
+            device=chosen["index"], samplerate=rate, channels=channels, dtype="int16",
             blocksize=max(1, int(rate * chunk_ms / 1000)), callback=callback,
         )  # fmt: skip
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - PortAudio's errors have no common base here
         raise UserError(
-            f"cannot open input device '{chosen['name']}' at {rate} Hz ({exc})"
+            f"cannot open input device '{chosen['name']}' with {channels} channel(s) at {rate} "
+            f"Hz ({exc}); pick another device (kws demo --list-devices, then --mic INDEX)"
         ) from None
 
     def chunks() -> Iterator[np.ndarray]:
@@ -203,4 +303,7 @@ def microphone_source(
                     if not stream.active:
                         return
 
-    return Source(f"mic {chosen['index']}: {chosen['name']}", rate, chunks(), lambda: overflows[0])
+    name = f"mic {chosen['index']}: {chosen['name']}" + (
+        f" ({channels} ch)" if channels > 1 else ""
+    )
+    return Source(name, rate, chunks(), lambda: overflows[0])

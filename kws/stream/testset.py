@@ -36,7 +36,11 @@ class EvalStream:
 
 
 def read_labels_file(path: str | Path) -> list[tuple[str, float]]:
-    """TensorFlow's streaming labels file: `label, time_ms` per line, blank lines ignored."""
+    """TensorFlow's streaming labels file: `label, time_ms` per line, blank lines ignored.
+
+    Raises:
+        UserError: a missing file or a malformed line (file:line).
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"labels file '{path}' does not exist")
@@ -55,12 +59,17 @@ def read_labels_file(path: str | Path) -> list[tuple[str, float]]:
 
 
 def labels_file_text(truth: list[tuple[str, float]]) -> str:
+    """Ground truth in TensorFlow's labels format: one `label, time_ms` line per word."""
     return "".join(f"{label}, {time_ms:.0f}\n" for label, time_ms in truth)
 
 
 def background_noise(root: Path, samples: int, volume: float, rng: np.random.Generator):
     """`samples` of the data set's background noise (random 1 s slices) scaled to `volume`:
-    `(samples,)` float32."""
+    `(samples,)` float32.
+
+    Raises:
+        UserError: every background file is shorter than 1 s.
+    """
     files = background_files(root)
     if not files:  # no recordings: white noise of a comparable level
         return (volume * 0.3 * rng.standard_normal(samples)).astype(np.float32)
@@ -98,6 +107,9 @@ def build_test_stream(
         background_volume: noise gain (REFERENCE.md: at most 0.1).
         clip_ms: clip length each word is cut/padded to.
         seed: makes the stream reproducible.
+
+    Raises:
+        UserError: no test clips of the model's keywords, or bad gaps.
     """
     root = Path(data_root)
     try:

@@ -18,6 +18,8 @@ from kws.stats import format_accuracy, wilson_interval
 
 @dataclass
 class EvalResult:
+    """A confusion matrix `(true, predicted)` of one split and what follows from it."""
+
     split: str
     labels: list[str]
     confusion: np.ndarray  # (true class, predicted class) counts

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kws.plotting import pyplot, save_png
+
 
 def plot_training(history: list[dict], path: str | Path) -> Path:
-    from kws.plotting import pyplot, save_png
-
+    """Loss and accuracy per epoch (training and validation) as a PNG at `path`."""
     plt = pyplot()
     epochs = list(range(1, len(history) + 1))
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))

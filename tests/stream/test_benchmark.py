@@ -11,7 +11,7 @@ import soundfile as sf
 from kws.cli import main
 from kws.config import RecipeConfig, load_recipe, save_yaml
 from kws.stream.benchmark import mlperf_score, negative_files, run_benchmark
-from tests.test_stream_tones import RATE_HZ, noise, trained_tone_model, word
+from tests.stream.tones import RATE_HZ, noise, trained_tone_model, word
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

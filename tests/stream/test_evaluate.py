@@ -13,7 +13,7 @@ from kws.cli import main
 from kws.errors import UserError
 from kws.stream.evaluate import SECTION, score_events, update_report
 from kws.stream.testset import build_test_stream, labels_file_text, read_labels_file
-from tests.test_stream_tones import RATE_HZ, noise, word, write_run
+from tests.stream.tones import RATE_HZ, noise, word, write_run
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
 

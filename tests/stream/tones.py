@@ -1,6 +1,6 @@
 """A tiny real DS-CNN trained in seconds on separable synthetic "words" (tone bursts).
 
-Shared by the streaming tests (imported as `test_stream_tones`): "yes" is a 600 Hz burst, "no"
+Shared by the streaming tests (`tests.stream.tones`): "yes" is a 600 Hz burst, "no"
 a 1500 Hz burst, unknown words are 3000 Hz bursts, silence is faint noise. The model is trained
 once per session (cached) and must classify held-out clips nearly perfectly, so streaming
 events are meaningful rather than faked.
@@ -106,11 +106,3 @@ def synth_stream(
         audio[start : start + RATE_HZ * WORD_MS // 1000] += word(label, rng)
         truth.append((label, float(start_ms)))
     return audio, truth
-
-
-def test_tone_model_classifies_held_out_clips():
-    model = trained_tone_model().build_model()
-    xs, ys = make_dataset(120, seed=7)
-    with torch.no_grad():
-        predicted = model(torch.from_numpy(xs)).argmax(-1).numpy()
-    assert (predicted == ys).mean() >= 0.95

@@ -11,7 +11,7 @@ from kws.errors import UserError
 from kws.run import resolve_run
 from kws.stream.backends import choose_kind, load_backend
 from kws.stream.detector import StreamingDetector, run_detector
-from tests.test_stream_tones import (
+from tests.stream.tones import (
     LABELS,
     make_dataset,
     synth_stream,

@@ -20,7 +20,7 @@ import soundfile
 from kws.stream import sources
 from kws.stream.demo import run_demo
 from kws.stream.sources import Source
-from tests.test_stream_tones import RATE_HZ, synth_stream, write_run
+from tests.stream.tones import RATE_HZ, synth_stream, write_run
 
 
 def _wait_for_server(env: dict, timeout_s: float = 10.0) -> bool:

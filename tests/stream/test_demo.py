@@ -1,0 +1,135 @@
+"""`kws demo` through the CLI (in-process and piped): events in order as plain lines and JSON,
+the acceptance files of issue 12 (keywords 0.3 s apart, a keyword at the very end of a file, a
+lone 1 s clip), stdin as raw PCM or a WAV stream, Ctrl-C, and the live view."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+
+from kws.cli import main
+from tests.stream.tones import RATE_HZ, WORD_MS, noise, synth_stream, training_clip, word, write_run
+
+WORDS = ["yes", "no", "_unknown_", "yes", "no"]
+KEYWORDS = ["yes", "no", "yes", "no"]
+CLI = "import sys; from kws.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+@pytest.fixture(scope="module")
+def stream_wav(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    audio, _ = synth_stream(WORDS, seed=8)
+    soundfile.write(folder / "stream.wav", audio, RATE_HZ, subtype="PCM_16")
+    return folder / "stream.wav", audio
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return write_run(tmp_path_factory.mktemp("demo_run"))
+
+
+def demo_json(run_dir, wav, capsys) -> list[dict]:
+    assert main(["demo", str(run_dir), "--wav", str(wav), "--json"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_demo_wav_prints_keywords_in_order(stream_wav, run_dir, capsys):
+    assert main(["demo", str(run_dir), "--wav", str(stream_wav[0])]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert [line[2] for line in lines] == KEYWORDS  # "<time> s <label> score <score>"
+
+
+def test_demo_json_lines(stream_wav, run_dir, capsys):
+    events = demo_json(run_dir, stream_wav[0], capsys)
+    assert [e["label"] for e in events] == KEYWORDS
+    assert all(e["event"] == "keyword" and 0.7 < e["score"] <= 1.0 for e in events)
+    assert [e["time_ms"] for e in events] == sorted(e["time_ms"] for e in events)
+
+
+@pytest.mark.parametrize("labels", [["yes", "yes", "yes"], ["no", "yes", "no", "no"]])
+def test_demo_reports_keywords_0_3_s_apart_up_to_the_end_of_the_file(
+    run_dir, tmp_path, capsys, labels
+):
+    """Issue 12 acceptance: 0.3 s pauses, the file ending right after the last word."""
+    rng = np.random.default_rng(len(labels))
+    length = RATE_HZ * WORD_MS // 1000
+    step = length + RATE_HZ * 3 // 10
+    audio = noise(RATE_HZ + step * (len(labels) - 1) + length, rng)
+    for i, label in enumerate(labels):
+        audio[RATE_HZ + i * step : RATE_HZ + i * step + length] += word(label, rng)
+    soundfile.write(tmp_path / "close.wav", audio, RATE_HZ, subtype="PCM_16")
+    assert [e["label"] for e in demo_json(run_dir, tmp_path / "close.wav", capsys)] == labels
+
+
+def test_demo_reports_a_keyword_alone_in_a_one_second_file(run_dir, tmp_path, capsys):
+    """Issue 12 acceptance: the only full window of a 1 s clip used to decide nothing."""
+    for seed, label in enumerate(["yes", "no"]):
+        path = tmp_path / f"{label}.wav"
+        soundfile.write(path, training_clip(label, np.random.default_rng(seed)), RATE_HZ)
+        assert soundfile.info(str(path)).duration == pytest.approx(1.0)
+        assert [e["label"] for e in demo_json(run_dir, path, capsys)] == [label]
+
+
+def test_demo_wav_given_a_folder(run_dir, stream_wav, capsys):
+    assert main(["demo", str(run_dir), "--wav", str(stream_wav[0].parent)]) == 2
+    assert "is a folder, not an audio file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("as_wav", [False, True])
+def test_demo_stdin_through_a_pipe(stream_wav, run_dir, as_wav):
+    """Raw s16le (`arecord -t raw ...`) or a WAV stream (plain `arecord ...`) on stdin."""
+    pcm = np.round(stream_wav[1] * 32767).astype("<i2")
+    if as_wav:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, pcm, RATE_HZ, format="WAV", subtype="PCM_16")
+        data = buffer.getvalue()
+    else:
+        data = pcm.tobytes()
+    result = subprocess.run(
+        [sys.executable, "-c", CLI, "demo", str(run_dir), "--stdin", "--json"],
+        input=data, capture_output=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    labels = [json.loads(line)["label"] for line in result.stdout.decode().splitlines()]
+    assert labels == KEYWORDS
+    assert b"faster than real time" in result.stderr
+
+
+def test_live_view_renders_bars_and_log(run_dir):
+    from rich.console import Console
+
+    from kws.stream.demo import render_live
+    from kws.stream.detector import Inference
+    from kws.stream.recognize import Decision
+
+    probs = np.array([0.1, 0.0, 0.8, 0.1], np.float32)
+    last = Inference(1000.0, probs, 1.0, Decision("yes", 0.8, True, 1000.0), None)
+    console = Console(record=True, width=80, color_system=None)
+    console.print(render_live(["_silence_", "_unknown_", "yes", "[no]"], last,
+                              ["    1.00 s  yes"], "status line"))  # fmt: skip
+    text = console.export_text()
+    assert "█" * 24 in text and "[no]" in text and "1.00 s  yes" in text and "status" in text
+
+
+def test_ctrl_c_stops_the_demo_cleanly(run_dir, tmp_path):
+    import signal
+
+    audio, _ = synth_stream(["yes"] * 8, seed=1)  # 14 s, paced in real time
+    soundfile.write(tmp_path / "long.wav", audio, RATE_HZ)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, "demo", str(run_dir), "--wav", str(tmp_path / "long.wav"),
+         "--realtime", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    first = json.loads(proc.stdout.readline())  # listening: the first "yes" arrived
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert first["label"] == "yes"
+    assert proc.returncode == 0, err.decode()
+    assert b"keyword(s)" in err and b"Traceback" not in err

@@ -1,0 +1,248 @@
+"""Sources: WAV files (and folders given by mistake), stdin (raw PCM or a WAV stream), and
+microphones through a fake sounddevice module (mono, stereo-only and 4-channel devices, a device
+that refuses everything) and the real one's error paths."""
+
+from __future__ import annotations
+
+import io
+import sys
+import threading
+
+import numpy as np
+import pytest
+import soundfile
+
+from kws.cli import main
+from kws.errors import UserError
+from kws.stream import sources
+from kws.stream.demo import run_demo
+from kws.stream.sources import pick_input_device, stdin_source, wav_source
+from tests.stream.tones import RATE_HZ, synth_stream, write_run
+
+WORDS = ["yes", "no", "_unknown_", "yes", "no"]
+KEYWORDS = ["yes", "no", "yes", "no"]
+
+
+@pytest.fixture(scope="module")
+def stream_wav(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    audio, _ = synth_stream(WORDS, seed=8)
+    soundfile.write(folder / "stream.wav", audio, RATE_HZ, subtype="PCM_16")
+    return folder / "stream.wav", audio
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return write_run(tmp_path_factory.mktemp("demo_run"))
+
+
+def test_wav_source_yields_the_whole_file(stream_wav, tmp_path):
+    path, audio = stream_wav
+    source = wav_source(path, chunk_ms=64)
+    chunks = list(source.chunks)
+    assert source.sample_rate_hz == RATE_HZ
+    assert {len(c) for c in chunks[:-1]} == {1024}
+    np.testing.assert_allclose(np.concatenate(chunks), audio, atol=1 / 32768)
+    stereo = tmp_path / "stereo.wav"
+    soundfile.write(stereo, np.stack([audio, audio], axis=1), 22050)
+    source = wav_source(stereo)
+    assert source.sample_rate_hz == 22050 and next(source.chunks).ndim == 1
+    with pytest.raises(UserError, match="does not exist"):
+        wav_source(tmp_path / "missing.wav")
+
+
+def test_wav_source_given_a_folder_says_so_and_what_to_pass(stream_wav, tmp_path):
+    """Fault 7: a folder used to be reported as 'does not exist'."""
+    folder = stream_wav[0].parent
+    with pytest.raises(
+        UserError, match=rf"is a folder, not an audio file; .*--wav {folder / 'stream.wav'}"
+    ):
+        wav_source(folder)
+    with pytest.raises(UserError, match="is a folder.*holds no audio files"):
+        wav_source(tmp_path)
+
+
+def test_wav_source_realtime_is_paced(stream_wav, tmp_path):
+    short = tmp_path / "short.wav"
+    soundfile.write(short, stream_wav[1][: RATE_HZ // 2], RATE_HZ)  # 0.5 s
+    start = __import__("time").monotonic()
+    list(wav_source(short, chunk_ms=100, realtime=True).chunks)
+    assert __import__("time").monotonic() - start >= 0.35  # last chunk is sent at 0.4 s
+
+
+class Trickle(io.RawIOBase):
+    """A pipe that hands out at most 333 bytes per read."""
+
+    def __init__(self, raw: bytes):
+        self.raw, self.pos = raw, 0
+
+    def read(self, n=-1):
+        size = min(n if n >= 0 else len(self.raw), 333, len(self.raw) - self.pos)
+        data = self.raw[self.pos : self.pos + size]
+        self.pos += size
+        return data
+
+
+def test_stdin_source_reassembles_samples_split_across_reads():
+    pcm = (np.arange(-5000, 5000, 7) % 30000 - 15000).astype("<i2")
+    got = np.concatenate(list(stdin_source(Trickle(pcm.tobytes()), chunk_ms=10).chunks))
+    np.testing.assert_array_equal(got, pcm)
+
+
+def wav_bytes(audio: np.ndarray, rate_hz: int, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, audio, rate_hz, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("rate_hz", "channels"), [(16000, 1), (44100, 2)])
+def test_stdin_wav_stream_uses_its_header(rate_hz, channels):
+    """`arecord` without `-t raw` sends a WAV header: read it instead of playing it as samples."""
+    rng = np.random.default_rng(channels)
+    audio = np.round(rng.uniform(-0.5, 0.5, (rate_hz // 3, channels)) * 32767) / 32768
+    raw = wav_bytes(audio if channels > 1 else audio[:, 0], rate_hz)
+    raw = raw[:4] + b"\xff\xff\xff\xff" + raw[8:40] + b"\xff\xff\xff\xff" + raw[44:]  # pipe sizes
+    source = stdin_source(Trickle(raw), chunk_ms=10)
+    assert source.sample_rate_hz == rate_hz and str(channels) in source.name
+    got = np.concatenate(list(source.chunks)).astype(np.float64) / 32768
+    np.testing.assert_allclose(got, audio.mean(axis=1), atol=1 / 32768)
+
+
+def test_stdin_wav_stream_of_another_format_is_refused():
+    raw = wav_bytes(np.zeros(1600, np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(UserError, match=r"32-bit samples .*arecord -t raw -f S16_LE"):
+        stdin_source(io.BytesIO(raw))
+
+
+class FakeSoundDevice:
+    """What the kws sources use of sounddevice, over one device that accepts only `channels`
+    and `rates_hz`, and "records" `signal` `(samples, channels)` int16 in real-time blocks."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, channels: set[int], rates_hz: set[int], max_channels: int, signal=None):
+        self.channels, self.rates_hz, self.max_channels = channels, rates_hz, max_channels
+        self.signal = signal
+        self.default = type("Default", (), {"device": (0, 0)})()
+        self.opened: list[tuple[int, int]] = []
+
+    def query_devices(self):
+        return [{"name": "Fake USB Mic", "max_input_channels": self.max_channels,
+                 "default_samplerate": float(max(self.rates_hz)), "hostapi": 0}]  # fmt: skip
+
+    def query_hostapis(self, index):
+        return {"name": "ALSA"}
+
+    def _initialize(self):
+        pass
+
+    def _terminate(self):
+        pass
+
+    def check_input_settings(self, device, samplerate, channels, dtype):
+        if channels not in self.channels:
+            raise self.PortAudioError("Invalid number of channels [PaErrorCode -9998]")
+        if samplerate not in self.rates_hz:
+            raise self.PortAudioError("Invalid sample rate [PaErrorCode -9997]")
+
+    def InputStream(self, device, samplerate, channels, dtype, blocksize, callback):  # noqa: N802
+        self.check_input_settings(device, samplerate, channels, dtype)
+        self.opened.append((samplerate, channels))
+        return FakeStream(self.signal, blocksize, callback)
+
+
+class FakeStream:
+    def __init__(self, signal, blocksize, callback):
+        self.signal, self.blocksize, self.callback = signal, blocksize, callback
+        self.active = False
+        self.status = type("Status", (), {"input_overflow": False})()
+
+    def _run(self):
+        for start in range(0, len(self.signal), self.blocksize):
+            block = self.signal[start : start + self.blocksize]
+            self.callback(block, len(block), None, self.status)
+        self.active = False
+
+    def __enter__(self):
+        self.active = True
+        threading.Thread(target=self._run, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.active = False
+
+
+@pytest.mark.parametrize(("max_channels", "accepts"), [(2, {2}), (4, {4}), (2, {1, 2})])
+def test_microphone_opens_what_the_device_offers_and_downmixes(
+    monkeypatch, tmp_path, max_channels, accepts
+):
+    """Fault 6: a stereo-only (or 4-channel) device used to fail, blaming the sample rate."""
+    audio, _ = synth_stream(["yes", "no"], seed=3, gap_ms=1200, lead_ms=600)
+    import soxr
+
+    at_48k = soxr.resample(audio, RATE_HZ, 48000)
+    left = np.round(np.clip(at_48k, -1, 1) * 32767).astype(np.int16)
+    signal = np.stack([left] + [(left // 2) * (k % 2) for k in range(1, max_channels)], axis=1)
+    fake = FakeSoundDevice(accepts, {48000}, max_channels, signal)
+    monkeypatch.setitem(sys.modules, "sounddevice", fake)
+    mic = sources.microphone_source(sample_rate_hz=16000)
+    # The wanted 16 kHz is refused: the device's rate (the detector resamples), mono if offered.
+    assert fake.opened == [(48000, min(accepts))] and mic.sample_rate_hz == 48000
+    events = run_demo(write_run(tmp_path / "run"), mic, "torch", mode="json", out=io.StringIO())
+    assert [e.label for e in events] == ["yes", "no"]
+
+
+def test_microphone_down_mix_is_the_channel_mean(monkeypatch):
+    signal = np.array([[1000, -1000], [300, 101], [-32768, -32768]] * 1000, np.int16)
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice({2}, {16000}, 2, signal))
+    got = np.concatenate(list(sources.microphone_source(chunk_ms=10).chunks))
+    np.testing.assert_array_equal(got[:3], [0, 200, -32768])
+    assert len(got) == len(signal)
+
+
+def test_microphone_refusing_everything_names_channels_and_rates(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", FakeSoundDevice({8}, {96000}, 2))
+    with pytest.raises(UserError) as info:
+        sources.microphone_source(sample_rate_hz=16000)
+    message = str(info.value)
+    for part in ("Fake USB Mic", "1/2 channel(s)", "16000/96000 Hz", "Invalid number of channels",
+                 "reports 2 input channel(s)", "--list-devices"):  # fmt: skip
+        assert part in message, message
+
+
+def test_no_input_device_is_a_user_error():
+    with pytest.raises(UserError, match="no audio input device"):
+        pick_input_device(None, [])
+    devices = [dict(index=3, name="USB Mic", is_default=False),
+               dict(index=5, name="pulse", is_default=True)]  # fmt: skip
+    assert pick_input_device(None, devices)["index"] == 5
+    assert pick_input_device("usb", devices)["index"] == 3
+    assert pick_input_device("3", devices)["index"] == 3
+    with pytest.raises(UserError, match="no input device matches 'jack'"):
+        pick_input_device("jack", devices)
+
+
+def test_microphone_without_devices_gives_clear_error_on_this_machine():
+    """This box has no sound card; with no PulseAudio running, PortAudio lists no input."""
+    if sources.list_input_devices(refresh=True):
+        pytest.skip("this machine has an input device (a sound server is running)")
+    with pytest.raises(UserError, match="no audio input device"):
+        sources.microphone_source()
+    assert main(["demo", "--list-devices"]) == 0
+
+
+def test_missing_portaudio_is_a_user_error(monkeypatch):
+    """sounddevice raises OSError at import when libportaudio cannot be loaded."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_portaudio(name, *args, **kwargs):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_portaudio)
+    with pytest.raises(UserError, match="libportaudio2"):
+        sources.sounddevice_module()
