@@ -229,6 +229,7 @@ class GrowthConfig:
     cost: str = option("macs", choices=("macs", "params"))
     max_widths: list[int] = option(factory=list, item_minimum=0)
     eps: float = option(1e-2, minimum=0.0)
+    eps_relative: bool = False  # step eps * |theta| * v instead of eps * v
     calibration_batches: int = option(8, minimum=0)  # 0 = the whole training split
     solver: str = option("exact", choices=("exact", "fast"))
     dtype: str = option("float32", choices=("float32", "float64"))

@@ -64,9 +64,10 @@ def random_directions(model: nn.Module, plan: SplitPlan, seed: int) -> dict:
     return out
 
 
-def split_randomly(model: nn.Module, plan: SplitPlan, eps: float, seed: int):
-    """The random-splitting baseline: `(new_model, new_spec)`."""
-    return apply_splits(model, plan, eps, directions=random_directions(model, plan, seed))
+def split_randomly(model: nn.Module, plan: SplitPlan, eps: float, seed: int, relative=False):
+    """The random-splitting baseline: `(new_model, new_spec)` (same step rule as splitting)."""
+    directions = random_directions(model, plan, seed)
+    return apply_splits(model, plan, eps, directions=directions, relative=relative)
 
 
 def widen_random_init(model: nn.Module, plan: SplitPlan, seed: int):

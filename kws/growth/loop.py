@@ -79,7 +79,11 @@ def _grow_model(model, cfg: RecipeConfig, data: KwsData, budget: Budget, k: int,
         batches = data.batches("training", cfg.train.batch_size, shuffle=True, seed=1000 + k)
         scores = splitting_scores(model, batches, g)
         plan = plan_splits(scores, model.spec, g, budget)
-        grown = apply_splits(model, plan, g.eps, scores)[0] if plan.num_splits else model
+        grown = (
+            apply_splits(model, plan, g.eps, scores, relative=g.eps_relative)[0]
+            if plan.num_splits
+            else model
+        )
         return grown, plan, scores.spectrum()
     if reference is not None:  # exactly the splitting run's per-unit growth of round k
         counts = {}
@@ -91,7 +95,8 @@ def _grow_model(model, cfg: RecipeConfig, data: KwsData, budget: Budget, k: int,
     if not plan.num_splits:
         return model, plan, None
     if g.method == "random":
-        return split_randomly(model, plan, g.eps, seed=cfg.train.seed * 31 + k)[0], plan, None
+        seed = cfg.train.seed * 31 + k
+        return split_randomly(model, plan, g.eps, seed, g.eps_relative)[0], plan, None
     return widen_random_init(model, plan, seed=cfg.train.seed * 31 + k)[0], plan, None
 
 

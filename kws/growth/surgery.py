@@ -107,13 +107,15 @@ def apply_splits(
     eps: float,
     scores=None,
     directions: dict[int, torch.Tensor] | None = None,
+    relative: bool = False,
 ):
     """Split the neurons of `plan` along their splitting gradients.
 
     Args:
         model: the model to grow (its family declares units); not modified.
         plan: a `SplitPlan` (or anything with `.splits: dict[int, list[int]]`).
-        eps: step size; off-springs are theta +- eps * v.
+        eps: step size; off-springs are theta +- eps * v (`relative`: eps * |theta| * v, so
+            one eps moves small and large neurons by the same share of their weights).
         scores: `Scores` whose `vectors` give v for every neuron.
         directions: unit -> `(len(plan.splits[j]), theta_dim)` explicit directions (used by
             the random-splitting baseline); overrides `scores`.
@@ -145,6 +147,8 @@ def apply_splits(
         else:
             raise ValueError("apply_splits needs scores or directions when eps != 0")
         step = eps * v.to(device=theta.device, dtype=theta.dtype)
+        if relative:
+            step = step * theta.norm(dim=1, keepdim=True)
         old_rows[j], new_rows[j] = theta + step, theta - step
     grown_state = widen_state(state, units, plan.splits, new_rows, old_rows)
     spec = widened_spec(model.spec, plan.splits)

@@ -42,3 +42,16 @@ def test_grown_model_rebuilds_from_its_spec_and_keeps_its_layout():
     features = batches[0][0]
     torch.testing.assert_close(rebuilt(features), grown(features))
     assert spec.config.preset == "" and spec.input_shape == model.spec.input_shape
+
+
+def test_relative_eps_moves_each_neuron_by_the_same_share_of_its_weights():
+    model, batches = tiny("silu")
+    scores = splitting_scores(model, batches, EXACT)
+    plan = SplitPlan(splits={1: [0, 3]})
+    grown, _ = apply_splits(model, plan, 0.02, scores, relative=True)
+    old = model.blocks[0].pw_conv.weight.flatten(1)
+    new = grown.blocks[0].pw_conv.weight.flatten(1)
+    for k, copy in ((0, 10), (3, 11)):  # the copies are appended after the 10 channels
+        step = (new[k] - old[k]).norm()
+        torch.testing.assert_close(step, 0.02 * old[k].norm())
+        torch.testing.assert_close(new[copy] - old[k], old[k] - new[k])
