@@ -10,33 +10,32 @@ An archive copied in by hand as `<root>/<archive>` is extracted (and checked) wi
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import http.client
-import json
 import os
 import re
 import shutil
 import sys
-import tarfile
-import tempfile
 import time
 import urllib.request
-import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.error import HTTPError, URLError
 
+from kws.data.archive import (
+    CHUNK_BYTES,
+    MARKER_NAME,
+    extract_archive,
+    progress_bar,
+    verify_archive,
+)
 from kws.errors import UserError
 
 DEFAULT_BASE_URL = "http://download.tensorflow.org/data/"
 MIRROR_BASE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
 BASE_URL_ENV = "KWS_GSC_BASE_URL"
-MARKER_NAME = ".kws-complete"
 VERSIONS = ("v0.01", "v0.02")
 # The short names the CLI and README use; the archives are named after the long ones.
 VERSION_ALIASES = {"v1": "v0.01", "v2": "v0.02"}
-CHUNK_BYTES = 1 << 20
 _RETRY_PAUSE_S = 2.0  # multiplied by the attempt number; tests set it to 0
 
 # Published archive sizes (REFERENCE.md); None: not published, trust the server's size.
@@ -47,10 +46,8 @@ _PUBLISHED_SIZE_BYTES = {
     ("v0.02", True): 112_563_277,
 }
 # Python >= 3.11.4 / 3.10.12 ship tarfile's "data" filter; our own checks run first either way.
-_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 # What a damaged gzip/tar stream raises (a truncated one: EOFError); other OSErrors such as a
 # full disk are not corruption and propagate unchanged.
-_CORRUPT_ERRORS = (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error)
 
 
 @dataclass(frozen=True)
@@ -164,14 +161,15 @@ def download_gsc(
         part = final.with_name(final.name + ".part")
         url = base + archive.filename
         total = _download_with_retries(url, part, expected, timeout_s, retries, show)
-        _verify(part, total if total is not None else expected, show)
+        verify_archive(part, total if total is not None else expected, show)
         os.replace(part, final)  # only a verified archive gets the final name
     elif expected is not None and final.stat().st_size != expected:
         raise UserError(
             f"{final} has {final.stat().st_size} bytes but should have {expected}; "
             "delete it and rerun to download it again"
         )
-    _extract(final, dataset, archive, show)
+    extract_archive(final, dataset, {"version": archive.version, "test_set": archive.test_set},
+                    show)  # fmt: skip
     if not keep_archive:
         final.unlink()
     return dataset
@@ -181,7 +179,7 @@ def _download_with_retries(
     url: str, part: Path, expected: int | None, timeout_s: float, retries: int, show: bool
 ) -> int | None:
     """Bring `part` to the whole archive, resuming after drops; return the total size if known."""
-    with _progress_bar(show) as bar:
+    with progress_bar(show) as bar:
         task = bar.add_task(f"download {part.name.removesuffix('.part')}", total=expected)
         for attempt in range(retries + 1):
             try:
@@ -286,159 +284,3 @@ def _check_free_space(folder: Path, needed_bytes: int) -> None:
             f"{needed_bytes / 1e9:.2f} GB more (and about as much again to extract); free space "
             "or choose another data root"
         )
-
-
-def _verify(part: Path, total: int | None, show: bool) -> None:
-    """Size check, then read every member (gzip CRC, tar headers) and check each one is safe."""
-    size = part.stat().st_size
-    if total is not None and size < total:
-        raise UserError(
-            f"{part} has {size} of {total} bytes (the transfer stopped early); it is kept: "
-            "run the same command again to resume"
-        )
-    if total is not None and size > total:
-        raise UserError(f"{part} has {size} bytes, more than the {total} expected; delete it")
-    try:
-        with _progress_bar(show) as bar, open(part, "rb") as raw:
-            task = bar.add_task(f"verify {part.name}", total=size)
-            reader = _CountingReader(raw, lambda n: bar.update(task, completed=n))
-            _walk_archive(reader)
-    except _CORRUPT_ERRORS as exc:
-        fix = (
-            "its size is right, so resuming cannot repair it: delete it and rerun"
-            if total is not None
-            else "the server reported no size, so it may be incomplete: rerun to resume, and "
-            "delete it if that does not help"
-        )
-        raise UserError(
-            f"{part} is corrupt ({type(exc).__name__}: {exc}); it is kept, but {fix}"
-        ) from None
-
-
-def _walk_archive(reader, dest: Path | None = None) -> int:
-    """Read a .tar.gz stream to its very end, checking every member (before writing it, when
-    extracting into `dest`); return the member count. The gzip CRC is checked at the end."""
-    count = 0
-    with gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
-
-        def checked():
-            nonlocal count
-            for member in tar:
-                _check_member(member, dest)
-                count += 1
-                yield member
-
-        if dest is None:
-            for _ in checked():  # a stream skips member data by reading it
-                pass
-        else:  # extractall sets folder permissions last: a read-only folder cannot block files
-            tar.extractall(dest, members=checked(), **_TAR_FILTER)
-        while gz.read(CHUNK_BYTES):  # past the tar end marker, up to the gzip CRC and size
-            pass
-    if count == 0:
-        raise tarfile.ReadError("the archive has no members")
-    return count
-
-
-class _CountingReader:
-    """File wrapper that hashes and counts what is read (tar and gzip only read forward)."""
-
-    def __init__(self, raw, report=None):
-        self.raw, self.report, self.position = raw, report, 0
-        self.sha256 = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.sha256.update(data)
-        self.position += len(data)
-        if self.report:
-            self.report(self.position)
-        return data
-
-
-def _check_member(member: tarfile.TarInfo, dest: Path | None = None) -> None:
-    """Refuse a member that could write outside `dest` or is not a plain file or folder."""
-    name = member.name
-    parts = PurePosixPath(name).parts
-    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
-        problem = "has an absolute path"
-    elif ".." in parts or ".." in name.split("\\"):
-        problem = "climbs out of the dataset folder with '..'"
-    elif member.issym() or member.islnk():
-        problem = f"is a {'symbolic' if member.issym() else 'hard'} link to {member.linkname!r}"
-    elif not (member.isreg() or member.isdir()):
-        problem = "is a device, FIFO or other special file"
-    elif dest is not None and not _inside(dest, dest / name):
-        problem = "resolves outside the dataset folder"
-    else:
-        return
-    raise UserError(
-        f"unsafe archive member {name!r}: it {problem}; refusing to extract. This is not a "
-        "genuine Speech Commands archive: delete the archive in the data root and check the "
-        "base URL"
-    )
-
-
-def _inside(folder: Path, path: Path) -> bool:
-    # Lexical check: the fresh temp folder holds no links, and links in the archive are refused.
-    base = os.path.normpath(folder)
-    target = os.path.normpath(path)
-    return target == base or target.startswith(base + os.sep)  # "." itself is a member too
-
-
-def _extract(archive_path: Path, dataset: Path, archive: GscArchive, show: bool) -> None:
-    """Extract into a temp folder next to `dataset`, write the marker, then rename it into place."""
-    for stale in dataset.parent.glob(f".{dataset.name}.extract-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by a killed earlier run
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset.name}.extract-", dir=dataset.parent))
-    try:
-        with _progress_bar(show) as bar, open(archive_path, "rb") as raw:
-            task = bar.add_task(f"extract {archive_path.name}", total=archive_path.stat().st_size)
-            reader = _CountingReader(raw, lambda n: bar.update(task, completed=n))
-            count = _walk_archive(reader, tmp)
-        marker = {
-            "version": archive.version,
-            "test_set": archive.test_set,
-            "archive": archive_path.name,
-            "size_bytes": reader.position,
-            "sha256": reader.sha256.hexdigest(),
-            "members": count,
-        }
-        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        os.rename(tmp, dataset)  # the folder appears complete, or not at all
-    except _CORRUPT_ERRORS as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(
-            f"{archive_path} is corrupt ({type(exc).__name__}: {exc}); delete it and rerun "
-            "to download it again"
-        ) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(dataset.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _progress_bar(enabled: bool):
-    from rich import progress as rp
-    from rich.console import Console
-
-    columns = (
-        rp.BarColumn(),
-        rp.DownloadColumn(),
-        rp.TransferSpeedColumn(),
-        rp.TimeRemainingColumn(),
-    )
-    return rp.Progress(
-        rp.TextColumn("{task.description}"),
-        *columns,
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
