@@ -165,7 +165,10 @@ def _run_data_synth(args) -> int:
     )
     if args.negatives_minutes > 0:
         negatives = synthesize_negatives(Path(args.out), args.negatives_minutes, **common)
-        print(f"negative speech: {negatives.seconds_total / 60:.1f} min in {negatives.out_dir}")
+        print(
+            f"wrote {negatives.seconds_total / 60:.1f} min of keyword-free speech to "
+            f"{negatives.out_dir} in {negatives.seconds:.0f} s"
+        )
     return 0
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from scipy.signal import fftconvolve
 
 from kws.data.synth.acoustics import SAMPLE_RATE_HZ, impulse_response, microphone, noise
 from kws.data.synth.build import MANIFEST, select_engines
@@ -79,16 +80,9 @@ def make_sentences(rng: np.random.Generator, vocabulary: list[str], count: int) 
 def _render_sentence(audio, rate_hz, speaker: Speaker, impulse, rng) -> np.ndarray:
     """One sentence through the speaker's voice warp, room and microphone `(samples,)`."""
     speech = trim_silence(resample(audio, rate_hz, speaker.warp))
-    wet = np.convolve(speech, impulse) if len(impulse) < 64 else _fftconv(speech, impulse)
-    wet = microphone(wet, speaker.mic)
+    wet = microphone(fftconvolve(speech, impulse), speaker.mic)
     level = 10 ** ((speaker.level_dbfs + rng.uniform(-3.0, 3.0)) / 20)
     return (wet * level / (np.max(np.abs(wet)) + 1e-9)).astype(np.float32)
-
-
-def _fftconv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from scipy.signal import fftconvolve
-
-    return fftconvolve(a, b)
 
 
 def negative_file_task(index: int, seconds: float, seed: int, speakers, vocabulary, path: str):
@@ -179,7 +173,8 @@ def synthesize_negatives(
     total_s = minutes * 60.0
     count = math.ceil(total_s / file_seconds - 1e-9)
     lengths = [min(file_seconds, total_s - i * file_seconds) for i in range(count)]
-    schedule = engine_schedule(engine_weights(sorted(found), KOKORO_SHARE), count * 6)
+    weights = engine_weights(sorted(found), KOKORO_SHARE)
+    schedule = engine_schedule(weights, count * SPEAKERS_PER_FILE)
     voices = make_speakers(found, seed + 104729, schedule, split_schedule(schedule))
     calls, files = [], []
     for i, seconds in enumerate(lengths):

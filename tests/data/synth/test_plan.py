@@ -33,7 +33,9 @@ FOUND = {
 def _plan(size: str, seed: int = 0):
     preset = SIZES[size]
     weights = engine_weights(sorted(FOUND), preset.kokoro_share)
-    return plan_clips(word_counts(preset), preset.speakers, weights, seed, preset.repeat_probability)
+    return plan_clips(
+        word_counts(preset), preset.speakers, weights, seed, preset.repeat_probability
+    )
 
 
 def test_full_matches_gsc_v2_word_list_and_counts():
@@ -106,7 +108,9 @@ def test_clips_per_word_layout_and_determinism():
 def test_engine_weights_and_stratified_splits():
     weights = engine_weights(sorted(FOUND), 0.1)
     assert weights["kokoro"] == pytest.approx(0.1) and sum(weights.values()) == pytest.approx(1)
-    assert engine_weights(["espeak", "flite"], 0.1) == pytest.approx({"espeak": 4 / 7, "flite": 3 / 7})
+    assert engine_weights(["espeak", "flite"], 0.1) == pytest.approx(
+        {"espeak": 4 / 7, "flite": 3 / 7}
+    )
     assert engine_weights(["kokoro"], 0.1) == {"kokoro": 1.0}
     plan = _plan("medium")
     for engine in FOUND:  # 80 / 10 / 10 of each engine's speakers

@@ -32,8 +32,8 @@ def _make(out_dir: Path, workers: int, words: list[str] = WORDS, **kwargs):
     if not available_engines():
         pytest.skip("no TTS engine installed (apt-get install espeak-ng flite festival)")
     options = dict(clips_per_word=SPEAKERS, speakers=SPEAKERS, seed=3, workers=workers)
-    options.update(noise_seconds=NOISE_SECONDS, progress=False, negatives=False, **kwargs)
-    return synthesize(out_dir, words=words, **options)
+    options.update(noise_seconds=NOISE_SECONDS, progress=False, negatives=False)
+    return synthesize(out_dir, words=words, **{**options, **kwargs})
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,9 @@ def test_layout_is_gsc_exact(synth_set):
         assert (info.samplerate, info.channels, info.frames) == (16000, 1, CLIP_SAMPLES)
         assert info.subtype == "PCM_16" and info.format == "WAV"
         match = GSC_NAME.match(path.name)
-        assert match and re.fullmatch(r"(espeak|flite|festival|kokoro)-[0-9a-f]{8}", match["speaker"])
+        assert match and re.fullmatch(
+            r"(espeak|flite|festival|kokoro)-[0-9a-f]{8}", match["speaker"]
+        )
         audio, _ = sf.read(path, dtype="int16")
         assert np.abs(audio).max() > 1000, f"{path} is nearly silent"
     readme = (root / "README.md").read_text()

@@ -27,7 +27,10 @@ def test_espeak_phonemes_parse_into_onset_rhyme_and_syllables():
     assert syllables(phones) == 2 and syllables(parse_phones("a#_s_,oU_s_I2_;_'eI_S_@_n")) == 5
     assert pronounce(["marvin"]) == {"marvin": phones}
     assert contains(pronounce(["known"])["known"], pronounce(["no"])["no"])
-    assert edit_distance(phones, phones) == 0 and edit_distance(("b", "E", "d"), ("b", "3:", "d")) == 0.6
+    assert (
+        edit_distance(phones, phones) == 0
+        and edit_distance(("b", "E", "d"), ("b", "3:", "d")) == 0.6
+    )
 
 
 def test_marvin_and_sheila_get_confusable_neighbours():
@@ -38,14 +41,19 @@ def test_marvin_and_sheila_get_confusable_neighbours():
     lex = lexicon(4000)
     phones = {**lex, **pronounce(marvin.words + sheila.words)}
     assert all(onset(phones[w]) == ("m", "A@") for w in marvin.onset)  # market, martin, ...
-    assert all(plain(phones[w])[-2:] == ("I", "n") or rhyme(phones[w]) == rhyme(keywords["marvin"]) for w in marvin.rhyme)
+    assert all(
+        plain(phones[w])[-2:] == ("I", "n") or rhyme(phones[w]) == rhyme(keywords["marvin"])
+        for w in marvin.rhyme
+    )
     assert all(syllables(phones[w]) == 2 for w in marvin.syllables)
     assert all(onset(phones[w]) == ("S", "i:") for w in sheila.onset)  # sheet, sheep, ...
     words = choice.words
     assert len(words) == len(set(words)) >= 40  # neighbours plus common words, no repeats
     assert "marvin" not in words and "sheila" not in words
     for word in words:  # never a homophone or a word that contains a keyword
-        assert not any(contains(phones.get(word) or pronounce([word])[word], k) for k in keywords.values())
+        assert not any(
+            contains(phones.get(word) or pronounce([word])[word], k) for k in keywords.values()
+        )
 
 
 def test_default_confusables_are_not_homophones_of_commands():
