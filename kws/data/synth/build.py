@@ -116,7 +116,12 @@ def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
             f"breaks reproducibility: pass --seed {old.get('seed')} to extend it, or choose a new "
             "--out folder"
         )
-    if old.get("format") != _FORMAT or old.get("plan") != key:
+    if old.get("format") != _FORMAT:
+        raise UserError(
+            f"'{out_dir}' was made by another version of `kws data synth` (format "
+            f"{old.get('format', 1)}, now {_FORMAT}); delete it or choose a new --out folder"
+        )
+    if old.get("plan") != key:
         raise UserError(
             f"'{out_dir}' was synthesized with other options ({old.get('plan')}); pass the same "
             "options to resume it, or choose a new --out folder"

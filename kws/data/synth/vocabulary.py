@@ -40,10 +40,10 @@ class NegativeChoice:
 
 
 def choose_negatives(
-    keywords: list[str], per_relation: int = 4, lexicon_words: int = LEXICON_WORDS
+    keywords: list[str], per_relation: int = 4, lexicon_words: int | None = None
 ) -> NegativeChoice:
     """Confusable neighbours of every keyword plus the common words that contain none."""
-    lex = lexicon(lexicon_words)
+    lex = lexicon(lexicon_words or LEXICON_WORDS)
     phones = {k: lex[k] if k in lex else None for k in keywords}
     unknown = [k for k, p in phones.items() if p is None]
     phones.update(pronounce(unknown))
