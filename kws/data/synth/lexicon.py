@@ -6,8 +6,8 @@ TTS engines, so no GPL code is imported). A pronunciation is a tuple of espeak p
 with the primary stress kept as a leading `'` on its vowel, e.g. marvin -> m 'A@ v I n.
 
 Confusable neighbours of a keyword (same onset, same rhyme, same syllable count) are ranked by
-phoneme edit distance, the usual measure of acoustic confusability for keyword spotting
-negatives (e.g. the "adversarial" negatives of openWakeWord are chosen the same way).
+phoneme edit distance (vowel-for-vowel and consonant-for-consonant swaps cost less), a simple
+stand-in for acoustic confusability.
 """
 
 from __future__ import annotations
