@@ -23,7 +23,6 @@ from kws.train.loop import resolve_device, train
 from kws.train.report import format_result
 
 GROW_RECIPE = "recipes/synth/grow.yaml"
-CLIPS_PER_WORD = 150
 
 
 def _step(title: str) -> float:
@@ -41,7 +40,7 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
     cfg = load_recipe(recipe, overrides)
     run = Run(Path(cfg.runs_dir) / cfg.name)
     t = _step(f"1. synthesize a 12-class set into {cfg.data.root}")
-    synthesize(Path(cfg.data.root), clips_per_word=CLIPS_PER_WORD, seed=0)
+    synthesize(Path(cfg.data.root), size="quick", seed=0)
     _done(t)
 
     t = _step(f"2. train {cfg.model.preset or cfg.model.family} -> {run.root}")

@@ -40,10 +40,13 @@ def add(sub) -> None:
     s = data_sub.add_parser(
         "synth",
         help="synthesize a GSC-layout set with TTS voices (custom keywords too)",
-        description="Write GSC's exact layout from TTS engines (espeak-ng, flite, festival): "
-        "1 s 16 kHz clips, background noise, validation/testing lists.",
-        epilog="examples:\n  kws data synth --out data/synth --clips-per-word 80\n"
-        "  kws data synth --out data/mywords --words marvin sheila --clips-per-word 200",
+        description="Write GSC's exact layout from offline TTS engines (espeak-ng, flite, "
+        "festival; Kokoro-82M neural voices with kws[tts]): 1 s 16 kHz clips with simulated "
+        "rooms, microphones and noise, background noise, validation/testing lists. Resumable; "
+        "a folder holding something else is refused.",
+        epilog="examples:\n  kws data synth --out data/synth --size quick\n"
+        "  kws data synth --out data/synth_medium --size medium --negatives-minutes 100\n"
+        "  kws data synth --out data/mywords --words marvin sheila",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("--out", default="data/synth", help="output folder (GSC layout)")
@@ -51,14 +54,31 @@ def add(sub) -> None:
         "--words",
         nargs="+",
         default=None,
-        help="words to synthesize (default: the 10 GSC commands plus many unknown/confusable "
-        "words)",
+        help="custom keywords (default: the 10 GSC commands plus many unknown/confusable words)",
     )
-    s.add_argument("--clips-per-word", type=int, default=60)
+    s.add_argument(
+        "--size",
+        choices=["quick", "medium", "full"],
+        default="quick",
+        help="quick: quickstart (~4.5 K clips); medium: >=10 K training examples (~18.5 K "
+        "clips); full: GSC v2's 35 words and counts (105,829 clips)",
+    )
+    s.add_argument("--clips-per-word", type=int, default=None, help="override the size's")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=0, help="parallel workers (0 = all cores)")
-    s.add_argument("--noise-seconds", type=float, default=60.0)
-    s.add_argument("--engines", nargs="+", default=None, help="espeak-ng, flite, festival")
+    s.add_argument("--noise-seconds", type=float, default=None, help="default: the size's (60)")
+    s.add_argument("--engines", nargs="+", default=None, help="espeak-ng, flite, festival, kokoro")
+    s.add_argument(
+        "--no-negatives",
+        action="store_true",
+        help="with --words: skip the confusable/common negative words",
+    )
+    s.add_argument(
+        "--negatives-minutes",
+        type=float,
+        default=0.0,
+        help="also write this much keyword-free speech to <out>/_negatives_/",
+    )
     s.set_defaults(run=run_synth)
 
 
@@ -78,16 +98,26 @@ def run_download(args) -> int:
 
 def run_synth(args) -> int:
     """`kws data synth` with parsed arguments; returns the exit status."""
-    from kws.data.synth import synthesize
+    from kws.data.synth import synthesize, synthesize_negatives
 
+    common = {"seed": args.seed, "workers": args.workers, "engines": args.engines}
     report = synthesize(
         Path(args.out),
         words=args.words,
+        size=args.size,
         clips_per_word=args.clips_per_word,
-        seed=args.seed,
-        workers=args.workers,
         noise_seconds=args.noise_seconds,
-        engines=args.engines,
+        negatives=not args.no_negatives,
+        **common,
     )
-    print(f"wrote {report.num_clips} clips ({report.num_failed} failed) to {report.out_dir}")
+    print(
+        f"wrote {report.num_clips} clips ({report.num_failed} failed) to {report.out_dir} "
+        f"in {report.seconds:.0f} s"
+    )
+    if args.negatives_minutes > 0:
+        negatives = synthesize_negatives(Path(args.out), args.negatives_minutes, **common)
+        print(
+            f"wrote {negatives.seconds_total / 60:.1f} min of keyword-free speech to "
+            f"{negatives.out_dir} in {negatives.seconds:.0f} s"
+        )
     return 0

@@ -62,7 +62,12 @@ def verify_archive(part: Path, total: int | None, show: bool) -> None:
 
 def walk_archive(reader, dest: Path | None = None) -> int:
     """Read a .tar.gz stream to its very end, checking every member (before writing it, when
-    extracting into `dest`); return the member count. The gzip CRC is checked at the end."""
+    extracting into `dest`); return the member count. The gzip CRC is checked at the end.
+
+    Raises:
+        tarfile.ReadError: an archive without members (corrupt archives raise tarfile's or
+        gzip's own errors).
+    """
     count = 0
     with gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
 

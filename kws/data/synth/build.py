@@ -2,39 +2,55 @@
 
 Layout (REFERENCE.md): `<word>/<speaker>_nohash_<n>.wav` (16 kHz mono int16, exactly 1 s),
 `_background_noise_/*.wav`, `validation_list.txt` / `testing_list.txt` from GSC's hash rule,
-and a README saying how the set was made. Every clip is seeded from (seed, word, speaker, n),
-so a seed gives byte-identical files, and a rerun keeps the valid clips already written.
+and a README saying how the set was made. A size preset (`kws.data.synth.plan`) decides who
+says what; every clip is seeded from (seed, word, speaker, n), so a seed gives byte-identical
+files, and a rerun keeps the valid clips already written (an interrupted run resumes).
 """
 
 from __future__ import annotations
 
-import io
+import json
 import logging
 import os
-import re
-import tempfile
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import soundfile as sf
-
-from kws.data.gsc import BACKGROUND_DIR, which_set
-from kws.data.synth import engines as eng
-from kws.data.synth.chain import CLIP_SAMPLES, SAMPLE_RATE_HZ, render_clip
-from kws.data.synth.noise import NOISE_TYPES, make_noise
+from kws.data.gsc import BACKGROUND_DIR
+from kws.data.synth.engines import INSTALL_HINT, EngineInfo, canonical_engine, discover
+from kws.data.synth.jobs import (
+    check_words,
+    is_valid_clip,
+    noise_ok,
+    noise_task,
+    remove_stale_temps,
+    run_tasks,
+    speaker_task,
+    write_split_lists,
+)
+from kws.data.synth.kokoro import EXTRA_HINT, require_kokoro
+from kws.data.synth.noise import NOISE_TYPES
+from kws.data.synth.plan import (
+    SIZES,
+    Plan,
+    engine_schedule,
+    engine_weights,
+    plan_clips,
+    split_schedule,
+    word_counts,
+)
 from kws.data.synth.readme import write_readme
-from kws.data.synth.speakers import Speaker, make_speakers, seed_sequence, speak
-from kws.data.synth.words import DEFAULT_WORDS
+from kws.data.synth.speakers import Speaker, make_speakers
+from kws.data.synth.vocabulary import NegativeChoice, choose_negatives
+from kws.data.synth.words import COMMAND_WORDS, GSC_OTHER_WORDS
 from kws.errors import UserError
-from kws.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from kws.io import atomic_write_json
 
 log = logging.getLogger(__name__)
-_WORD_RE = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
-_MANIFEST = "synth.json"
+MANIFEST = "synth.json"
+_FORMAT = 2  # bumped when speakers or the signal chain change: old folders are not extended
+_COST = {"kokoro": 10.0, "festival": 1.5}  # relative seconds per clip, to start slow work first
 
 
 @dataclass
@@ -42,15 +58,20 @@ class SynthReport:
     """What `synthesize` found and wrote."""
 
     engines_found: dict[str, list[str]]  # engine -> voices used (espeak variants: `variants`)
-    num_clips: int  # clips of the requested words and speakers now on disk
+    num_clips: int  # clips of the plan now on disk
     num_failed: int  # clips an engine could not produce
     words: list[str]
     out_dir: Path
     num_created: int = 0  # written by this call (the rest were kept from an earlier run)
     num_speakers: int = 0
     seconds: float = 0.0
+    size: str = "quick"
+    keywords: list[str] = field(default_factory=list)
+    clips_per_engine: dict[str, int] = field(default_factory=dict)
+    split_clips: dict[str, int] = field(default_factory=dict)
     espeak_variants: list[str] = field(default_factory=list)
     engine_versions: dict[str, str] = field(default_factory=dict)
+    negatives: NegativeChoice | None = None
     failures: list[str] = field(default_factory=list)  # the first few error messages
 
     @property
@@ -60,256 +81,216 @@ class SynthReport:
 
 def available_engines() -> dict[str, list[str]]:
     """Engine -> voices found on this machine (engines without voices are left out)."""
-    return {name: list(info.voices) for name, info in eng.discover().items()}
+    return {name: list(info.voices) for name, info in discover().items()}
 
 
-def _check_words(words: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for raw in words:
-        word = raw.strip().lower()
-        if not _WORD_RE.fullmatch(word):
-            raise UserError(
-                f"word {raw!r} cannot be a folder name; use letters and digits, with - between "
-                "parts of a phrase (e.g. hey-robot) and ' inside words"
-            )
-        if word not in out:
-            out.append(word)
-    if not out:
-        raise UserError("no words to synthesize; pass at least one word")
-    return out
+def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
+    """The engines to use; kokoro asked for without the `tts` extra names `kws[tts]`.
 
-
-def _select_engines(requested: list[str] | None) -> dict[str, eng.EngineInfo]:
-    found = eng.discover()
+    Raises:
+        UserError: no engine found, or a named engine missing (names the package to install).
+    """
+    found = discover()
     if requested is None:
         if not found:
-            raise UserError(f"no TTS engine found (espeak-ng, flite, festival); {eng.INSTALL_HINT}")
+            raise UserError(f"no TTS engine found (espeak-ng, flite, festival); {INSTALL_HINT}")
+        if "kokoro" not in found:
+            log.warning("kokoro (neural voices) not available: %s", EXTRA_HINT)
         return dict(found)
-    names = [eng.canonical_engine(name) for name in requested]
+    names = sorted({canonical_engine(name) for name in requested})
+    if "kokoro" in names and "kokoro" not in found:
+        require_kokoro()  # raises naming the extra when a package is missing
     missing = [name for name in names if name not in found]
     if missing:
         raise UserError(
             f"TTS engine(s) {', '.join(missing)} not found on this machine (found: "
-            f"{', '.join(found) or 'none'}); {eng.INSTALL_HINT}"
+            f"{', '.join(found) or 'none'}); {INSTALL_HINT}"
         )
-    return {name: found[name] for name in sorted(set(names))}
+    return {name: found[name] for name in names}
 
 
-def _is_valid_clip(path: Path) -> bool:
-    try:
-        info = sf.info(path)
-    except (RuntimeError, sf.LibsndfileError):
-        return False
-    return (info.samplerate, info.channels, info.frames, info.subtype) == (
-        SAMPLE_RATE_HZ,
-        1,
-        CLIP_SAMPLES,
-        "PCM_16",
-    )
+def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
+    path = out_dir / MANIFEST
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    if old.get("seed") != seed:
+        raise UserError(
+            f"'{out_dir}' was synthesized with seed {old.get('seed')}; mixing seeds in one set "
+            f"breaks reproducibility: pass --seed {old.get('seed')} to extend it, or choose a new "
+            "--out folder"
+        )
+    if old.get("format") != _FORMAT:
+        raise UserError(
+            f"'{out_dir}' was made by another version of `kws data synth` (format "
+            f"{old.get('format', 1)}, now {_FORMAT}); delete it or choose a new --out folder"
+        )
+    if old.get("plan") != key:
+        raise UserError(
+            f"'{out_dir}' was synthesized with other options ({old.get('plan')}); pass the same "
+            "options to resume it, or choose a new --out folder"
+        )
 
 
-def _write_wav(path: Path, audio: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    sf.write(buffer, audio, SAMPLE_RATE_HZ, subtype="PCM_16", format="WAV")
-    atomic_write_bytes(path, buffer.getvalue())
+def _plan(
+    found: dict[str, EngineInfo],
+    size: str,
+    words: list[str] | None,
+    clips_per_word: int | None,
+    speakers: int | None,
+    seed: int,
+    negatives: bool,
+) -> tuple[Plan, NegativeChoice | None]:
+    if size not in SIZES:
+        raise UserError(f"unknown size '{size}'; choose one of {', '.join(SIZES)}")
+    preset = SIZES[size]
+    choice = None
+    if words is None:
+        counts = word_counts(preset)
+        keywords = list(COMMAND_WORDS) if not preset.gsc_counts else list(counts)
+    else:
+        choice = choose_negatives(words) if negatives else None
+        counts = word_counts(preset, words, choice.words if choice else [])
+        keywords = list(words)
+    if clips_per_word is not None:
+        if clips_per_word < 1:
+            raise UserError(f"clips_per_word must be at least 1 (got {clips_per_word})")
+        scale = clips_per_word / max(counts[w] for w in keywords if w in counts)
+        counts = {w: clips_per_word if w in keywords else max(1, round(n * scale))
+                  for w, n in counts.items()}  # fmt: skip
+    count = speakers or max(preset.speakers, clips_per_word or 0)
+    weights = engine_weights(sorted(found), preset.kokoro_share)
+    plan = plan_clips(counts, count, weights, seed, preset.repeat_probability, keywords=keywords)
+    return plan, choice
 
 
-def _speaker_task(speaker: Speaker, seed: int, jobs: list[tuple[str, int, str]]):
-    """Say every `(word, n, path)` of one speaker; returns (written, error messages)."""
-    with tempfile.TemporaryDirectory(prefix="kws-synth-") as tmp:
-        said = speak(speaker, [word.replace("-", " ") for word, _, _ in jobs], Path(tmp))
-    written, errors = 0, []
-    for (word, n, path), result in zip(jobs, said, strict=True):
-        if isinstance(result, Exception):
-            errors.append(f"{word} by {speaker.id} ({speaker.engine} {speaker.voice}): {result}")
-            continue
-        rng = np.random.default_rng(seed_sequence("clip", seed, word, speaker.id, n))
-        _write_wav(Path(path), render_clip(result[0], result[1], speaker, rng))
-        written += 1
-    return written, errors
-
-
-def _noise_task(kind: str, seconds: float, seed: int, voices: list[Speaker], path: str):
-    """Write one background recording; returns (0 clips, error messages)."""
-    with tempfile.TemporaryDirectory(prefix="kws-noise-") as tmp:
-        try:
-            _write_wav(Path(path), make_noise(kind, seconds, seed, voices, Path(tmp)))
-        except RuntimeError as exc:  # babble when every engine call failed
-            return 0, [f"background noise {kind}: {exc}"]
-    return 0, []
-
-
-def _clip_jobs(out_dir: Path, words: list[str], speakers: list[Speaker]):
-    """Per speaker, the (word, n, path) clips still missing; and the count already valid."""
-    tasks, kept = [], 0
-    for speaker in speakers:
+def _speaker_calls(out_dir: Path, plan: Plan, speakers: list[Speaker], seed: int):
+    """Per speaker the clips still missing; and how many valid clips are already there."""
+    calls, kept = [], 0
+    for speaker, said in zip(speakers, plan.clips, strict=True):
         jobs = []
-        for word in words:
-            path = out_dir / word / f"{speaker.id}_nohash_0.wav"
-            if path.exists() and _is_valid_clip(path):
+        for word, n in said:
+            path = out_dir / word / f"{speaker.id}_nohash_{n}.wav"
+            if path.exists() and is_valid_clip(path):
                 kept += 1
             else:
-                jobs.append((word, 0, str(path)))
+                jobs.append((word, n, str(path)))
         if jobs:
-            tasks.append((speaker, jobs))
-    return tasks, kept
+            calls.append((speaker_task, (speaker, seed, jobs), len(jobs)))
+    calls.sort(key=lambda c: -c[2] * _COST.get(c[1][0].engine, 1.0))  # slowest first
+    return calls, kept
 
 
-def _run_tasks(calls: list[tuple[Callable, tuple, int]], workers: int, progress: bool):
-    """Run `(function, args, clips)` calls on `workers` processes; sum (written, errors)."""
-    written, errors = 0, []
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        bar = Progress("synthesizing", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        bar.start()
-        task_id = bar.add_task("clips", total=sum(c for _, _, c in calls))
-    try:
-        if workers <= 1:
-            results = ((fn(*args), clips) for fn, args, clips in calls)
-            for (done, errs), clips in results:
-                written, errors = written + done, errors + errs
-                if bar:
-                    bar.advance(task_id, clips)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = [(pool.submit(fn, *args), clips) for fn, args, clips in calls]
-                for future, clips in futures:
-                    done, errs = future.result()
-                    written, errors = written + done, errors + errs
-                    if bar:
-                        bar.advance(task_id, clips)
-    finally:
-        if bar:
-            bar.stop()
-    return written, errors
-
-
-def write_split_lists(out_dir: Path) -> dict[str, int]:
-    """`validation_list.txt` / `testing_list.txt` over every clip under `out_dir` (hash rule)."""
-    lists: dict[str, list[str]] = {"validation": [], "testing": [], "training": []}
-    for word_dir in sorted(p for p in out_dir.iterdir() if p.is_dir()):
-        if word_dir.name.startswith(("_", ".")):
-            continue
-        for wav in sorted(word_dir.glob("*.wav")):
-            lists[which_set(wav.name)].append(f"{word_dir.name}/{wav.name}")
-    for split in ("validation", "testing"):
-        text = "".join(f"{rel}\n" for rel in sorted(lists[split]))
-        atomic_write_text(out_dir / f"{split}_list.txt", text)
-    return {split: len(rels) for split, rels in lists.items()}
-
-
-def _check_manifest(out_dir: Path, seed: int) -> None:
-    path = out_dir / _MANIFEST
-    if path.is_file():
-        import json
-
-        old = json.loads(path.read_text()).get("seed")
-        if old != seed:
-            raise UserError(
-                f"'{out_dir}' was synthesized with seed {old}; mixing seeds in one set breaks "
-                f"reproducibility: pass --seed {old} to extend it, or choose a new --out folder"
-            )
-
-
-def _remove_stale_temps(out_dir: Path) -> None:
-    """Temp files left by an interrupted run (the finished WAVs are renamed into place)."""
-    for stale in out_dir.glob("*/.*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
-def _announce(found: dict[str, eng.EngineInfo], progress: bool) -> None:
-    lines = [f"{name}: {', '.join(info.voices)}" for name, info in found.items()]
-    if "espeak" in found:
-        lines.append(f"espeak variants: {len(found['espeak'].variants)}")
-    message = "TTS engines and voices used -> " + "; ".join(lines)
-    log.info(message)
-    if progress:
-        from rich.console import Console
-
-        Console(stderr=True).print(message, highlight=False)
+def _noise_calls(out_dir: Path, found: dict[str, EngineInfo], seed: int, seconds: float):
+    if seconds <= 0:
+        return []
+    babble = {n: i for n, i in found.items() if n != "kokoro"} or found  # kokoro: 10x slower
+    engines = engine_schedule(engine_weights(sorted(babble), 0.0), 8)
+    voices = make_speakers(babble, seed + 7919, engines, split_schedule(engines))
+    calls = []
+    for kind in NOISE_TYPES:
+        path = out_dir / BACKGROUND_DIR / f"{kind}.wav"
+        if not (path.exists() and noise_ok(path, seconds)):
+            calls.append((noise_task, (kind, seconds, seed, voices, str(path)), 0))
+    return calls
 
 
 def synthesize(
     out_dir: Path,
     *,
     words: list[str] | None = None,
-    clips_per_word: int = 60,
+    size: str = "quick",
+    clips_per_word: int | None = None,
+    speakers: int | None = None,
     seed: int = 0,
     workers: int = 0,
-    noise_seconds: float = 60.0,
+    noise_seconds: float | None = None,
     engines: list[str] | None = None,
+    negatives: bool = True,
     progress: bool = True,
 ) -> SynthReport:
     """Synthesize a GSC-layout set under `out_dir` with every TTS voice found on this machine.
 
     Args:
         out_dir: dataset root; created if missing; valid clips already there are kept.
-        words: folder names to say (default `DEFAULT_WORDS`: GSC's 35 words + confusables);
-            `-` inside a word is spoken as a space (`hey-robot`).
-        clips_per_word: speakers, each saying every word once (`<speaker>_nohash_0.wav`).
+        words: keywords to say (default: the 10 commands plus GSC's other words, confusable and
+            common words); `-` inside a word is spoken as a space (`hey-robot`). Custom words
+            get a negative vocabulary of confusable neighbours and common words.
+        size: `quick`, `medium` or `full` (`kws.data.synth.plan.SIZES`).
+        clips_per_word: clips of each keyword (negatives scale with it); default: the size's.
+        speakers: number of synthetic speakers; default: the size's.
         seed: same seed -> byte-identical WAVs.
         workers: processes; 0 = one per CPU core.
         noise_seconds: length of each `_background_noise_` recording (0 = none).
-        engines: subset of espeak (espeak-ng), flite, festival; None = all found.
+        engines: subset of espeak (espeak-ng), flite, festival, kokoro; None = all found.
+        negatives: with custom `words`, also synthesize the negative vocabulary.
         progress: show a progress bar and the engines found.
     """
     start_s = time.perf_counter()
     out_dir = Path(out_dir)
-    words = _check_words(DEFAULT_WORDS if words is None else words)
-    if clips_per_word < 1:
-        raise UserError(f"clips_per_word must be at least 1 (got {clips_per_word})")
-    found = _select_engines(engines)
-    _announce(found, progress)
+    words = None if words is None else check_words(words)
+    found = select_engines(engines)
+    plan, choice = _plan(found, size, words, clips_per_word, speakers, seed, negatives)
+    noise_seconds = SIZES[size].noise_seconds if noise_seconds is None else noise_seconds
+    key = {
+        "size": size,
+        "words": words,
+        "clips_per_word": clips_per_word,
+        "speakers": len(plan.clips),
+        "engines": sorted(found),
+        "negatives": negatives,
+    }
+    _check_manifest(out_dir, seed, key)
+    _announce(found, plan, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _check_manifest(out_dir, seed)
-    _remove_stale_temps(out_dir)
-    speakers = make_speakers(found, seed, clips_per_word)
-    tasks, kept = _clip_jobs(out_dir, words, speakers)
-    calls: list[tuple[Callable, tuple, int]] = [
-        (_speaker_task, (speaker, seed, jobs), len(jobs)) for speaker, jobs in tasks
-    ]
+    # Words long negative speech must never contain: for the default vocabulary all 35 of GSC's.
+    exclude = plan.keywords + [w for w in GSC_OTHER_WORDS if w not in plan.keywords and not words]
+    manifest = {"format": _FORMAT, "seed": seed, "plan": key, "keywords": plan.keywords,
+                "exclude": exclude, "words": list(plan.word_counts)}  # fmt: skip
+    atomic_write_json(out_dir / MANIFEST, manifest)
+    remove_stale_temps(out_dir)
+    voices = make_speakers(found, seed, plan.engines, plan.splits)
+    calls, kept = _speaker_calls(out_dir, plan, voices, seed)
     calls[:0] = _noise_calls(out_dir, found, seed, noise_seconds)  # babble is slow: start early
-    written, errors = _run_tasks(calls, workers or os.cpu_count() or 1, progress)
+    written, errors = run_tasks(calls, workers or os.cpu_count() or 1, progress)
     for message in errors[:20]:
         log.warning("synthesis failed: %s", message)
     splits = write_split_lists(out_dir)
+    per_engine = Counter()
+    for speaker, said in zip(voices, plan.clips, strict=True):
+        per_engine[speaker.engine] += len(said)
     report = SynthReport(
         engines_found={name: list(info.voices) for name, info in found.items()},
         num_clips=kept + written,
         num_failed=len(errors),
-        words=words,
+        words=list(plan.word_counts),
         out_dir=out_dir,
         num_created=written,
-        num_speakers=len(speakers),
+        num_speakers=sum(1 for said in plan.clips if said),
+        size=size,
+        keywords=plan.keywords,
+        clips_per_engine=dict(per_engine),
+        split_clips=splits,
         espeak_variants=list(found["espeak"].variants) if "espeak" in found else [],
         engine_versions={name: info.version for name, info in found.items()},
+        negatives=choice,
         failures=errors[:20],
     )
-    atomic_write_json(out_dir / _MANIFEST, {"seed": seed, "words": words})
-    write_readme(out_dir, report, speakers, splits, seed, clips_per_word, noise_seconds)
     report.seconds = time.perf_counter() - start_s
+    write_readme(out_dir, report, plan, voices, seed, key, noise_seconds)
     return report
 
 
-def _noise_calls(out_dir: Path, found, seed: int, seconds: float):
-    if seconds <= 0:
-        return []
-    voices = make_speakers(found, seed + 7919, 8)  # babble voices: not dataset speakers
-    calls = []
-    for kind in NOISE_TYPES:
-        path = out_dir / BACKGROUND_DIR / f"{kind}.wav"
-        if path.exists() and _noise_ok(path, seconds):
-            continue
-        calls.append((_noise_task, (kind, seconds, seed, voices, str(path)), 0))
-    return calls
+def _announce(found: dict[str, EngineInfo], plan: Plan, progress: bool) -> None:
+    lines = [f"{name}: {', '.join(info.voices)}" for name, info in found.items()]
+    if "espeak" in found:
+        lines.append(f"espeak variants: {len(found['espeak'].variants)}")
+    message = (
+        f"TTS engines and voices used -> {'; '.join(lines)}. Plan: {plan.num_clips} clips of "
+        f"{len(plan.word_counts)} words by {len(plan.clips)} speakers"
+    )
+    log.info(message)
+    if progress:
+        from rich.console import Console
 
-
-def _noise_ok(path: Path, seconds: float) -> bool:
-    try:
-        info = sf.info(path)
-    except (RuntimeError, sf.LibsndfileError):
-        return False
-    want = int(round(seconds * SAMPLE_RATE_HZ))
-    return (info.samplerate, info.channels, info.frames) == (SAMPLE_RATE_HZ, 1, want)
+        Console(stderr=True).print(message, highlight=False)

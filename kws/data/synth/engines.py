@@ -1,8 +1,9 @@
-"""Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite and festival.
+"""Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite, festival, kokoro.
 
-Each engine is driven through `subprocess` with argument lists (never a shell string), writes a
-WAV into a private temporary folder, and is read back with soundfile. Discovery asks the engines
-themselves which voices they have, so the report names exactly what this machine can speak.
+The Debian engines are driven through `subprocess` with argument lists (never a shell string),
+write a WAV into a private temporary folder, and are read back with soundfile. Discovery asks the
+engines themselves which voices they have, so the report names exactly what this machine can
+speak. Kokoro-82M (neural, `kws.data.synth.kokoro`) is found when the `tts` extra is installed.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from kws.data.synth.kokoro import ACCENTS, missing, version, voices
 from kws.errors import UserError
 
-ENGINES = ("espeak", "flite", "festival")
+ENGINES = ("espeak", "flite", "festival", "kokoro")
 ENGINE_ALIASES = {"espeak-ng": "espeak"}
 INSTALL_HINT = (
     "install them with `sudo apt-get install espeak-ng flite festival festvox-kallpc16k "
@@ -52,6 +54,8 @@ class SynthesisError(RuntimeError):
 
 @dataclass(frozen=True)
 class EngineInfo:
+    """One TTS engine found on this machine: its voices, variants and version line."""
+
     name: str
     voices: tuple[str, ...]
     variants: tuple[str, ...] = ()  # espeak-ng voice variants (+m3, +f2, +klatt, ...)
@@ -116,7 +120,16 @@ def _festival_info() -> EngineInfo | None:
     return EngineInfo("festival", voices)
 
 
+def _kokoro_info() -> EngineInfo | None:
+    """Kokoro when the `tts` extra is installed; its variants are the shipped style vectors."""
+    if missing() or shutil.which("espeak-ng") is None:  # espeak-ng gives it phonemes
+        return None
+    return EngineInfo("kokoro", ACCENTS, tuple(sorted(voices())), version())
+
+
 def _version(engine: str) -> str:
+    if engine == "kokoro":
+        return version()
     program = {"espeak": "espeak-ng"}.get(engine, engine)
     try:  # flite prints its version and exits 1, so the exit status is ignored here
         done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
@@ -131,7 +144,7 @@ def _version(engine: str) -> str:
 def discover() -> dict[str, EngineInfo]:
     """Engines on this machine that have at least one voice, keyed by canonical name."""
     found = {}
-    for probe in (_espeak_info, _flite_info, _festival_info):
+    for probe in (_espeak_info, _flite_info, _festival_info, _kokoro_info):
         try:
             info = probe()
         except SynthesisError:
@@ -178,6 +191,10 @@ def festival_batch(texts: list[str], voice: str, stretch: float, tmp: Path):
     """festival: one process per speaker says every text (startup costs ~0.4 s, a word ~0.07 s).
 
     Returns one `(audio, rate)` or a `SynthesisError` per text, in order.
+
+    Raises:
+        SynthesisError: festival failed for every text (single failures come back in the
+        list).
     """
     if not re.fullmatch(r"[A-Za-z0-9_]+", voice):
         raise SynthesisError(f"bad festival voice name {voice!r}")

