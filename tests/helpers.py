@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from kws.config import DSCNNConfig, preset_config
 from kws.models import ModelSpec, build_model
@@ -46,3 +51,34 @@ def tiny_ds_cnn(
                     module.weight.uniform_(0.5, 1.5)
                     module.bias.uniform_(-0.3, 0.3)
     return model.eval()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (for a test's process group rendezvous)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rank_entry(rank: int, fn, world: int, port: int, args: tuple) -> None:
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        fn(rank, world, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_ranks(fn, world: int, *args) -> None:
+    """Run `fn(rank, world, *args)` in `world` fresh processes joined in a gloo process group
+    (as torchrun would start them, on CPU); a failure in any of them fails the caller.
+
+    `fn` must be a module-level function (the processes are spawned and import it).
+    """
+    mp.start_processes(
+        _rank_entry, args=(fn, world, free_port(), args), nprocs=world, start_method="spawn"
+    )

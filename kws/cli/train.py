@@ -1,4 +1,8 @@
-"""`kws train`, `kws evaluate`, `kws grow`, `kws quickstart`: thin wrappers of the library."""
+"""`kws train`, `kws evaluate`, `kws grow`, `kws quickstart`: thin wrappers of the library.
+
+`train` and `grow` also run under `torchrun --nproc-per-node N -m kws ...` (kws.distributed):
+every process runs the verb, rank 0 alone prints and writes.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ def add_train(sub) -> None:
         ["kws train recipes/quickstart.yaml",
          "kws train recipes/gsc12/ds_cnn_s.yaml train.lr=1e-3 train.epochs=40",
          "kws train recipes/quickstart.yaml --resume   # continue an interrupted run",
-         "kws train recipes/quickstart.yaml name=silu model.activation=silu"],
+         "kws train recipes/quickstart.yaml name=silu model.activation=silu",
+         "torchrun --nproc-per-node 4 -m kws train recipes/gsc12/ds_cnn_s.yaml  # 4 GPUs"],
     )  # fmt: skip
     p.add_argument("recipe", help="YAML recipe (see recipes/)")
     add_overrides(p)
@@ -35,13 +40,18 @@ def add_train(sub) -> None:
 
 def run_train(args) -> int:
     """`kws train` with parsed arguments; returns the exit status."""
+    from kws import distributed
     from kws.config import load_recipe
     from kws.train.loop import train
 
     cfg = load_recipe(args.recipe, args.overrides)
     run_dir = _run_folder(args, cfg)
-    result = train(cfg, run_dir, resume=args.resume, force=args.force)
-    print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}%; run: {run_dir}")
+    try:
+        result = train(cfg, run_dir, resume=args.resume, force=args.force)
+        if distributed.is_main():
+            print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}%; run: {run_dir}")
+    finally:
+        distributed.teardown()
     return 0
 
 
@@ -102,7 +112,8 @@ def add_grow(sub) -> None:
         ["kws grow recipes/synth/grow.yaml",
          "kws grow recipes/synth/grow.yaml budget.target=hello-edge-small",
          "kws grow recipes/synth/grow.yaml growth.solver=fast --resume",
-         "kws grow recipes/synth/grow.yaml --compare --seeds 3"],
+         "kws grow recipes/synth/grow.yaml --compare --seeds 3",
+         "torchrun --nproc-per-node 2 -m kws grow recipes/synth/grow.yaml  # 2 GPUs"],
     )  # fmt: skip
     p.add_argument("recipe", help="YAML recipe with a growth section (see recipes/)")
     add_overrides(p)
@@ -117,18 +128,22 @@ def add_grow(sub) -> None:
 
 def run_grow(args) -> int:
     """`kws grow` with parsed arguments; returns the exit status."""
+    from kws import distributed
     from kws.config import load_recipe
+    from kws.growth.compare import compare
     from kws.growth.loop import grow
 
     cfg = load_recipe(args.recipe, args.overrides)
     run_dir = _run_folder(args, cfg)
-    if args.compare:
-        from kws.growth.compare import compare
-
-        compare(cfg, run_dir, seeds=args.seeds, resume=args.resume, force=args.force)
-        return 0
-    result = grow(cfg, run_dir, resume=args.resume, force=args.force)
-    print(f"stopped: {result.stop_reason}; history: {run_dir / 'growth.json'}")
+    try:
+        if args.compare:
+            compare(cfg, run_dir, seeds=args.seeds, resume=args.resume, force=args.force)
+            return 0
+        result = grow(cfg, run_dir, resume=args.resume, force=args.force)
+        if distributed.is_main():
+            print(f"stopped: {result.stop_reason}; history: {run_dir / 'growth.json'}")
+    finally:
+        distributed.teardown()
     return 0
 
 

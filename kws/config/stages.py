@@ -166,6 +166,11 @@ class TrainConfig:
     bn_l1: float = option(0.0, minimum=0.0)  # L1 on BatchNorm scales (network slimming)
     device: str = option("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast, only on CUDA
+    # Under torchrun: BatchNorm statistics of the global batch (as one process computes them)
+    # instead of each rank's part; false trades that for less communication per step.
+    sync_batchnorm: bool = True
+    # auto: channels_last on CPU (faster), contiguous elsewhere (kws.train.loop.prepare_model)
+    memory_format: str = option("auto", choices=("auto", "channels_last", "contiguous"))
     seed: int = option(0, minimum=0)
     num_threads: int = option(0, minimum=0)  # 0 = torch default
     log_every_steps: int = option(20, minimum=1)

@@ -4,11 +4,48 @@ TensorFlow's defaults as used by Hello Edge: time shift uniform in +/-100 ms wit
 with probability 0.8 mix a random 1 s slice of a background-noise file at volume U[0, 0.1];
 clip to [-1, 1]. Silence examples are background noise at volume U[0, 1], foreground muted.
 Optional: speed perturbation (resampling by linear interpolation) and SpecAugment masks.
+
+Every draw goes through `uniform`/`integers`, which honour `RowDraws`: under data parallelism a
+process holds a slice of the global batch but draws for all of it, so its rows get exactly the
+numbers a single process would give them (kws.distributed).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass
+class RowDraws:
+    """A generator used for rows [lo, hi) of a global batch of `total` rows.
+
+    Pass it where a `torch.Generator` goes: each draw is made for all `total` rows (the same
+    numbers, in the same order, as one process drawing for the whole batch) and sliced.
+    """
+
+    generator: torch.Generator
+    total: int
+    lo: int
+    hi: int
+
+
+def uniform(generator, batch: int, *shape: int, device) -> torch.Tensor:
+    """U[0, 1) of shape `(batch, *shape)`, the rows of a `RowDraws` slice when given one."""
+    if isinstance(generator, RowDraws):
+        full = torch.rand(generator.total, *shape, device=device, generator=generator.generator)
+        return full[generator.lo : generator.hi]
+    return torch.rand(batch, *shape, device=device, generator=generator)
+
+
+def integers(generator, low: int, high, batch: int, *shape: int, device) -> torch.Tensor:
+    """Integers in [low, high) of shape `(batch, *shape)` (see `uniform`)."""
+    if isinstance(generator, RowDraws):
+        size = (generator.total, *shape)
+        full = torch.randint(low, high, size, device=device, generator=generator.generator)
+        return full[generator.lo : generator.hi]
+    return torch.randint(low, high, (batch, *shape), device=device, generator=generator)
 
 
 def time_shift(audio: torch.Tensor, max_shift: int, generator=None) -> torch.Tensor:
@@ -16,9 +53,7 @@ def time_shift(audio: torch.Tensor, max_shift: int, generator=None) -> torch.Ten
     if max_shift <= 0:
         return audio
     batch, samples = audio.shape
-    shift = torch.randint(
-        -max_shift, max_shift + 1, (batch, 1), device=audio.device, generator=generator
-    )
+    shift = integers(generator, -max_shift, max_shift + 1, batch, 1, device=audio.device)
     src = torch.arange(samples, device=audio.device).unsqueeze(0) - shift  # (batch, samples)
     valid = (src >= 0) & (src < samples)
     out = torch.gather(audio, 1, src.clamp(0, samples - 1))
@@ -34,7 +69,7 @@ def speed_perturb(audio: torch.Tensor, max_change: float, generator=None) -> tor
     if max_change <= 0:
         return audio
     batch, samples = audio.shape
-    rate = 1 + (torch.rand(batch, 1, device=audio.device, generator=generator) * 2 - 1) * max_change
+    rate = 1 + (uniform(generator, batch, 1, device=audio.device) * 2 - 1) * max_change
     t = torch.arange(samples, device=audio.device, dtype=audio.dtype).unsqueeze(0)
     center = (samples - 1) / 2
     pos = center + (t - center) * rate  # (batch, samples)
@@ -81,14 +116,12 @@ def mix_background(
     dev = audio.device
     if noise.numel() == 0:
         return audio * (~is_silence).unsqueeze(1)
-    file_index = torch.randint(0, noise.shape[0], (batch,), device=dev, generator=generator)
-    start = torch.rand(batch, device=dev, generator=generator)
+    file_index = integers(generator, 0, noise.shape[0], batch, device=dev)
+    start = uniform(generator, batch, device=dev)
     slices = noise_slices(noise, lengths, file_index, start, samples)
-    use = torch.rand(batch, device=dev, generator=generator) < probability
-    vol = torch.rand(batch, device=dev, generator=generator) * volume * use
-    vol = torch.where(
-        is_silence, torch.rand(batch, device=dev, generator=generator) * silence_volume, vol
-    )
+    use = uniform(generator, batch, device=dev) < probability
+    vol = uniform(generator, batch, device=dev) * volume * use
+    vol = torch.where(is_silence, uniform(generator, batch, device=dev) * silence_volume, vol)
     fg = audio * (~is_silence).unsqueeze(1)
     return (fg + slices * vol.unsqueeze(1)).clamp(-1.0, 1.0)
 
@@ -111,8 +144,8 @@ def spec_augment(
     ):
         pos = torch.arange(size, device=dev).unsqueeze(0)
         for _ in range(count):
-            w = torch.randint(0, width + 1, (batch, 1), device=dev, generator=generator)
-            s = (torch.rand(batch, 1, device=dev, generator=generator) * (size - w + 1)).long()
+            w = integers(generator, 0, width + 1, batch, 1, device=dev)
+            s = (uniform(generator, batch, 1, device=dev) * (size - w + 1)).long()
             mask = (pos >= s) & (pos < s + w)  # (batch, size)
             keep &= ~(mask.unsqueeze(2) if axis == 1 else mask.unsqueeze(1))
     fill = features.mean(dim=(1, 2), keepdim=True)

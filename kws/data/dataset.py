@@ -38,6 +38,7 @@ from kws.data.gsc import (
     task_words,
 )
 from kws.data.stream_aug import speech_extents, stream_windows
+from kws.distributed import shard_bounds
 from kws.errors import UserError
 from kws.features import TorchFrontEnd
 
@@ -201,7 +202,7 @@ class KwsData:
         d = self.cfg.data
         start, end, keyword, pool = self._stream_facts()
         safe = rows.clamp(min=0)
-        pick = torch.randint(0, len(pool), (len(rows),), device=self.device, generator=generator)
+        pick = aug.integers(generator, 0, len(pool), len(rows), device=self.device)
         n_rows = pool[pick]
         neighbours = (self.bank[n_rows].float() / 32768.0, start[n_rows], end[n_rows])
         rate = self.feature_cfg.sample_rate_hz
@@ -221,12 +222,21 @@ class KwsData:
         shuffle: bool = False,
         augment: bool = False,
         seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator:
         """Yield `(audio (batch, samples), labels (batch,))` on the data's device.
 
         Without augmentation the noise of silence examples is drawn from a generator seeded by
-        `seed`, so evaluation is repeatable.
+        `seed`, so evaluation is repeatable. With `shard=(rank, world)` each yielded batch is
+        this rank's contiguous part of the global batch of `batch_size` (kws.distributed),
+        drawn exactly as one process draws it; a last training batch smaller than the world is
+        dropped (every rank must step).
         """
+        for audio, labels, _ in self._audio_parts(split, batch_size, shuffle, augment, seed, shard):
+            yield audio, labels
+
+    def _audio_parts(self, split, batch_size, shuffle, augment, seed, shard) -> Iterator:
+        """`audio_batches` plus each part's place in its global batch: `(total, lo, hi)`."""
         self.require_examples(split)
         ex = self.examples[split]
         generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -240,7 +250,16 @@ class KwsData:
         order = order.to(self.device)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            yield self._audio(rows_all[idx], labels_all[idx], augment, generator)
+            total, (lo, hi), draws = len(idx), (0, len(idx)), generator
+            if shard[1] > 1:
+                if augment and total < shard[1]:
+                    return  # a last batch some ranks get nothing of: dropped on every rank
+                lo, hi = shard_bounds(total, shard)
+                if lo == hi:
+                    continue  # evaluation: the ranks that got rows of the last batch count them
+                draws, idx = aug.RowDraws(generator, total, lo, hi), idx[lo:hi]
+            audio, labels = self._audio(rows_all[idx], labels_all[idx], augment, draws)
+            yield audio, labels, (total, lo, hi)
 
     def batches(
         self,
@@ -249,30 +268,36 @@ class KwsData:
         shuffle: bool = False,
         augment: bool = False,
         seed: int = 0,
+        shard: tuple[int, int] = (0, 1),
     ) -> Iterator:
-        """Yield `(features (batch, frames, coeffs), labels (batch,))` on the data's device."""
+        """Yield `(features (batch, frames, coeffs), labels (batch,))` on the data's device.
+
+        `shard=(rank, world)`: this rank's part of every global batch (see `audio_batches`).
+        """
         d = self.cfg.data
         if not shuffle and not augment:
             # Evaluation batches are deterministic: compute their features once per run.
-            key = (split, batch_size, seed)
+            key = (split, batch_size, seed, shard)
             if key not in self._eval_cache:
                 self._eval_cache[key] = [
                     (self.front_end(a), y)
-                    for a, y in self.audio_batches(split, batch_size, seed=seed)
+                    for a, y in self.audio_batches(split, batch_size, seed=seed, shard=shard)
                 ]
             yield from self._eval_cache[key]
             return
         generator = torch.Generator(device=self.device).manual_seed(seed + 1)
-        for audio, labels in self.audio_batches(split, batch_size, shuffle, augment, seed):
+        parts = self._audio_parts(split, batch_size, shuffle, augment, seed, shard)
+        for audio, labels, (total, lo, hi) in parts:
             features = self.front_end(audio)
             if augment and d.spec_augment:
+                draws = generator if shard[1] == 1 else aug.RowDraws(generator, total, lo, hi)
                 features = aug.spec_augment(
                     features,
                     d.spec_time_masks,
                     d.spec_time_mask_frames,
                     d.spec_freq_masks,
                     d.spec_freq_mask_bins,
-                    generator,
+                    draws,
                 )
             yield features, labels
 

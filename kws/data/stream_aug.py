@@ -22,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from kws.data.augment import integers, uniform
+
 FRAME_SAMPLES = 160  # 10 ms at 16 kHz
 SPEECH_RANGE_DB = 30.0
 
@@ -70,7 +72,7 @@ def stream_windows(
     keyword: torch.Tensor,
     unknown: int,
     settings: tuple[float, int, float, float],
-    generator: torch.Generator,
+    generator,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rebuild some examples of a training batch as stream windows (see the module docstring).
 
@@ -85,7 +87,8 @@ def stream_windows(
         unknown: index of `_unknown_`.
         settings: `(stream_fraction, max_shift_samples, min_keyword_fraction,
             neighbour_probability)`.
-        generator: the batch's random generator (on the batch's device).
+        generator: the batch's random generator (on the batch's device), or a
+            `kws.data.augment.RowDraws` for this process's rows of it.
 
     Returns:
         `(audio, labels)` with the chosen examples rebuilt and relabelled.
@@ -94,21 +97,21 @@ def stream_windows(
     batch, samples = audio.shape
     dev = audio.device
     start, end = extents
-    chosen = (torch.rand(batch, device=dev, generator=generator) < fraction) & eligible
-    shift = torch.randint(-max_shift, max_shift + 1, (batch,), device=dev, generator=generator)
+    chosen = (uniform(generator, batch, device=dev) < fraction) & eligible
+    shift = integers(generator, -max_shift, max_shift + 1, batch, device=dev)
     shift = shift * chosen
     out = shift_by(audio, shift)
     inside = visible_fraction(start, end, shift, samples)
     cut = chosen & keyword[labels] & (inside < min_inside)
     labels = torch.where(cut, torch.full_like(labels, unknown), labels)
     n_audio, n_start, n_end = neighbours
-    with_neighbour = chosen & (torch.rand(batch, device=dev, generator=generator) < p_neighbour)
-    part = torch.rand(batch, device=dev, generator=generator) * 0.8 * min_inside
+    with_neighbour = chosen & (uniform(generator, batch, device=dev) < p_neighbour)
+    part = uniform(generator, batch, device=dev) * 0.8 * min_inside
     length = (n_end - n_start).clamp(min=1)
     inside_samples = (part * length).long()
     # the exposed side: a word moved right leaves room on the left, and the other way round
     left = shift > 0
     n_shift = torch.where(left, inside_samples - n_end, samples - inside_samples - n_start)
-    gain = 0.5 + 0.5 * torch.rand(batch, 1, device=dev, generator=generator)
+    gain = 0.5 + 0.5 * uniform(generator, batch, 1, device=dev)
     neighbour = shift_by(n_audio, n_shift) * gain * with_neighbour.unsqueeze(1)
     return (out + neighbour).clamp(-1.0, 1.0), labels

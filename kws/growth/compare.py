@@ -18,7 +18,9 @@ an interrupted comparison resumes where it stopped. `comparison.json` holds one 
 method x budget x seed (`method`, `budget_params`, `seed`, `params`, `macs`, `val_accuracy`,
 `test_accuracy` (fractions; the checkpoint picked by validation), `epochs`, `wall_s`,
 `train_compute_macs`), `comparison.md` the mean +- 95% interval per cell, and
-`plots/accuracy_vs_params.png` the paper's Fig. 4 on our data.
+`plots/accuracy_vs_params.png` the paper's Fig. 4 on our data. Under torchrun every rank runs
+every method in data parallel and rank 0 alone reads and writes the folders (`_exists`,
+`_read_json`: rank 0's answer on every rank; kws.distributed).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from kws import distributed
 from kws.config import RecipeConfig, copy_config
 from kws.data.dataset import KwsData, build_data
 from kws.errors import UserError
@@ -41,12 +44,23 @@ from kws.models import ModelSpec, count_macs, count_params, family_of
 from kws.run import Checkpoint, Run
 from kws.stats import mean_interval
 from kws.train.evaluate import evaluate
-from kws.train.loop import resolve_device, train
+from kws.train.loop import train
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` is a file, as rank 0 sees it (the same answer on every rank)."""
+    return distributed.main_value(path.is_file)
+
+
+def _read_json(path: Path):
+    """`path`'s JSON as rank 0 reads it, on every rank."""
+    return distributed.main_value(lambda: json.loads(path.read_text()))
 
 
 def _record(method, budget, seed, run: Run, spec, epochs, wall_s, compute, data, cfg) -> dict:
-    best = Checkpoint.load(run.checkpoint_path("best"))
-    test = evaluate(best.build_model().to(data.device), data, "testing", cfg.train.eval_batch_size)
+    best = distributed.main_value(run.checkpoint, "best")
+    model = best.build_model().to(data.device)
+    test = evaluate(model, data, "testing", cfg.train.eval_batch_size, shard=distributed.shard())
     return {
         "method": method, "budget_params": budget, "seed": seed,
         "params": count_params(spec), "macs": count_macs(spec),
@@ -106,9 +120,11 @@ def _large_model(cfg, root: Path, method: str, seed_cfg, spec, epochs, data, pro
     run = Run(root / method / f"large_s{seed_cfg.train.seed}")
     large_cfg = copy_config(seed_cfg)
     large_cfg.train.bn_l1 = cfg.growth.slimming_l1 if method == "bn_prune" else 0.0
-    done = run.last_path.is_file() and Checkpoint.load(run.last_path).epoch >= epochs
-    if not done:
-        _scratch(large_cfg, run, spec, epochs, data, progress, resume=run.last_path.is_file())
+    saved = distributed.main_value(
+        lambda: Checkpoint.load(run.last_path).epoch if run.last_path.is_file() else None
+    )
+    if saved is None or saved < epochs:
+        _scratch(large_cfg, run, spec, epochs, data, progress, resume=saved is not None)
     return run, count_macs(spec) * data.num_examples("training") * epochs
 
 
@@ -119,11 +135,11 @@ def _growth_methods(cfg, root, budget, seed_cfg, data, progress, resume) -> dict
     g_cfg.growth.method = "splitting"
     name = f"b{budget}_s{seed_cfg.train.seed}"
     split_run = Run(root / "splitting" / name)
-    finished = (split_run.root / "record.json").is_file()
+    finished = _exists(split_run.root / "record.json")
     history = (
-        json.loads(split_run.growth_path.read_text())["rounds"]
+        _read_json(split_run.growth_path)["rounds"]
         if finished
-        else grow(g_cfg, split_run, resume=resume or split_run.growth_path.is_file(),
+        else grow(g_cfg, split_run, resume=resume or _exists(split_run.growth_path),
                   data=data, progress=progress).history
     )  # fmt: skip
     out = {"splitting": (split_run, history)}
@@ -131,12 +147,12 @@ def _growth_methods(cfg, root, budget, seed_cfg, data, progress, resume) -> dict
         if method not in cfg.growth.compare_methods:
             continue
         run = Run(root / method / name)
-        if not (run.root / "record.json").is_file():
-            _share_seed(split_run, run)
+        if not _exists(run.root / "record.json"):
+            distributed.on_main(_share_seed, split_run, run)
             b_cfg = copy_config(g_cfg)
             b_cfg.growth.method = growth_method
             grow(b_cfg, run, data=data, progress=progress, reference=history, resume=True)
-        out[method] = (run, json.loads(run.growth_path.read_text())["rounds"])
+        out[method] = (run, _read_json(run.growth_path)["rounds"])
     return out
 
 
@@ -145,11 +161,11 @@ def _run_cell(cfg, root, budget, seed_cfg, data, progress, resume) -> list[dict]
     seed, name = seed_cfg.train.seed, f"b{budget}_s{seed_cfg.train.seed}"
     grown = _growth_methods(cfg, root, budget, seed_cfg, data, progress, resume)
     split_run, history = grown["splitting"]
-    final = Checkpoint.load(split_run.checkpoint_path("best"))
+    final = distributed.main_value(split_run.checkpoint, "best")
     spec, total = final.spec, sum(h["epochs"] for h in history)
     for method, (run, h) in grown.items():
         _write_once(run, lambda r=run, h=h, m=method: _record(
-            m, budget, seed, r, Checkpoint.load(r.checkpoint_path("best")).spec,
+            m, budget, seed, r, distributed.main_value(r.checkpoint, "best").spec,
             sum(x["epochs"] for x in h), sum(x["wall_s"] for x in h),
             sum(x["train_compute_macs"] for x in h), data, cfg))  # fmt: skip
     rivals = {
@@ -162,14 +178,14 @@ def _run_cell(cfg, root, budget, seed_cfg, data, progress, resume) -> list[dict]
             target = make()
             _write_once(run, lambda r=run, t=target, m=method: _record(
                 m, budget, seed, r, t, total,
-                *_scratch(seed_cfg, r, t, total, data, progress, r.last_path.is_file()),
+                *_scratch(seed_cfg, r, t, total, data, progress, _exists(r.last_path)),
                 data, cfg))  # fmt: skip
     for method in ("bn_prune", "l1_prune"):
         if method in cfg.growth.compare_methods:
             run = Run(root / method / name)
             _write_once(run, lambda r=run, m=method: _pruned(
                 cfg, root, m, budget, seed_cfg, spec, total, r, data, progress))  # fmt: skip
-    return [json.loads((root / m / name / "record.json").read_text())
+    return [_read_json(root / m / name / "record.json")
             for m in cfg.growth.compare_methods]  # fmt: skip
 
 
@@ -181,12 +197,13 @@ def _pruned(cfg, root, method, budget, seed_cfg, spec, total, run, data, progres
     large_run, large_compute = _large_model(
         cfg, root, method, seed_cfg, large_spec, total, data, progress, resume=False
     )
-    large = Checkpoint.load(large_run.last_path).build_model()
+    large = distributed.main_value(Checkpoint.load, large_run.last_path).build_model()
     pruned, pruned_spec = prune(large, method, count_params(spec))
     epochs = cfg.growth.prune_finetune_epochs or cfg.growth.final_epochs or total // 4 or 1
     tune_cfg = copy_config(seed_cfg)
     tune_cfg.model = pruned_spec.config
-    train(tune_cfg, run, resume=run.last_path.is_file(), force=not run.last_path.is_file(),
+    resume = _exists(run.last_path)
+    train(tune_cfg, run, resume=resume, force=not resume,
           model=pruned.train(), data=data, epochs=epochs, lr_at=decay_lr(tune_cfg, epochs),
           tag=f"{method} fine-tune ", progress=progress)  # fmt: skip
     compute = large_compute + count_macs(pruned_spec) * data.num_examples("training") * epochs
@@ -202,8 +219,9 @@ def _largest_uniform_width(cfg: RecipeConfig, spec: ModelSpec) -> int:
 
 def _write_once(run: Run, make) -> None:
     path = run.root / "record.json"
-    if not path.is_file():
-        atomic_write_json(path, make())
+    if not _exists(path):
+        record = make()  # every rank: it trains
+        distributed.on_main(atomic_write_json, path, record)
 
 
 def _budgets(cfg: RecipeConfig) -> list[int]:
@@ -259,22 +277,25 @@ def compare(
     """
     root = Path(run_dir)
     run = Run(root)
-    if force and root.exists():
-        shutil.rmtree(root)
-    if not resume and (root / "comparison.json").is_file():
+    device = distributed.setup(cfg.train.device)
+    distributed.check_batch_size(cfg.train.batch_size)
+    progress = progress and distributed.is_main()
+    if force:
+        distributed.on_main(lambda: root.exists() and shutil.rmtree(root))
+    if not resume and _exists(root / "comparison.json"):
         raise UserError(f"'{root}' holds a comparison; --resume continues it, --force restarts")
     budgets, seeds = _budgets(cfg), seeds or cfg.growth.compare_seeds
-    data = data or build_data(cfg, resolve_device(cfg.train.device), progress=progress)
-    run.save_config(cfg)
+    data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
+    distributed.on_main(run.save_config, cfg)
     records = []
     for seed in range(seeds):
         seed_cfg = copy_config(cfg)
         seed_cfg.train.seed = cfg.train.seed + seed
         for budget in budgets:
             records += _run_cell(cfg, root, budget, seed_cfg, data, progress, resume)
-            atomic_write_json(root / "comparison.json", records)
-    atomic_write_text(root / "comparison.md", summarize(records))
-    plot_comparison(records, run.plots_dir / "accuracy_vs_params.png")
+            distributed.on_main(atomic_write_json, root / "comparison.json", records)
+    distributed.on_main(atomic_write_text, root / "comparison.md", summarize(records))
+    distributed.on_main(plot_comparison, records, run.plots_dir / "accuracy_vs_params.png")
     if progress:
         print(summarize(records))
     return records

@@ -9,6 +9,9 @@ final architecture gets a full learning-rate decay (`rounds/final`). Each round 
 it stopped), `checkpoints/` the final model picked by validation, `plots/` the growth plots.
 Epoch e of the whole run is seeded as global epoch e, so no round replays another's shuffles.
 A resumed run continues at the exact point it stopped: scoring, surgery or training.
+Under torchrun every rank trains and scores its part of the data (kws.distributed), rank 0's
+eigenpairs and plan reach every rank, every rank applies the same surgery, and rank 0 alone
+reads and writes the run folder.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kws import distributed
 from kws.budget import Budget, budget_from_config
 from kws.config import RecipeConfig, copy_config
 from kws.data.dataset import KwsData, build_data
@@ -36,7 +40,7 @@ from kws.io import atomic_write_json
 from kws.models import count_macs, count_params, growable_family
 from kws.run import Checkpoint, Run
 from kws.train.evaluate import evaluate
-from kws.train.loop import prepare_model, resolve_device, train
+from kws.train.loop import prepare_model, train
 
 GROW_METHODS = ("splitting", "random", "random_init")
 FINAL = "final"
@@ -67,18 +71,22 @@ def _save_history(run: Run, cfg: RecipeConfig, history: list[dict], stop: str) -
     plot_growth(history, run.plots_dir)
 
 
-def _round_model(round_run: Run, device: torch.device) -> nn.Module:
+def _round_model(round_run: Run, device: torch.device, cfg: RecipeConfig) -> nn.Module:
     """A finished round's last-epoch model, in training layout (see `prepare_model`)."""
-    return prepare_model(Checkpoint.load(round_run.last_path).build_model(), device)
+    ckpt = distributed.main_value(Checkpoint.load, round_run.last_path)
+    return prepare_model(ckpt.build_model(), device, cfg.train.memory_format)
 
 
 def _grow_model(model, cfg: RecipeConfig, data: KwsData, budget: Budget, k: int, reference):
     """One growth step of `cfg.growth.method`: (grown model, plan, spectrum or None)."""
     g = cfg.growth
     if g.method == "splitting":
-        batches = data.batches("training", cfg.train.batch_size, shuffle=True, seed=1000 + k)
-        scores = splitting_scores(model, batches, g)
-        plan = plan_splits(scores, model.spec, g, budget)
+        shard = distributed.shard()
+        batches = data.batches(
+            "training", cfg.train.batch_size, shuffle=True, seed=1000 + k, shard=shard
+        )
+        scores = splitting_scores(model, batches, g, shard=shard)
+        plan = distributed.broadcast_object(plan_splits(scores, model.spec, g, budget))
         grown = (
             apply_splits(model, plan, g.eps, scores, relative=g.eps_relative)[0]
             if plan.num_splits
@@ -100,45 +108,52 @@ def _grow_model(model, cfg: RecipeConfig, data: KwsData, budget: Budget, k: int,
     return widen_random_init(model, plan, seed=cfg.train.seed * 31 + k)[0], plan, None
 
 
+def _saved(path: Path) -> Checkpoint | None:
+    return Checkpoint.load(path) if path.is_file() else None
+
+
 def _surgery(run: Run, k: int, model, cfg, data, budget, reference, resume: bool):
     """Round k's grown model and plan, from `grown.pt` when a killed run already made it."""
     grown_path = run.round(k).root / "grown.pt"
-    if resume and grown_path.is_file():
-        ckpt = Checkpoint.load(grown_path)
-        grown = prepare_model(ckpt.build_model().train(), data.device)
+    ckpt = distributed.main_value(_saved, grown_path) if resume else None
+    if ckpt is not None:
+        grown = prepare_model(ckpt.build_model().train(), data.device, cfg.train.memory_format)
         return grown, SplitPlan.from_dict(ckpt.growth["plan"]), ckpt.growth.get("spectrum")
-    model = model or _round_model(run.round(k - 1), data.device)
+    model = model or _round_model(run.round(k - 1), data.device, cfg)
     grown, plan, spectrum = _grow_model(model, cfg, data, budget, k, reference)
     if plan.num_splits:
         round_cfg = copy_config(cfg)
         round_cfg.model = grown.spec.config
         growth = {"round": k, "plan": plan.to_dict(), "spectrum": spectrum}
-        Checkpoint(round_cfg, grown.state_dict(), data.labels, growth=growth).save(grown_path)
+        ckpt = Checkpoint(round_cfg, grown.state_dict(), data.labels, growth=growth)
+        distributed.on_main(ckpt.save, grown_path)
     return grown, plan, spectrum
 
 
 def _record(k, model, cfg, result, data, round_run: Run, epochs, used, seconds, plan, spectrum):
     """One round's line of growth.json (test accuracy of the round's best-by-validation model)."""
-    best = Checkpoint.load(round_run.checkpoint_path("best")).build_model().to(data.device)
-    test = evaluate(best, data, "testing", cfg.train.eval_batch_size)
+    best = distributed.main_value(round_run.checkpoint, "best").build_model().to(data.device)
+    test = evaluate(best, data, "testing", cfg.train.eval_batch_size, shard=distributed.shard())
     params, macs = count_params(model.spec), count_macs(model.spec)
-    return {
-        "round": k,
-        "method": cfg.growth.method,
-        "widths": growable_family(model.spec.config).unit_widths(model.spec.config),
-        "params": params,
-        "macs": macs,
-        "epochs": epochs,
-        "global_epoch_end": used,
-        "val_accuracy": result.best_val_accuracy,
-        "final_val_accuracy": result.history[-1]["val_accuracy"] if result.history else None,
-        "test_accuracy": test.accuracy,
-        "test_examples": test.num_examples,
-        "train_compute_macs": epochs * data.num_examples("training") * macs,
-        "wall_s": seconds,
-        "plan": plan.to_dict() if plan else None,
-        "spectrum": spectrum,
-    }
+    return distributed.broadcast_object(
+        {
+            "round": k,
+            "method": cfg.growth.method,
+            "widths": growable_family(model.spec.config).unit_widths(model.spec.config),
+            "params": params,
+            "macs": macs,
+            "epochs": epochs,
+            "global_epoch_end": used,
+            "val_accuracy": result.best_val_accuracy,
+            "final_val_accuracy": result.history[-1]["val_accuracy"] if result.history else None,
+            "test_accuracy": test.accuracy,
+            "test_examples": test.num_examples,
+            "train_compute_macs": epochs * data.num_examples("training") * macs,
+            "wall_s": seconds,
+            "plan": plan.to_dict() if plan else None,
+            "spectrum": spectrum,
+        }
+    )  # rank 0's timings on every rank: the histories stay identical
 
 
 def _epochs_of(reference, k) -> int | None:
@@ -209,10 +224,14 @@ def grow(
         )
     budget = budget_from_config(cfg.budget)  # an unknown target fails here, before any work
     run = run if isinstance(run, Run) else Run(run)
-    run.prepare(resume=resume or reference is not None, force=force, what="growth")
-    data = data or build_data(cfg, resolve_device(cfg.train.device), progress=progress)
-    run.save_config(cfg)
-    history, stop = _load_history(run, resume or reference is not None)
+    device = distributed.setup(cfg.train.device)
+    distributed.check_batch_size(cfg.train.batch_size)
+    resume_run = resume or reference is not None
+    distributed.on_main(run.prepare, resume=resume_run, force=force, what="growth")
+    progress = progress and distributed.is_main()
+    data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
+    distributed.on_main(run.save_config, cfg)
+    history, stop = distributed.main_value(_load_history, run, resume_run)
     used = sum(h["epochs"] for h in history)
     model = None
     done = {h["round"] for h in history}
@@ -239,13 +258,13 @@ def grow(
             _record(k, model, cfg, result, data, run.round(k), epochs, used, seconds, plan,
                     spectrum)
         )  # fmt: skip
-        _save_history(run, cfg, history, "running")
+        distributed.on_main(_save_history, run, cfg, history, "running")
         _announce(history[-1], progress)
     else:
         stop = stop or f"{cfg.growth.rounds} rounds done"
     if FINAL not in done and cfg.growth.schedule == "global":
         last = history[-1]["round"]
-        model = model or _round_model(run.round(last), data.device)
+        model = model or _round_model(run.round(last), data.device, cfg)
         result, epochs, seconds = _train_round(
             cfg, run, FINAL, model, data, used, resume, progress, reference, history
         )
@@ -254,8 +273,8 @@ def grow(
         history.append(_record(FINAL, model, cfg, result, data, final_run, epochs, used,
                                seconds, None, None))  # fmt: skip
         _announce(history[-1], progress)
-    _finish(run, cfg, history, stop)
-    model = model or _round_model(_last_round_run(run, history), data.device)
+    distributed.on_main(_finish, run, cfg, history, stop)
+    model = model or _round_model(_last_round_run(run, history), data.device, cfg)
     return GrowthResult(model, history, run, stop)
 
 

@@ -25,6 +25,11 @@ the Hessian blockdiag(S_eff) (tests check this against `torch.func.hessian`).
 `torch.linalg.eigh`; `solver="fast"` applies all S_eff at once to stacked vectors (one
 Hessian-vector product per unit gives every neuron's S_eff v, since there are no cross terms)
 and runs a batched LOBPCG for the smallest eigenpair.
+
+Under data parallelism (`shard=(rank, world)`, kws.distributed) each rank's batches are its
+parts of the calibration batches: the exact matrices, the example count and every LOBPCG
+product are summed over ranks with all-reduce (so each rank iterates on the same numbers), and
+rank 0's eigenpairs are broadcast, so every rank plans and splits identically.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from kws import distributed
 from kws.config import GrowthConfig
 from kws.errors import UserError
 from kws.growth.eigen import lobpcg_min, min_eigenpairs
@@ -222,14 +228,26 @@ def _frozen_copy(model, dtype):
     return clone
 
 
+def _global_count(count: int, like: torch.Tensor, shard: tuple[int, int]) -> int:
+    """Calibration examples over every rank."""
+    if shard[1] == 1:
+        return count
+    return int(distributed.all_reduce_sum(torch.tensor([count], device=like.device)).item())
+
+
 def splitting_matrices(
-    model, batches: Iterable, cfg: GrowthConfig, chain_term: bool = True
+    model,
+    batches: Iterable,
+    cfg: GrowthConfig,
+    chain_term: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> tuple[list, int]:
     """Closed-form S_eff for every neuron: list over units of `(widths[j], d_j, d_j)`.
 
     Returns the matrices (of the mean loss over the calibration examples) and the number of
     examples used. `chain_term=False` drops T and gives the paper's S alone (for comparison;
-    it is not the Hessian of the split that `apply_splits` realizes).
+    it is not the Hessian of the split that `apply_splits` realizes). With `shard` the sums
+    run over every rank's part of the batches (see the module docstring).
 
     Raises:
         UserError: no calibration batches.
@@ -253,6 +271,10 @@ def splitting_matrices(
         count += features.shape[0]
     if mats is None:
         raise UserError("no calibration batches to score; check the data split is not empty")
+    if shard[1] > 1:
+        for mat in mats:
+            distributed.all_reduce_sum(mat)
+        count = _global_count(count, mats[0], shard)
     return [m / count for m in mats], count
 
 
@@ -291,7 +313,7 @@ def _matvec(items: list[_UnitData], vectors: torch.Tensor, count: int) -> torch.
     return out / count
 
 
-def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], int]:
+def _fast_scores(model, batches, cfg: GrowthConfig, shard) -> tuple[list[UnitScores], int]:
     dtype = _dtype(cfg)
     clone = _frozen_copy(model, dtype)
     per_unit: list[list[_UnitData]] = [[] for _ in split_structure(clone).units]
@@ -302,6 +324,8 @@ def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], i
         count += features.shape[0]
     if count == 0:
         raise UserError("no calibration batches to score; check the data split is not empty")
+    count = _global_count(count, per_unit[0][0].patches, shard)
+    reduce = distributed.all_reduce_sum if shard[1] > 1 else (lambda product: product)
     # float32 residuals stall near 1e-4 relative; lambda's error is ~ residual^2 / gap
     iterations = cfg.fast_iterations or (100 if dtype == torch.float32 else 300)
     tol = cfg.fast_tol or (1e-3 if dtype == torch.float32 else 1e-9)
@@ -310,7 +334,7 @@ def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], i
         c, d = items[0].weight_s.shape[1], items[0].patches.shape[1]
         like = items[0].patches
         vals, vecs = lobpcg_min(
-            lambda v, items=items: _matvec(items, v, count),
+            lambda v, items=items: reduce(_matvec(items, v, count)),
             c,
             d,
             like,
@@ -322,7 +346,9 @@ def _fast_scores(model, batches, cfg: GrowthConfig) -> tuple[list[UnitScores], i
     return units, count
 
 
-def splitting_scores(model, batches: Iterable, cfg: GrowthConfig) -> Scores:
+def splitting_scores(
+    model, batches: Iterable, cfg: GrowthConfig, shard: tuple[int, int] = (0, 1)
+) -> Scores:
     """Splitting index (lambda_min of S_eff) and splitting gradient v_min of every neuron.
 
     Args:
@@ -331,6 +357,7 @@ def splitting_scores(model, batches: Iterable, cfg: GrowthConfig) -> Scores:
         batches: iterable of `(features (batch, frames, coeffs), labels (batch,))`; the first
             `cfg.calibration_batches` are used (0 = all).
         cfg: `solver` exact | fast, `dtype` float32 | float64, `relu_softplus_beta`.
+        shard: `(rank, world)` when `batches` are this rank's parts (kws.distributed).
 
     Returns:
         `Scores` with, per unit j, eigenvalues `(width_j,)` and vectors `(width_j, d_j)`
@@ -340,11 +367,17 @@ def splitting_scores(model, batches: Iterable, cfg: GrowthConfig) -> Scores:
         UserError: no calibration batches, non-finite matrices, a family without units.
     """
     if cfg.solver == "exact":
-        mats, count = splitting_matrices(model, batches, cfg)
+        mats, count = splitting_matrices(model, batches, cfg, shard=shard)
         units = []
         for j, mat in enumerate(mats):
             vals, vecs = min_eigenpairs(mat)
             units.append(UnitScores(j, vals, vecs))
-        return Scores(units, count, "exact")
-    units, count = _fast_scores(model, batches, cfg)
-    return Scores(units, count, "fast")
+    else:
+        units, count = _fast_scores(model, batches, cfg, shard)
+    if shard[1] > 1:  # rank 0's eigenpairs everywhere: every rank plans and splits the same
+        device = units[0].vectors.device
+        units = [
+            UnitScores(u.index, u.eigenvalues.to(device), u.vectors.to(device))
+            for u in distributed.broadcast_object(units)
+        ]
+    return Scores(units, count, cfg.solver)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from kws.data.gsc import SILENCE_LABEL, UNKNOWN_LABEL
+from kws.distributed import all_reduce_sum
 from kws.plotting import pyplot, save_png
 from kws.stats import format_accuracy, wilson_interval
 
@@ -99,20 +100,34 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(
-    model: torch.nn.Module, data, split: str = "testing", batch_size: int = 500, seed: int = 1234
+    model: torch.nn.Module,
+    data,
+    split: str = "testing",
+    batch_size: int = 500,
+    seed: int = 1234,
+    shard: tuple[int, int] = (0, 1),
 ) -> EvalResult:
-    """Run `model` over one split of `data` (a `KwsData`); the model's mode is restored after."""
+    """Run `model` over one split of `data` (a `KwsData`); the model's mode is restored after.
+
+    With `shard=(rank, world)` (kws.distributed) each rank evaluates its part of every batch
+    and the confusion matrix and loss are summed over ranks: the same result on every rank as
+    one process evaluating the whole split.
+    """
     was_training = model.training
     model.eval()
     num = len(data.labels)
     confusion = torch.zeros(num, num, dtype=torch.long, device=data.device)
-    loss_sum = 0.0
-    for features, labels in data.batches(split, batch_size, seed=seed):
+    loss_sum = torch.zeros((), dtype=torch.float64, device=data.device)
+    for features, labels in data.batches(split, batch_size, seed=seed, shard=shard):
         logits = model(features).float()
-        loss_sum += float(torch.nn.functional.cross_entropy(logits, labels, reduction="sum"))
+        loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
         pred = logits.argmax(dim=1)
         confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
     model.train(was_training)
+    if shard[1] > 1:
+        all_reduce_sum(confusion)
+        all_reduce_sum(loss_sum)
+    loss_sum = float(loss_sum)
     confusion = confusion.cpu().numpy()
     return EvalResult(split, list(data.labels), confusion, loss_sum / max(confusion.sum(), 1))
 

@@ -5,7 +5,8 @@
 `metrics.jsonl` and `plots/training.png` into the `Run`. An interrupted run resumes from
 `last.pt` (metrics trimmed to it). Divergence (a non-finite or exploding loss, non-finite
 weights) stops the run before anything from the bad update is saved, naming the checkpoint to
-resume from.
+resume from. Under torchrun every rank trains its part of each global batch in
+DistributedDataParallel and rank 0 alone reads and writes the run (kws.distributed).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from kws import distributed
 from kws.config import RecipeConfig, copy_config
 from kws.data.dataset import KwsData, build_data
 from kws.errors import UserError
@@ -111,17 +114,21 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move to `device` in the layout training uses.
+def prepare_model(model: nn.Module, device: torch.device, memory_format: str = "auto") -> nn.Module:
+    """Move to `device` in the layout training uses (`train.memory_format`).
 
-    On CPU, NHWC (channels_last) convolutions are ~1.4-1.7x faster for DS-CNN training
-    (benchmarks/), and a model loaded back for a resume must get the same layout, or its
-    floating-point results (and so the resumed run) differ from an uninterrupted one.
+    `auto`: NHWC (channels_last) on CPU, where DS-CNN training is ~1.4-1.7x faster
+    (benchmarks/), NCHW elsewhere. A model loaded back for a resume must get the same layout,
+    or its floating-point results (and so the resumed run) differ from an uninterrupted one.
+    On CPU, channels_last BatchNorm computes batch statistics ~10x less accurately for inputs
+    whose mean is large against their spread (the stem, fed MFCCs): `contiguous` is the choice
+    when runs must agree to float tolerance (tests/train/test_distributed.py).
     """
     model = model.to(device)
-    if device.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    if memory_format == "auto":
+        memory_format = "channels_last" if device.type == "cpu" else "contiguous"
+    layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
+    return model.to(memory_format=layout)
 
 
 def _diverged(why: str, epoch: int, run: Run, lr: float) -> TrainingDiverged:
@@ -136,38 +143,50 @@ def _diverged(why: str, epoch: int, run: Run, lr: float) -> TrainingDiverged:
     return TrainingDiverged(f"training diverged at epoch {epoch} ({why}); {where}")
 
 
-def train_epoch(model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, bar, label: str):
+def train_epoch(
+    model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, bar, label: str,
+    shard: tuple[int, int] = (0, 1),
+):  # fmt: skip
     """One pass over the training split; returns loss/accuracy/clips-per-second.
 
-    A non-finite or exploding loss ends the epoch early with `{"diverged": reason}` (the caller
-    knows the run and raises `TrainingDiverged` naming the checkpoint to resume from).
+    `model` is what a step calls (the DDP module under torchrun). With `shard=(rank, world)`
+    each rank trains on its part of every global batch, its loss weighted by the part's share
+    of the batch, so DDP's average of the ranks' gradients is the global batch's mean gradient;
+    the returned metrics are over the global batches. A non-finite or exploding loss ends the
+    epoch early with `{"diverged": reason}` (the caller knows the run and raises
+    `TrainingDiverged` naming the checkpoint to resume from).
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
     total, correct, loss_sum, steps = 0, 0, 0.0, 0
     start = time.perf_counter()
-    num_batches = -(-data.num_examples("training") // cfg.train.batch_size)
+    size, batch_size, world = data.num_examples("training"), cfg.train.batch_size, shard[1]
+    num_batches = distributed.num_global_batches(size, batch_size, world)
     if cfg.train.max_steps_per_epoch:
         num_batches = min(num_batches, cfg.train.max_steps_per_epoch)
     task = bar.add_task(label, total=num_batches, info="")
     limit = cfg.train.divergence_loss
     # Network slimming's sparsity term (Liu et al. 2017): the subgradient of bn_l1 * |gamma|.
-    bn_scales = [m.weight for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    batches = data.batches("training", cfg.train.batch_size, shuffle=True, augment=True, seed=seed)
+    bn_scales = [m.weight for m in model.modules() if isinstance(m, _BatchNorm)]
+    batches = data.batches(
+        "training", batch_size, shuffle=True, augment=True, seed=seed, shard=shard
+    )
     for features, labels in batches:
         with autocast(data.device, cfg.train.amp):
             logits = model(features)
             loss = loss_fn(logits.float(), labels)
+        global_n = min(batch_size, size - steps * batch_size)  # this step's global batch
         steps += 1
         # One host sync per log interval (not per step) keeps a GPU busy; a bad step is caught
         # at the next check, and nothing trained after it is ever saved.
         if steps % cfg.train.log_every_steps == 0 or steps == num_batches:
-            value = float(loss.detach())
+            value = float(loss.detach()) if world == 1 else _global_mean(loss, labels, global_n)
             if not np.isfinite(value) or value > limit:
                 bar.remove_task(task)
                 return {"diverged": f"loss {value:.3g} at step {steps} (limit {limit:g})"}
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP averages over ranks: weight this rank's mean by its share of the global batch.
+        (loss if world == 1 else loss * (world * labels.numel() / global_n)).backward()
         if cfg.train.bn_l1:
             for gamma in bn_scales:
                 gamma.grad.add_(cfg.train.bn_l1 * torch.sign(gamma.detach()))
@@ -182,6 +201,10 @@ def train_epoch(model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, b
         if steps >= num_batches:
             break
     bar.remove_task(task)
+    if world > 1:  # (loss sum, correct, examples) over every rank
+        sums = [float(loss_sum), float(correct), float(total)]
+        sums = distributed.all_reduce_sum(torch.tensor(sums, device=data.device)).tolist()
+        loss_sum, correct, total = sums[0], sums[1], int(sums[2])
     seconds = time.perf_counter() - start
     return {
         "train_loss": float(loss_sum) / max(total, 1),
@@ -189,6 +212,12 @@ def train_epoch(model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, b
         "train_clips_per_s": total / max(seconds, 1e-9),
         "epoch_seconds": seconds,
     }
+
+
+def _global_mean(loss: torch.Tensor, labels: torch.Tensor, global_n: int) -> float:
+    """The global batch's mean loss from each rank's mean over its part (a host sync)."""
+    part = loss.detach().double() * labels.numel()
+    return float(distributed.all_reduce_sum(part)) / global_n
 
 
 def _weights_finite(model: nn.Module) -> bool:
@@ -208,11 +237,30 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _rank_rng(state: dict, seed: int) -> None:
+    """Each rank's own random stream (dropout): restored when the checkpoint has one per rank of
+    this world size, else rank r > 0 is seeded apart from rank 0 (whose stream is the
+    single-process one)."""
+    r, world = distributed.shard()
+    states = state.get("rng_ranks") or ([state["rng"]] if state.get("rng") else [])
+    if len(states) == world:
+        _set_rng_state(states[r])  # draws continue exactly where they stopped
+    elif r == 0 and states:
+        _set_rng_state(states[0])  # another world size: rank 0 keeps the saved stream
+    elif r > 0:
+        torch.manual_seed(seed * EPOCH_SEED_STRIDE + 7919 * r)
+
+
+def _last_checkpoint(run: Run) -> Checkpoint | None:
+    return Checkpoint.load(run.last_path) if run.last_path.is_file() else None
+
+
 def _resume(run: Run, model, optimizer) -> tuple[int, float, list[dict], dict]:
-    """(epochs done, best val accuracy, trimmed history, saved state) from `last.pt`."""
-    if not run.last_path.is_file():
+    """(epochs done, best val accuracy, trimmed history, saved state) from `last.pt`, read by
+    rank 0 and broadcast (kws.distributed.main_value)."""
+    ckpt = distributed.main_value(_last_checkpoint, run)
+    if ckpt is None:
         return 0, 0.0, [], {}
-    ckpt = Checkpoint.load(run.last_path)
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as exc:
@@ -223,7 +271,7 @@ def _resume(run: Run, model, optimizer) -> tuple[int, float, list[dict], dict]:
         ) from None
     if ckpt.optimizer is not None:
         optimizer.load_state_dict(ckpt.optimizer)
-    history = run.trim_metrics(ckpt.epoch)
+    history = distributed.main_value(run.trim_metrics, ckpt.epoch)
     return ckpt.epoch, ckpt.best_val_accuracy, history, ckpt.state
 
 
@@ -277,25 +325,29 @@ def train(
             that does not match the checkpoint being resumed.
     """
     run = run if isinstance(run, Run) else Run(run)
-    run.prepare(resume=resume, force=force, what="training")
-    device = resolve_device(cfg.train.device)
+    device = distributed.setup(cfg.train.device)
+    distributed.check_batch_size(cfg.train.batch_size)
+    distributed.on_main(run.prepare, resume=resume, force=force, what="training")
+    progress, shard = progress and distributed.is_main(), distributed.shard()
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed + epoch_offset)
-    data = data or build_data(cfg, device, progress=progress)
+    data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
     cfg = copy_config(cfg)
     if model is not None:
         cfg.model = model.spec.config
     model = prepare_model(
-        model or build_model(ModelSpec.of(cfg.model, cfg.features, len(data.labels))), device
+        model or build_model(ModelSpec.of(cfg.model, cfg.features, len(data.labels))),
+        device,
+        cfg.train.memory_format,
     )
     optimizer = make_optimizer(model, cfg)
     epochs = epochs if epochs is not None else cfg.train.epochs
     lr_at = lr_at or schedule(cfg, epochs)
     start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})
-    if state.get("rng"):
-        _set_rng_state(state["rng"])  # dropout draws continue exactly where they stopped
-    run.save_config(cfg)
+    _rank_rng(state, cfg.train.seed + epoch_offset)
+    distributed.on_main(run.save_config, cfg)
+    module = distributed.training_module(model, device, cfg.train.sync_batchnorm)
     with _progress(progress) as bar:
         for epoch in range(start, epochs):
             if stop is not None and history and stop(history):
@@ -304,12 +356,14 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             seed = cfg.train.seed * EPOCH_SEED_STRIDE + epoch_offset + epoch
-            stats = train_epoch(model, optimizer, data, cfg, seed, bar, f"{tag}epoch {epoch + 1}")
+            label = f"{tag}epoch {epoch + 1}"
+            stats = train_epoch(module, optimizer, data, cfg, seed, bar, label, shard)
             if "diverged" in stats:
                 raise _diverged(stats["diverged"], epoch + 1, run, lr)
             if not _weights_finite(model):
                 raise _diverged("non-finite weights after the epoch", epoch + 1, run, lr)
-            val = evaluate(model, data, "validation", cfg.train.eval_batch_size)
+            distributed.sync_buffers(model)
+            val = evaluate(model, data, "validation", cfg.train.eval_batch_size, shard=shard)
             if not np.isfinite(val.loss):
                 raise _diverged(f"validation loss {val.loss}", epoch + 1, run, lr)
             record = {
@@ -321,19 +375,16 @@ def train(
                 "val_loss": val.loss,
                 "val_accuracy": val.accuracy,
             }
+            record = distributed.broadcast_object(record)  # rank 0's timings on every rank
             improved = val.accuracy >= best
             best = max(best, val.accuracy)
+            rng = distributed.gather_objects(_rng_state())
             ckpt = Checkpoint(
                 cfg, model.state_dict(), data.labels, epoch + 1, record, best,
-                optimizer.state_dict(), growth, {"rng": _rng_state()},
+                optimizer.state_dict(), growth, {"rng": rng[0], "rng_ranks": rng},
             )  # fmt: skip
-            # The metrics line first, then the checkpoints: a crash in between leaves a line
-            # past the last checkpoint, which a resume trims and writes again.
-            append_jsonl(run.metrics_path, record)
+            distributed.on_main(_save_epoch, run, record, ckpt, improved)
             history.append(record)
-            if improved:
-                ckpt.save(run.best_path)
-            ckpt.save(run.last_path)
             if progress:
                 print(
                     f"{tag}epoch {epoch + 1}/{epochs}: loss {stats['train_loss']:.3f} "
@@ -341,5 +392,14 @@ def train(
                     f"{100 * val.accuracy:.2f}% ({stats['train_clips_per_s']:.0f} clips/s)"
                 )
     if history:
-        plot_training(history, run.plots_dir / "training.png")
+        distributed.on_main(plot_training, history, run.plots_dir / "training.png")
     return TrainResult(model, best, history, run.best_path)
+
+
+def _save_epoch(run: Run, record: dict, ckpt: Checkpoint, improved: bool) -> None:
+    """The metrics line first, then the checkpoints: a crash in between leaves a line past the
+    last checkpoint, which a resume trims and writes again."""
+    append_jsonl(run.metrics_path, record)
+    if improved:
+        ckpt.save(run.best_path)
+    ckpt.save(run.last_path)

@@ -66,10 +66,10 @@ def test_epochs_are_seeded_globally_not_per_round(tone_recipe, tmp_path, monkeyp
     seeds = []
     original = KwsData.batches
 
-    def spy(self, split, batch_size, shuffle=False, augment=False, seed=0):
+    def spy(self, split, batch_size, shuffle=False, augment=False, seed=0, **kwargs):
         if augment:
             seeds.append(seed)
-        return original(self, split, batch_size, shuffle, augment, seed)
+        return original(self, split, batch_size, shuffle, augment, seed, **kwargs)
 
     monkeypatch.setattr(KwsData, "batches", spy)
     grow(growth_recipe(tone_recipe), tmp_path / "g", progress=False)
