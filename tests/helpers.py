@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -82,3 +85,21 @@ def run_ranks(fn, world: int, *args) -> None:
     mp.start_processes(
         _rank_entry, args=(fn, world, free_port(), args), nprocs=world, start_method="spawn"
     )
+
+
+def torchrun(*args: str, **popen) -> subprocess.Popen:
+    """`torchrun --standalone --nproc-per-node 2 -m kws ARGS` from the repository, one thread
+    per process, output captured (`finish` waits for it)."""
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc-per-node", "2", "-m", "kws", *args]  # fmt: skip
+    return subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)  # fmt: skip
+
+
+def finish(process: subprocess.Popen) -> str:
+    """Wait for a `torchrun` process; its output, after asserting it succeeded."""
+    out, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, out[-3000:]
+    return out
