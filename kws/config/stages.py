@@ -171,6 +171,12 @@ class TrainConfig:
     sync_batchnorm: bool = True
     # auto: channels_last on CPU (faster), contiguous elsewhere (kws.train.loop.prepare_model)
     memory_format: str = option("auto", choices=("auto", "channels_last", "contiguous"))
+    # Speed-ups of a training step (benchmarks/gpu_epoch.py measures each): torch.compile of
+    # the model's forward/backward (graphs: plus CUDA graphs, CUDA only), of augmentation and
+    # front end, and a fused (one-kernel) optimizer step.
+    compile: str = option("off", choices=("off", "on", "graphs"))
+    compile_data: bool = False
+    fused_optimizer: bool = False
     seed: int = option(0, minimum=0)
     num_threads: int = option(0, minimum=0)  # 0 = torch default
     log_every_steps: int = option(20, minimum=1)

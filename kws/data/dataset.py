@@ -215,6 +215,31 @@ class KwsData:
             self.labels.index(UNKNOWN_LABEL), settings, generator,
         )  # fmt: skip
 
+    def _features(self, rows: torch.Tensor, labels: torch.Tensor, augment: bool, draws, spec):
+        """Features `(batch, frames, coeffs)` of bank rows and their labels: audio,
+        augmentation, front end, SpecAugment (`compile_pipeline` fuses this)."""
+        d = self.cfg.data
+        audio, labels = self._audio(rows, labels, augment, draws)
+        features = self.front_end(audio)
+        if augment and d.spec_augment:
+            features = aug.spec_augment(
+                features,
+                d.spec_time_masks,
+                d.spec_time_mask_frames,
+                d.spec_freq_masks,
+                d.spec_freq_mask_bins,
+                spec,
+            )
+        return features, labels
+
+    def compile_pipeline(self, enabled: bool = True) -> None:
+        """Fuse augmentation and the front end of training batches into a few kernels
+        (torch.compile; `train.compile_data`), or go back to eager with `enabled=False`. The
+        random draws stay the generators' own, so batches hold the same numbers to float
+        rounding."""
+        eager = KwsData._features.__get__(self)
+        self._features = torch.compile(eager, dynamic=False) if enabled else eager
+
     def audio_batches(
         self,
         split: str,
@@ -232,11 +257,11 @@ class KwsData:
         drawn exactly as one process draws it; a last training batch smaller than the world is
         dropped (every rank must step).
         """
-        for audio, labels, _ in self._audio_parts(split, batch_size, shuffle, augment, seed, shard):
-            yield audio, labels
+        for rows, labels, draws, _ in self._parts(split, batch_size, shuffle, augment, seed, shard):
+            yield self._audio(rows, labels, augment, draws)
 
-    def _audio_parts(self, split, batch_size, shuffle, augment, seed, shard) -> Iterator:
-        """`audio_batches` plus each part's place in its global batch: `(total, lo, hi)`."""
+    def _parts(self, split, batch_size, shuffle, augment, seed, shard) -> Iterator:
+        """(bank rows, labels, draws, (total, lo, hi)) of this rank's part of every batch."""
         self.require_examples(split)
         ex = self.examples[split]
         generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -258,8 +283,7 @@ class KwsData:
                 if lo == hi:
                     continue  # evaluation: the ranks that got rows of the last batch count them
                 draws, idx = aug.RowDraws(generator, total, lo, hi), idx[lo:hi]
-            audio, labels = self._audio(rows_all[idx], labels_all[idx], augment, draws)
-            yield audio, labels, (total, lo, hi)
+            yield rows_all[idx], labels_all[idx], draws, (total, lo, hi)
 
     def batches(
         self,
@@ -274,7 +298,6 @@ class KwsData:
 
         `shard=(rank, world)`: this rank's part of every global batch (see `audio_batches`).
         """
-        d = self.cfg.data
         if not shuffle and not augment:
             # Evaluation batches are deterministic: compute their features once per run.
             key = (split, batch_size, seed, shard)
@@ -286,20 +309,10 @@ class KwsData:
             yield from self._eval_cache[key]
             return
         generator = torch.Generator(device=self.device).manual_seed(seed + 1)
-        parts = self._audio_parts(split, batch_size, shuffle, augment, seed, shard)
-        for audio, labels, (total, lo, hi) in parts:
-            features = self.front_end(audio)
-            if augment and d.spec_augment:
-                draws = generator if shard[1] == 1 else aug.RowDraws(generator, total, lo, hi)
-                features = aug.spec_augment(
-                    features,
-                    d.spec_time_masks,
-                    d.spec_time_mask_frames,
-                    d.spec_freq_masks,
-                    d.spec_freq_mask_bins,
-                    draws,
-                )
-            yield features, labels
+        parts = self._parts(split, batch_size, shuffle, augment, seed, shard)
+        for rows, labels, draws, (total, lo, hi) in parts:
+            spec = generator if shard[1] == 1 else aug.RowDraws(generator, total, lo, hi)
+            yield self._features(rows, labels, augment, draws, spec)
 
 
 def build_data(

@@ -98,13 +98,37 @@ def schedule(cfg: RecipeConfig, epochs: int) -> Callable[[int], float]:
 
 
 def make_optimizer(model: nn.Module, cfg: RecipeConfig) -> torch.optim.Optimizer:
-    """Adam, or SGD with `train.momentum`; `train.weight_decay` is L2 in both."""
+    """Adam, or SGD with `train.momentum`; `train.weight_decay` is L2 in both.
+
+    `train.fused_optimizer`: one fused kernel for every parameter's update (torch's `fused`
+    implementation) instead of a few multi-tensor kernels; the same update to float rounding.
+    """
     t = cfg.train
+    fused = {"fused": True} if t.fused_optimizer else {}
     if t.optimizer == "sgd":
         return torch.optim.SGD(
-            model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay
+            model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, **fused
         )
-    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, **fused)
+
+
+def step_module(model: nn.Module, device: torch.device, cfg: RecipeConfig) -> nn.Module:
+    """What a training step calls: `model`, in DDP under torchrun (kws.distributed), compiled
+    when `train.compile` says so (`on`: torch.compile's fused kernels; `graphs`: also CUDA
+    graphs, which replay a step's kernels with one launch).
+
+    Raises:
+        UserError: `train.compile=graphs` without CUDA.
+    """
+    module = distributed.training_module(model, device, cfg.train.sync_batchnorm)
+    if cfg.train.compile == "off":
+        return module
+    if cfg.train.compile == "graphs" and device.type != "cuda":
+        raise UserError(
+            f"train.compile=graphs needs CUDA (CUDA graphs) but the device is {device}; use "
+            "train.compile=on"
+        )
+    return torch.compile(module, mode="reduce-overhead" if cfg.train.compile == "graphs" else None)
 
 
 def autocast(device: torch.device, enabled: bool):
@@ -347,7 +371,9 @@ def train(
     start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})
     _rank_rng(state, cfg.train.seed + epoch_offset)
     distributed.on_main(run.save_config, cfg)
-    module = distributed.training_module(model, device, cfg.train.sync_batchnorm)
+    module = step_module(model, device, cfg)
+    if cfg.train.compile_data:
+        data.compile_pipeline()
     with _progress(progress) as bar:
         for epoch in range(start, epochs):
             if stop is not None and history and stop(history):

@@ -109,10 +109,10 @@ def test_two_ranks_train_and_evaluate_like_one_process(tone_dataset, tmp_path):
 
 @pytest.fixture(scope="module")
 def cli_recipe(tone_dataset, tmp_path_factory) -> Path:
-    """The CLI's recipe: default layout and Adam, three steps in each of three epochs."""
+    """The CLI's recipe: default layout and Adam, three steps in each of eight epochs."""
     tmp = tmp_path_factory.mktemp("ddp_cli")
     cfg = recipe(tone_dataset, tmp / "cache", "train.optimizer=adam", "train.lr=3e-3",
-                 "train.memory_format=auto", "train.epochs=3", "train.max_steps_per_epoch=3",
+                 "train.memory_format=auto", "train.epochs=8", "train.max_steps_per_epoch=3",
                  f"runs_dir={tmp / 'runs'}")  # fmt: skip
     return save_yaml(cfg, tmp / "recipe.yaml")
 
@@ -121,7 +121,7 @@ def cli_recipe(tone_dataset, tmp_path_factory) -> Path:
 def whole(cli_recipe) -> Path:
     """An uninterrupted 2-process run of the CLI."""
     out = finish(torchrun("train", str(cli_recipe), "name=whole"))
-    assert out.count("epoch 3/3") == 1  # rank 0 alone prints
+    assert out.count("epoch 8/8") == 1  # rank 0 alone prints
     return cli_recipe.parent / "runs" / "whole"
 
 
@@ -130,31 +130,49 @@ def test_torchrun_writes_one_run_and_resumes_with_one_process(whole, tmp_path):
     assert files == ["checkpoints/best.pt", "checkpoints/last.pt", "config.yaml",
                      "metrics.jsonl", "plots/training.png"]  # fmt: skip
     lines = [json.loads(line) for line in (whole / "metrics.jsonl").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert [line["epoch"] for line in lines] == list(range(1, 9))
     ckpt = Checkpoint.load(whole / "checkpoints" / "last.pt")
-    assert ckpt.epoch == 3 and len(ckpt.state["rng_ranks"]) == 2
+    assert ckpt.epoch == 8 and len(ckpt.state["rng_ranks"]) == 2
     moved = shutil.copytree(whole, tmp_path / "moved")
     recipe_path = whole.parents[1] / "recipe.yaml"
-    assert main(["train", str(recipe_path), "train.epochs=4", "--resume",
+    assert main(["train", str(recipe_path), "train.epochs=9", "--resume",
                  "--run-dir", str(moved)]) == 0  # fmt: skip
     lines = [json.loads(line) for line in (moved / "metrics.jsonl").read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [1, 2, 3, 4]
-    assert Checkpoint.load(moved / "checkpoints" / "last.pt").epoch == 4
+    assert [line["epoch"] for line in lines] == list(range(1, 10))
+    assert Checkpoint.load(moved / "checkpoints" / "last.pt").epoch == 9
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (torchrun starts its ranks in sessions of their own)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
 
 
 def test_killed_two_process_run_resumes_bit_exactly(whole, cli_recipe):
     killed = whole.parent / "killed"
-    process = torchrun("train", str(cli_recipe), "name=killed", start_new_session=True)
+    process = torchrun("train", str(cli_recipe), "name=killed")
     metrics, deadline = killed / "metrics.jsonl", time.monotonic() + 240
     while not (metrics.is_file() and metrics.read_text().count("\n") >= 1):
         assert process.poll() is None and time.monotonic() < deadline, "run ended before the kill"
         time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)  # kill -9 of torchrun and both ranks
+    for pid in [process.pid, *descendants(process.pid)]:  # kill -9 of torchrun and both ranks
+        os.kill(pid, signal.SIGKILL)
     process.communicate()
-    assert process.returncode == -signal.SIGKILL and metrics.read_text().count("\n") < 3
+    assert process.returncode == -signal.SIGKILL and metrics.read_text().count("\n") < 8
     finish(torchrun("train", str(cli_recipe), "name=killed", "--resume"))
     lines = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert [line["epoch"] for line in lines] == [1, 2, 3]
+    assert [line["epoch"] for line in lines] == list(range(1, 9))
     reference = Checkpoint.load(whole / "checkpoints" / "last.pt").state_dict
     resumed = Checkpoint.load(killed / "checkpoints" / "last.pt").state_dict
     for key, value in reference.items():
