@@ -24,6 +24,7 @@ The contract the training and growth stages keep (README "Training on several GP
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime
 import inspect
@@ -128,10 +129,29 @@ def setup(device_name: str = "auto") -> torch.device:
     return device
 
 
-def teardown() -> None:
-    """Leave the process group (at the end of a CLI verb); a no-op outside one."""
+def teardown(wait: bool = True) -> None:
+    """Leave the process group; a no-op outside one.
+
+    With `wait`, a barrier first: a rank that sent the last broadcast may be done before the
+    others have received it, and closing its connections then would abort them. After an error
+    (`wait=False`) the other ranks may be inside another collective, so no barrier.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def session():
+    """A verb's lifetime (`with session(): train(...)`): leaves the process group at the end,
+    after a barrier when every rank got there, at once when this rank raised."""
+    try:
+        yield
+    except BaseException:
+        teardown(wait=False)
+        raise
+    teardown()
 
 
 def barrier() -> None:

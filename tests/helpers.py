@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from kws import distributed
 from kws.config import DSCNNConfig, preset_config
 from kws.models import ModelSpec, build_model
 
@@ -70,10 +71,8 @@ def _rank_entry(rank: int, fn, world: int, port: int, args: tuple) -> None:
     )  # fmt: skip
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with distributed.session():
         fn(rank, world, *args)
-    finally:
-        dist.destroy_process_group()
 
 
 def run_ranks(fn, world: int, *args) -> None:
@@ -103,3 +102,11 @@ def finish(process: subprocess.Popen) -> str:
     out, _ = process.communicate(timeout=300)
     assert process.returncode == 0, out[-3000:]
     return out
+
+
+def planned(plan: dict) -> dict:
+    """What a plan decides (its float fields, the indices, are checked with the eigenvalues)."""
+    chosen = [(c["unit"], c["neuron"]) for c in plan["chosen"]]
+    return {key: plan[key] for key in ("splits", "new_widths", "params", "macs")} | {
+        "chosen": chosen
+    }

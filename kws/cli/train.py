@@ -46,12 +46,10 @@ def run_train(args) -> int:
 
     cfg = load_recipe(args.recipe, args.overrides)
     run_dir = _run_folder(args, cfg)
-    try:
+    with distributed.session():
         result = train(cfg, run_dir, resume=args.resume, force=args.force)
         if distributed.is_main():
             print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}%; run: {run_dir}")
-    finally:
-        distributed.teardown()
     return 0
 
 
@@ -135,15 +133,13 @@ def run_grow(args) -> int:
 
     cfg = load_recipe(args.recipe, args.overrides)
     run_dir = _run_folder(args, cfg)
-    try:
+    with distributed.session():
         if args.compare:
             compare(cfg, run_dir, seeds=args.seeds, resume=args.resume, force=args.force)
             return 0
         result = grow(cfg, run_dir, resume=args.resume, force=args.force)
         if distributed.is_main():
             print(f"stopped: {result.stop_reason}; history: {run_dir / 'growth.json'}")
-    finally:
-        distributed.teardown()
     return 0
 
 

@@ -146,7 +146,7 @@ def prepare_model(model: nn.Module, device: torch.device, memory_format: str = "
     or its floating-point results (and so the resumed run) differ from an uninterrupted one.
     On CPU, channels_last BatchNorm computes batch statistics ~10x less accurately for inputs
     whose mean is large against their spread (the stem, fed MFCCs): `contiguous` is the choice
-    when runs must agree to float tolerance (tests/train/test_distributed.py).
+    when runs must agree to float tolerance (tests/train/test_loop_distributed.py).
     """
     model = model.to(device)
     if memory_format == "auto":
@@ -283,7 +283,8 @@ def _resume(run: Run, model, optimizer) -> tuple[int, float, list[dict], dict]:
     """(epochs done, best val accuracy, trimmed history, saved state) from `last.pt`, read by
     rank 0 and broadcast (kws.distributed.main_value)."""
     ckpt = distributed.main_value(_last_checkpoint, run)
-    if ckpt is None:
+    if ckpt is None:  # killed before the first checkpoint: its metrics line is dropped too
+        distributed.on_main(run.trim_metrics, 0)
         return 0, 0.0, [], {}
     try:
         model.load_state_dict(ckpt.state_dict)

@@ -111,6 +111,17 @@ def test_resume_trims_metrics_written_after_the_checkpoint(trained, tmp_path):
     assert result.history[-1]["train_loss"] != 9.9
 
 
+def test_resume_after_a_crash_before_the_first_checkpoint_drops_its_line(trained, tmp_path):
+    """A kill between epoch 1's metrics line and its checkpoint left two epoch-1 lines."""
+    cfg = small(trained[0])
+    run_dir = tmp_path / "first"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 9.9}) + "\n")
+    train(cfg, run_dir, epochs=2, resume=True, progress=False)
+    epochs = [json.loads(line)["epoch"] for line in open(run_dir / "metrics.jsonl")]
+    assert epochs == [1, 2]
+
+
 def test_resume_with_another_architecture_is_a_clear_error(trained, tmp_path):
     cfg = small(trained[0])
     run_dir = tmp_path / "arch"
