@@ -227,7 +227,8 @@ def train_epoch(
     bar.remove_task(task)
     if world > 1:  # (loss sum, correct, examples) over every rank
         sums = [float(loss_sum), float(correct), float(total)]
-        sums = distributed.all_reduce_sum(torch.tensor(sums, device=data.device)).tolist()
+        sums = torch.tensor(sums, dtype=torch.float64, device=data.device)
+        sums = distributed.all_reduce_sum(sums).tolist()
         loss_sum, correct, total = sums[0], sums[1], int(sums[2])
     seconds = time.perf_counter() - start
     return {
