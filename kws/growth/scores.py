@@ -376,8 +376,9 @@ def splitting_scores(
         units, count = _fast_scores(model, batches, cfg, shard)
     if shard[1] > 1:  # rank 0's eigenpairs everywhere: every rank plans and splits the same
         device = units[0].vectors.device
+        plain = [(u.index, u.eigenvalues.cpu(), u.vectors.cpu()) for u in units]
         units = [
-            UnitScores(u.index, u.eigenvalues.to(device), u.vectors.to(device))
-            for u in distributed.broadcast_object(units)
+            UnitScores(j, values.to(device), vectors.to(device))
+            for j, values, vectors in distributed.broadcast_object(plain)
         ]
     return Scores(units, count, cfg.solver)
