@@ -37,7 +37,8 @@ from kws import distributed  # noqa: E402
 from kws.config import copy_config, load_recipe  # noqa: E402
 from kws.data.dataset import KwsData, SplitExamples  # noqa: E402
 from kws.models import ModelSpec, build_model  # noqa: E402
-from kws.train.loop import make_optimizer, prepare_model, step_module, train_epoch  # noqa: E402
+from kws.train.loop import train_epoch  # noqa: E402
+from kws.train.setup import make_optimizer, prepare_model, step_module  # noqa: E402
 
 GSC_V2_TRAINING_CLIPS = 85511
 RECIPES = {

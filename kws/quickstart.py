@@ -19,8 +19,9 @@ from kws.io import atomic_write_text
 from kws.run import Run
 from kws.stream.evaluate import stream_evaluate
 from kws.train.evaluate import evaluate, plot_confusion
-from kws.train.loop import resolve_device, train
+from kws.train.loop import train
 from kws.train.report import format_result
+from kws.train.setup import resolve_device
 
 GROW_RECIPE = "recipes/synth/grow.yaml"
 

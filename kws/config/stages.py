@@ -169,7 +169,7 @@ class TrainConfig:
     # Under torchrun: BatchNorm statistics of the global batch (as one process computes them)
     # instead of each rank's part; false trades that for less communication per step.
     sync_batchnorm: bool = True
-    # auto: channels_last on CPU (faster), contiguous elsewhere (kws.train.loop.prepare_model)
+    # auto: channels_last on CPU (faster), contiguous elsewhere (kws.train.setup.prepare_model)
     memory_format: str = option("auto", choices=("auto", "channels_last", "contiguous"))
     # Speed-ups of a training step (benchmarks/gpu_epoch.py measures each): torch.compile of
     # the model's forward/backward (graphs: plus CUDA graphs, CUDA only), of augmentation and

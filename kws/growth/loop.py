@@ -40,7 +40,8 @@ from kws.io import atomic_write_json
 from kws.models import count_macs, count_params, growable_family
 from kws.run import Checkpoint, Run
 from kws.train.evaluate import evaluate
-from kws.train.loop import prepare_model, train
+from kws.train.loop import train
+from kws.train.setup import prepare_model
 
 GROW_METHODS = ("splitting", "random", "random_init")
 FINAL = "final"

@@ -11,9 +11,6 @@ DistributedDataParallel and rank 0 alone reads and writes the run (kws.distribut
 
 from __future__ import annotations
 
-import contextlib
-import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +31,14 @@ from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint, Run
 from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
+from kws.train.setup import (
+    autocast,
+    make_optimizer,
+    prepare_model,
+    schedule,
+    seed_everything,
+    step_module,
+)
 
 # Epoch e of a run shuffles and augments with seed `train.seed * EPOCH_SEED_STRIDE + e`, e
 # counted over the whole run (growth rounds included), so no two epochs replay the same draws.
@@ -52,107 +57,6 @@ class TrainResult:
     best_val_accuracy: float
     history: list[dict] = field(default_factory=list)
     checkpoint_path: Path | None = None
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> CUDA when available, else CPU; anything else as given ('cuda:1').
-
-    Raises:
-        UserError: a CUDA device asked for on a machine without one.
-    """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"train.device={name} but CUDA is not available; use train.device=cpu")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (model initialisation is drawn from these)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def schedule(cfg: RecipeConfig, epochs: int) -> Callable[[int], float]:
-    """The recipe's learning rate of each epoch (0-based) of a run of `epochs`.
-
-    The first `train.warmup_epochs` ramp linearly (`lr * (e + 0.5) / warmup`, the epoch's mean
-    of a per-step ramp from 0). Then `step`: `lr * gamma^k`, k = milestones (fractions of the
-    run) passed; `cosine`: `lr * (1 + cos(pi * (e + 0.5) / n)) / 2` over the `n` epochs after
-    the warm-up (Loshchilov & Hutter's annealing to 0, as BC-ResNet trains).
-    """
-    t = cfg.train
-    warmup = min(t.warmup_epochs, epochs - 1)
-
-    def lr_at(epoch: int) -> float:
-        if epoch < warmup:
-            return t.lr * (epoch + 0.5) / warmup
-        if t.lr_schedule == "cosine":
-            return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - warmup + 0.5) / (epochs - warmup)))
-        passed = sum(epoch >= m * epochs for m in t.lr_milestones)
-        return t.lr * t.lr_gamma**passed
-
-    return lr_at
-
-
-def make_optimizer(model: nn.Module, cfg: RecipeConfig) -> torch.optim.Optimizer:
-    """Adam, or SGD with `train.momentum`; `train.weight_decay` is L2 in both.
-
-    `train.fused_optimizer`: one fused kernel for every parameter's update (torch's `fused`
-    implementation) instead of a few multi-tensor kernels; the same update to float rounding.
-    """
-    t = cfg.train
-    fused = {"fused": True} if t.fused_optimizer else {}
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, **fused
-        )
-    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, **fused)
-
-
-def step_module(model: nn.Module, device: torch.device, cfg: RecipeConfig) -> nn.Module:
-    """What a training step calls: `model`, in DDP under torchrun (kws.distributed), compiled
-    when `train.compile` says so (`on`: torch.compile's fused kernels; `graphs`: also CUDA
-    graphs, which replay a step's kernels with one launch).
-
-    Raises:
-        UserError: `train.compile=graphs` without CUDA.
-    """
-    module = distributed.training_module(model, device, cfg.train.sync_batchnorm)
-    if cfg.train.compile == "off":
-        return module
-    if cfg.train.compile == "graphs" and device.type != "cuda":
-        raise UserError(
-            f"train.compile=graphs needs CUDA (CUDA graphs) but the device is {device}; use "
-            "train.compile=on"
-        )
-    return torch.compile(module, mode="reduce-overhead" if cfg.train.compile == "graphs" else None)
-
-
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    if enabled and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def prepare_model(model: nn.Module, device: torch.device, memory_format: str = "auto") -> nn.Module:
-    """Move to `device` in the layout training uses (`train.memory_format`).
-
-    `auto`: NHWC (channels_last) on CPU, where DS-CNN training is ~1.4-1.7x faster
-    (benchmarks/), NCHW elsewhere. A model loaded back for a resume must get the same layout,
-    or its floating-point results (and so the resumed run) differ from an uninterrupted one.
-    On CPU, channels_last BatchNorm computes batch statistics ~10x less accurately for inputs
-    whose mean is large against their spread (the stem, fed MFCCs): `contiguous` is the choice
-    when runs must agree to float tolerance (tests/train/test_loop_distributed.py).
-    """
-    model = model.to(device)
-    if memory_format == "auto":
-        memory_format = "channels_last" if device.type == "cpu" else "contiguous"
-    layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
-    return model.to(memory_format=layout)
 
 
 def _diverged(why: str, epoch: int, run: Run, lr: float) -> TrainingDiverged:

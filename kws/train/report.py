@@ -13,7 +13,7 @@ from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text, check_writable
 from kws.run import resolve_run
 from kws.train.evaluate import EvalResult, evaluate, plot_confusion
-from kws.train.loop import resolve_device
+from kws.train.setup import resolve_device
 
 SPLIT_ALIASES = {"test": "testing", "val": "validation", "train": "training"}
 SPLITS = ("training", "validation", "testing", "holdout", "all")
