@@ -9,7 +9,8 @@ device. For each model (the growth seed `ds_cnn_seed`, DS-CNN-S, DS-CNN-L), in o
    Adam), timed, on an in-memory tone set, so the scored model has learned something;
 2. scoring that model with the exact solver (closed-form matrices + `eigh`) and the fast one
    (matrix-free batched LOBPCG), at each calibration size of `--calibration` (batches of
-   `--batch-size` examples, drawn as `kws grow` draws them: shuffled, not augmented);
+   `--batch-size` examples, drawn as `kws grow` draws them: shuffled, not augmented); the
+   exact matrices of every size come from one accumulation pass (`time_exact`);
 3. agreement: fast vs exact at the same calibration size, and each size's exact scores vs the
    largest size's (what a smaller calibration subset costs in accuracy). Eigenvalue error is
    `max |lambda - lambda_ref| / max |lambda_ref|` per unit (the max over units; relative to the
@@ -34,8 +35,9 @@ from common import recipe, spec_of, synthetic_data, timed_epoch
 from machine import describe
 
 from kws.config import GrowthConfig, preset_config
+from kws.growth.eigen import min_eigenpairs
 from kws.growth.plan import plan_splits
-from kws.growth.scores import Scores, splitting_scores
+from kws.growth.scores import Scores, UnitScores, splitting_matrices, splitting_scores
 from kws.io import atomic_write_json
 from kws.models import ModelSpec, build_model, count_params
 
@@ -72,13 +74,44 @@ def overlap(got: set, want: set) -> float:
     return len(got & want) / len(want) if want else float(not got)
 
 
-def time_scoring(model, batches: list, solver: str, device: torch.device) -> tuple[Scores, float]:
-    cfg = GrowthConfig(solver=solver, calibration_batches=len(batches))
+def time_fast(model, batches: list, device: torch.device) -> tuple[Scores, float]:
+    """Fast-solver scores over `batches` and the seconds `splitting_scores` took."""
+    cfg = GrowthConfig(solver="fast", calibration_batches=len(batches))
     sync(device)
     start = time.perf_counter()
     scores = splitting_scores(model, batches, cfg)
     sync(device)
     return scores, time.perf_counter() - start
+
+
+def time_exact(model, batches: list, sizes: list[int], device) -> dict[int, tuple[Scores, float]]:
+    """Exact scores at every calibration size in one pass over `batches`.
+
+    The exact matrices over the first k batches are the example-weighted mean of each batch's
+    matrices, so the batches are accumulated once and solved (`min_eigenpairs`, as
+    `splitting_scores` does) at each size; the time of size k is the accumulation of its k
+    batches plus its solve, what `splitting_scores` on those k batches costs.
+
+    Returns:
+        size -> (`Scores`, seconds).
+    """
+    cfg = GrowthConfig(solver="exact", calibration_batches=1)
+    total: list[torch.Tensor] = []
+    count, elapsed, out = 0, 0.0, {}
+    for k, batch in enumerate(batches[: max(sizes)], start=1):
+        sync(device)
+        start = time.perf_counter()
+        mats, n = splitting_matrices(model, [batch], cfg)
+        total = [m * n for m in mats] if not total else [t + m * n for t, m in zip(total, mats)]
+        count += n
+        sync(device)
+        elapsed += time.perf_counter() - start
+        if k in sizes:
+            start = time.perf_counter()
+            units = [UnitScores(j, *min_eigenpairs(t / count)) for j, t in enumerate(total)]
+            sync(device)
+            out[k] = (Scores(units, count, "exact"), elapsed + time.perf_counter() - start)
+    return out
 
 
 def bench_model(name: str, args, device: torch.device) -> list[dict]:
@@ -90,16 +123,17 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
     epoch = timed_epoch(cfg, data, build_model(spec))
     model = epoch["model"]
     calib = data.batches("training", args.batch_size, shuffle=True, seed=1000)
-    batches = list(itertools.islice(calib, max(args.calibration)))
+    sizes = sorted(set(args.calibration))
+    batches = list(itertools.islice(calib, sizes[-1]))
     growth = GrowthConfig()
-    runs = {}
-    for size in sorted(args.calibration):
-        for solver in ("exact", "fast"):
-            runs[size, solver] = time_scoring(model, batches[:size], solver, device)
-    ref_scores = runs[max(args.calibration), "exact"][0]
+    runs = {(size, "exact"): v for size, v in time_exact(model, batches, sizes, device).items()}
+    for size in sizes:
+        runs[size, "fast"] = time_fast(model, batches[:size], device)
+        print(f"{name}: {size} batches scored", flush=True)
+    ref_scores = runs[sizes[-1], "exact"][0]
     ref_plan = chosen(ref_scores, spec, growth)
     rows = []
-    for size in sorted(args.calibration):
+    for size in sizes:
         (exact, exact_s), (fast, fast_s) = runs[size, "exact"], runs[size, "fast"]
         exact_plan = chosen(exact, spec, growth)
         row = {
@@ -139,7 +173,8 @@ def check_device(device: torch.device) -> None:
             model.to(device), [(x.to(device), y.to(device)) for x, y in batches], growth
         )
         model.cpu()
-        err = eigen_error(Scores([u for u in got.units]), ref)
+        on_cpu = [UnitScores(u.index, u.eigenvalues.cpu(), u.vectors.cpu()) for u in got.units]
+        err = eigen_error(Scores(on_cpu), ref)
         print(f"{device} vs cpu, {solver}: max relative lambda_min difference {err:.2e}")
         assert err < 1e-6, err
 
