@@ -19,7 +19,7 @@ device. For each model (the growth seed `ds_cnn_seed`, DS-CNN-S, DS-CNN-L), in o
    default growth config (grow fraction 0.3, index <= 0, cost-aware by MACs, no budget).
 
     python benchmarks/growth_scoring.py [--models ds_cnn_seed ds_cnn_s ds_cnn_l]
-        [--calibration 2 4 8] [--epoch-examples 37000] [--threads 2] [--json out.json]
+        [--calibration 2 4 8] [--epoch-examples 37000] [--threads 1] [--json out.json]
     python benchmarks/growth_scoring.py --device cuda --check   # on a GPU machine
 """
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import time
 
 import torch
@@ -122,6 +123,7 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
     torch.manual_seed(0)
     epoch = timed_epoch(cfg, data, build_model(spec))
     model = epoch["model"]
+    load_epoch = os.getloadavg()[0]  # other jobs on a shared box skew one side of the ratio
     calib = data.batches("training", args.batch_size, shuffle=True, seed=1000)
     sizes = sorted(set(args.calibration))
     batches = list(itertools.islice(calib, sizes[-1]))
@@ -130,6 +132,7 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
     for size in sizes:
         runs[size, "fast"] = time_fast(model, batches[:size], device)
         print(f"{name}: {size} batches scored", flush=True)
+    load_scoring = os.getloadavg()[0]
     ref_scores = runs[sizes[-1], "exact"][0]
     ref_plan = chosen(ref_scores, spec, growth)
     rows = []
@@ -152,6 +155,8 @@ def bench_model(name: str, args, device: torch.device) -> list[dict]:
             "plan_size": len(exact_plan),
             "vs_largest_eig_error": eigen_error(exact, ref_scores),
             "vs_largest_plan_overlap": overlap(exact_plan, ref_plan),
+            "load_after_epoch": load_epoch,
+            "load_after_scoring": load_scoring,
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -183,8 +188,8 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| model | params | epoch (s) | calibration examples | exact (s) | fast (s) | exact / "
         "epoch | fast / epoch | fast vs exact: eig. error | plan overlap | exact vs largest "
-        "calibration: eig. error | plan overlap |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "calibration: eig. error | plan overlap | load (epoch / scoring) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -193,7 +198,8 @@ def table(rows: list[dict]) -> str:
             f"{r['exact_per_epoch']:.3f} | {r['fast_per_epoch']:.3f} | "
             f"{r['fast_vs_exact_eig_error']:.1e} | {r['fast_vs_exact_plan_overlap']:.0%} of "
             f"{r['plan_size']} | {r['vs_largest_eig_error']:.1e} | "
-            f"{r['vs_largest_plan_overlap']:.0%} |"
+            f"{r['vs_largest_plan_overlap']:.0%} | {r.get('load_after_epoch', float('nan')):.1f} "
+            f"/ {r.get('load_after_scoring', float('nan')):.1f} |"
         )
     return "\n".join(lines)
 
@@ -205,7 +211,9 @@ def main() -> None:
                         help="calibration sizes in batches")  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--epoch-examples", type=int, default=37_000)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    # One thread by default: on a shared 2-core box two OpenMP threads stall whenever another
+    # job holds a core, which slows training and scoring by different, erratic factors.
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--check", action="store_true", help="compare device scores to CPU")
     parser.add_argument("--json", default=None, help="also write the rows here")
