@@ -44,7 +44,7 @@ def recipe(preset: str, overrides: list[str] | tuple[str, ...] = ()) -> RecipeCo
     Presets without a recipe file (e.g. `ds_cnn_seed`) get the default recipe with that preset.
     """
     path = RECIPES_DIR / f"{preset}.yaml"
-    base = ["train.device=cpu", "train.log_every_steps=1000000", "train.amp=false"]
+    base = ["train.device=cpu", "train.log_every_steps=1000000"]
     if path.is_file():
         return load_recipe(path, [*base, *overrides])
     return load_recipe(None, [f"model.preset={preset}", *base, *overrides])
