@@ -9,7 +9,8 @@
   two-tone chord at a random offset, as the test suite's tone set; silence is background
   noise), so one training epoch really trains and later scores see a model that has learned.
 - `timed_epoch`: one epoch of `kws.train.loop.train_epoch` (bank -> augmentation -> front end
-  -> model -> optimizer step), as `kws train` runs it.
+  -> model -> optimizer step) with the recipe's layout, optimizer and `train.compile` setting,
+  as `kws train` runs it in one process.
 - `exported_run`: a run folder (checkpoint, config.yaml, `export/`) that `kws.stream` loads.
 """
 
@@ -29,7 +30,8 @@ from kws.export.artifacts import ExportArtifacts, export_model
 from kws.features import compute_features
 from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint, Run
-from kws.train.loop import make_optimizer, prepare_model, train_epoch
+from kws.train.loop import train_epoch
+from kws.train.setup import make_optimizer, prepare_model, step_module
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES_DIR = REPO / "recipes" / "gsc12"
@@ -161,13 +163,14 @@ def timed_epoch(cfg: RecipeConfig, data: KwsData, model: nn.Module, warmup_steps
         dict with `epoch_seconds`, `train_clips_per_s`, `train_loss`, `train_accuracy`, and
         `model`: the trained module (in training layout).
     """
-    model = prepare_model(model, data.device)
+    model = prepare_model(model, data.device, cfg.train.memory_format)
     optimizer = make_optimizer(model, cfg)
+    module = step_module(model, data.device, cfg)  # the model itself unless train.compile
     steps = cfg.train.max_steps_per_epoch
     cfg.train.max_steps_per_epoch = warmup_steps
-    train_epoch(model, optimizer, data, cfg, 0, NoProgress(), "warm-up")
+    train_epoch(module, optimizer, data, cfg, 0, NoProgress(), "warm-up")
     cfg.train.max_steps_per_epoch = steps
-    stats = train_epoch(model, optimizer, data, cfg, 1, NoProgress(), "epoch")
+    stats = train_epoch(module, optimizer, data, cfg, 1, NoProgress(), "epoch")
     if "diverged" in stats:
         raise RuntimeError(f"benchmark training diverged: {stats['diverged']}")
     return {**stats, "model": model}
