@@ -1,12 +1,15 @@
-"""Per-inference latency of every export backend for DS-CNN-S (single thread, batch 1).
+"""Export stage benchmark: per-inference latency of every backend (one thread, batch 1).
 
-Exports a DS-CNN-S (random weights, randomised BN statistics, calibrated on MFCC-like random
-features) to ONNX, TFLite and TFLite Micro in a temporary folder, then times one inference
-(median over repeats) with torch float, ONNX Runtime float + int8, LiteRT float + int8 and the
-TFLite Micro interpreter. Prints a markdown table naming the machine, plus the int8 .tflite size
-and the arena TFLite Micro measured.
+For DS-CNN-S (Hello Edge) and BC-ResNet-1/-2 (Kim et al. 2021), each with the front end of its
+GSC recipe (49 x 10 MFCC; 98 x 40 log-mel): builds the model (random weights, randomised
+BatchNorm statistics), exports it with `kws.export.export_model` (ONNX float and int8 QDQ,
+TFLite float and full int8, TFLite Micro) calibrated on front-end features of tone clips, and
+times one inference (median over repeats) in torch (eager, and traced + frozen as the streaming
+backend runs it), ONNX Runtime, LiteRT and the TFLite Micro interpreter. Prints one markdown
+table (a column per model) naming the machine, then each model's int8 .tflite size and the
+arena TFLite Micro measured.
 
-    .venv/bin/python benchmarks/backends.py [--repeats 300]
+    python benchmarks/backends.py [--repeats 300] [--presets ds_cnn_s bc_resnet_1 bc_resnet_2]
 """
 
 from __future__ import annotations
@@ -16,28 +19,25 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import calibration_features, random_model, recipe, spec_of
+from machine import describe
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from machine import describe  # noqa: E402  (benchmarks/machine.py)
-
-from kws.config import FeatureConfig  # noqa: E402
-from kws.export import export_model  # noqa: E402
-from kws.models import create_model, preset_config  # noqa: E402
-
-
-def features(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(0, 5, (n, 49, 10))
-    x[..., 0] -= 60.0  # MFCC c0 sits far below zero for log-mel energies
-    return x.astype(np.float32)
+from kws.export import export_model
+from kws.export.keras_rebuild import to_nhwc
+from kws.export.onnx_export import onnx_logits, onnx_session
+from kws.export.tflite_export import Quantization, litert_interpreter, litert_run
+from kws.export.tflm import tflm_interpreter, tflm_run
+from kws.models import count_macs, count_params
 
 
-def time_ms(fn, repeats: int) -> float:
+def time_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of one call in ms, after 10 untimed warm-up calls."""
     for _ in range(10):
         fn()
     samples = []
@@ -48,28 +48,12 @@ def time_ms(fn, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def build(out: Path):
-    torch.manual_seed(0)
-    model = create_model(preset_config("ds_cnn_s")).eval()
-    gen = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=gen))
-            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
-    labels = [str(i) for i in range(12)]
-    art = export_model(model, labels, FeatureConfig(), [features(100, 1)], out, name="ds_cnn_s")
-    return model, art
-
-
-def runners(model, art) -> dict:
-    from kws.export.keras_rebuild import to_nhwc
-    from kws.export.onnx_export import onnx_logits, onnx_session
-    from kws.export.tflite_export import Quantization, litert_interpreter, litert_run
-    from kws.export.tflm import tflm_interpreter, tflm_run
-
-    x = features(1, 2)
-    torch.set_num_threads(1)
+def runners(model: torch.nn.Module, art, x: np.ndarray) -> dict[str, Callable[[], object]]:
+    """One zero-argument call per backend, each running the same window `x (1, frames, coeffs)`."""
     xt = torch.from_numpy(x)
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # tracer notes about shape arithmetic in padding
+        frozen = torch.jit.freeze(torch.jit.trace(model, xt))
     ort_f, ort_q = onnx_session(art.files["onnx_float"]), onnx_session(art.files["onnx_int8"])
     lite_f = litert_interpreter(art.files["tflite_float"].read_bytes())
     lite_q = litert_interpreter(art.files["tflite_int8"].read_bytes())
@@ -77,35 +61,63 @@ def runners(model, art) -> dict:
     xq = Quantization(q["scale"], q["zero_point"]).quantize(to_nhwc(x))
     micro = tflm_interpreter(art.files["tflite_int8"].read_bytes(), art.arena_bytes)
 
-    def torch_run():
-        with torch.no_grad():
-            model(xt)
+    def run_torch(module):
+        def call():
+            with torch.inference_mode():
+                module(xt)
+
+        return call
 
     return {
-        "torch float": torch_run,
+        "torch float (eager)": run_torch(model),
+        "torch float (traced, frozen)": run_torch(frozen),
         "ONNX Runtime float": lambda: onnx_logits(ort_f, x),
         "ONNX Runtime int8 (QDQ)": lambda: onnx_logits(ort_q, x),
         "LiteRT float": lambda: litert_run(lite_f, x),
         "LiteRT int8": lambda: litert_run(lite_q, x),
-        "TFLite Micro int8 (Python host)": lambda: tflm_run(micro, xq),
+        "TFLite Micro int8 (reference kernels, Python host)": lambda: tflm_run(micro, xq),
     }
+
+
+def bench_preset(preset: str, repeats: int, folder: Path) -> tuple[dict[str, float], str]:
+    """Latency per backend (ms) and a one-line summary of the model and its int8 files."""
+    cfg = recipe(preset)
+    spec = spec_of(cfg)
+    model = random_model(spec)
+    art = export_model(model, [str(i) for i in range(spec.num_classes)], cfg.features,
+                       [calibration_features(cfg, 100)], folder / preset, name=preset)  # fmt: skip
+    x = calibration_features(cfg, 1, seed=2)
+    latency = {name: time_ms(fn, repeats) for name, fn in runners(model, art, x).items()}
+    frames, coeffs = spec.input_shape
+    summary = (
+        f"{preset}: {count_params(spec):,} params, {count_macs(spec):,} MACs, input "
+        f"{frames} x {coeffs} {cfg.features.kind}; int8 .tflite "
+        f"{art.size_bytes('tflite_int8'):,} bytes; TFLite Micro arena (measured) "
+        f"{art.arena_bytes:,} bytes"
+    )
+    return latency, summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--presets", nargs="+", default=["ds_cnn_s", "bc_resnet_1", "bc_resnet_2"])
     args = parser.parse_args()
+    torch.set_num_threads(1)
+    results, summaries = {}, []
     with tempfile.TemporaryDirectory() as tmp:
-        model, art = build(Path(tmp))
-        rows = [(name, time_ms(fn, args.repeats)) for name, fn in runners(model, art).items()]
-        size = art.size_bytes("tflite_int8")
-    print(f"DS-CNN-S, batch 1, one thread, median of {args.repeats} runs on: {describe()}\n")
-    print("| backend | latency (ms) |\n|---|---|")
-    for name, ms in rows:
-        print(f"| {name} | {ms:.3f} |")
-    print(
-        f"\nint8 .tflite: {size:,} bytes; TFLite Micro arena (measured): {art.arena_bytes:,} bytes"
-    )
+        for preset in args.presets:
+            results[preset], line = bench_preset(preset, args.repeats, Path(tmp))
+            summaries.append(line)
+            print(line, file=sys.stderr, flush=True)  # progress; the table repeats it
+    print(f"\nBatch 1, one thread, median of {args.repeats} runs (ms). Machine: {describe()}; "
+          f"torch {torch.__version__}\n")  # fmt: skip
+    print("| backend | " + " | ".join(args.presets) + " |")
+    print("|---|" + "---|" * len(args.presets))
+    for name in next(iter(results.values())):
+        cells = " | ".join(f"{results[p][name]:.3f}" for p in args.presets)
+        print(f"| {name} | {cells} |")
+    print("\n" + "\n".join(f"- {line}" for line in summaries))
 
 
 if __name__ == "__main__":

@@ -1,49 +1,65 @@
-"""Training throughput on the CPU (clips/s), DS-CNN-S and DS-CNN-L, 1 and 2 threads.
+"""Training stage benchmark: CPU training throughput (clips/s) per model and thread count.
 
-Same pipeline as `gpu_epoch.py` (int16 bank -> augmentation -> MFCC -> model, Adam step) on
-random audio, a few hundred steps' worth of clips so it finishes in a few minutes.
+Each model trains with its GSC recipe's front end, optimizer and augmentation
+(`recipes/gsc12/<preset>.yaml`: DS-CNN on 49 x 10 MFCC with Adam, BC-ResNet on 98 x 40 log-mel
+with SGD), through `kws.train.loop.train_epoch` exactly as `kws train` runs it on a CPU
+(int16 bank -> speed perturbation, time shift, background noise, SpecAugment where the recipe
+has it -> front end -> channels-last model -> optimizer step), batch 100, over an in-memory
+tone set (`common.synthetic_data`). Also times the data pipeline alone (no model) per front end.
 
-    python benchmarks/train_cpu.py [--clips 2000]
+    python benchmarks/train_cpu.py [--clips 1500] [--threads 1 2]
+        [--presets ds_cnn_s ds_cnn_l bc_resnet_1 bc_resnet_2]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
+from common import random_model, recipe, spec_of, synthetic_data, time_pipeline, timed_epoch
+from machine import describe
 
-sys.path.insert(0, str(Path(__file__).parent))
-from gpu_epoch import synthetic_data, time_epoch, time_pipeline  # noqa: E402
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+from kws.models import count_params
 
-from kws.config import load_recipe  # noqa: E402
-from kws.train.loop import resolve_model_config  # noqa: E402
+PRESETS = ["ds_cnn_s", "ds_cnn_l", "bc_resnet_1", "bc_resnet_2"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clips", type=int, default=2000)
+    parser.add_argument("--clips", type=int, default=1500, help="clips per timed epoch")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--presets", nargs="+", default=PRESETS)
     args = parser.parse_args()
-    print(
-        f"machine: {cpu_model()}, {torch.get_num_threads()} threads available; torch "
-        f"{torch.__version__}; {args.clips} clips per epoch, batch 100"
-    )
-    print("| threads | pipeline clips/s | DS-CNN-S clips/s | DS-CNN-L clips/s |")
-    print("|---|---|---|---|")
-    for threads in args.threads:
-        torch.set_num_threads(threads)
-        cfg = load_recipe(
-            None, ["data.spec_augment=true", "train.device=cpu", "train.log_every_steps=1000000"]
-        )
-        data = synthetic_data(cfg, torch.device("cpu"), args.clips)
-        cfg = resolve_model_config(cfg, data)
-        pipe = time_pipeline(data, 100)
-        s = time_epoch(cfg, data, "ds_cnn_s")["clips_per_s"]
-        large = time_epoch(cfg, data, "ds_cnn_l")["clips_per_s"]
-        print(f"| {threads} | {pipe:.0f} | {s:.0f} | {large:.0f} |", flush=True)
+    rows = []
+    for preset in args.presets:
+        cfg = recipe(preset, ["train.batch_size=100"])
+        data = synthetic_data(cfg, args.clips)
+        f = cfg.features
+        row = {
+            "preset": preset,
+            "params": count_params(spec_of(cfg)),
+            "front_end": f"{f.num_frames} x {f.num_coeffs} {f.kind}",
+            "optimizer": cfg.train.optimizer,
+            "spec_augment": "yes" if cfg.data.spec_augment else "no",
+        }
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            row[f"pipe{threads}"] = time_pipeline(data, cfg.train.batch_size)
+            stats = timed_epoch(cfg, data, random_model(spec_of(cfg)).train())
+            row[f"model{threads}"] = stats["train_clips_per_s"]
+        print(row, flush=True)
+        rows.append(row)
+    print(f"\nMachine: {describe()}; torch {torch.__version__}; {args.clips} clips per timed "
+          "epoch, batch 100\n")  # fmt: skip
+    head = " | ".join(f"pipeline alone, {t} thr (clips/s)" for t in args.threads)
+    head += " | " + " | ".join(f"training, {t} thr (clips/s)" for t in args.threads)
+    print(f"| model | params | front end | optimizer | SpecAugment | {head} |")
+    print("|---|---|---|---|---|" + "---|" * (2 * len(args.threads)))
+    for r in rows:
+        cells = [f"{r[f'pipe{t}']:,.0f}" for t in args.threads]
+        cells += [f"{r[f'model{t}']:,.0f}" for t in args.threads]
+        print(f"| {r['preset']} | {r['params']:,} | {r['front_end']} | {r['optimizer']} | "
+              f"{r['spec_augment']} | " + " | ".join(cells) + " |")  # fmt: skip
 
 
 if __name__ == "__main__":
