@@ -107,14 +107,15 @@ def test_tests_mirror_the_package():
     """Every test file sits in the folder of the package part it pins and is named after a
     module there, optionally with an aspect (tests/growth/test_scores.py pins
     kws/growth/scores.py; tests/stream/test_sources_virtual_mic.py pins kws/stream/sources.py).
-    tests/recipes pins recipes/; this file pins the package as a whole."""
+    tests/recipes pins recipes/, tests/benchmarks pins benchmarks/ (by script name); this file
+    pins the package as a whole."""
     orphans = []
     for test in (ROOT / "tests").rglob("test_*.py"):
         folder = test.parent.relative_to(ROOT / "tests")
         name = test.stem.removeprefix("test_")
-        modules = [p.stem for p in (PACKAGE / folder).glob("*.py")]
-        modules += [p.name for p in (PACKAGE / folder).iterdir() if p.is_dir()] if (
-            PACKAGE / folder).is_dir() else []  # fmt: skip
+        home = ROOT / "benchmarks" if folder.parts[:1] == ("benchmarks",) else PACKAGE / folder
+        modules = [p.stem for p in home.glob("*.py")]
+        modules += [p.name for p in home.iterdir() if p.is_dir()] if home.is_dir() else []
         pinned = any(name == m or name.startswith(f"{m}_") for m in modules)
         if not (pinned or folder.parts[:1] == ("recipes",) or test == Path(__file__)):
             orphans.append(str(test.relative_to(ROOT)))
