@@ -228,6 +228,14 @@ def manifest_stream_block(export_dir: Path, cfg: StreamConfig) -> None:
         atomic_write_json(path, data)
 
 
+def window_before(audio: np.ndarray, time_ms: float, clip: int) -> np.ndarray | None:
+    """The `clip` samples of `audio (samples,)` that end at `time_ms`, or None when the audio is
+    shorter than one window. The end is clamped to the audio's: events of the flushed tail are
+    stamped up to one hop past the last sample."""
+    end = min(int(time_ms * RATE_HZ / 1000), len(audio))
+    return audio[end - clip : end] if end >= clip else None
+
+
 def mine_hard_negatives(backend, cfg: StreamConfig, root, count: int, out: Path) -> int:
     """Windows of the training-split negatives the model fires on (any threshold above
     `MINING_THRESHOLD`), highest score first: int16 `(count, samples)` saved to `out`."""
@@ -237,9 +245,9 @@ def mine_hard_negatives(backend, cfg: StreamConfig, root, count: int, out: Path)
         audio = load_audio(path, RATE_HZ)
         track = record(backend, cfg, audio)
         for _, time_ms, score in track.events(backend.labels, cfg, MINING_THRESHOLD):
-            end = int(time_ms * RATE_HZ / 1000)
-            if end >= clip:
-                found.append((score, audio[end - clip : end]))
+            window = window_before(audio, time_ms, clip)
+            if window is not None:
+                found.append((score, window))
     found.sort(key=lambda item: -item[0])
     windows = np.stack([w for _, w in found[:count]]) if found else np.zeros((0, clip))
     pcm = np.clip(np.round(windows * 32768), -32768, 32767).astype(np.int16)

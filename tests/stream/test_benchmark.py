@@ -10,7 +10,7 @@ import soundfile as sf
 
 from kws.cli import main
 from kws.config import RecipeConfig, load_recipe, save_yaml
-from kws.stream.benchmark import mlperf_score, negative_files, run_benchmark
+from kws.stream.benchmark import mlperf_score, negative_files, run_benchmark, window_before
 from tests.stream.tones import RATE_HZ, noise, trained_tone_model, word
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,6 +92,15 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     assert saved["operating"]["threshold"] == threshold
     assert (tone_run / "plots" / "stream_det.png").stat().st_size > 1000
     assert "## Streaming benchmark" in (tone_run / "report.md").read_text()
+
+
+def test_mined_windows_are_whole_even_past_the_end():
+    # A flushed event can be stamped after the last sample; its window ends at the audio's end
+    # (a short window once made np.stack fail after the whole benchmark had run).
+    audio = np.arange(20_000, dtype=np.float32)
+    assert np.array_equal(window_before(audio, 1500.0, 16_000), audio[-16_000:])
+    assert np.array_equal(window_before(audio, 1100.0, 16_000), audio[1_600:17_600])
+    assert window_before(audio[:8_000], 500.0, 16_000) is None
 
 
 def test_too_few_clips_say_how_to_get_more(tone_run):
