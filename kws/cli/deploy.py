@@ -165,6 +165,9 @@ def add_stream_eval(sub) -> None:
     p.add_argument("--mine", type=int, default=0, metavar="N",
                    help="with --benchmark: save N hard negatives from the training negatives "
                    "to <run>/hard_negatives.npy (train with data.hard_negatives=...)")  # fmt: skip
+    p.add_argument("--mine-threshold", type=float, default=0.5, metavar="P",
+                   help="with --mine: keep model windows whose top keyword posterior reaches P "
+                   "(one inference, before averaging; default 0.5)")  # fmt: skip
     p.set_defaults(run=run_stream_eval)
 
 
@@ -179,7 +182,8 @@ def run_stream_eval(args) -> int:
 
         result = run_benchmark(
             args.model, flag_overrides(args), target_fa_per_hour=args.target_fa_per_hour,
-            mine=args.mine, minutes=args.minutes if args.minutes != 10.0 else 20.0,
+            mine=args.mine, mine_threshold=args.mine_threshold,
+            minutes=args.minutes if args.minutes != 10.0 else 20.0,
             per_command=args.per_command, seed=args.seed,
         )  # fmt: skip
         print(write_benchmark(result, resolve_run(args.model).run.root))

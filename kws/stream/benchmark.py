@@ -47,6 +47,8 @@ NEGATIVES_DIR = "_negatives_"
 SNRS_DB = (20.0, 10.0, 5.0)
 SEGMENT_S = 120.0  # the SNR changes every 2 minutes
 RATE_HZ = 16000
+MINING_THRESHOLD = 0.5
+MINING_SPACING_MS = 250.0  # a quarter of a window: neighbours overlap by 75% at most
 SWEEP = [round(float(t), 3) for t in np.arange(0.30, 0.99, 0.025)]
 
 
@@ -236,18 +238,27 @@ def window_before(audio: np.ndarray, time_ms: float, clip: int) -> np.ndarray | 
     return audio[end - clip : end] if end >= clip else None
 
 
-def mine_hard_negatives(backend, cfg: StreamConfig, root, count: int, out: Path) -> int:
-    """Windows of the training-split negatives the model fires on (any threshold above
-    `MINING_THRESHOLD`), highest score first: int16 `(count, samples)` saved to `out`."""
+def mine_hard_negatives(
+    backend, cfg: StreamConfig, root, count: int, out: Path, threshold: float = MINING_THRESHOLD
+) -> int:
+    """Windows of the training-split negatives that look like a keyword to the model: every model
+    window whose top keyword posterior (one inference, before averaging) reaches `threshold`, at
+    least `MINING_SPACING_MS` apart, highest score first: int16 `(count, samples)` saved to
+    `out`. Per-inference scores find far more near-misses than detector events do (one event
+    per word at most), which is what retraining on them needs."""
     clip = backend.feature_cfg.clip_samples
+    keywords = [i for i, label in enumerate(backend.labels) if is_keyword(label)]
     found = []
     for path in negative_files(root, "training"):
         audio = load_audio(path, RATE_HZ)
         track = record(backend, cfg, audio)
-        for _, time_ms, score in track.events(backend.labels, cfg, MINING_THRESHOLD):
+        scores = track.posteriors[:, keywords].max(axis=1) if len(track.times_ms) else []
+        last_ms = -np.inf
+        for time_ms, score in zip(track.times_ms, scores, strict=True):
             window = window_before(audio, time_ms, clip)
-            if window is not None:
-                found.append((score, window))
+            if score >= threshold and time_ms - last_ms >= MINING_SPACING_MS and window is not None:
+                found.append((float(score), window))
+                last_ms = time_ms
     found.sort(key=lambda item: -item[0])
     windows = np.stack([w for _, w in found[:count]]) if found else np.zeros((0, clip))
     pcm = np.clip(np.round(windows * 32768), -32768, 32767).astype(np.int16)
@@ -263,6 +274,7 @@ def run_benchmark(
     *,
     target_fa_per_hour: float | None = None,
     mine: int = 0,
+    mine_threshold: float = MINING_THRESHOLD,
     minutes: float = 20.0,
     per_command: int = 15,
     seed: int = 0,
@@ -275,8 +287,11 @@ def run_benchmark(
     negatives are mined from the training negatives into `<run>/hard_negatives.npy`.
 
     Raises:
-        UserError: missing negatives or too few clips, a bad override.
+        UserError: missing negatives or too few clips, a bad override, a mining threshold
+            outside 0..1.
     """
+    if not 0.0 <= mine_threshold <= 1.0:
+        raise UserError(f"--mine-threshold {mine_threshold:g} is not a probability; give 0..1")
     ref = resolve_run(model)
     cfg = stream_config_for(model, overrides)
     recipe = ref.run.config(overrides) if ref.run.config_path.is_file() else None
@@ -304,11 +319,10 @@ def run_benchmark(
     if mine:
         out = ref.run.root / "hard_negatives.npy"
         result["mined"] = {"path": str(out), "windows": mine_hard_negatives(
-            backend, cfg, root, mine, out)}  # fmt: skip
+            backend, cfg, root, mine, out, mine_threshold)}  # fmt: skip
     return result
 
 
-MINING_THRESHOLD = 0.5
 
 
 def _calibrate(ref, backend, cfg, root, recipe, target, stream_args) -> StreamConfig:

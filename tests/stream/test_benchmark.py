@@ -9,8 +9,17 @@ import pytest
 import soundfile as sf
 
 from kws.cli import main
-from kws.config import RecipeConfig, load_recipe, save_yaml
-from kws.stream.benchmark import mlperf_score, negative_files, run_benchmark, window_before
+from kws.config import RecipeConfig, StreamConfig, load_recipe, save_yaml
+from kws.errors import UserError
+from kws.stream.backends import load_backend
+from kws.stream.benchmark import (
+    MINING_SPACING_MS,
+    mine_hard_negatives,
+    mlperf_score,
+    negative_files,
+    run_benchmark,
+    window_before,
+)
 from tests.stream.tones import RATE_HZ, noise, trained_tone_model, word
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -92,6 +101,31 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     assert saved["operating"]["threshold"] == threshold
     assert (tone_run / "plots" / "stream_det.png").stat().st_size > 1000
     assert "## Streaming benchmark" in (tone_run / "report.md").read_text()
+
+
+def test_mining_keeps_spaced_real_windows_above_the_threshold(tone_run, tmp_path):
+    backend = load_backend("torch", tone_run)
+    root = load_recipe(tone_run / "config.yaml").data.root
+    files = negative_files(root, "training")
+    seconds = sum(sf.info(f).duration for f in files)
+    counts = {}
+    for threshold in (0.0, 0.5, 1.0):
+        out = tmp_path / f"mined_{threshold}.npy"
+        counts[threshold] = mine_hard_negatives(backend, StreamConfig(), root, 10_000, out,
+                                                threshold)  # fmt: skip
+        mined = np.load(out)
+        assert mined.shape == (counts[threshold], 16000) and mined.dtype == np.int16
+    # threshold 0 keeps every window but spaced: about one per MINING_SPACING_MS of audio
+    assert seconds * 1000 / MINING_SPACING_MS * 0.8 <= counts[0.0]
+    assert counts[0.0] <= seconds * 1000 / MINING_SPACING_MS + len(files)
+    assert counts[0.0] >= counts[0.5] >= counts[1.0]
+    # each window is a slice of the negatives' audio, not a resynthesis
+    pcm = np.concatenate([np.round(sf.read(f, dtype="float32")[0] * 32768) for f in files])
+    first = np.load(tmp_path / "mined_0.0.npy")[0].astype(np.float64)
+    starts = np.flatnonzero(pcm[: len(pcm) - 16000] == first[0])
+    assert any(np.array_equal(pcm[i : i + 16000], first) for i in starts)
+    with pytest.raises(UserError, match="not a probability"):
+        run_benchmark(tone_run, mine=3, mine_threshold=1.5)
 
 
 def test_mined_windows_are_whole_even_past_the_end():
