@@ -323,8 +323,6 @@ def run_benchmark(
     return result
 
 
-
-
 def _calibrate(ref, backend, cfg, root, recipe, target, stream_args) -> StreamConfig:
     """Sweep on the validation speakers and negatives; write the threshold into the run."""
     minutes, per_command, seed = stream_args
