@@ -1,0 +1,66 @@
+"""The committed results (recipes/results/) and the documents that quote them.
+
+The growth comparison's table in recipes/README.md is typed from `growth_comparison.json`; these
+tests recompute every mean and interval from the JSON and require the README to state them, so
+a table and the data behind it cannot drift apart. Links in the READMEs must resolve.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from kws.stats import mean_interval
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "recipes" / "results"
+RECORD_KEYS = {
+    "method", "budget_params", "seed", "params", "macs", "val_accuracy", "test_accuracy",
+    "test_examples", "epochs", "wall_s", "train_compute_macs",
+}  # fmt: skip
+
+
+def comparison() -> list[dict]:
+    return json.loads((RESULTS / "growth_comparison.json").read_text())
+
+
+def test_growth_comparison_is_complete_and_of_the_documented_schema():
+    records = comparison()
+    cells = defaultdict(set)
+    for record in records:
+        assert RECORD_KEYS <= set(record), record
+        assert 0.0 <= record["test_accuracy"] <= 1.0 and record["test_examples"] > 1000
+        cells[(record["method"], record["budget_params"])].add(record["seed"])
+    methods = {method for method, _ in cells}
+    assert {"splitting", "uniform", "random_split", "random_init"} <= methods
+    assert {budget for _, budget in cells} == {9000, 23000}
+    assert all(seeds == {0, 1, 2} for seeds in cells.values()), cells
+    # equal size per seed: every rival within 2% of the grown model's parameters (the uniform
+    # rival is the closest uniform width)
+    grown = {(r["budget_params"], r["seed"]): r["params"] for r in records
+             if r["method"] == "splitting"}  # fmt: skip
+    for r in records:
+        assert abs(r["params"] - grown[(r["budget_params"], r["seed"])]) <= 0.02 * r["params"]
+
+
+def test_recipes_readme_states_the_comparisons_means_and_intervals():
+    text = (ROOT / "recipes" / "README.md").read_text()
+    cells = defaultdict(list)
+    for r in comparison():
+        cells[(r["method"], r["budget_params"])].append(100 * r["test_accuracy"])
+    for (method, budget), values in cells.items():
+        stat = mean_interval(values)
+        assert f"{stat.mean:.2f} +- {stat.half_width:.2f}" in text, (method, budget)
+
+
+@pytest.mark.parametrize("doc", ["README.md", "recipes/README.md", "benchmarks/RESULTS.md"])
+def test_relative_links_resolve(doc):
+    path = ROOT / doc
+    targets = re.findall(r"\]\(([^)#\s]+)\)", path.read_text())
+    local = [t for t in targets if not re.match(r"[a-z]+://", t)]
+    missing = [t for t in local if not (path.parent / t).exists()]
+    assert missing == []
