@@ -37,7 +37,7 @@ from kws.data.gsc import (
     labels_for,
     task_words,
 )
-from kws.data.stream_aug import speech_extents, stream_windows
+from kws.data.stream_aug import load_hard_negatives, speech_extents, stream_windows
 from kws.distributed import shard_bounds
 from kws.errors import UserError
 from kws.features import TorchFrontEnd
@@ -384,26 +384,13 @@ def build_data(
 
 
 def add_hard_negatives(audio: np.ndarray, examples: dict, labels: list[str], cfg: RecipeConfig):
-    """Append mined hard-negative windows (`data.hard_negatives`, int16 `(n, samples)` .npy) to
+    """Append mined hard-negative windows (`data.hard_negatives`, see `load_hard_negatives`) to
     the bank as `_unknown_` training examples.
 
     Raises:
         UserError: a missing or malformed file, or a task without an `_unknown_` class.
     """
-    path = Path(cfg.data.hard_negatives)
-    if not path.is_file():
-        raise UserError(
-            f"data.hard_negatives='{path}' does not exist; mine it with "
-            "`kws stream-eval RUN --benchmark --mine N` or clear data.hard_negatives"
-        )
-    windows = np.load(path, allow_pickle=False)
-    if windows.dtype != np.int16 or windows.ndim != 2 or windows.shape[1] != audio.shape[1]:
-        raise UserError(
-            f"'{path}' holds {windows.dtype} {windows.shape}; expected int16 (windows, "
-            f"{audio.shape[1]}) clips of the front end's length"
-        )
-    if UNKNOWN_LABEL not in labels:
-        raise UserError("data.hard_negatives needs a task with an _unknown_ class")
+    windows = load_hard_negatives(cfg.data.hard_negatives, audio.shape[1], labels)
     first = len(audio)
     train = examples["training"]
     rows = np.concatenate([train.bank_rows, np.arange(first, first + len(windows))])

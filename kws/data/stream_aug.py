@@ -19,10 +19,14 @@ Where the speech of a clip lies (`speech_extents`) is measured once per bank: th
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from kws.data.augment import integers, uniform
+from kws.data.gsc import UNKNOWN_LABEL
+from kws.errors import UserError
 
 FRAME_SAMPLES = 160  # 10 ms at 16 kHz
 SPEECH_RANGE_DB = 30.0
@@ -115,3 +119,27 @@ def stream_windows(
     gain = 0.5 + 0.5 * uniform(generator, batch, 1, device=dev)
     neighbour = shift_by(n_audio, n_shift) * gain * with_neighbour.unsqueeze(1)
     return (out + neighbour).clamp(-1.0, 1.0), labels
+
+
+def load_hard_negatives(path: str | Path, clip_samples: int, labels: list[str]) -> np.ndarray:
+    """Mined hard-negative windows (`kws stream-eval RUN --benchmark --mine N`): int16
+    `(windows, clip_samples)` from an .npy file, to be trained as `_unknown_`.
+
+    Raises:
+        UserError: a missing or malformed file, or `labels` without an `_unknown_` class.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"data.hard_negatives='{path}' does not exist; mine it with "
+            "`kws stream-eval RUN --benchmark --mine N` or clear data.hard_negatives"
+        )
+    windows = np.load(path, allow_pickle=False)
+    if windows.dtype != np.int16 or windows.ndim != 2 or windows.shape[1] != clip_samples:
+        raise UserError(
+            f"'{path}' holds {windows.dtype} {windows.shape}; expected int16 (windows, "
+            f"{clip_samples}) clips of the front end's length"
+        )
+    if UNKNOWN_LABEL not in labels:
+        raise UserError("data.hard_negatives needs a task with an _unknown_ class")
+    return windows
