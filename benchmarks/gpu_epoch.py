@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import NoProgress  # noqa: E402  (benchmarks/common.py)
 from machine import describe  # noqa: E402  (benchmarks/machine.py)
 
 from kws import distributed  # noqa: E402
@@ -56,19 +57,6 @@ VARIANTS = {
 }
 LABELS = ["_silence_", "_unknown_", *"yes no up down left right on off stop go".split()]
 REPO = Path(__file__).resolve().parents[1]
-
-
-class _NoProgress:
-    """`train_epoch` reports to a rich progress bar; benchmarks print nothing per step."""
-
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def update(self, *args, **kwargs):
-        pass
-
-    def remove_task(self, *args, **kwargs):
-        pass
 
 
 def synthetic_data(cfg, device, clips: int, seed: int = 0) -> KwsData:
@@ -116,12 +104,12 @@ def time_epoch(model_name: str, variant: str, data: KwsData, device, warmup_step
     warm = copy_config(cfg)
     warm.train.max_steps_per_epoch = warmup_steps
     start = time.perf_counter()
-    train_epoch(module, optimizer, data, warm, 0, _NoProgress(), "", distributed.shard())
+    train_epoch(module, optimizer, data, warm, 0, NoProgress(), "", distributed.shard())
     sync(device)
     warmup_s = time.perf_counter() - start
     sync(device)
     start = time.perf_counter()
-    stats = train_epoch(module, optimizer, data, cfg, 1, _NoProgress(), "", distributed.shard())
+    stats = train_epoch(module, optimizer, data, cfg, 1, NoProgress(), "", distributed.shard())
     sync(device)
     seconds = time.perf_counter() - start
     return {
@@ -149,7 +137,7 @@ def check(args, device: torch.device) -> None:
             data = synthetic_data(cfg, device, cfg.train.batch_size * steps)
             module, optimizer = setup(cfg, data, device)
             curves[variant] = [
-                train_epoch(module, optimizer, data, cfg, step, _NoProgress(), "")["train_loss"]
+                train_epoch(module, optimizer, data, cfg, step, NoProgress(), "")["train_loss"]
                 for step in range(steps)
             ]
         base = np.array(curves.pop("baseline"))
