@@ -252,6 +252,9 @@ class GrowthConfig:
     compare_methods: list[str] = option(factory=lambda: list(COMPARE_METHODS),
                                         item_choices=COMPARE_METHODS)  # fmt: skip
     compare_budgets: list[int] = option(factory=list, item_minimum=1)
+    # one epoch budget per entry of compare_budgets (a larger model needs more rounds to
+    # reach its budget); empty = total_epochs for every budget
+    compare_total_epochs: list[int] = option(factory=list, item_minimum=1)
     compare_seeds: int = option(1, minimum=1)
     # pruning rivals: the large model's uniform width (0 = 2x the width of the largest budget's
     # uniform rival), slimming's L1 on BN scales, fine-tuning epochs (0 = final_epochs)
@@ -265,6 +268,19 @@ class GrowthConfig:
             raise ConfigError(
                 f"growth.final_epochs={self.final_epochs} leaves no epochs for growing inside "
                 f"growth.total_epochs={self.total_epochs}; lower final_epochs or raise the total"
+            )
+        if self.compare_total_epochs and len(self.compare_total_epochs) != len(
+            self.compare_budgets
+        ):
+            raise ConfigError(
+                f"growth.compare_total_epochs has {len(self.compare_total_epochs)} entries for "
+                f"{len(self.compare_budgets)} growth.compare_budgets; give one per budget "
+                "(or none to use growth.total_epochs for all)"
+            )
+        if any(self.final_epochs >= total for total in self.compare_total_epochs):
+            raise ConfigError(
+                f"growth.final_epochs={self.final_epochs} must be below every entry of "
+                f"growth.compare_total_epochs={self.compare_total_epochs}"
             )
 
 

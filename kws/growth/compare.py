@@ -1,7 +1,8 @@
 """Growth stage: the comparison harness behind `kws grow RECIPE --compare`.
 
 Every method of `growth.compare_methods` at every parameter budget of `growth.compare_budgets`
-for `growth.compare_seeds` seeds, on the same data:
+for `growth.compare_seeds` seeds, on the same data, every method at a budget training for the
+same epochs (`growth.compare_total_epochs`, one per budget, else `growth.total_epochs`):
 
 - `splitting`: Algorithm 1 grown to the budget (`kws.growth.loop.grow`);
 - `uniform`: the hand-designed family at the grown model's size (the family's width knob,
@@ -116,8 +117,8 @@ def _share_seed(source: Run, target: Run) -> None:
 
 
 def _large_model(cfg, root: Path, method: str, seed_cfg, spec, epochs, data, progress, resume):
-    """The pruning rival's larger model for one seed (trained once, shared by budgets)."""
-    run = Run(root / method / f"large_s{seed_cfg.train.seed}")
+    """The pruning rival's larger model for one seed and epoch budget (shared by budgets)."""
+    run = Run(root / method / f"large_s{seed_cfg.train.seed}_e{epochs}")
     large_cfg = copy_config(seed_cfg)
     large_cfg.train.bn_l1 = cfg.growth.slimming_l1 if method == "bn_prune" else 0.0
     saved = distributed.main_value(
@@ -234,6 +235,11 @@ def _budgets(cfg: RecipeConfig) -> list[int]:
     return budgets
 
 
+def _total_epochs(cfg: RecipeConfig, budgets: list[int]) -> list[int]:
+    """The whole-run epoch budget of each parameter budget (config validation checks lengths)."""
+    return list(cfg.growth.compare_total_epochs) or [cfg.growth.total_epochs] * len(budgets)
+
+
 def summarize(records: list[dict]) -> str:
     """comparison.md: mean +- 95% t interval of every cell over seeds."""
     cells = defaultdict(list)
@@ -291,8 +297,10 @@ def compare(
     for seed in range(seeds):
         seed_cfg = copy_config(cfg)
         seed_cfg.train.seed = cfg.train.seed + seed
-        for budget in budgets:
-            records += _run_cell(cfg, root, budget, seed_cfg, data, progress, resume)
+        for budget, epochs in zip(budgets, _total_epochs(cfg, budgets)):
+            cell_cfg = copy_config(seed_cfg)
+            cell_cfg.growth.total_epochs = epochs
+            records += _run_cell(cfg, root, budget, cell_cfg, data, progress, resume)
             distributed.on_main(atomic_write_json, root / "comparison.json", records)
     distributed.on_main(atomic_write_text, root / "comparison.md", summarize(records))
     distributed.on_main(plot_comparison, records, run.plots_dir / "accuracy_vs_params.png")

@@ -109,6 +109,15 @@ def test_growth_epoch_budget_must_hold_the_final_phase():
         load_recipe(None, ["growth.total_epochs=10", "growth.final_epochs=10"])
 
 
+def test_compare_epoch_budgets_are_one_per_parameter_budget():
+    base = ["growth.compare_budgets=[9000,23000]", "growth.final_epochs=10"]
+    load_recipe(None, [*base, "growth.compare_total_epochs=[30,45]"])
+    with pytest.raises(ConfigError, match="one per budget"):
+        load_recipe(None, [*base, "growth.compare_total_epochs=[30]"])
+    with pytest.raises(ConfigError, match="final_epochs"):
+        load_recipe(None, [*base, "growth.compare_total_epochs=[10,45]"])
+
+
 def test_unreadable_recipes_say_file_line_and_column(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epochs: 3\n  lr: [1, 2\n")

@@ -170,6 +170,18 @@ def test_family_without_units_is_refused(tone_recipe, tmp_path, monkeypatch):
         grow(growth_recipe(tone_recipe), tmp_path / "g", progress=False)
 
 
+def test_compare_gives_each_budget_its_own_epoch_budget(tone_recipe, tmp_path):
+    from kws.growth.compare import compare
+
+    cfg = growth_recipe(tone_recipe, growth__rounds=1)
+    cfg.growth.compare_budgets, cfg.growth.compare_total_epochs = [1500, 3000], [3, 4]
+    cfg.growth.compare_methods = ["splitting", "uniform"]
+    records = compare(cfg, tmp_path / "cmp", seeds=1, progress=False)
+    epochs = {(r["method"], r["budget_params"]): r["epochs"] for r in records}
+    assert epochs == {("splitting", 1500): 3, ("uniform", 1500): 3,
+                      ("splitting", 3000): 4, ("uniform", 3000): 4}  # fmt: skip
+
+
 def test_compare_runs_every_method_and_writes_the_schema(tone_recipe, tmp_path):
     from kws.growth.compare import compare
 
