@@ -168,6 +168,11 @@ def add_stream_eval(sub) -> None:
     p.add_argument("--mine-threshold", type=float, default=0.5, metavar="P",
                    help="with --mine: keep model windows whose top keyword posterior reaches P "
                    "(one inference, before averaging; default 0.5)")  # fmt: skip
+    p.add_argument("--mine-out", default=None, metavar="PATH",
+                   help="with --mine: write the windows here instead of "
+                   "<run>/hard_negatives.npy")  # fmt: skip
+    p.add_argument("--force", action="store_true",
+                   help="with --mine: replace an existing hard-negatives file")  # fmt: skip
     p.set_defaults(run=run_stream_eval)
 
 
@@ -182,7 +187,8 @@ def run_stream_eval(args) -> int:
 
         result = run_benchmark(
             args.model, flag_overrides(args), target_fa_per_hour=args.target_fa_per_hour,
-            mine=args.mine, mine_threshold=args.mine_threshold,
+            mine=args.mine, mine_threshold=args.mine_threshold, mine_out=args.mine_out,
+            force=args.force,
             minutes=args.minutes if args.minutes != 10.0 else 20.0,
             per_command=args.per_command, seed=args.seed,
         )  # fmt: skip

@@ -275,6 +275,8 @@ def run_benchmark(
     target_fa_per_hour: float | None = None,
     mine: int = 0,
     mine_threshold: float = MINING_THRESHOLD,
+    mine_out: str | Path | None = None,
+    force: bool = False,
     minutes: float = 20.0,
     per_command: int = 15,
     seed: int = 0,
@@ -284,11 +286,12 @@ def run_benchmark(
     With `target_fa_per_hour`, the threshold is first calibrated on the validation speakers'
     stream and negatives and written into the run (config.yaml's stream section and the
     export manifest), then the test numbers are measured at it. With `mine`, that many hard
-    negatives are mined from the training negatives into `<run>/hard_negatives.npy`.
+    negatives are mined from the training negatives into `mine_out` (default
+    `<run>/hard_negatives.npy`; an existing file is replaced only with `force`).
 
     Raises:
         UserError: missing negatives or too few clips, a bad override, a mining threshold
-            outside 0..1.
+            outside 0..1, a mining output that exists (without `force`).
     """
     if not 0.0 <= mine_threshold <= 1.0:
         raise UserError(f"--mine-threshold {mine_threshold:g} is not a probability; give 0..1")
@@ -298,6 +301,12 @@ def run_benchmark(
     if recipe is None:
         raise UserError(f"'{model}' is not in a run folder; the benchmark needs its data.root")
     root = Path(recipe.data.root)
+    mine_path = Path(mine_out) if mine_out else ref.run.root / "hard_negatives.npy"
+    if mine and mine_path.exists() and not force:
+        raise UserError(
+            f"'{mine_path}' exists (models may train on it); --mine-out PATH writes the new "
+            "windows elsewhere, --force replaces it"
+        )
     backend = load_backend(cfg.backend, model)
     result = {"model": str(model), "backend": backend.kind}
     if target_fa_per_hour is not None:
@@ -317,9 +326,8 @@ def run_benchmark(
         operating=next(r for r in rows if r["threshold"] == cfg.detection_threshold),
     )  # fmt: skip
     if mine:
-        out = ref.run.root / "hard_negatives.npy"
-        result["mined"] = {"path": str(out), "windows": mine_hard_negatives(
-            backend, cfg, root, mine, out, mine_threshold)}  # fmt: skip
+        result["mined"] = {"path": str(mine_path), "windows": mine_hard_negatives(
+            backend, cfg, root, mine, mine_path, mine_threshold)}  # fmt: skip
     return result
 
 

@@ -94,6 +94,14 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     assert op["threshold"] == threshold
     mined = np.load(tone_run / "hard_negatives.npy")
     assert mined.dtype == np.int16 and mined.shape[1:] == (16000,)
+    # mining again never replaces the file a model may train on, unless asked
+    before = (tone_run / "hard_negatives.npy").read_bytes()
+    with pytest.raises(UserError, match="--mine-out PATH .* --force"):
+        run_benchmark(tone_run, ["stream.backend=torch"], mine=3, minutes=1.0, per_command=2)
+    assert (tone_run / "hard_negatives.npy").read_bytes() == before
+    second = run_benchmark(tone_run, ["stream.backend=torch"], mine=3, minutes=1.0,
+                           per_command=2, mine_out=tone_run / "round2.npy")  # fmt: skip
+    assert np.load(tone_run / "round2.npy").shape == (second["mined"]["windows"], 16000)
     # the CLI writes the JSON, the DET plot and the report section
     assert main(["stream-eval", str(tone_run), "--benchmark", "--minutes", "1",
                  "--per-command", "2", "stream.backend=torch"]) == 0  # fmt: skip
