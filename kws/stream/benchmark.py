@@ -19,7 +19,8 @@ per hour on hours of keyword-free audio (REFERENCE.md, "Streaming wake-word benc
 
 The posterior tracks are recorded once; thresholds are swept over them (a DET curve: miss rate
 against false accepts per hour). `calibrate_threshold` picks the lowest threshold whose
-validation false accepts per hour stay within a target.
+validation false accepts per hour stay within a target on the negatives and within MLPerf's
+gate (8 in 20 minutes) on the keyword-dense stream.
 """
 
 from __future__ import annotations
@@ -199,13 +200,29 @@ def det_rows(tracks, truth, labels, cfg: StreamConfig, hours: dict, thresholds=N
     return rows
 
 
-def calibrate_threshold(rows: list[dict], target_fa_per_hour: float) -> float:
-    """The lowest threshold whose false accepts per hour, on the negatives and on the stream,
-    are both within `target_fa_per_hour` (the highest swept one if none is)."""
+# MLPerf Tiny's streaming wake-word gate: at most 8 false accepts in the 20-minute stream
+MLPERF_STREAM_FA_PER_HOUR = 8 / (20 / 60)
+
+
+def calibrate_threshold(
+    rows: list[dict],
+    target_fa_per_hour: float,
+    stream_fa_per_hour: float = MLPERF_STREAM_FA_PER_HOUR,
+) -> float:
+    """The lowest threshold whose false accepts per hour stay within `target_fa_per_hour` on
+    the keyword-free negatives and within `stream_fa_per_hour` on the benchmark stream (the
+    highest swept one if none does).
+
+    The two limits differ on purpose: the stream holds an unknown word every few seconds
+    (hundreds an hour, far denser than running speech), so its false accepts count confusions
+    and are judged by MLPerf Tiny's gate (8 in 20 minutes), while false accepts per hour on
+    ordinary audio are what `target_fa_per_hour` is about. Holding the stream to the same few
+    per hour would leave one or zero false accepts in 20 minutes and push the threshold up for
+    no user-visible gain."""
     ok = [
         r["threshold"] for r in rows
         if r["negative_false_accepts_per_hour"] <= target_fa_per_hour
-        and r["stream_false_accepts_per_hour"] <= target_fa_per_hour
+        and r["stream_false_accepts_per_hour"] <= stream_fa_per_hour
     ]  # fmt: skip
     return float(min(ok) if ok else max(r["threshold"] for r in rows))
 
@@ -273,6 +290,7 @@ def run_benchmark(
     overrides: list[str] | None = None,
     *,
     target_fa_per_hour: float | None = None,
+    stream_fa_per_hour: float | None = None,
     mine: int = 0,
     mine_threshold: float = MINING_THRESHOLD,
     mine_out: str | Path | None = None,
@@ -284,7 +302,8 @@ def run_benchmark(
     """The benchmark of the module docstring for a run; returns the result dict.
 
     With `target_fa_per_hour`, the threshold is first calibrated on the validation speakers'
-    stream and negatives and written into the run (config.yaml's stream section and the
+    stream and negatives (`calibrate_threshold`, the stream held to `stream_fa_per_hour`) and
+    written into the run (config.yaml's stream section and the
     export manifest), then the test numbers are measured at it. With `mine`, that many hard
     negatives are mined from the training negatives into `mine_out` (default
     `<run>/hard_negatives.npy`; an existing file is replaced only with `force`).
@@ -310,9 +329,12 @@ def run_benchmark(
     backend = load_backend(cfg.backend, model)
     result = {"model": str(model), "backend": backend.kind}
     if target_fa_per_hour is not None:
-        cfg = _calibrate(ref, backend, cfg, root, recipe, target_fa_per_hour,
-                         (minutes, per_command, seed))  # fmt: skip
+        if stream_fa_per_hour is None:
+            stream_fa_per_hour = MLPERF_STREAM_FA_PER_HOUR
+        limits = (target_fa_per_hour, stream_fa_per_hour)
+        cfg = _calibrate(ref, backend, cfg, root, recipe, limits, (minutes, per_command, seed))
         result["calibration"] = {"target_fa_per_hour": target_fa_per_hour,
+                                 "stream_fa_per_hour": stream_fa_per_hour,
                                  "threshold": cfg.detection_threshold}  # fmt: skip
     stream = build_benchmark_stream(root, backend.labels, "testing", minutes, per_command, seed)
     neg_tracks, neg_hours, names = negatives_tracks(backend, cfg, root, "testing")
@@ -331,7 +353,7 @@ def run_benchmark(
     return result
 
 
-def _calibrate(ref, backend, cfg, root, recipe, target, stream_args) -> StreamConfig:
+def _calibrate(ref, backend, cfg, root, recipe, limits, stream_args) -> StreamConfig:
     """Sweep on the validation speakers and negatives; write the threshold into the run."""
     minutes, per_command, seed = stream_args
     stream = build_benchmark_stream(root, backend.labels, "validation", minutes, per_command,
@@ -340,7 +362,7 @@ def _calibrate(ref, backend, cfg, root, recipe, target, stream_args) -> StreamCo
     tracks = {"stream": record(backend, cfg, stream.audio), "negatives": neg_tracks}
     hours = {"stream": stream.duration_s / 3600, "negatives": neg_hours}
     rows = det_rows(tracks, stream.truth, backend.labels, cfg, hours)
-    cfg = replace(cfg, detection_threshold=calibrate_threshold(rows, target))
+    cfg = replace(cfg, detection_threshold=calibrate_threshold(rows, *limits))
     recipe.stream = cfg
     ref.run.save_config(recipe)
     manifest_stream_block(ref.run.export_dir, cfg)

@@ -277,7 +277,9 @@ def render_benchmark(result: dict) -> str:
         c = result["calibration"]
         lines += [
             f"Threshold {c['threshold']:g} calibrated on the validation speakers and "
-            f"negatives for <= {c['target_fa_per_hour']:g} false accepts per hour.",
+            f"negatives for <= {c['target_fa_per_hour']:g} false accepts per hour on the "
+            f"negatives and <= {c.get('stream_fa_per_hour', c['target_fa_per_hour']):g} on the "
+            "stream.",
             "",
         ]
     lines += [

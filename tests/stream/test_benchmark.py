@@ -14,6 +14,7 @@ from kws.errors import UserError
 from kws.stream.backends import load_backend
 from kws.stream.benchmark import (
     MINING_SPACING_MS,
+    calibrate_threshold,
     mine_hard_negatives,
     mlperf_score,
     negative_files,
@@ -81,6 +82,18 @@ def test_negatives_are_split_by_file(tone_run):
              ("validation", "training", "testing")}  # fmt: skip
     assert names == {"validation": ["neg_000.wav"], "training": ["neg_001.wav"],
                      "testing": ["neg_002.wav", "neg_003.wav", "neg_004.wav"]}  # fmt: skip
+
+
+def test_calibration_holds_the_stream_to_mlperfs_gate_not_the_negatives_target():
+    def row(threshold, negatives_per_h, stream_per_h):
+        return {"threshold": threshold, "negative_false_accepts_per_hour": negatives_per_h,
+                "stream_false_accepts_per_hour": stream_per_h}  # fmt: skip
+
+    rows = [row(0.5, 9.0, 60.0), row(0.7, 4.0, 21.0), row(0.9, 2.0, 3.0)]
+    # 21/h on the stream is 7 false accepts in 20 minutes: inside MLPerf's gate of 8
+    assert calibrate_threshold(rows, 5.0) == 0.7
+    assert calibrate_threshold(rows, 5.0, stream_fa_per_hour=5.0) == 0.9
+    assert calibrate_threshold(rows, 1.0) == 0.9  # none qualifies: the highest swept
 
 
 def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
