@@ -332,10 +332,12 @@ def run_benchmark(
         if stream_fa_per_hour is None:
             stream_fa_per_hour = MLPERF_STREAM_FA_PER_HOUR
         limits = (target_fa_per_hour, stream_fa_per_hour)
-        cfg = _calibrate(ref, backend, cfg, root, recipe, limits, (minutes, per_command, seed))
+        cfg, rows = _calibrate(ref, backend, cfg, root, recipe, limits,
+                               (minutes, per_command, seed))  # fmt: skip
         result["calibration"] = {"target_fa_per_hour": target_fa_per_hour,
                                  "stream_fa_per_hour": stream_fa_per_hour,
-                                 "threshold": cfg.detection_threshold}  # fmt: skip
+                                 "threshold": cfg.detection_threshold,
+                                 "validation_sweep": rows}  # fmt: skip
     stream = build_benchmark_stream(root, backend.labels, "testing", minutes, per_command, seed)
     neg_tracks, neg_hours, names = negatives_tracks(backend, cfg, root, "testing")
     tracks = {"stream": record(backend, cfg, stream.audio), "negatives": neg_tracks}
@@ -353,8 +355,9 @@ def run_benchmark(
     return result
 
 
-def _calibrate(ref, backend, cfg, root, recipe, limits, stream_args) -> StreamConfig:
-    """Sweep on the validation speakers and negatives; write the threshold into the run."""
+def _calibrate(ref, backend, cfg, root, recipe, limits, stream_args):
+    """Sweep on the validation speakers and negatives; write the threshold into the run.
+    Returns the calibrated stream config and the validation sweep."""
     minutes, per_command, seed = stream_args
     stream = build_benchmark_stream(root, backend.labels, "validation", minutes, per_command,
                                     seed + 1)  # fmt: skip
@@ -366,4 +369,4 @@ def _calibrate(ref, backend, cfg, root, recipe, limits, stream_args) -> StreamCo
     recipe.stream = cfg
     ref.run.save_config(recipe)
     manifest_stream_block(ref.run.export_dir, cfg)
-    return cfg
+    return cfg, rows

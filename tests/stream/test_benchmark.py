@@ -103,6 +103,7 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     assert op["commands"] == 4 and op["misses"] <= 1
     assert result["hours"]["negatives"] == pytest.approx(60 / 3600)
     threshold = result["calibration"]["threshold"]
+    assert threshold == calibrate_threshold(result["calibration"]["validation_sweep"], 50.0)
     assert load_recipe(tone_run / "config.yaml").stream.detection_threshold == threshold
     assert op["threshold"] == threshold
     mined = np.load(tone_run / "hard_negatives.npy")
