@@ -332,7 +332,7 @@ def run_benchmark(
         if stream_fa_per_hour is None:
             stream_fa_per_hour = MLPERF_STREAM_FA_PER_HOUR
         limits = (target_fa_per_hour, stream_fa_per_hour)
-        cfg, rows = _calibrate(ref, backend, cfg, root, recipe, limits,
+        cfg, rows = _calibrate(ref, backend, cfg, root, limits,
                                (minutes, per_command, seed))  # fmt: skip
         result["calibration"] = {"target_fa_per_hour": target_fa_per_hour,
                                  "stream_fa_per_hour": stream_fa_per_hour,
@@ -355,7 +355,7 @@ def run_benchmark(
     return result
 
 
-def _calibrate(ref, backend, cfg, root, recipe, limits, stream_args):
+def _calibrate(ref, backend, cfg, root, limits, stream_args):
     """Sweep on the validation speakers and negatives; write the threshold into the run.
     Returns the calibrated stream config and the validation sweep."""
     minutes, per_command, seed = stream_args
@@ -366,7 +366,10 @@ def _calibrate(ref, backend, cfg, root, recipe, limits, stream_args):
     hours = {"stream": stream.duration_s / 3600, "negatives": neg_hours}
     rows = det_rows(tracks, stream.truth, backend.labels, cfg, hours)
     cfg = replace(cfg, detection_threshold=calibrate_threshold(rows, *limits))
-    recipe.stream = cfg
-    ref.run.save_config(recipe)
+    # only the stream section (the threshold and the stream settings it was calibrated with)
+    # goes into the run; a one-off override of another stage (data.root=...) must not
+    saved = ref.run.config()
+    saved.stream = cfg
+    ref.run.save_config(saved)
     manifest_stream_block(ref.run.export_dir, cfg)
     return cfg, rows
