@@ -45,7 +45,7 @@ def add(sub) -> None:
         "rooms, microphones and noise, background noise, validation/testing lists. Resumable; "
         "a folder holding something else is refused.",
         epilog="examples:\n  kws data synth --out data/synth --size quick\n"
-        "  kws data synth --out data/synth_medium --size medium --negatives-minutes 100\n"
+        "  kws data synth --out data/synth_medium --size medium --negatives-minutes 300\n"
         "  kws data synth --out data/mywords --words marvin sheila",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -106,7 +106,9 @@ def add_grow(sub) -> None:
         "checkpoints/ (the final model) and plots/. --compare runs the comparison harness: "
         "every method (splitting, uniform DS-CNN of the same size, random split, random new "
         "neurons, grown widths from scratch, network slimming, L1-filter pruning) at several "
-        "budgets for --seeds seeds, and writes comparison.json/.md and accuracy_vs_params.png.",
+        "budgets (growth.compare_budgets, each with its epoch budget from "
+        "growth.compare_total_epochs) for --seeds seeds, every method at a budget training for "
+        "the same epochs, and writes comparison.json/.md and accuracy_vs_params.png.",
         ["kws grow recipes/synth/grow.yaml",
          "kws grow recipes/synth/grow.yaml budget.target=hello-edge-small",
          "kws grow recipes/synth/grow.yaml growth.solver=fast --resume",

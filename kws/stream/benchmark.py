@@ -143,7 +143,7 @@ def negative_files(root: str | Path, split: str) -> list[Path]:
     if not files:
         raise UserError(
             f"'{folder}' holds no keyword-free speech; make it with `kws data synth --out "
-            f"{root} --negatives-minutes 100` (60+ minutes are needed for testing)"
+            f"{root} --negatives-minutes 300` (60+ minutes are needed for testing)"
         )
     pick = {"validation": lambda i: i % 5 == 0, "training": lambda i: i % 5 == 1,
             "testing": lambda i: i % 5 >= 2}[split]  # fmt: skip
