@@ -29,6 +29,7 @@ import copy
 import datetime
 import inspect
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -139,7 +140,33 @@ def teardown(wait: bool = True) -> None:
     if dist.is_available() and dist.is_initialized():
         if wait and dist.get_world_size() > 1:
             dist.barrier()
+            _all_left_barrier()
         dist.destroy_process_group()
+
+
+_TEARDOWNS = 0
+
+
+def _all_left_barrier(poll_s: float = 0.005) -> None:
+    """Return once every rank has returned from the last collective (through the rendezvous
+    store, not gloo): a gloo rank can leave a barrier while a peer still completes its last
+    transfer, and closing the connections then aborts that peer ("terminate called without an
+    active exception", seen under load). Rank 0 hosts the store, so it leaves last: the others
+    acknowledge that they saw everyone arrive before they stop using the store.
+    """
+    global _TEARDOWNS
+    _TEARDOWNS += 1  # every rank tears down as often; a store may outlive a process group
+    store = dist.distributed_c10d._get_default_store()
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    world, key = dist.get_world_size(), f"kws/teardown/{restart}/{_TEARDOWNS}"
+    if store.add(f"{key}/arrived", 1) < world:
+        while store.add(f"{key}/arrived", 0) < world:
+            time.sleep(poll_s)
+    if dist.get_rank() != 0:
+        store.add(f"{key}/seen", 1)
+        return
+    while store.add(f"{key}/seen", 0) < world - 1:
+        time.sleep(poll_s)
 
 
 @contextlib.contextmanager
