@@ -57,8 +57,9 @@ class DataConfig:
     stream_shift_ms: float = option(500.0, minimum=0.0)
     min_keyword_fraction: float = option(0.75, above=0.0, maximum=1.0)
     neighbour_probability: float = option(0.5, minimum=0.0, maximum=1.0)
-    # Mined hard negatives (kws stream-eval --mine): int16 windows (.npy) trained as _unknown_
-    hard_negatives: str = ""
+    # Mined hard negatives (kws stream-eval --mine): int16 windows (.npy) trained as _unknown_;
+    # one file or a list of them (mining rounds: [round1.npy, round2.npy])
+    hard_negatives: str | list[str] = ""
     exclude_speakers: list[str] = field(default_factory=list)  # speaker-id prefixes held out
     cache_dir: str = "data/cache"  # "" = no on-disk audio-bank cache
     max_clips_per_word: int = option(0, minimum=0)  # 0 = all; for quick experiments

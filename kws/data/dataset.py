@@ -384,13 +384,17 @@ def build_data(
 
 
 def add_hard_negatives(audio: np.ndarray, examples: dict, labels: list[str], cfg: RecipeConfig):
-    """Append mined hard-negative windows (`data.hard_negatives`, see `load_hard_negatives`) to
-    the bank as `_unknown_` training examples.
+    """Append mined hard-negative windows (`data.hard_negatives`: one .npy or a list, see
+    `load_hard_negatives`) to the bank as `_unknown_` training examples.
 
     Raises:
         UserError: a missing or malformed file, or a task without an `_unknown_` class.
     """
-    windows = load_hard_negatives(cfg.data.hard_negatives, audio.shape[1], labels)
+    paths = cfg.data.hard_negatives
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    windows = np.concatenate(
+        [load_hard_negatives(path, audio.shape[1], labels) for path in paths if path]
+    )
     first = len(audio)
     train = examples["training"]
     rows = np.concatenate([train.bank_rows, np.arange(first, first + len(windows))])

@@ -128,6 +128,11 @@ def load_hard_negatives(path: str | Path, clip_samples: int, labels: list[str]) 
     Raises:
         UserError: a missing or malformed file, or `labels` without an `_unknown_` class.
     """
+    if not isinstance(path, (str, Path)):
+        raise UserError(
+            f"data.hard_negatives holds {path!r}; give file paths, e.g. "
+            '"data.hard_negatives=[round1.npy,round2.npy]"'
+        )
     path = Path(path)
     if not path.is_file():
         raise UserError(

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from kws.config import copy_config
+from kws.config import copy_config, load_recipe
 from kws.data.dataset import build_data
 from kws.data.stream_aug import shift_by, speech_extents, stream_windows, visible_fraction
 from kws.errors import UserError
@@ -88,6 +88,16 @@ def test_hard_negatives_join_the_unknown_class(tone_recipe, tmp_path):
     before = build_data(tone_recipe, "cpu", progress=False).class_counts("training")
     after = build_data(cfg, "cpu", progress=False).class_counts("training")
     assert after["_unknown_"] == before["_unknown_"] + 7
+    # mining rounds: a list of files, from a recipe override as a user writes it
+    np.save(tmp_path / "round2.npy", windows[:3])
+    rounds = load_recipe(None, [f"data.hard_negatives=[{tmp_path / 'hard.npy'},"
+                                f"{tmp_path / 'round2.npy'}]"])  # fmt: skip
+    cfg.data.hard_negatives = rounds.data.hard_negatives
+    after = build_data(cfg, "cpu", progress=False).class_counts("training")
+    assert after["_unknown_"] == before["_unknown_"] + 7 + 3
+    cfg.data.hard_negatives = [str(tmp_path / "hard.npy"), 5]
+    with pytest.raises(UserError, match="give file paths"):
+        build_data(cfg, "cpu", progress=False)
     np.save(tmp_path / "bad.npy", windows.astype(np.float32))
     cfg.data.hard_negatives = str(tmp_path / "bad.npy")
     with pytest.raises(UserError, match="int16"):
