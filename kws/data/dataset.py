@@ -390,11 +390,7 @@ def add_hard_negatives(audio: np.ndarray, examples: dict, labels: list[str], cfg
     Raises:
         UserError: a missing or malformed file, or a task without an `_unknown_` class.
     """
-    paths = cfg.data.hard_negatives
-    paths = [paths] if isinstance(paths, str) else list(paths)
-    windows = np.concatenate(
-        [load_hard_negatives(path, audio.shape[1], labels) for path in paths if path]
-    )
+    windows = load_hard_negatives(cfg.data.hard_negatives, audio.shape[1], labels)
     first = len(audio)
     train = examples["training"]
     rows = np.concatenate([train.bank_rows, np.arange(first, first + len(windows))])

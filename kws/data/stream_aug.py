@@ -121,13 +121,25 @@ def stream_windows(
     return (out + neighbour).clamp(-1.0, 1.0), labels
 
 
-def load_hard_negatives(path: str | Path, clip_samples: int, labels: list[str]) -> np.ndarray:
+def load_hard_negatives(
+    paths: str | Path | list, clip_samples: int, labels: list[str]
+) -> np.ndarray:
     """Mined hard-negative windows (`kws stream-eval RUN --benchmark --mine N`): int16
-    `(windows, clip_samples)` from an .npy file, to be trained as `_unknown_`.
+    `(windows, clip_samples)` from one .npy file or a list of them (mining rounds, joined in
+    order), to be trained as `_unknown_`.
 
     Raises:
-        UserError: a missing or malformed file, or `labels` without an `_unknown_` class.
+        UserError: a missing or malformed file, an entry that is not a path, or `labels`
+            without an `_unknown_` class.
     """
+    if UNKNOWN_LABEL not in labels:
+        raise UserError("data.hard_negatives needs a task with an _unknown_ class")
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    files = [_hard_negative_file(p, clip_samples) for p in paths if p]
+    return np.concatenate(files) if files else np.zeros((0, clip_samples), np.int16)
+
+
+def _hard_negative_file(path, clip_samples: int) -> np.ndarray:
     if not isinstance(path, (str, Path)):
         raise UserError(
             f"data.hard_negatives holds {path!r}; give file paths, e.g. "
@@ -145,6 +157,4 @@ def load_hard_negatives(path: str | Path, clip_samples: int, labels: list[str]) 
             f"'{path}' holds {windows.dtype} {windows.shape}; expected int16 (windows, "
             f"{clip_samples}) clips of the front end's length"
         )
-    if UNKNOWN_LABEL not in labels:
-        raise UserError("data.hard_negatives needs a task with an _unknown_ class")
     return windows
