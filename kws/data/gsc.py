@@ -18,6 +18,7 @@ from kws.config import GSC12_WORDS
 from kws.errors import UserError
 
 BACKGROUND_DIR = "_background_noise_"
+NEGATIVES_DIR = "_negatives_"  # keyword-free long speech (`kws data synth --negatives-minutes`)
 LAYOUT_ARCHIVE = "gsc-archive"
 LAYOUT_TEST_SET = "gsc-official-test-set"
 LAYOUT_FOLDERS = "folders"

@@ -9,9 +9,9 @@ per hour on hours of keyword-free audio (REFERENCE.md, "Streaming wake-word benc
     words, in random order with random gaps, over the set's background noise at SNRs that
     cycle through `SNRS_DB` every 2 minutes;
 (b) the keyword-free speech of `<data.root>/_negatives_/` (`kws data synth
-    --negatives-minutes N`): file i belongs to validation when i % 5 == 0, to training (hard
-    negative mining) when i % 5 == 1, else to testing, so the false accepts per hour are
-    measured on audio neither calibration nor mining saw;
+    --negatives-minutes N`), split by file into calibration, mining and test audio
+    (`kws.stream.negatives`), so the false accepts per hour are measured on audio neither
+    calibration nor mining saw;
 (c) scoring with MLPerf Tiny's rules (`mlperf_score`): a firing inside a command's window (the
     clip plus `tolerance_ms`) counts once if its label is right; every other firing (a repeat,
     a wrong label, an unknown word, no word) is a false accept; a command without a right
@@ -25,7 +25,6 @@ gate (8 in 20 minutes) on the keyword-dense stream.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -36,20 +35,23 @@ from kws.config import StreamConfig
 from kws.data.audio import load_audio
 from kws.data.gsc import index_clips
 from kws.errors import UserError
-from kws.io import atomic_write_bytes, atomic_write_json
+from kws.io import atomic_write_json
 from kws.run import resolve_run
 from kws.stream.backends import Backend, load_backend
 from kws.stream.demo import stream_config_for
 from kws.stream.detector import StreamingDetector, Track, record_track
+from kws.stream.negatives import (
+    MINING_THRESHOLD,
+    mine_hard_negatives,
+    mining_sources,
+    negative_files,
+)
 from kws.stream.recognize import is_keyword
 from kws.stream.testset import UNKNOWN, EvalStream, background_noise
 
-NEGATIVES_DIR = "_negatives_"
 SNRS_DB = (20.0, 10.0, 5.0)
 SEGMENT_S = 120.0  # the SNR changes every 2 minutes
 RATE_HZ = 16000
-MINING_THRESHOLD = 0.5
-MINING_SPACING_MS = 250.0  # a quarter of a window: neighbours overlap by 75% at most
 SWEEP = [round(float(t), 3) for t in np.arange(0.30, 0.99, 0.025)]
 
 
@@ -130,27 +132,6 @@ def _noise_at_snrs(root: Path, speech: np.ndarray, truth, rng) -> np.ndarray:
         target = level / 10 ** (SNRS_DB[k % len(SNRS_DB)] / 20)
         piece *= target / (np.sqrt(np.mean(piece**2)) + 1e-12)
     return noise
-
-
-def negative_files(root: str | Path, split: str) -> list[Path]:
-    """The keyword-free speech files of one split (see the module docstring).
-
-    Raises:
-        UserError: when the set has no negatives or none fall in the split.
-    """
-    folder = Path(root) / NEGATIVES_DIR
-    files = sorted(folder.glob("neg_*.wav"))
-    if not files:
-        raise UserError(
-            f"'{folder}' holds no keyword-free speech; make it with `kws data synth --out "
-            f"{root} --negatives-minutes 300` (60+ minutes are needed for testing)"
-        )
-    pick = {"validation": lambda i: i % 5 == 0, "training": lambda i: i % 5 == 1,
-            "testing": lambda i: i % 5 >= 2}[split]  # fmt: skip
-    chosen = [f for f in files if pick(int(f.stem.split("_")[-1]))]
-    if not chosen:
-        raise UserError(f"no {split} negatives under '{folder}' (needs at least 5 files)")
-    return chosen
 
 
 def record(backend: Backend, cfg: StreamConfig, audio: np.ndarray) -> Track:
@@ -247,44 +228,6 @@ def manifest_stream_block(export_dir: Path, cfg: StreamConfig) -> None:
         atomic_write_json(path, data)
 
 
-def window_before(audio: np.ndarray, time_ms: float, clip: int) -> np.ndarray | None:
-    """The `clip` samples of `audio (samples,)` that end at `time_ms`, or None when the audio is
-    shorter than one window. The end is clamped to the audio's: events of the flushed tail are
-    stamped up to one hop past the last sample."""
-    end = min(int(time_ms * RATE_HZ / 1000), len(audio))
-    return audio[end - clip : end] if end >= clip else None
-
-
-def mine_hard_negatives(
-    backend, cfg: StreamConfig, root, count: int, out: Path, threshold: float = MINING_THRESHOLD
-) -> int:
-    """Windows of the training-split negatives that look like a keyword to the model: every model
-    window whose top keyword posterior (one inference, before averaging) reaches `threshold`, at
-    least `MINING_SPACING_MS` apart, highest score first: int16 `(count, samples)` saved to
-    `out`. Per-inference scores find far more near-misses than detector events do (one event
-    per word at most), which is what retraining on them needs."""
-    clip = backend.feature_cfg.clip_samples
-    keywords = [i for i, label in enumerate(backend.labels) if is_keyword(label)]
-    found = []
-    for path in negative_files(root, "training"):
-        audio = load_audio(path, RATE_HZ)
-        track = record(backend, cfg, audio)
-        scores = track.posteriors[:, keywords].max(axis=1) if len(track.times_ms) else []
-        last_ms = -np.inf
-        for time_ms, score in zip(track.times_ms, scores, strict=True):
-            window = window_before(audio, time_ms, clip)
-            if score >= threshold and time_ms - last_ms >= MINING_SPACING_MS and window is not None:
-                found.append((float(score), window))
-                last_ms = time_ms
-    found.sort(key=lambda item: -item[0])
-    windows = np.stack([w for _, w in found[:count]]) if found else np.zeros((0, clip))
-    pcm = np.clip(np.round(windows * 32768), -32768, 32767).astype(np.int16)
-    buffer = io.BytesIO()
-    np.save(buffer, pcm)
-    atomic_write_bytes(out, buffer.getvalue())
-    return len(pcm)
-
-
 def run_benchmark(
     model: str | Path,
     overrides: list[str] | None = None,
@@ -294,6 +237,7 @@ def run_benchmark(
     mine: int = 0,
     mine_threshold: float = MINING_THRESHOLD,
     mine_out: str | Path | None = None,
+    mine_from: list[str | Path] | None = None,
     force: bool = False,
     minutes: float = 20.0,
     per_command: int = 15,
@@ -305,15 +249,19 @@ def run_benchmark(
     stream and negatives (`calibrate_threshold`, the stream held to `stream_fa_per_hour`) and
     written into the run (config.yaml's stream section and the
     export manifest), then the test numbers are measured at it. With `mine`, that many hard
-    negatives are mined from the training negatives into `mine_out` (default
-    `<run>/hard_negatives.npy`; an existing file is replaced only with `force`).
+    negatives are mined from the training negatives (or the audio files and folders
+    `mine_from`) into `mine_out` (default `<run>/hard_negatives.npy`; an existing file is
+    replaced only with `force`).
 
     Raises:
         UserError: missing negatives or too few clips, a bad override, a mining threshold
-            outside 0..1, a mining output that exists (without `force`).
+            outside 0..1, `mine_from` without `mine` or holding the benchmark's own
+            negatives (`mining_sources`), a mining output that exists (without `force`).
     """
     if not 0.0 <= mine_threshold <= 1.0:
         raise UserError(f"--mine-threshold {mine_threshold:g} is not a probability; give 0..1")
+    if mine_from and not mine:
+        raise UserError("--mine-from names the audio to mine; add --mine N (windows to keep)")
     ref = resolve_run(model)
     cfg = stream_config_for(model, overrides)
     recipe = ref.run.config(overrides) if ref.run.config_path.is_file() else None
@@ -321,6 +269,7 @@ def run_benchmark(
         raise UserError(f"'{model}' is not in a run folder; the benchmark needs its data.root")
     root = Path(recipe.data.root)
     mine_path = Path(mine_out) if mine_out else ref.run.root / "hard_negatives.npy"
+    sources = mining_sources(root, mine_from) if mine else []  # refused before the long work
     if mine and mine_path.exists() and not force:
         raise UserError(
             f"'{mine_path}' exists (models may train on it); --mine-out PATH writes the new "
@@ -350,8 +299,9 @@ def run_benchmark(
         operating=next(r for r in rows if r["threshold"] == cfg.detection_threshold),
     )  # fmt: skip
     if mine:
-        result["mined"] = {"path": str(mine_path), "windows": mine_hard_negatives(
-            backend, cfg, root, mine, mine_path, mine_threshold)}  # fmt: skip
+        result["mined"] = {"path": str(mine_path), "sources": [str(f) for f in sources],
+                           "windows": mine_hard_negatives(backend, cfg, sources, mine, mine_path,
+                                                          mine_threshold)}  # fmt: skip
     return result
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import fftconvolve
 
+from kws.data.gsc import NEGATIVES_DIR
 from kws.data.synth.acoustics import SAMPLE_RATE_HZ, impulse_response, microphone, noise
 from kws.data.synth.build import MANIFEST, select_engines
 from kws.data.synth.chain import resample, to_int16, trim_silence
@@ -38,7 +39,6 @@ from kws.data.synth.words import COMMAND_WORDS, GSC_OTHER_WORDS
 from kws.errors import UserError
 from kws.io import atomic_write_json
 
-NEGATIVES_DIR = "_negatives_"
 FILE_SECONDS = 300.0  # a few minutes per file: resumable in small steps, easy to stream
 VOCABULARY_WORDS = 5000  # sentence words: the most frequent ones that are keyword-free
 SPEAKERS_PER_FILE = 6

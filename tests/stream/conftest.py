@@ -1,0 +1,45 @@
+"""Fixtures of the streaming tests: a tone model's run on a GSC-layout tone set."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kws.config import save_yaml
+from tests.stream.tones import RATE_HZ, noise, trained_tone_model, word
+
+
+def tone_set(root, per_word=60, seed=0):
+    """A GSC-layout tone set the tone model knows, with keyword-free negatives."""
+    rng = np.random.default_rng(seed)
+    for label, folder in (("yes", "yes"), ("no", "no"), ("_unknown_", "other")):
+        (root / folder).mkdir(parents=True)
+        for i in range(per_word):
+            clip = noise(RATE_HZ, rng)
+            start = rng.integers(0, RATE_HZ // 2)
+            clip[start : start + RATE_HZ // 2] += word(label, rng)
+            sf.write(root / folder / f"{rng.integers(2**32):08x}_nohash_{i % 2}.wav", clip,
+                     RATE_HZ, subtype="PCM_16")  # fmt: skip
+    (root / "_background_noise_").mkdir()
+    sf.write(root / "_background_noise_" / "white.wav", noise(RATE_HZ * 5, rng, 0.3), RATE_HZ)
+    (root / "_negatives_").mkdir()
+    for i in range(5):  # unknown-word tones only: nothing a keyword detector may fire on
+        audio = noise(RATE_HZ * 20, rng)
+        for k in range(8):
+            start = RATE_HZ * (1 + 2 * k)
+            audio[start : start + RATE_HZ // 2] += word("_unknown_", rng)
+        sf.write(root / "_negatives_" / f"neg_{i:03d}.wav", audio, RATE_HZ, subtype="PCM_16")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tone_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    root = tone_set(tmp / "data")
+    ckpt = trained_tone_model()
+    cfg = ckpt.config
+    cfg.data.root, cfg.data.task, cfg.data.words = str(root), "custom", ["yes", "no"]
+    ckpt.config = cfg
+    run = tmp / "run"
+    ckpt.save(run / "checkpoints" / "best.pt")
+    save_yaml(cfg, run / "config.yaml")
+    return run
