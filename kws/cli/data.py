@@ -67,7 +67,9 @@ def add(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=int, default=0, help="parallel workers (0 = all cores)")
     s.add_argument("--noise-seconds", type=float, default=None, help="default: the size's (60)")
-    s.add_argument("--engines", nargs="+", default=None, help="espeak-ng, flite, festival, kokoro")
+    s.add_argument("--engines", nargs="+", default=None,
+                   help="espeak-ng, flite, festival, kokoro, piper (default: all found but "
+                   "piper, a single US voice that joins only when named)")  # fmt: skip
     s.add_argument(
         "--no-negatives",
         action="store_true",

@@ -1,10 +1,11 @@
 """TTS-synthesized stand-in for Google Speech Commands (`kws data synth`).
 
-Offline engines (espeak-ng, flite, festival, and Kokoro-82M neural voices with the `tts` extra)
-say every word with many synthetic speakers; a simulated room, microphone and noise give each
-speaker its own acoustics; the result has GSC's exact layout, hash split lists and
-background-noise folder, so the whole toolkit runs on it unchanged. `--negatives-minutes` adds
-long keyword-free speech for false-accept measurement.
+Offline engines (espeak-ng, flite, festival, and with the `tts` extra Kokoro-82M's neural
+voices and, when named, Piper's US voice) say every word with many synthetic speakers; a
+simulated room, microphone and noise give each speaker its own acoustics; the result has
+GSC's exact layout, hash split lists and background-noise folder, so the whole toolkit runs
+on it unchanged. `--negatives-minutes` adds long keyword-free speech for false-accept
+measurement.
 """
 
 from kws.data.synth.build import SynthReport, available_engines, synthesize

@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kws.data.gsc import BACKGROUND_DIR
-from kws.data.synth.engines import INSTALL_HINT, EngineInfo, canonical_engine, discover
+from kws.data.synth import piper
+from kws.data.synth.engines import (
+    INSTALL_HINT,
+    OPT_IN_ENGINES,
+    EngineInfo,
+    canonical_engine,
+    discover,
+)
 from kws.data.synth.jobs import (
     check_words,
     is_valid_clip,
@@ -85,13 +92,15 @@ def available_engines() -> dict[str, list[str]]:
 
 
 def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
-    """The engines to use; kokoro asked for without the `tts` extra names `kws[tts]`.
+    """The engines to use: those named, or every engine found but the opt-in ones (piper);
+    kokoro or piper asked for without the `tts` extra names `kws[tts]`.
 
     Raises:
         UserError: no engine found, or a named engine missing (names the package to install).
     """
     found = discover()
     if requested is None:
+        found = {name: info for name, info in found.items() if name not in OPT_IN_ENGINES}
         if not found:
             raise UserError(f"no TTS engine found (espeak-ng, flite, festival); {INSTALL_HINT}")
         if "kokoro" not in found:
@@ -100,6 +109,8 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
     names = sorted({canonical_engine(name) for name in requested})
     if "kokoro" in names and "kokoro" not in found:
         require_kokoro()  # raises naming the extra when a package is missing
+    if "piper" in names and "piper" not in found:
+        piper.require_piper()
     missing = [name for name in names if name not in found]
     if missing:
         raise UserError(

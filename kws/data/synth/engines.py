@@ -1,9 +1,11 @@
-"""Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite, festival, kokoro.
+"""Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite, festival, kokoro, piper.
 
 The Debian engines are driven through `subprocess` with argument lists (never a shell string),
 write a WAV into a private temporary folder, and are read back with soundfile. Discovery asks the
 engines themselves which voices they have, so the report names exactly what this machine can
-speak. Kokoro-82M (neural, `kws.data.synth.kokoro`) is found when the `tts` extra is installed.
+speak. Kokoro-82M (neural, `kws.data.synth.kokoro`) and Piper's US voice (neural,
+`kws.data.synth.piper`) are found when the `tts` extra is installed; Piper is opt-in
+(`OPT_IN_ENGINES`): it joins a set only when named, so the default sets stay as they were.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from kws.data.synth import piper
 from kws.data.synth.kokoro import ACCENTS, missing, version, voices
 from kws.errors import UserError
 
-ENGINES = ("espeak", "flite", "festival", "kokoro")
+ENGINES = ("espeak", "flite", "festival", "kokoro", "piper")
+OPT_IN_ENGINES = ("piper",)  # used only when named (`--engines ... piper`)
 ENGINE_ALIASES = {"espeak-ng": "espeak"}
 INSTALL_HINT = (
     "install them with `sudo apt-get install espeak-ng flite festival festvox-kallpc16k "
@@ -127,9 +131,18 @@ def _kokoro_info() -> EngineInfo | None:
     return EngineInfo("kokoro", ACCENTS, tuple(sorted(voices())), version())
 
 
+def _piper_info() -> EngineInfo | None:
+    """Piper's one US voice when the `tts` extra is installed (espeak-ng gives it phonemes)."""
+    if piper.missing() or shutil.which("espeak-ng") is None:
+        return None
+    return EngineInfo("piper", (piper.VOICE,), (), piper.version())
+
+
 def _version(engine: str) -> str:
     if engine == "kokoro":
         return version()
+    if engine == "piper":
+        return piper.version()
     program = {"espeak": "espeak-ng"}.get(engine, engine)
     try:  # flite prints its version and exits 1, so the exit status is ignored here
         done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
@@ -144,7 +157,7 @@ def _version(engine: str) -> str:
 def discover() -> dict[str, EngineInfo]:
     """Engines on this machine that have at least one voice, keyed by canonical name."""
     found = {}
-    for probe in (_espeak_info, _flite_info, _festival_info, _kokoro_info):
+    for probe in (_espeak_info, _flite_info, _festival_info, _kokoro_info, _piper_info):
         try:
             info = probe()
         except SynthesisError:

@@ -27,8 +27,9 @@ from kws.errors import UserError
 # Split of each engine's k-th speaker (k mod 10) at GSC's default 10% / 10%: a small set still
 # has every engine in every split, and a large one gets exactly 80/10/10 of the speakers.
 SPLIT_PATTERN = ("training", "validation", "testing") + ("training",) * 7
-# Share of speakers per Debian engine; kokoro's share is set per size (it costs ~10x per clip).
-BASE_ENGINE_WEIGHTS = {"espeak": 0.4, "flite": 0.3, "festival": 0.3}
+# Share of speakers per engine; kokoro's share is set per size (it costs ~10x per clip). Piper
+# has one voice (its speakers differ in rate, prosody noise and acoustics only): a small share.
+BASE_ENGINE_WEIGHTS = {"espeak": 0.4, "flite": 0.3, "festival": 0.3, "piper": 0.15}
 DEFAULT_KOKORO_SHARE = 0.1
 
 

@@ -9,6 +9,7 @@ from kws.data.synth.acoustics import __doc__ as ACOUSTICS_DOC
 from kws.data.synth.chain import __doc__ as CHAIN_DOC
 from kws.data.synth.kokoro import LICENSE as KOKORO_LICENSE
 from kws.data.synth.noise import NOISE_TYPES
+from kws.data.synth.piper import LICENSE as PIPER_LICENSE
 from kws.data.synth.plan import Plan
 from kws.data.synth.speakers import Speaker
 from kws.io import atomic_write_text
@@ -18,6 +19,7 @@ LICENSES = {
     "flite": "flite and its voices: BSD-style (CMU)",
     "festival": "festival and festvox voices: BSD-style / free (Edinburgh, CMU)",
     "kokoro": KOKORO_LICENSE,
+    "piper": PIPER_LICENSE,
 }
 
 

@@ -5,7 +5,8 @@ hashes the part of a file name before `_nohash_`, keeps each synthetic speaker i
 `exclude_speakers: [flite]` style filters can hold a whole engine out. The split still comes
 from the hash rule alone; a salt in the hashed parameters puts each speaker in the split its
 plan chose (`kws.data.synth.plan.split_schedule`). A Kokoro speaker is a random blend of the
-shipped style vectors plus a little noise on the style vector (`kws.data.synth.kokoro`).
+shipped style vectors plus a little noise on the style vector (`kws.data.synth.kokoro`); a
+Piper speaker is its one voice at its own rate and prosody noise (`kws.data.synth.piper`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kws.data.gsc import which_set
+from kws.data.synth import piper
 from kws.data.synth.acoustics import NOISE_KINDS, Microphone, Room, draw_microphone, draw_room
 from kws.data.synth.engines import EngineInfo, SynthesisError, espeak, festival_batch, flite
 from kws.data.synth.kokoro import SAMPLE_RATE_HZ as KOKORO_RATE_HZ
@@ -34,9 +36,9 @@ class Speaker:
     voice: str  # engine voice; kokoro: the espeak-ng accent its phonemes come from
     variant: str  # espeak-ng variant ("" for none / other engines)
     pitch: float  # espeak: -p 0..99; flite: factor on the voice's F0; others: unused (1.0)
-    speed: float  # espeak: words per minute; flite/festival: duration stretch; kokoro: speed
+    speed: float  # espeak: words per minute; flite/festival/piper: duration stretch; kokoro: speed
     warp: float  # resampling factor: >1 raises pitch and formants and shortens (vocal tract)
-    intonation: float  # flite: factor on the F0 spread
+    intonation: float  # flite: factor on the F0 spread; piper: noise_w (duration variation)
     room: Room
     mic: Microphone
     level_dbfs: float  # peak level of the recording
@@ -44,7 +46,8 @@ class Speaker:
     snr_db: float  # mean signal-to-noise ratio of its clips (each clip +-5 dB)
     noise_dbfs: float  # self-noise floor of the microphone (RMS)
     blend: tuple[tuple[str, float], ...] = ()  # kokoro: style vectors and their weights
-    style_noise: float = 0.0  # kokoro: noise on the style vector (fraction of voice spread)
+    style_noise: float = 0.0  # kokoro: noise on the style vector (fraction of voice spread);
+    # piper: noise_scale (prosody variation)
     salt: int = 0  # only changes the id: picks which split GSC's hash rule puts the speaker in
 
     @property
@@ -87,6 +90,9 @@ def _engine_params(info: EngineInfo, rng: np.random.Generator) -> dict:
     if info.name == "kokoro":
         return {"speed": float(rng.uniform(0.85, 1.2)), "blend": _blend(rng, info.variants),
                 "style_noise": round(float(rng.uniform(0.05, 0.25)), 3)}  # fmt: skip
+    if info.name == "piper":  # around Piper's defaults (noise_scale 0.667, noise_w 0.8)
+        return {"speed": float(rng.uniform(0.8, 1.3)), "intonation": float(rng.uniform(0.4, 1.1)),
+                "style_noise": round(float(rng.uniform(0.4, 0.9)), 3)}  # fmt: skip
     return {"speed": float(rng.uniform(0.8, 1.3))}
 
 
@@ -150,16 +156,26 @@ def _kokoro_style(blend: tuple[tuple[str, float], ...], noise: float, seed: int)
     return style_table(blend, noise, seed)
 
 
-def _speak_kokoro(speaker: Speaker, texts: list[str]) -> list:
+def _speak_neural(speaker: Speaker, texts: list[str]) -> list:
+    """Kokoro or Piper: espeak-ng phonemes for every text in one call, then the model per text.
+    Piper's noises are seeded by (speaker, text), so a clip is the same in every run."""
+    accent = piper.ACCENT if speaker.engine == "piper" else speaker.voice
     try:
-        phonemes = phonemize(texts, speaker.voice)
+        phonemes = phonemize(texts, accent)
     except (OSError, subprocess.SubprocessError) as exc:
         return [SynthesisError(f"espeak-ng phonemizer failed: {exc}")] * len(texts)
-    style = _kokoro_style(speaker.blend, speaker.style_noise, speaker.seed)
+    if speaker.engine == "kokoro":
+        style = _kokoro_style(speaker.blend, speaker.style_noise, speaker.seed)
     results: list = []
-    for ipa in phonemes:
+    for text, ipa in zip(texts, phonemes, strict=True):
         try:
-            results.append((kokoro_synthesize(ipa, style, speaker.speed), KOKORO_RATE_HZ))
+            if speaker.engine == "kokoro":
+                results.append((kokoro_synthesize(ipa, style, speaker.speed), KOKORO_RATE_HZ))
+            else:
+                seed = int(seed_sequence("piper", speaker.seed, text).generate_state(1)[0])
+                audio = piper.synthesize(ipa + ".", speaker.speed, speaker.style_noise,
+                                         speaker.intonation, seed)  # fmt: skip
+                results.append((audio, piper.sample_rate_hz()))
         except ValueError as exc:
             results.append(SynthesisError(str(exc)))
     return results
@@ -169,11 +185,11 @@ def speak(speaker: Speaker, texts: list[str], tmp: Path) -> list:
     """Raw TTS for each text: `(audio (samples,) float32, rate_hz)` or a `SynthesisError`.
 
     espeak-ng and flite start in ~20 ms, so they run once per text; festival takes ~0.4 s to
-    start, so one festival process says all of a speaker's texts; kokoro phonemizes all texts
-    in one espeak-ng call and runs its model (loaded once per process) per text.
+    start, so one festival process says all of a speaker's texts; kokoro and piper phonemize
+    all texts in one espeak-ng call and run their model (loaded once per process) per text.
     """
-    if speaker.engine == "kokoro":
-        return _speak_kokoro(speaker, texts)
+    if speaker.engine in ("kokoro", "piper"):
+        return _speak_neural(speaker, texts)
     if speaker.engine == "festival":
         try:
             return festival_batch(texts, speaker.voice, speaker.speed, tmp)
