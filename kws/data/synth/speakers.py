@@ -166,16 +166,21 @@ def _speak_neural(speaker: Speaker, texts: list[str]) -> list:
         return [SynthesisError(f"espeak-ng phonemizer failed: {exc}")] * len(texts)
     if speaker.engine == "kokoro":
         style = _kokoro_style(speaker.blend, speaker.style_noise, speaker.seed)
+
+        def say(ipa: str, _text: str):
+            return kokoro_synthesize(ipa, style, speaker.speed), KOKORO_RATE_HZ
+    else:
+
+        def say(ipa: str, text: str):
+            seed = int(seed_sequence("piper", speaker.seed, text).generate_state(1)[0])
+            audio = piper.synthesize(ipa + ".", speaker.speed, speaker.style_noise,
+                                     speaker.intonation, seed)  # fmt: skip
+            return audio, piper.sample_rate_hz()
+
     results: list = []
     for text, ipa in zip(texts, phonemes, strict=True):
         try:
-            if speaker.engine == "kokoro":
-                results.append((kokoro_synthesize(ipa, style, speaker.speed), KOKORO_RATE_HZ))
-            else:
-                seed = int(seed_sequence("piper", speaker.seed, text).generate_state(1)[0])
-                audio = piper.synthesize(ipa + ".", speaker.speed, speaker.style_noise,
-                                         speaker.intonation, seed)  # fmt: skip
-                results.append((audio, piper.sample_rate_hz()))
+            results.append(say(ipa, text))
         except ValueError as exc:
             results.append(SynthesisError(str(exc)))
     return results
