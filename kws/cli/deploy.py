@@ -66,10 +66,10 @@ def add_export(sub) -> None:
     p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
                    help="allowed int8 drop (export.max_int8_drop_points)")  # fmt: skip
     p.add_argument("--out", default=None, help="output folder (default: <run>/export)")
-    p.add_argument("--mine-from", nargs="+", default=None, metavar="PATH",
-                   help="with --mine: mine these audio files or folders of WAVs (keyword-free "
+    p.add_argument("--mine-from", action="append", default=None, metavar="PATH",
+                   help="with --mine: mine this audio file or folder of WAVs (keyword-free "
                    "audio of your own, e.g. hours recorded where the device listens) instead "
-                   "of the set's training negatives")  # fmt: skip
+                   "of the set's training negatives; repeat for more")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace an existing export")
     p.set_defaults(run=run_export)
 
@@ -180,10 +180,10 @@ def add_stream_eval(sub) -> None:
     p.add_argument("--mine-out", default=None, metavar="PATH",
                    help="with --mine: write the windows here instead of "
                    "<run>/hard_negatives.npy")  # fmt: skip
-    p.add_argument("--mine-from", nargs="+", default=None, metavar="PATH",
-                   help="with --mine: mine these audio files or folders of WAVs (keyword-free "
+    p.add_argument("--mine-from", action="append", default=None, metavar="PATH",
+                   help="with --mine: mine this audio file or folder of WAVs (keyword-free "
                    "audio of your own, e.g. hours recorded where the device listens) instead "
-                   "of the set's training negatives")  # fmt: skip
+                   "of the set's training negatives; repeat for more")  # fmt: skip
     p.add_argument("--force", action="store_true",
                    help="with --mine: replace an existing hard-negatives file")  # fmt: skip
     p.set_defaults(run=run_stream_eval)

@@ -66,7 +66,7 @@ def test_mined_windows_are_whole_even_past_the_end():
     assert window_before(audio[:8_000], 500.0, 16_000) is None
 
 
-def test_mining_reads_the_users_audio_but_never_the_benchmarks_own(tone_run, tmp_path):
+def test_mining_reads_the_users_audio_but_never_the_benchmarks_own(tone_run, tmp_path, capsys):
     root = load_recipe(tone_run / "config.yaml").data.root
     assert mining_sources(root) == negative_files(root, "training")
     # a folder of the user's recordings, searched recursively, in sorted order
@@ -98,8 +98,11 @@ def test_mining_reads_the_users_audio_but_never_the_benchmarks_own(tone_run, tmp
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no .wav"):
         mining_sources(root, [tmp_path / "empty"])
-    # refused before the long benchmark runs, and only with --mine
-    assert main(["stream-eval", str(tone_run), "--benchmark", "--mine-from", str(test_file),
-                 "stream.backend=torch"]) == 2  # fmt: skip
+    # refused before the long benchmark runs, and only with --mine; overrides after the flag
+    # stay overrides (a list-taking flag once swallowed them as paths)
+    args = ["stream-eval", str(tone_run), "--benchmark", "--mine", "5", "--mine-from", str(mine),
+            "--mine-from", str(test_file), "stream.backend=torch"]  # fmt: skip
+    assert main(args) == 2
+    assert "testing negatives" in capsys.readouterr().err
     with pytest.raises(UserError, match="add --mine N"):
         run_benchmark(tone_run, ["stream.backend=torch"], mine_from=[str(mine)])

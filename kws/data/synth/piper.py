@@ -44,7 +44,7 @@ _BOS, _EOS, _PAD = "^", "$", "_"
 # frames per second of audio at 22,050 Hz and hop 256: 2,048 frames hold 23 s.
 _NOISES = {"/dp/RandomNormalLike": ("noise_durations", 2, 2048),
            "/RandomNormalLike": ("noise_prior", 192, 4096)}  # fmt: skip
-_MAX_IDS = 401  # 200 phonemes: at <= 20 frames each, well inside both noises
+_MAX_PHONEMES = 200  # per model call: at <= 20 frames each, well inside both noises
 
 
 def missing() -> list[str]:
@@ -139,23 +139,39 @@ def _session():
 
 
 def synthesize(ipa: str, length_scale: float, noise_scale: float, noise_w: float, seed: int):
-    """Audio `(samples,)` float32 at `sample_rate_hz()` for an IPA string.
+    """Audio `(samples,)` float32 at `sample_rate_hz()` for an IPA string of any length.
 
     `length_scale` > 1 speaks slower; `noise_scale` (prosody, Piper's default 0.667) and
-    `noise_w` (durations, default 0.8) scale the two noises, drawn from `seed`.
+    `noise_w` (durations, default 0.8) scale the two noises, drawn from `seed`. A string of
+    more than `_MAX_PHONEMES` code points is said in pieces cut at word boundaries (as Piper
+    says one sentence at a time), each with the next noise of the same seed.
 
     Raises:
         ValueError: an IPA string with no known phoneme.
     """
-    ids = phoneme_ids(ipa)
-    if len(ids) > _MAX_IDS:
-        raise ValueError(f"{len(ids) // 2} phonemes are too many for one Piper call (<= 200)")
     rng = np.random.default_rng(seed)
-    feed = {
-        "input": np.array([ids], dtype=np.int64),
-        "input_lengths": np.array([len(ids)], dtype=np.int64),
-        "scales": np.array([noise_scale, length_scale, noise_w], dtype=np.float32),
-    }
-    for input_name, channels, length in _NOISES.values():
-        feed[input_name] = rng.standard_normal((1, channels, length), dtype=np.float32)
-    return np.asarray(_session().run(None, feed)[0], dtype=np.float32).ravel()
+    scales = np.array([noise_scale, length_scale, noise_w], dtype=np.float32)
+    pieces = []
+    for chunk in _chunks(ipa):
+        ids = phoneme_ids(chunk)
+        feed = {"input": np.array([ids], dtype=np.int64), "scales": scales,
+                "input_lengths": np.array([len(ids)], dtype=np.int64)}  # fmt: skip
+        for input_name, channels, length in _NOISES.values():
+            feed[input_name] = rng.standard_normal((1, channels, length), dtype=np.float32)
+        pieces.append(np.asarray(_session().run(None, feed)[0], dtype=np.float32).ravel())
+    return np.concatenate(pieces)
+
+
+def _chunks(ipa: str) -> list[str]:
+    """`ipa` cut at spaces into pieces of at most `_MAX_PHONEMES` code points (a longer word is
+    cut where it must)."""
+    words = unicodedata.normalize("NFD", ipa).split()
+    pieces = [w[i : i + _MAX_PHONEMES] for w in words for i in range(0, len(w), _MAX_PHONEMES)]
+    chunks, current = [], ""
+    for piece in pieces:
+        if current and len(current) + 1 + len(piece) > _MAX_PHONEMES:
+            chunks.append(current)
+            current = piece
+        else:
+            current = f"{current} {piece}" if current else piece
+    return [*chunks, current] if current else [ipa]

@@ -75,6 +75,18 @@ def test_seeded_noise_is_the_shipped_model_and_reproducible():
 
 
 @needs_piper
+def test_long_text_is_said_in_pieces_at_word_boundaries():
+    # babble noise reads a paragraph: far more phonemes than one model call takes
+    words = ["ðə", "mˈiːtɪŋ", "hɐz", "bˌɪn", "mˈuːvd", "tə", "θˈɜːzdeɪ", "mˈɔːɹnɪŋ"] * 12
+    pieces = piper._chunks(" ".join(words))
+    assert len(pieces) > 1 and all(len(p) <= piper._MAX_PHONEMES for p in pieces)
+    assert " ".join(pieces) == " ".join(words)  # cut only at spaces
+    assert piper._chunks("a" * 450) == ["a" * 200, "a" * 200, "a" * 50]
+    audio = piper.synthesize(" ".join(words) + ".", 1.0, 0.667, 0.8, seed=3)
+    assert len(audio) / piper.sample_rate_hz() > 20  # 96 words, all said
+
+
+@needs_piper
 def test_speakers_are_deterministic_and_distinct(tmp_path):
     first, again, other = (make_speaker(INFO, piper.VOICE, seed, 2) for seed in (7, 7, 8))
     assert first == again and first.id.startswith("piper-") and first.id != other.id
