@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from kws.errors import UserError
+
 
 def add(sub) -> None:
     """Register `kws data download` and `kws data synth`."""
@@ -81,6 +83,14 @@ def add(sub) -> None:
         default=0.0,
         help="also write this much keyword-free speech to <out>/_negatives_/",
     )
+    s.add_argument(
+        "--negatives-only",
+        action="store_true",
+        help="with --negatives-minutes: write only the keyword-free speech (more audio to mine "
+        "hard negatives from: kws stream-eval RUN --benchmark --mine N --mine-from "
+        "<out>/_negatives_); the words never spoken are --words, else <out>'s set's, else "
+        "GSC's 35",
+    )
     s.set_defaults(run=run_synth)
 
 
@@ -100,9 +110,15 @@ def run_download(args) -> int:
 
 def run_synth(args) -> int:
     """`kws data synth` with parsed arguments; returns the exit status."""
-    from kws.data.synth import synthesize, synthesize_negatives
+    from kws.data.synth import synthesize
 
     common = {"seed": args.seed, "workers": args.workers, "engines": args.engines}
+    if args.negatives_only:
+        if args.negatives_minutes <= 0:
+            raise UserError(
+                "--negatives-only writes only keyword-free speech; add --negatives-minutes N"
+            )
+        return _negatives(args, common, keywords=args.words)
     report = synthesize(
         Path(args.out),
         words=args.words,
@@ -117,9 +133,18 @@ def run_synth(args) -> int:
         f"in {report.seconds:.0f} s"
     )
     if args.negatives_minutes > 0:
-        negatives = synthesize_negatives(Path(args.out), args.negatives_minutes, **common)
-        print(
-            f"wrote {negatives.seconds_total / 60:.1f} min of keyword-free speech to "
-            f"{negatives.out_dir} in {negatives.seconds:.0f} s"
-        )
+        return _negatives(args, common)
+    return 0
+
+
+def _negatives(args, common: dict, keywords: list[str] | None = None) -> int:
+    from kws.data.synth import synthesize_negatives
+
+    negatives = synthesize_negatives(
+        Path(args.out), args.negatives_minutes, keywords=keywords, **common
+    )
+    print(
+        f"wrote {negatives.seconds_total / 60:.1f} min of keyword-free speech to "
+        f"{negatives.out_dir} in {negatives.seconds:.0f} s"
+    )
     return 0

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from kws.cli import main
 from kws.data.gsc import index_clips
 from kws.data.synth import available_engines, synthesize_negatives
 from kws.data.synth.negatives import NEGATIVES_DIR
@@ -42,3 +43,19 @@ def test_negative_speech_files_manifest_and_resume(tmp_path):
     assert again.num_created == 1 and (folder / "neg_001.wav").read_bytes() == before
     with pytest.raises(UserError, match="must be positive"):
         synthesize_negatives(tmp_path, 0, progress=False)
+
+
+def test_cli_writes_only_negatives_when_asked(tmp_path, capsys):
+    if "espeak" not in available_engines():
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    out = tmp_path / "more_negatives"
+    args = ["data", "synth", "--out", str(out), "--negatives-only", "--negatives-minutes", "0.1",
+            "--engines", "espeak", "--words", "marvin", "--workers", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == [NEGATIVES_DIR]  # no word folders, no lists
+    manifest = json.loads((out / NEGATIVES_DIR / "manifest.json").read_text())
+    assert manifest["keywords"] == ["marvin"] and len(manifest["files"]) == 1
+    assert "min of keyword-free speech" in capsys.readouterr().out
+    assert main(["data", "synth", "--out", str(tmp_path / "x"), "--negatives-only"]) == 2
+    assert "add --negatives-minutes N" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
