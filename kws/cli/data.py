@@ -109,7 +109,11 @@ def run_download(args) -> int:
 
 
 def run_synth(args) -> int:
-    """`kws data synth` with parsed arguments; returns the exit status."""
+    """`kws data synth` with parsed arguments; returns the exit status.
+
+    Raises:
+        UserError: `--negatives-only` without `--negatives-minutes` (and what synthesis raises).
+    """
     from kws.data.synth import synthesize
 
     common = {"seed": args.seed, "workers": args.workers, "engines": args.engines}

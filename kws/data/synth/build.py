@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kws.data.gsc import BACKGROUND_DIR
-from kws.data.synth import piper
 from kws.data.synth.engines import (
     INSTALL_HINT,
     OPT_IN_ENGINES,
@@ -38,6 +37,7 @@ from kws.data.synth.jobs import (
 )
 from kws.data.synth.kokoro import EXTRA_HINT, require_kokoro
 from kws.data.synth.noise import NOISE_TYPES
+from kws.data.synth.piper import require_piper
 from kws.data.synth.plan import (
     SIZES,
     Plan,
@@ -110,7 +110,7 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
     if "kokoro" in names and "kokoro" not in found:
         require_kokoro()  # raises naming the extra when a package is missing
     if "piper" in names and "piper" not in found:
-        piper.require_piper()
+        require_piper()
     missing = [name for name in names if name not in found]
     if missing:
         raise UserError(

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from kws.data.synth import piper
 from kws.data.synth.kokoro import ACCENTS, missing, version, voices
+from kws.data.synth.piper import VOICE as PIPER_VOICE
+from kws.data.synth.piper import missing as piper_missing
+from kws.data.synth.piper import version as piper_version
 from kws.errors import UserError
 
 ENGINES = ("espeak", "flite", "festival", "kokoro", "piper")
@@ -133,16 +135,16 @@ def _kokoro_info() -> EngineInfo | None:
 
 def _piper_info() -> EngineInfo | None:
     """Piper's one US voice when the `tts` extra is installed (espeak-ng gives it phonemes)."""
-    if piper.missing() or shutil.which("espeak-ng") is None:
+    if piper_missing() or shutil.which("espeak-ng") is None:
         return None
-    return EngineInfo("piper", (piper.VOICE,), (), piper.version())
+    return EngineInfo("piper", (PIPER_VOICE,), (), piper_version())
 
 
 def _version(engine: str) -> str:
     if engine == "kokoro":
         return version()
     if engine == "piper":
-        return piper.version()
+        return piper_version()
     program = {"espeak": "espeak-ng"}.get(engine, engine)
     try:  # flite prints its version and exits 1, so the exit status is ignored here
         done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)

@@ -81,6 +81,7 @@ def config() -> dict:
 
 
 def sample_rate_hz() -> int:
+    """The voice's output rate in Hz (22,050 for en_US-joe-medium)."""
     return int(config()["audio"]["sample_rate"])
 
 

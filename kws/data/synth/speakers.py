@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from kws.data.gsc import which_set
-from kws.data.synth import piper
 from kws.data.synth.acoustics import NOISE_KINDS, Microphone, Room, draw_microphone, draw_room
 from kws.data.synth.engines import EngineInfo, SynthesisError, espeak, festival_batch, flite
 from kws.data.synth.kokoro import SAMPLE_RATE_HZ as KOKORO_RATE_HZ
 from kws.data.synth.kokoro import phonemize, style_table
 from kws.data.synth.kokoro import synthesize as kokoro_synthesize
+from kws.data.synth.piper import ACCENT as PIPER_ACCENT
+from kws.data.synth.piper import sample_rate_hz as piper_rate_hz
+from kws.data.synth.piper import synthesize as piper_synthesize
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def _kokoro_style(blend: tuple[tuple[str, float], ...], noise: float, seed: int)
 def _speak_neural(speaker: Speaker, texts: list[str]) -> list:
     """Kokoro or Piper: espeak-ng phonemes for every text in one call, then the model per text.
     Piper's noises are seeded by (speaker, text), so a clip is the same in every run."""
-    accent = piper.ACCENT if speaker.engine == "piper" else speaker.voice
+    accent = PIPER_ACCENT if speaker.engine == "piper" else speaker.voice
     try:
         phonemes = phonemize(texts, accent)
     except (OSError, subprocess.SubprocessError) as exc:
@@ -173,9 +175,9 @@ def _speak_neural(speaker: Speaker, texts: list[str]) -> list:
 
         def say(ipa: str, text: str):
             seed = int(seed_sequence("piper", speaker.seed, text).generate_state(1)[0])
-            audio = piper.synthesize(ipa + ".", speaker.speed, speaker.style_noise,
+            audio = piper_synthesize(ipa + ".", speaker.speed, speaker.style_noise,
                                      speaker.intonation, seed)  # fmt: skip
-            return audio, piper.sample_rate_hz()
+            return audio, piper_rate_hz()
 
     results: list = []
     for text, ipa in zip(texts, phonemes, strict=True):
