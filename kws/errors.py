@@ -6,6 +6,7 @@ The ground floor of kws: it imports nothing from the package, so every stage can
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 
 class UserError(RuntimeError):
@@ -33,6 +34,26 @@ def require(module: str, extra: str, package: str | None = None):
             f"'{package or module}' is not installed ({exc}); install it with "
             f"pip install 'kws[{extra}]' (or make setup)"
         ) from None
+
+
+def missing_modules(names) -> list[str]:
+    """The names among `names` whose module cannot be found (found, not imported: cheap)."""
+    return [name for name in names if importlib.util.find_spec(name) is None]
+
+
+def require_modules(what: str, names, extra: str) -> None:
+    """Raise `MissingExtraError` naming `pip install 'kws[extra]'` when `what` (e.g. "the kokoro
+    engine") cannot run because one of the modules `names` is missing.
+
+    Raises:
+        MissingExtraError: naming the missing modules and the extra.
+    """
+    absent = missing_modules(names)
+    if absent:
+        raise MissingExtraError(
+            f"{what} needs {', '.join(absent)}, which is not installed; install it with "
+            f"pip install 'kws[{extra}]' (or make setup)"
+        )
 
 
 def require_all(modules: dict[str, tuple[str, str | None]]) -> None:

