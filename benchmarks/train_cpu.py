@@ -7,8 +7,11 @@ with SGD), through `kws.train.loop.train_epoch` exactly as `kws train` runs it o
 has it -> front end -> channels-last model -> optimizer step), batch 100, over an in-memory
 tone set (`common.synthetic_data`). Also times the data pipeline alone (no model) per front end.
 
-    python benchmarks/train_cpu.py [--clips 1500] [--threads 1 2]
+    python benchmarks/train_cpu.py [--clips 1500] [--threads 1 2] [--batch-parts 0 2]
         [--presets ds_cnn_s ds_cnn_l bc_resnet_1 bc_resnet_2]
+
+`--batch-parts 0 2` times each model without and with `train.batch_parts=2` (kws.batch_parts:
+the bit-for-bit mode computes every batch as two parts), one after the other in one run.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=1500, help="clips per timed epoch")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--presets", nargs="+", default=PRESETS)
+    parser.add_argument("--batch-parts", type=int, nargs="+", default=[0],
+                        help="train.batch_parts values to time (0 = plain)")  # fmt: skip
     args = parser.parse_args()
     rows = []
     for preset in args.presets:
@@ -45,19 +50,24 @@ def main() -> None:
         for threads in args.threads:
             torch.set_num_threads(threads)
             row[f"pipe{threads}"] = time_pipeline(data, cfg.train.batch_size)
-            stats = timed_epoch(cfg, data, random_model(spec_of(cfg)).train())
-            row[f"model{threads}"] = stats["train_clips_per_s"]
+            for parts in dict.fromkeys(args.batch_parts):
+                cfg.train.batch_parts = parts
+                stats = timed_epoch(cfg, data, random_model(spec_of(cfg)).train())
+                row[f"model{threads}/{parts}"] = stats["train_clips_per_s"]
         print(row, flush=True)
         rows.append(row)
     print(f"\nMachine: {describe()}; torch {torch.__version__}; {args.clips} clips per timed "
           "epoch, batch 100\n")  # fmt: skip
+    runs = [(t, k) for t in args.threads for k in dict.fromkeys(args.batch_parts)]
     head = " | ".join(f"pipeline alone, {t} thr (clips/s)" for t in args.threads)
-    head += " | " + " | ".join(f"training, {t} thr (clips/s)" for t in args.threads)
+    head += " | " + " | ".join(
+        f"training, {t} thr{f', {k} parts' if k else ''} (clips/s)" for t, k in runs
+    )
     print(f"| model | params | front end | optimizer | SpecAugment | {head} |")
-    print("|---|---|---|---|---|" + "---|" * (2 * len(args.threads)))
+    print("|---|---|---|---|---|" + "---|" * (len(args.threads) + len(runs)))
     for r in rows:
         cells = [f"{r[f'pipe{t}']:,.0f}" for t in args.threads]
-        cells += [f"{r[f'model{t}']:,.0f}" for t in args.threads]
+        cells += [f"{r[f'model{t}/{k}']:,.0f}" for t, k in runs]
         print(f"| {r['preset']} | {r['params']:,} | {r['front_end']} | {r['optimizer']} | "
               f"{r['spec_augment']} | " + " | ".join(cells) + " |")  # fmt: skip
 

@@ -16,6 +16,8 @@ The contract the training and growth stages keep (README "Training on several GP
   the update is the single-process one. BatchNorm uses global-batch statistics by default
   (`train.sync_batchnorm`): PyTorch's SyncBatchNorm on CUDA, `GlobalBatchNorm2d` on CPU (torch
   has no CPU SyncBatchNorm). Dropout masks are the one per-rank random stream.
+- Bit for bit: with `train.batch_parts` every batch is computed as fixed parts however many
+  processes share them (kws.batch_parts), so one process and two train identically.
 - Reductions: metrics, confusion matrices, splitting matrices and Hessian-vector products are
   summed with all-reduce; the results are identical on every rank.
 - Files: rank 0 alone reads and writes run folders; what it reads reaches the others by
@@ -37,6 +39,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from kws.batch_parts import GlobalBatchNorm2d, PartsModel, local_parts
 from kws.errors import UserError
 
 T = TypeVar("T")
@@ -293,56 +296,6 @@ def local_main_first(fn: Callable[..., T], *args, **kwargs) -> T:
             dist.barrier()
 
 
-class _AllReduceSum(torch.autograd.Function):
-    """Sum over ranks, differentiable: the gradient of a sum over ranks is the sum over ranks of
-    the ranks' gradients with respect to it."""
-
-    @staticmethod
-    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
-        out = tensor.clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.clone()
-        dist.all_reduce(grad)
-        return grad
-
-
-class GlobalBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d normalizing with the statistics of the global batch (all ranks).
-
-    What `nn.SyncBatchNorm` does on CUDA, for the CPU (gloo), where torch has none. Mean and
-    variance are two all-reduced passes (count and sum, then the centered sum of squares), both
-    differentiable, so every rank's backward includes the other ranks' terms. The running
-    statistics get the unbiased global variance, as `F.batch_norm` updates them.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalize `x (batch, channels, time, freq)` with global-batch statistics."""
-        if not (self.training and is_distributed()):
-            return super().forward(x)
-        dims = (0, 2, 3)
-        count = x.new_full((1,), float(x.numel() // x.shape[1]))
-        total = _AllReduceSum.apply(torch.cat([x.sum(dims), count]))
-        n = total[-1]
-        mean = total[:-1] / n
-        centered = x - mean[None, :, None, None]
-        var = _AllReduceSum.apply((centered * centered).sum(dims)) / n
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1 / self.num_batches_tracked
-                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                unbiased = var.detach() * (n / (n - 1).clamp_min(1))
-                self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
-        y = centered * torch.rsqrt(var + self.eps)[None, :, None, None]
-        if self.affine:
-            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        return y
-
-
 def _global_bn(bn: nn.BatchNorm2d, device: torch.device) -> nn.Module:
     """A global-statistics BatchNorm sharing `bn`'s parameters and buffers (no copies)."""
     if device.type == "cuda":
@@ -360,7 +313,7 @@ def _global_bn(bn: nn.BatchNorm2d, device: torch.device) -> nn.Module:
 
 
 def training_module(
-    model: nn.Module, device: torch.device, sync_batchnorm: bool = True
+    model: nn.Module, device: torch.device, sync_batchnorm: bool = True, batch_parts: int = 0
 ) -> nn.Module:
     """What a training step calls: `model` itself for one process, else DDP around it.
 
@@ -369,18 +322,23 @@ def training_module(
     tensors of its own). So `model` stays the plain module that checkpoints, evaluation, growth
     and export see, the optimizer built on `model.parameters()` steps the DDP module's weights,
     and BatchNorm running statistics land in `model`. DDP broadcasts rank 0's weights when it
-    is built, so every rank starts from the same model.
+    is built, so every rank starts from the same model. With `batch_parts` (kws.batch_parts)
+    the copy is a `PartsModel`, called as `module(features, sizes)`, on one process too.
     """
-    if not is_distributed():
+    if not is_distributed() and not batch_parts:
         return model
+    shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
     module = model
-    if sync_batchnorm:
-        shared = {id(t): t for t in [*model.parameters(), *model.buffers()]}
+    if batch_parts:
+        module = PartsModel(copy.deepcopy(model, memo=shared), is_distributed() and sync_batchnorm)
+    elif sync_batchnorm:
         module = copy.deepcopy(model, memo=shared)
         for parent in list(module.modules()):
             for name, child in list(parent.named_children()):
                 if type(child) is nn.BatchNorm2d:
                     setattr(parent, name, _global_bn(child, device))
+    if not is_distributed():
+        return module
     ids = [device.index] if device.type == "cuda" else None
     # Global statistics make every rank's buffers equal already; otherwise rank 0's are sent
     # before every forward (DDP's default) and again before evaluation (`sync_buffers`).
@@ -388,6 +346,17 @@ def training_module(
     known = inspect.signature(ddp.__init__).parameters
     key = "forward_sync_buffers" if "forward_sync_buffers" in known else "broadcast_buffers"
     return ddp(module, device_ids=ids, gradient_as_bucket_view=True, **{key: not sync_batchnorm})
+
+
+def parts(batch_parts: int, batch_size: int) -> list[tuple[int, int]]:
+    """This process's `(part, parts)` shards of every global batch (`kws.batch_parts`): one,
+    `(rank, world)`, unless `train.batch_parts` is set.
+
+    Raises:
+        UserError: parts that do not divide over the processes or a batch that does not divide
+            into them.
+    """
+    return local_parts(batch_parts, rank(), world_size(), batch_size)
 
 
 def sync_buffers(model: nn.Module) -> None:

@@ -170,6 +170,9 @@ class TrainConfig:
     # Under torchrun: BatchNorm statistics of the global batch (as one process computes them)
     # instead of each rank's part; false trades that for less communication per step.
     sync_batchnorm: bool = True
+    # Compute every global batch as this many fixed parts, whatever the number of processes
+    # (kws.batch_parts): one process and two then train bit for bit alike; 0 = one per process.
+    batch_parts: int = option(0, minimum=0)
     # auto: channels_last on CPU (faster), contiguous elsewhere (kws.train.setup.prepare_model)
     memory_format: str = option("auto", choices=("auto", "channels_last", "contiguous"))
     # Speed-ups of a training step (benchmarks/gpu_epoch.py measures each): torch.compile of

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from kws import distributed
+from kws.batch_parts import BatchParts
 from kws.budget import Budget, budget_from_config
 from kws.config import RecipeConfig, copy_config
 from kws.data.dataset import KwsData, build_data
@@ -83,8 +84,9 @@ def _grow_model(model, cfg: RecipeConfig, data: KwsData, budget: Budget, k: int,
     g = cfg.growth
     if g.method == "splitting":
         shard = distributed.shard()
-        batches = data.batches(
-            "training", cfg.train.batch_size, shuffle=True, seed=1000 + k, shard=shard
+        batches = BatchParts(
+            data.batches("training", cfg.train.batch_size, shuffle=True, seed=1000 + k, shard=p)
+            for p in distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)
         )
         scores = splitting_scores(model, batches, g, shard=shard)
         plan = distributed.broadcast_object(plan_splits(scores, model.spec, g, budget))

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from kws import distributed
+from kws.batch_parts import BatchParts, sum_in_order
 from kws.config import GrowthConfig
 from kws.errors import UserError
 from kws.growth.eigen import lobpcg_min, min_eigenpairs
@@ -254,28 +255,37 @@ def splitting_matrices(
     """
     dtype = _dtype(cfg)
     clone = _frozen_copy(model, dtype)
-    mats: list[torch.Tensor] | None = None
-    count = 0
-    for features, labels in _calibration(clone, batches, cfg, dtype):
-        data = _batch_data(clone, features, labels, cfg)
-        if not chain_term:
-            for item in data:
-                item.weight_t = None
-        if mats is None:
-            mats = [
-                features.new_zeros(i.weight_s.shape[1], i.patches.shape[1], i.patches.shape[1])
-                for i in data
-            ]
-        for item, out in zip(data, mats, strict=True):
-            _accumulate_exact(item, out)
-        count += features.shape[0]
-    if mats is None:
+    per_part, count = [], 0
+    for part in _as_parts(batches):
+        mats: list[torch.Tensor] | None = None
+        for features, labels in _calibration(clone, part, cfg, dtype):
+            data = _batch_data(clone, features, labels, cfg)
+            if not chain_term:
+                for item in data:
+                    item.weight_t = None
+            if mats is None:
+                mats = [
+                    features.new_zeros(i.weight_s.shape[1], i.patches.shape[1], i.patches.shape[1])
+                    for i in data
+                ]
+            for item, out in zip(data, mats, strict=True):
+                _accumulate_exact(item, out)
+            count += features.shape[0]
+        if mats is not None:
+            per_part.append(mats)
+    if not per_part:
         raise UserError("no calibration batches to score; check the data split is not empty")
+    mats = [sum_in_order(list(unit)) for unit in zip(*per_part, strict=True)]
     if shard[1] > 1:
         for mat in mats:
             distributed.all_reduce_sum(mat)
         count = _global_count(count, mats[0], shard)
     return [m / count for m in mats], count
+
+
+def _as_parts(batches: Iterable) -> list[Iterable]:
+    """One iterable of batches per part: `BatchParts` as they are, anything else is one part."""
+    return list(batches) if isinstance(batches, BatchParts) else [batches]
 
 
 def _matvec(items: list[_UnitData], vectors: torch.Tensor, count: int) -> torch.Tensor:
@@ -316,25 +326,33 @@ def _matvec(items: list[_UnitData], vectors: torch.Tensor, count: int) -> torch.
 def _fast_scores(model, batches, cfg: GrowthConfig, shard) -> tuple[list[UnitScores], int]:
     dtype = _dtype(cfg)
     clone = _frozen_copy(model, dtype)
-    per_unit: list[list[_UnitData]] = [[] for _ in split_structure(clone).units]
+    parts: list[list[list[_UnitData]]] = []  # part -> unit -> batches
     count = 0
-    for features, labels in _calibration(clone, batches, cfg, dtype):
-        for store, item in zip(per_unit, _batch_data(clone, features, labels, cfg), strict=True):
-            store.append(item)
-        count += features.shape[0]
+    for batches_of_part in _as_parts(batches):
+        per_unit: list[list[_UnitData]] = [[] for _ in split_structure(clone).units]
+        for features, labels in _calibration(clone, batches_of_part, cfg, dtype):
+            data = _batch_data(clone, features, labels, cfg)
+            for store, item in zip(per_unit, data, strict=True):
+                store.append(item)
+            count += features.shape[0]
+        if per_unit[0]:
+            parts.append(per_unit)
     if count == 0:
         raise UserError("no calibration batches to score; check the data split is not empty")
-    count = _global_count(count, per_unit[0][0].patches, shard)
+    count = _global_count(count, parts[0][0][0].patches, shard)
     reduce = distributed.all_reduce_sum if shard[1] > 1 else (lambda product: product)
     # float32 residuals stall near 1e-4 relative; lambda's error is ~ residual^2 / gap
     iterations = cfg.fast_iterations or (100 if dtype == torch.float32 else 300)
     tol = cfg.fast_tol or (1e-3 if dtype == torch.float32 else 1e-9)
     units = []
-    for j, items in enumerate(per_unit):
-        c, d = items[0].weight_s.shape[1], items[0].patches.shape[1]
-        like = items[0].patches
+    for j in range(len(parts[0])):
+        unit_parts = [part[j] for part in parts]
+        c, d = unit_parts[0][0].weight_s.shape[1], unit_parts[0][0].patches.shape[1]
+        like = unit_parts[0][0].patches
         vals, vecs = lobpcg_min(
-            lambda v, items=items: reduce(_matvec(items, v, count)),
+            lambda v, unit_parts=unit_parts: reduce(
+                sum_in_order([_matvec(items, v, count) for items in unit_parts])
+            ),
             c,
             d,
             like,
@@ -355,7 +373,8 @@ def splitting_scores(
         model: a model whose family declares units; never modified (scoring runs on a frozen
             eval-mode copy).
         batches: iterable of `(features (batch, frames, coeffs), labels (batch,))`; the first
-            `cfg.calibration_batches` are used (0 = all).
+            `cfg.calibration_batches` are used (0 = all). `BatchParts`: one such iterable per
+            part of every batch (kws.batch_parts), summed part by part in one order.
         cfg: `solver` exact | fast, `dtype` float32 | float64, `relu_softplus_beta`.
         shard: `(rank, world)` when `batches` are this rank's parts (kws.distributed).
 

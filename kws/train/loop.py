@@ -22,7 +22,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from kws import distributed
+from kws import batch_parts, distributed
 from kws.config import RecipeConfig, copy_config
 from kws.data.dataset import KwsData, build_data
 from kws.errors import UserError
@@ -80,41 +80,45 @@ def train_epoch(
     `model` is what a step calls (the DDP module under torchrun). With `shard=(rank, world)`
     each rank trains on its part of every global batch, its loss weighted by the part's share
     of the batch, so DDP's average of the ranks' gradients is the global batch's mean gradient;
-    the returned metrics are over the global batches. A non-finite or exploding loss ends the
-    epoch early with `{"diverged": reason}` (the caller knows the run and raises
-    `TrainingDiverged` naming the checkpoint to resume from).
+    the returned metrics are over the global batches. With `train.batch_parts` the rank's parts
+    are computed one by one (kws.batch_parts; `model` is a `PartsModel`). A non-finite or
+    exploding loss ends the epoch early with `{"diverged": reason}` (the caller knows the run
+    and raises `TrainingDiverged` naming the checkpoint to resume from).
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
     total, correct, loss_sum, steps = 0, 0, 0.0, 0
     start = time.perf_counter()
     size, batch_size, world = data.num_examples("training"), cfg.train.batch_size, shard[1]
-    num_batches = distributed.num_global_batches(size, batch_size, world)
+    parts = batch_parts.local_parts(cfg.train.batch_parts, shard[0], world, batch_size)
+    num_batches = distributed.num_global_batches(size, batch_size, parts[0][1])
     if cfg.train.max_steps_per_epoch:
         num_batches = min(num_batches, cfg.train.max_steps_per_epoch)
     task = bar.add_task(label, total=num_batches, info="")
     limit = cfg.train.divergence_loss
     # Network slimming's sparsity term (Liu et al. 2017): the subgradient of bn_l1 * |gamma|.
     bn_scales = [m.weight for m in model.modules() if isinstance(m, _BatchNorm)]
-    batches = data.batches(
-        "training", batch_size, shuffle=True, augment=True, seed=seed, shard=shard
-    )
-    for features, labels in batches:
+    for features, labels, sizes in _part_batches(data, batch_size, seed, parts):
         with autocast(data.device, cfg.train.amp):
-            logits = model(features)
-            loss = loss_fn(logits.float(), labels)
+            logits = model(features, sizes) if cfg.train.batch_parts else model(features)
         global_n = min(batch_size, size - steps * batch_size)  # this step's global batch
+        # each part's mean loss weighted by its share of the global batch, added in one order
+        means = [loss_fn(z.float(), y) for z, y in zip(logits.split(sizes), labels.split(sizes))]
+        loss = means[0] * (sizes[0] / global_n)
+        for mean, n in zip(means[1:], sizes[1:]):
+            loss = loss + mean * (n / global_n)
         steps += 1
         # One host sync per log interval (not per step) keeps a GPU busy; a bad step is caught
         # at the next check, and nothing trained after it is ever saved.
         if steps % cfg.train.log_every_steps == 0 or steps == num_batches:
-            value = float(loss.detach()) if world == 1 else _global_mean(loss, labels, global_n)
+            value = float(loss.detach()) if world == 1 else _global_sum(loss)
             if not np.isfinite(value) or value > limit:
                 bar.remove_task(task)
                 return {"diverged": f"loss {value:.3g} at step {steps} (limit {limit:g})"}
         optimizer.zero_grad(set_to_none=True)
-        # DDP averages over ranks: weight this rank's mean by its share of the global batch.
-        (loss if world == 1 else loss * (world * labels.numel() / global_n)).backward()
+        # DDP averages over ranks: x world makes that the sum of the ranks' shares (exact for a
+        # power of two, as dividing by it is)
+        (loss if world == 1 else loss * world).backward()
         if cfg.train.bn_l1:
             for gamma in bn_scales:
                 gamma.grad.add_(cfg.train.bn_l1 * torch.sign(gamma.detach()))
@@ -122,7 +126,7 @@ def train_epoch(
         batch = labels.numel()
         total += batch
         correct += (logits.argmax(1) == labels).sum()
-        loss_sum += loss.detach() * batch
+        loss_sum += loss.detach() * global_n
         if steps % cfg.train.log_every_steps == 0 or steps == num_batches:
             info = f"loss {float(loss_sum) / total:.3f} acc {100 * float(correct) / total:.1f}%"
             bar.update(task, completed=steps, info=info)
@@ -143,10 +147,23 @@ def train_epoch(
     }
 
 
-def _global_mean(loss: torch.Tensor, labels: torch.Tensor, global_n: int) -> float:
-    """The global batch's mean loss from each rank's mean over its part (a host sync)."""
-    part = loss.detach().double() * labels.numel()
-    return float(distributed.all_reduce_sum(part)) / global_n
+def _part_batches(data: KwsData, batch_size: int, seed: int, parts: list[tuple[int, int]]):
+    """`(features, labels, part sizes)` of every training step: this process's parts stacked."""
+    streams = [
+        data.batches("training", batch_size, shuffle=True, augment=True, seed=seed, shard=p)
+        for p in parts
+    ]
+    for step in zip(*streams):
+        if len(step) == 1:
+            yield step[0][0], step[0][1], [step[0][1].numel()]
+        else:
+            yield (torch.cat([f for f, _ in step]), torch.cat([y for _, y in step]),
+                   [y.numel() for _, y in step])  # fmt: skip
+
+
+def _global_sum(loss: torch.Tensor) -> float:
+    """The global batch's mean loss: every rank's share-weighted part, summed (a host sync)."""
+    return float(distributed.all_reduce_sum(loss.detach().double()))
 
 
 def _weights_finite(model: nn.Module) -> bool:
@@ -257,6 +274,7 @@ def train(
     run = run if isinstance(run, Run) else Run(run)
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
+    distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work
     distributed.on_main(run.prepare, resume=resume, force=force, what="training")
     progress, shard = progress and distributed.is_main(), distributed.shard()
     if cfg.train.num_threads:

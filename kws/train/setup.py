@@ -84,7 +84,9 @@ def step_module(model: nn.Module, device: torch.device, cfg: RecipeConfig) -> nn
     Raises:
         UserError: `train.compile=graphs` without CUDA.
     """
-    module = distributed.training_module(model, device, cfg.train.sync_batchnorm)
+    module = distributed.training_module(
+        model, device, cfg.train.sync_batchnorm, cfg.train.batch_parts
+    )
     if cfg.train.compile == "off":
         return module
     if cfg.train.compile == "graphs" and device.type != "cuda":

@@ -9,6 +9,7 @@ so results agree to float tolerance, not bit for bit. The equality test uses SGD
 contiguous layout: Adam turns float-level differences in near-zero gradients (BatchNorm scales
 at initialization) into steps of +-lr, exactly as running one process with 2 threads instead
 of 1 does, and CPU channels_last BatchNorm is itself ~10x less accurate than the rest.
+`train.batch_parts` makes them bit for bit alike (tests/test_batch_parts.py).
 """
 
 from __future__ import annotations

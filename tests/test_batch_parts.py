@@ -1,0 +1,93 @@
+"""Batch parts (kws.batch_parts): with `train.batch_parts=2`, one process and two gloo processes
+do the same arithmetic, so training (Adam, channels_last, every augmentation) and a growth round
+come out bit for bit alike; parts that cannot divide are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from kws.batch_parts import GlobalBatchNorm2d, PartsModel, batch_norm_parts, local_parts
+from kws.config import load_recipe, save_yaml
+from kws.errors import UserError
+from kws.growth.loop import grow
+from kws.train.loop import train
+from tests.helpers import finish, run_ranks, torchrun
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def recipe(data_root, tmp: Path, *extra: str):
+    """The defaults that make float order matter most: Adam, channels_last, augmentation."""
+    return load_recipe(None, [
+        f"data.root={data_root}", f"data.cache_dir={tmp / 'cache'}", f"runs_dir={tmp / 'runs'}",
+        "train.device=cpu", "model.widths=[8,8,8]", "model.block_strides=[[1,1],[1,1]]",
+        "model.stem_stride=[2,2]", "train.batch_size=32", "train.max_steps_per_epoch=3",
+        "train.batch_parts=2", "train.epochs=2", "train.label_smoothing=0.1",
+        "data.spec_augment=true", "data.speed_perturb=0.1", *extra,
+    ])  # fmt: skip
+
+
+def test_parts_are_one_per_process_unless_asked():
+    assert local_parts(0, 1, 2, 32) == [(1, 2)]
+    assert local_parts(2, 0, 1, 32) == [(0, 2), (1, 2)]
+    assert local_parts(4, 1, 2, 32) == [(2, 4), (3, 4)]
+    with pytest.raises(UserError, match="must divide over the 2 processes"):
+        local_parts(3, 0, 2, 30)
+    with pytest.raises(UserError, match="must divide into train.batch_parts=3"):
+        local_parts(3, 0, 1, 32)
+
+
+def test_batch_norm_over_parts_is_batch_norm():
+    torch.manual_seed(0)
+    plain, parted = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+    x = torch.randn(6, 4, 5, 3) * 3 + 1
+    got = torch.cat(batch_norm_parts(parted, [x[:2], x[2:]], ranks=False))
+    torch.testing.assert_close(got, plain(x))
+    torch.testing.assert_close(parted.running_mean, plain.running_mean)
+    torch.testing.assert_close(parted.running_var, plain.running_var)
+    assert GlobalBatchNorm2d(4)(x).shape == x.shape  # one process: plain BatchNorm
+
+
+def test_a_layer_whose_sums_cannot_be_split_is_refused():
+    with pytest.raises(UserError, match="cannot split the sums of layer 1 .LayerNorm"):
+        PartsModel(nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3)), ranks=False)
+
+
+def _train_ranks(rank, world, data_root, tmp):
+    train(recipe(data_root, Path(tmp)), Path(tmp) / "two", progress=False)
+
+
+def test_one_process_and_two_train_bit_for_bit_alike(tone_dataset, tmp_path):
+    run_ranks(_train_ranks, 2, str(tone_dataset), str(tmp_path))
+    train(recipe(tone_dataset, tmp_path), tmp_path / "one", progress=False)
+    one, two = (torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=True)
+                for n in ("one", "two"))  # fmt: skip
+    assert one["state_dict"].keys() == two["state_dict"].keys()
+    for name, tensor in one["state_dict"].items():
+        assert torch.equal(tensor, two["state_dict"][name]), name
+    # one process without parts is not: there the sums run in another order
+    train(recipe(tone_dataset, tmp_path, "train.batch_parts=0"), tmp_path / "plain",
+          progress=False)  # fmt: skip
+    plain = torch.load(tmp_path / "plain" / "checkpoints" / "last.pt", weights_only=True)
+    assert any(not torch.equal(t, plain["state_dict"][n]) for n, t in one["state_dict"].items())
+
+
+def test_torchrun_growth_plans_bit_for_bit_as_one_process(tone_dataset, tmp_path):
+    cfg = recipe(tone_dataset, tmp_path, "growth.rounds=2", "growth.seed_epochs=2",
+                 "growth.epochs_per_round=1", "growth.final_epochs=1",
+                 "growth.plateau_patience=0", "growth.calibration_batches=2",
+                 "growth.grow_fraction=0.25", "growth.index_threshold=1e9")  # fmt: skip
+    finish(torchrun("grow", str(save_yaml(cfg, tmp_path / "grow.yaml")), "name=two"))
+    grow(cfg, tmp_path / "runs" / "one", progress=False)
+    h2, h1 = (json.loads((tmp_path / "runs" / n / "growth.json").read_text())["rounds"]
+              for n in ("two", "one"))  # fmt: skip
+    assert [h["round"] for h in h1] == [0, 1, 2, "final"]
+    for a, b in zip(h1, h2, strict=True):  # plans, eigenvalues, accuracies: every bit
+        a.pop("wall_s"), b.pop("wall_s")
+        assert a == b
+    assert h1[1]["plan"]["splits"] and h1[2]["plan"]["splits"]
