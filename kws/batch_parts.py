@@ -9,7 +9,7 @@ each process computes its K / world parts one by one (augmentation, features, ev
 convolution and linear layer, the loss), and every sum over the batch is the parts' sums added
 in a fixed order, then all-reduced over processes. One process with K = 2 and two processes
 with one part each then do exactly the same arithmetic: same weights, same growth plans, bit
-for bit (tests/train/test_parts.py), provided each process uses as many threads
+for bit (tests/test_batch_parts.py), provided each process uses as many threads
 (`train.num_threads`). With more than two processes the all-reduce adds in its own order
 (gloo's and NCCL's rings), so equality is to float tolerance there.
 

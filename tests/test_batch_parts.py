@@ -1,10 +1,12 @@
 """Batch parts (kws.batch_parts): with `train.batch_parts=2`, one process and two gloo processes
 do the same arithmetic, so training (Adam, channels_last, every augmentation) and a growth round
-come out bit for bit alike; parts that cannot divide are refused."""
+come out bit for bit alike, and a run resumes on another number of processes bit for bit; parts
+that cannot divide are refused."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -22,12 +24,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def recipe(data_root, tmp: Path, *extra: str):
-    """The defaults that make float order matter most: Adam, channels_last, augmentation."""
+    """The defaults that make float order matter most: Adam, channels_last, augmentation; a
+    constant learning rate, so a 3-epoch run's first 2 epochs are the 2-epoch run's."""
     return load_recipe(None, [
         f"data.root={data_root}", f"data.cache_dir={tmp / 'cache'}", f"runs_dir={tmp / 'runs'}",
         "train.device=cpu", "model.widths=[8,8,8]", "model.block_strides=[[1,1],[1,1]]",
         "model.stem_stride=[2,2]", "train.batch_size=32", "train.max_steps_per_epoch=3",
         "train.batch_parts=2", "train.epochs=2", "train.label_smoothing=0.1",
+        "train.lr_milestones=[]",
         "data.spec_augment=true", "data.speed_perturb=0.1", *extra,
     ])  # fmt: skip
 
@@ -70,6 +74,15 @@ def test_one_process_and_two_train_bit_for_bit_alike(tone_dataset, tmp_path):
     assert one["state_dict"].keys() == two["state_dict"].keys()
     for name, tensor in one["state_dict"].items():
         assert torch.equal(tensor, two["state_dict"][name]), name
+    # a two-process run resumed in one process continues bit for bit
+    shutil.copytree(tmp_path / "two", tmp_path / "resumed")
+    train(recipe(tone_dataset, tmp_path, "train.epochs=3"), tmp_path / "resumed", resume=True,
+          progress=False)  # fmt: skip
+    train(recipe(tone_dataset, tmp_path, "train.epochs=3"), tmp_path / "three", progress=False)
+    resumed, three = (torch.load(tmp_path / n / "checkpoints" / "last.pt", weights_only=True)
+                      for n in ("resumed", "three"))  # fmt: skip
+    assert resumed["epoch"] == 3
+    assert all(torch.equal(t, resumed["state_dict"][n]) for n, t in three["state_dict"].items())
     # one process without parts is not: there the sums run in another order
     train(recipe(tone_dataset, tmp_path, "train.batch_parts=0"), tmp_path / "plain",
           progress=False)  # fmt: skip
