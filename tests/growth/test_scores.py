@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from kws.batch_parts import BatchParts
 from kws.config import GrowthConfig
 from kws.growth.plan import SplitPlan
 from kws.growth.scores import splitting_matrices, splitting_scores
@@ -162,3 +163,16 @@ def test_scoring_leaves_the_model_unchanged():
     assert all(p.grad is None for p in model.parameters())
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
+
+
+def test_batch_parts_score_as_the_whole_batches():
+    """`BatchParts` (kws.batch_parts): each part's sums added in order equal the whole batch's."""
+    model, batches = tiny("silu", widths=(12, 16, 10))
+    (features, labels), parts = batches[0], BatchParts()
+    for lo, hi in ((0, 2), (2, 6)):  # uneven parts
+        parts.append([(features[lo:hi], labels[lo:hi])])
+    for cfg in (EXACT, FAST):
+        whole, split = splitting_scores(model, batches, cfg), splitting_scores(model, parts, cfg)
+        assert split.num_examples == whole.num_examples == 6
+        for w, s in zip(whole.units, split.units, strict=True):
+            torch.testing.assert_close(s.eigenvalues, w.eigenvalues, atol=1e-9, rtol=1e-9)
