@@ -5,23 +5,31 @@ one process runs in another floating-point order than the same sum computed as t
 two processes and all-reduced, and over a whole recipe those last-bit differences grow into
 another trajectory (a different growth plan). With `train.batch_parts: K` the global batch is
 always K contiguous parts (`kws.distributed.shard_bounds`), however many processes share them:
-each process computes its K / world parts one by one (augmentation, features, every
-convolution and linear layer, the loss), and every sum over the batch is the parts' sums added
-in a fixed order, then all-reduced over processes. One process with K = 2 and two processes
-with one part each then do exactly the same arithmetic: same weights, same growth plans, bit
-for bit (tests/test_batch_parts.py), provided each process uses as many threads
-(`train.num_threads`). With more than two processes the all-reduce adds in its own order
-(gloo's and NCCL's rings), so equality is to float tolerance there.
+each process computes its K / world parts one by one (augmentation, features, every layer
+module, the loss, validation), and every sum over the batch is the parts' sums added left to
+right, then all-reduced over processes.
 
-The price is speed: K / world smaller convolutions per step instead of one.
+What is bit for bit, on the CPU: K = 2 on one process and on two (each process adds at most
+two summands, so both add `p0 + p1`), with as many threads per process (`train.num_threads`;
+oneDNN splits its sums by thread), for models whose batch-dependent work is in layer modules
+(DS-CNN, BC-ResNet): a functional call such as `F.silu` on the stacked parts would see another
+tensor size, and an elementwise kernel rounds a tensor's tail elements differently. With K = 4
+on two processes one adds `((p0 + p1) + p2) + p3` and two add `(p0 + p1) + (p2 + p3)`; with
+more processes the all-reduce adds in its own order (gloo's and NCCL's rings): float tolerance.
+CUDA kernels are not deterministic unless torch is told to be.
+
+The price is speed: K / world smaller kernels per step instead of one (benchmarks/RESULTS.md).
 `train.batch_parts: 0` (the default) is one part per process, the plain fast path.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from kws.errors import UserError
 
@@ -30,10 +38,13 @@ class BatchParts(list):
     """This process's batches as one iterable of batches per local part (see `local_parts`)."""
 
 
-def local_parts(batch_parts: int, rank: int, world: int, batch_size: int) -> list[tuple[int, int]]:
+def local_parts(
+    batch_parts: int, rank: int, world: int, batch_size: int | None = None
+) -> list[tuple[int, int]]:
     """The `(part, parts)` shards of every global batch that process `rank` of `world` computes.
 
-    `batch_parts=0` is one part per process (`[(rank, world)]`).
+    `batch_parts=0` is one part per process (`[(rank, world)]`). `batch_size`, when given, must
+    divide into the parts (training; evaluation batches may end uneven).
 
     Raises:
         UserError: parts that do not divide over the processes, or a batch that does not divide
@@ -47,7 +58,7 @@ def local_parts(batch_parts: int, rank: int, world: int, batch_size: int) -> lis
             f"computes batch_parts / {world} parts); use a multiple of {world}, or 0 for one part "
             "per process"
         )
-    if batch_size % batch_parts:
+    if batch_size is not None and batch_size % batch_parts:
         raise UserError(
             f"train.batch_size={batch_size} must divide into train.batch_parts={batch_parts} "
             "equal parts; change either"
@@ -56,12 +67,17 @@ def local_parts(batch_parts: int, rank: int, world: int, batch_size: int) -> lis
     return [(rank * per + j, batch_parts) for j in range(per)]
 
 
-def sum_in_order(tensors) -> torch.Tensor:
+def sum_in_order(tensors: list[torch.Tensor]) -> torch.Tensor:
     """The parts' tensors added left to right: one order in every configuration."""
     out = tensors[0]
     for t in tensors[1:]:
         out = out + t
     return out
+
+
+def _is_distributed() -> bool:
+    # kws.distributed's test, inlined: that module imports this one
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 class PartsSum(torch.autograd.Function):
@@ -72,31 +88,38 @@ class PartsSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ranks: bool, *tensors: torch.Tensor):
         ctx.ranks = ranks
-        out = sum_in_order(tensors).clone()
+        out = sum_in_order(list(tensors)).clone()
         if ranks:
             dist.all_reduce(out)
         return tuple(out.clone() for _ in tensors) if len(tensors) > 1 else out
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor):
-        grad = sum_in_order(grads).clone()
+        grad = sum_in_order(list(grads)).clone()
         if ctx.ranks:
             dist.all_reduce(grad)
         return (None, *(grad for _ in grads))
 
 
 def _parts_sum(tensors: list[torch.Tensor], ranks: bool) -> list[torch.Tensor]:
+    """`PartsSum` as a list: one copy of the total per part."""
     out = PartsSum.apply(ranks, *tensors)
     return list(out) if len(tensors) > 1 else [out]
 
 
-def batch_norm_parts(bn: nn.BatchNorm2d, parts: list[torch.Tensor], ranks: bool) -> list:
+def batch_norm_parts(
+    bn: nn.BatchNorm2d, parts: list[torch.Tensor], ranks: bool
+) -> list[torch.Tensor]:
     """Train-mode BatchNorm of `parts` (each `(batch_j, channels, time, freq)`) with the
     statistics of all of them (and of every process when `ranks`); returns the normalized parts.
 
-    Mean and variance are two reduced passes (count and sum, then the centered sum of squares);
-    the running statistics get the unbiased variance, as `F.batch_norm` updates them.
+    Mean and variance are two reduced passes (count and sum, then the centered sum of squares),
+    in float32 even under bf16 autocast (as cuDNN and SyncBatchNorm keep them); the running
+    statistics get the unbiased variance, as `F.batch_norm` updates them.
     """
+    dtype = parts[0].dtype
+    if dtype in (torch.float16, torch.bfloat16):
+        parts = [x.float() for x in parts]
     dims = (0, 2, 3)
     local = [torch.cat([x.sum(dims), x.new_full((1,), float(x.numel() // x.shape[1]))])
              for x in parts]  # fmt: skip
@@ -117,7 +140,7 @@ def batch_norm_parts(bn: nn.BatchNorm2d, parts: list[torch.Tensor], ranks: bool)
         y = c * torch.rsqrt(var + bn.eps)[None, :, None, None]
         if bn.affine:
             y = y * bn.weight[None, :, None, None] + bn.bias[None, :, None, None]
-        out.append(y)
+        out.append(y.to(dtype))
     return out
 
 
@@ -130,20 +153,21 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalize `x (batch, channels, time, freq)` with global-batch statistics."""
-        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if not (self.training and distributed):
+        if not (self.training and _is_distributed()):
             return super().forward(x)
         return batch_norm_parts(self, [x], ranks=True)[0]
 
 
+@dataclass
 class _Sizes:
     """The current step's part sizes, shared by a `PartsModel` and its per-part layers."""
 
-    sizes: list[int] = []
+    sizes: list[int] = field(default_factory=list)
 
 
 class _PerPart(nn.Module):
-    """A layer applied to each part separately, so its weight gradient is the parts' sum."""
+    """A layer module applied to each part separately: a weight's gradient is the parts' sum,
+    and an elementwise kernel sees the tensor size a process holding one part sees."""
 
     def __init__(self, layer: nn.Module, sizes: _Sizes, ranks: bool):
         super().__init__()
@@ -151,37 +175,46 @@ class _PerPart(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x (sum of part sizes, ...)` -> the layer's output, part by part."""
-        # a fresh tensor per part: the memory layout (and so the kernel) a process holding only
-        # that part would see
-        parts = [p.clone() for p in x.split(self._sizes.sizes)]
+        parts = x.split(self._sizes.sizes)
         if isinstance(self.layer, nn.BatchNorm2d) and self.layer.training:
-            return torch.cat(batch_norm_parts(self.layer, parts, self.ranks))
+            return torch.cat(batch_norm_parts(self.layer, list(parts), self.ranks))
+        if isinstance(self.layer, (nn.Conv2d, nn.Linear)):
+            # a fresh tensor per part: the memory a process holding only that part would pass
+            parts = [p.clone() for p in parts]
         return torch.cat([self.layer(p) for p in parts])
 
 
+_WEIGHTED = (nn.Conv2d, nn.Linear, nn.BatchNorm2d)
+
+
 class PartsModel(nn.Module):
-    """`model`'s structure computing part by part; shares every parameter and buffer.
+    """`model`'s structure computing part by part: every layer module (no children) runs on
+    each part separately; shares every parameter and buffer with `model`.
 
     Called as `parts_model(features, sizes)` with `features` the process's parts stacked.
 
     Raises:
-        UserError: a layer with parameters that is not Conv2d, Linear or BatchNorm2d (its batch
-            sums could not be split).
+        UserError: a module with parameters of its own that is not Conv2d, Linear or
+            BatchNorm2d, or another BatchNorm (their batch sums could not be split).
     """
 
     def __init__(self, model: nn.Module, ranks: bool):
         super().__init__()
         self._sizes = _Sizes()
         self.inner = model
+        for name, module in model.named_modules():
+            weighted = type(module) in _WEIGHTED or type(module) is GlobalBatchNorm2d
+            if not weighted and (
+                isinstance(module, _BatchNorm) or list(module.parameters(recurse=False))
+            ):
+                raise UserError(
+                    f"train.batch_parts cannot split the batch sums of module '{name or 'model'}' "
+                    f"({type(module).__name__}); use train.batch_parts=0"
+                )
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):
-                if type(child) in (nn.Conv2d, nn.Linear, nn.BatchNorm2d, GlobalBatchNorm2d):
+                if not list(child.children()):
                     setattr(parent, name, _PerPart(child, self._sizes, ranks))
-                elif list(child.parameters(recurse=False)):
-                    raise UserError(
-                        f"train.batch_parts cannot split the sums of layer {name} "
-                        f"({type(child).__name__}); use train.batch_parts=0"
-                    )
 
     def forward(self, features: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         """`features (sum(sizes), ...)` -> logits `(sum(sizes), classes)`."""

@@ -171,7 +171,8 @@ class TrainConfig:
     # instead of each rank's part; false trades that for less communication per step.
     sync_batchnorm: bool = True
     # Compute every global batch as this many fixed parts, whatever the number of processes
-    # (kws.batch_parts): one process and two then train bit for bit alike; 0 = one per process.
+    # (kws.batch_parts): with 2, one process and two train bit for bit alike on the CPU (same
+    # threads per process); 0 = one part per process.
     batch_parts: int = option(0, minimum=0)
     # auto: channels_last on CPU (faster), contiguous elsewhere (kws.train.setup.prepare_model)
     memory_format: str = option("auto", choices=("auto", "channels_last", "contiguous"))
@@ -191,11 +192,23 @@ class TrainConfig:
     divergence_loss: float = option(100.0, above=0.0)
 
     def validate(self) -> None:
-        """Raises `ConfigError` for milestones outside the run."""
+        """Raises `ConfigError` for milestones outside the run and batch parts combined with
+        what they cannot keep bit for bit."""
         if any(m > 1 for m in self.lr_milestones):
             raise ConfigError(
                 f"train.lr_milestones={self.lr_milestones}: milestones are fractions of the run "
                 "in [0, 1], e.g. [0.5, 0.8]"
+            )
+        if self.batch_parts and not self.sync_batchnorm:
+            raise ConfigError(
+                "train.batch_parts normalizes with the global batch's statistics, so "
+                "train.sync_batchnorm=false cannot hold; drop one of them"
+            )
+        if self.batch_parts and self.compile != "off":
+            raise ConfigError(
+                f"train.batch_parts runs layers part by part in Python, which "
+                f"train.compile={self.compile} does not support; use train.compile=off or "
+                "train.batch_parts=0"
             )
 
 

@@ -46,6 +46,7 @@ from kws.run import Checkpoint, Run
 from kws.stats import mean_interval
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
+from kws.train.setup import recipe_threads
 
 
 def _exists(path: Path) -> bool:
@@ -61,7 +62,8 @@ def _read_json(path: Path):
 def _record(method, budget, seed, run: Run, spec, epochs, wall_s, compute, data, cfg) -> dict:
     best = distributed.main_value(run.checkpoint, "best")
     model = best.build_model().to(data.device)
-    test = evaluate(model, data, "testing", cfg.train.eval_batch_size, shard=distributed.shard())
+    test = evaluate(model, data, "testing", cfg.train.eval_batch_size, shard=distributed.shard(),
+                    batch_parts=cfg.train.batch_parts)  # fmt: skip
     return {
         "method": method, "budget_params": budget, "seed": seed,
         "params": count_params(spec), "macs": count_macs(spec),
@@ -265,6 +267,7 @@ def summarize(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+@recipe_threads
 def compare(
     cfg: RecipeConfig,
     run_dir: str | Path,

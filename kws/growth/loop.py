@@ -42,7 +42,7 @@ from kws.models import count_macs, count_params, growable_family
 from kws.run import Checkpoint, Run
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
-from kws.train.setup import prepare_model
+from kws.train.setup import prepare_model, recipe_threads
 
 GROW_METHODS = ("splitting", "random", "random_init")
 FINAL = "final"
@@ -136,7 +136,8 @@ def _surgery(run: Run, k: int, model, cfg, data, budget, reference, resume: bool
 def _record(k, model, cfg, result, data, round_run: Run, epochs, used, seconds, plan, spectrum):
     """One round's line of growth.json (test accuracy of the round's best-by-validation model)."""
     best = distributed.main_value(round_run.checkpoint, "best").build_model().to(data.device)
-    test = evaluate(best, data, "testing", cfg.train.eval_batch_size, shard=distributed.shard())
+    test = evaluate(best, data, "testing", cfg.train.eval_batch_size, shard=distributed.shard(),
+                    batch_parts=cfg.train.batch_parts)  # fmt: skip
     params, macs = count_params(model.spec), count_macs(model.spec)
     return distributed.broadcast_object(
         {
@@ -193,6 +194,7 @@ def _train_round(cfg, run, k, model, data, used, resume, progress, reference, hi
     return result, len(result.history), time.perf_counter() - start
 
 
+@recipe_threads
 def grow(
     cfg: RecipeConfig,
     run: Run | str | Path,

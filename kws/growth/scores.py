@@ -263,11 +263,9 @@ def splitting_matrices(
             if not chain_term:
                 for item in data:
                     item.weight_t = None
-            if mats is None:
-                mats = [
-                    features.new_zeros(i.weight_s.shape[1], i.patches.shape[1], i.patches.shape[1])
-                    for i in data
-                ]
+            if mats is None:  # (width, d, d) per unit
+                mats = [features.new_zeros(i.weight_s.shape[1], *[i.patches.shape[1]] * 2)
+                        for i in data]  # fmt: skip
             for item, out in zip(data, mats, strict=True):
                 _accumulate_exact(item, out)
             count += features.shape[0]

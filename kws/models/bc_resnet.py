@@ -106,6 +106,8 @@ class BCResBlock(nn.Module):
             groups=out_ch, bias=False,
         )  # fmt: skip
         self.time_bn = nn.BatchNorm2d(out_ch)
+        # a module, not F.silu: kws.batch_parts runs layer modules part by part
+        self.time_act = nn.SiLU()
         self.pw_conv = nn.Conv2d(out_ch, out_ch, 1, bias=False)
         self.dropout = nn.Dropout2d(cfg.dropout)
 
@@ -116,7 +118,7 @@ class BCResBlock(nn.Module):
             x = F.relu(self.pw_in_bn(self.pw_in_conv(x)))
         x2 = self.ssn(self.freq_conv(self.freq_pad(x)))  # f2: 2D features
         y = x2.mean(dim=2, keepdim=True)  # (batch, out_ch, 1, time)
-        y = self.dropout(self.pw_conv(F.silu(self.time_bn(self.time_conv(y)))))  # f1
+        y = self.dropout(self.pw_conv(self.time_act(self.time_bn(self.time_conv(y)))))  # f1
         out = x2 + y  # broadcast over frequency
         if not self.transition:
             out = out + shortcut

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from kws.batch_parts import local_parts, sum_in_order
 from kws.data.gsc import SILENCE_LABEL, UNKNOWN_LABEL
 from kws.distributed import all_reduce_sum
 from kws.plotting import pyplot, save_png
@@ -106,24 +107,34 @@ def evaluate(
     batch_size: int = 500,
     seed: int = 1234,
     shard: tuple[int, int] = (0, 1),
+    batch_parts: int = 0,
 ) -> EvalResult:
     """Run `model` over one split of `data` (a `KwsData`); the model's mode is restored after.
 
     With `shard=(rank, world)` (kws.distributed) each rank evaluates its part of every batch
     and the confusion matrix and loss are summed over ranks: the same result on every rank as
-    one process evaluating the whole split.
+    one process evaluating the whole split. With `batch_parts` (`train.batch_parts`) every batch
+    is evaluated part by part and the loss summed in part order (kws.batch_parts), so the loss
+    is bit for bit the same on one process and two.
+
+    Raises:
+        UserError: parts that do not divide over the processes.
     """
     was_training = model.training
     model.eval()
     num = len(data.labels)
     confusion = torch.zeros(num, num, dtype=torch.long, device=data.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=data.device)
-    for features, labels in data.batches(split, batch_size, seed=seed, shard=shard):
-        logits = model(features).float()
-        loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
-        pred = logits.argmax(dim=1)
-        confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+    losses = []
+    for part in local_parts(batch_parts, *shard):
+        loss_sum = torch.zeros((), dtype=torch.float64, device=data.device)
+        for features, labels in data.batches(split, batch_size, seed=seed, shard=part):
+            logits = model(features).float()
+            loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+            pred = logits.argmax(dim=1)
+            confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+        losses.append(loss_sum)
     model.train(was_training)
+    loss_sum = sum_in_order(losses)
     if shard[1] > 1:
         all_reduce_sum(confusion)
         all_reduce_sum(loss_sum)

@@ -35,6 +35,7 @@ from kws.train.setup import (
     autocast,
     make_optimizer,
     prepare_model,
+    recipe_threads,
     schedule,
     seed_everything,
     step_module,
@@ -111,7 +112,7 @@ def train_epoch(
         # One host sync per log interval (not per step) keeps a GPU busy; a bad step is caught
         # at the next check, and nothing trained after it is ever saved.
         if steps % cfg.train.log_every_steps == 0 or steps == num_batches:
-            value = float(loss.detach()) if world == 1 else _global_sum(loss)
+            value = float(loss.detach()) if world == 1 else _global_loss(loss)
             if not np.isfinite(value) or value > limit:
                 bar.remove_task(task)
                 return {"diverged": f"loss {value:.3g} at step {steps} (limit {limit:g})"}
@@ -161,7 +162,7 @@ def _part_batches(data: KwsData, batch_size: int, seed: int, parts: list[tuple[i
                    [y.numel() for _, y in step])  # fmt: skip
 
 
-def _global_sum(loss: torch.Tensor) -> float:
+def _global_loss(loss: torch.Tensor) -> float:
     """The global batch's mean loss: every rank's share-weighted part, summed (a host sync)."""
     return float(distributed.all_reduce_sum(loss.detach().double()))
 
@@ -233,6 +234,7 @@ def _progress(enabled: bool) -> Progress:
     return Progress(*columns, disable=not enabled, transient=True)
 
 
+@recipe_threads
 def train(
     cfg: RecipeConfig,
     run: Run | str | Path,
@@ -277,8 +279,6 @@ def train(
     distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work
     distributed.on_main(run.prepare, resume=resume, force=force, what="training")
     progress, shard = progress and distributed.is_main(), distributed.shard()
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
     seed_everything(cfg.train.seed + epoch_offset)
     data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
     cfg = copy_config(cfg)
@@ -313,7 +313,8 @@ def train(
             if not _weights_finite(model):
                 raise _diverged("non-finite weights after the epoch", epoch + 1, run, lr)
             distributed.sync_buffers(model)
-            val = evaluate(model, data, "validation", cfg.train.eval_batch_size, shard=shard)
+            val = evaluate(model, data, "validation", cfg.train.eval_batch_size, shard=shard,
+                           batch_parts=cfg.train.batch_parts)  # fmt: skip
             if not np.isfinite(val.loss):
                 raise _diverged(f"validation loss {val.loss}", epoch + 1, run, lr)
             record = {

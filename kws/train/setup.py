@@ -5,9 +5,11 @@ optimizer, the module a step calls (DDP, torch.compile) and the model's memory l
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import random
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -16,6 +18,8 @@ from torch import nn
 from kws import distributed
 from kws.config import RecipeConfig
 from kws.errors import UserError
+
+T = TypeVar("T")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -95,6 +99,24 @@ def step_module(model: nn.Module, device: torch.device, cfg: RecipeConfig) -> nn
             "train.compile=on"
         )
     return torch.compile(module, mode="reduce-overhead" if cfg.train.compile == "graphs" else None)
+
+
+def recipe_threads(fn: Callable[..., T]) -> Callable[..., T]:
+    """`fn(cfg, ...)` (a verb: train, grow, compare) run with `cfg.train.num_threads` torch
+    threads (0 = unchanged), the caller's count restored after: a recipe's thread count is its
+    run's, not the rest of the process's (the quickstart's export after its growth)."""
+
+    @functools.wraps(fn)
+    def wrapper(cfg, *args, **kwargs):
+        before = torch.get_num_threads()
+        if cfg.train.num_threads:
+            torch.set_num_threads(cfg.train.num_threads)
+        try:
+            return fn(cfg, *args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 def autocast(device: torch.device, enabled: bool):
