@@ -225,8 +225,7 @@ def _calibration(model, batches: Iterable, cfg: GrowthConfig, dtype):
 
 def _frozen_copy(model, dtype):
     """A detached eval-mode copy in `dtype`, so scoring can never touch the caller's model."""
-    clone = copy.deepcopy(model).to(dtype).eval()
-    return clone
+    return copy.deepcopy(model).to(dtype).eval()
 
 
 def _global_count(count: int, like: torch.Tensor, shard: tuple[int, int]) -> int:
