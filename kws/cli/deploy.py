@@ -171,6 +171,11 @@ def add_stream_eval(sub) -> None:
     )  # fmt: skip
     p.add_argument("--per-command", type=int, default=15, metavar="N",
                    help="with --benchmark: clips of each command (default 15)")  # fmt: skip
+    p.add_argument(
+        "--calibration-minutes", type=float, default=None, metavar="M",
+        help="with --target-fa-per-hour: length of the validation stream the threshold is "
+        "calibrated on (default: the test stream's 20 minutes; clips per command scale with it)",
+    )  # fmt: skip
     p.add_argument("--mine", type=int, default=0, metavar="N",
                    help="with --benchmark: save N hard negatives from the training negatives "
                    "to <run>/hard_negatives.npy (train with data.hard_negatives=...)")  # fmt: skip
@@ -206,6 +211,7 @@ def run_stream_eval(args) -> int:
             force=args.force,
             minutes=args.minutes if args.minutes != 10.0 else 20.0,
             per_command=args.per_command, seed=args.seed,
+            calibration_minutes=args.calibration_minutes,
         )  # fmt: skip
         print(write_benchmark(result, resolve_run(args.model).run.root))
         return 0

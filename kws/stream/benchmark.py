@@ -242,12 +242,15 @@ def run_benchmark(
     minutes: float = 20.0,
     per_command: int = 15,
     seed: int = 0,
+    calibration_minutes: float | None = None,
 ) -> dict:
     """The benchmark of the module docstring for a run; returns the result dict.
 
     With `target_fa_per_hour`, the threshold is first calibrated on the validation speakers'
     stream and negatives (`calibrate_threshold`, the stream held to `stream_fa_per_hour`) and
-    written into the run (config.yaml's stream section and the
+    written into the run; `calibration_minutes` (default `minutes`) makes that stream longer,
+    with proportionally more clips per command, for a threshold less at the mercy of a few
+    confusions, (config.yaml's stream section and the
     export manifest), then the test numbers are measured at it. With `mine`, that many hard
     negatives are mined from the training negatives (or the audio files and folders
     `mine_from`) into `mine_out` (default `<run>/hard_negatives.npy`; an existing file is
@@ -256,12 +259,18 @@ def run_benchmark(
     Raises:
         UserError: missing negatives or too few clips, a bad override, a mining threshold
             outside 0..1, `mine_from` without `mine` or holding the benchmark's own
-            negatives (`mining_sources`), a mining output that exists (without `force`).
+            negatives (`mining_sources`), a mining output that exists (without `force`),
+            `calibration_minutes` not positive or without `target_fa_per_hour`.
     """
     if not 0.0 <= mine_threshold <= 1.0:
         raise UserError(f"--mine-threshold {mine_threshold:g} is not a probability; give 0..1")
     if mine_from and not mine:
         raise UserError("--mine-from names the audio to mine; add --mine N (windows to keep)")
+    if calibration_minutes is not None and (target_fa_per_hour is None or calibration_minutes <= 0):
+        raise UserError(
+            f"--calibration-minutes {calibration_minutes:g} sets the calibration stream: give a "
+            "positive length, with --target-fa-per-hour X"
+        )
     ref = resolve_run(model)
     cfg = stream_config_for(model, overrides)
     recipe = ref.run.config(overrides) if ref.run.config_path.is_file() else None
@@ -281,10 +290,13 @@ def run_benchmark(
         if stream_fa_per_hour is None:
             stream_fa_per_hour = MLPERF_STREAM_FA_PER_HOUR
         limits = (target_fa_per_hour, stream_fa_per_hour)
+        cal_minutes = calibration_minutes or minutes
+        cal_per_command = max(1, round(per_command * cal_minutes / minutes))
         cfg, rows = _calibrate(ref, backend, cfg, root, limits,
-                               (minutes, per_command, seed))  # fmt: skip
+                               (cal_minutes, cal_per_command, seed))  # fmt: skip
         result["calibration"] = {"target_fa_per_hour": target_fa_per_hour,
                                  "stream_fa_per_hour": stream_fa_per_hour,
+                                 "stream_minutes": cal_minutes,
                                  "threshold": cfg.detection_threshold,
                                  "validation_sweep": rows}  # fmt: skip
     stream = build_benchmark_stream(root, backend.labels, "testing", minutes, per_command, seed)

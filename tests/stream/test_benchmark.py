@@ -78,6 +78,16 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     assert "## Streaming benchmark" in (tone_run / "report.md").read_text()
 
 
+def test_a_longer_calibration_stream_scales_its_commands(tone_run):
+    result = run_benchmark(tone_run, ["stream.backend=torch"], target_fa_per_hour=50.0,
+                           minutes=1.0, per_command=2, calibration_minutes=2.0)  # fmt: skip
+    calibration = result["calibration"]
+    assert calibration["stream_minutes"] == 2.0
+    assert calibration["validation_sweep"][0]["commands"] == 2 * result["operating"]["commands"]
+    with pytest.raises(UserError, match="--calibration-minutes 2 .* --target-fa-per-hour"):
+        run_benchmark(tone_run, ["stream.backend=torch"], minutes=1.0, calibration_minutes=2.0)
+
+
 def test_too_few_clips_say_how_to_get_more(tone_run):
     with pytest.raises(Exception, match="--size medium"):
         run_benchmark(tone_run, ["stream.backend=torch"], minutes=1.0, per_command=50)
