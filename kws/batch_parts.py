@@ -59,9 +59,10 @@ def local_parts(
             "per process"
         )
     if batch_size is not None and batch_size % batch_parts:
+        lower = max(batch_parts, batch_size - batch_size % batch_parts)
         raise UserError(
             f"train.batch_size={batch_size} must divide into train.batch_parts={batch_parts} "
-            "equal parts; change either"
+            f"equal parts; use train.batch_size={lower} or {lower + batch_parts}, or other parts"
         )
     per = batch_parts // world
     return [(rank * per + j, batch_parts) for j in range(per)]

@@ -49,7 +49,7 @@ def test_parts_are_one_per_process_unless_asked():
     assert local_parts(4, 1, 2, 32) == [(2, 4), (3, 4)]
     with pytest.raises(UserError, match="must divide over the 2 processes"):
         local_parts(3, 0, 2, 30)
-    with pytest.raises(UserError, match="must divide into train.batch_parts=3"):
+    with pytest.raises(UserError, match="batch_parts=3 equal parts; use train.batch_size=30 or 33"):
         local_parts(3, 0, 1, 32)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kws.cli.common import add_overrides, flag_overrides, verb_parser
+from kws.errors import UserError
 
 BACKENDS = ["auto", "torch", "onnx", "tflite"]
 
@@ -195,7 +196,11 @@ def add_stream_eval(sub) -> None:
 
 
 def run_stream_eval(args) -> int:
-    """`kws stream-eval` with parsed arguments; returns the exit status."""
+    """`kws stream-eval` with parsed arguments; returns the exit status.
+
+    Raises:
+        UserError: a benchmark-only flag without --benchmark (it would be ignored).
+    """
     from kws.stream.evaluate import render_section, stream_evaluate
 
     if args.benchmark:
@@ -216,6 +221,15 @@ def run_stream_eval(args) -> int:
         print(write_benchmark(result, resolve_run(args.model).run.root))
         return 0
 
+    benchmark_only = {"--target-fa-per-hour": args.target_fa_per_hour,
+                      "--stream-fa-per-hour": args.stream_fa_per_hour,
+                      "--calibration-minutes": args.calibration_minutes, "--mine": args.mine,
+                      "--mine-out": args.mine_out, "--mine-from": args.mine_from}  # fmt: skip
+    given = [flag for flag, value in benchmark_only.items() if value]
+    if given:
+        raise UserError(
+            f"{', '.join(given)} only apply to the wake-word benchmark; add --benchmark"
+        )
     data_root, args.data = args.data, None  # the stream's source, not a config key here
     result = stream_evaluate(
         args.model, flag_overrides(args), data_root=data_root, minutes=args.minutes,

@@ -233,7 +233,8 @@ class GrowthConfig:
     epochs, at least `min_epochs_per_round`, at most the round's cap), all rounds at the peak
     learning rate (`schedule: global`; optionally a linear warm-up after each split), then the
     final architecture gets a full decay over `final_epochs`. `total_epochs` makes the whole
-    run's epochs a fixed budget so compared methods train for the same number.
+    run's epochs a fixed budget so compared methods train for the same number; the final phase
+    then gets every epoch the rounds left, `final_epochs` being the least it keeps.
     """
 
     rounds: int = option(3, minimum=0)  # most splitting rounds

@@ -266,10 +266,15 @@ def run_benchmark(
         raise UserError(f"--mine-threshold {mine_threshold:g} is not a probability; give 0..1")
     if mine_from and not mine:
         raise UserError("--mine-from names the audio to mine; add --mine N (windows to keep)")
-    if calibration_minutes is not None and (target_fa_per_hour is None or calibration_minutes <= 0):
+    if calibration_minutes is not None and target_fa_per_hour is None:
         raise UserError(
-            f"--calibration-minutes {calibration_minutes:g} sets the calibration stream: give a "
-            "positive length, with --target-fa-per-hour X"
+            f"--calibration-minutes {calibration_minutes:g} sets the stream the threshold is "
+            "calibrated on; add --target-fa-per-hour X (the calibration's target)"
+        )
+    if calibration_minutes is not None and not 0 < calibration_minutes < float("inf"):
+        raise UserError(
+            f"--calibration-minutes {calibration_minutes:g} is not a stream length; give minutes "
+            "above 0, e.g. 60"
         )
     ref = resolve_run(model)
     cfg = stream_config_for(model, overrides)

@@ -78,14 +78,21 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     assert "## Streaming benchmark" in (tone_run / "report.md").read_text()
 
 
-def test_a_longer_calibration_stream_scales_its_commands(tone_run):
+def test_a_longer_calibration_stream_scales_its_commands(tone_run, capsys):
     result = run_benchmark(tone_run, ["stream.backend=torch"], target_fa_per_hour=50.0,
                            minutes=1.0, per_command=2, calibration_minutes=2.0)  # fmt: skip
     calibration = result["calibration"]
     assert calibration["stream_minutes"] == 2.0
     assert calibration["validation_sweep"][0]["commands"] == 2 * result["operating"]["commands"]
-    with pytest.raises(UserError, match="--calibration-minutes 2 .* --target-fa-per-hour"):
+    with pytest.raises(UserError, match="--calibration-minutes 2 .* add --target-fa-per-hour"):
         run_benchmark(tone_run, ["stream.backend=torch"], minutes=1.0, calibration_minutes=2.0)
+    for bad in (0.0, float("nan"), float("inf")):
+        with pytest.raises(UserError, match="is not a stream length; give minutes above 0"):
+            run_benchmark(tone_run, ["stream.backend=torch"], target_fa_per_hour=5.0,
+                          minutes=1.0, calibration_minutes=bad)  # fmt: skip
+    # benchmark-only flags are refused, not ignored, on a plain stream evaluation
+    assert main(["stream-eval", str(tone_run), "--calibration-minutes", "60", "--mine", "5"]) == 2
+    assert "--calibration-minutes, --mine only apply to the wake" in capsys.readouterr().err
 
 
 def test_too_few_clips_say_how_to_get_more(tone_run):
