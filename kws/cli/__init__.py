@@ -8,6 +8,7 @@ instant (importing torch and TensorFlow takes seconds).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from kws.cli import data, deploy, train
@@ -73,5 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     except UserError as exc:
-        print(f"kws: error: {exc}", file=sys.stderr)
+        # one write per message: under torchrun every process may raise the same error, and
+        # print's separate newline let two processes' lines run together
+        rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") != "1" else "0"
+        sys.stderr.write(f"{f'[rank {rank}] ' if rank != '0' else ''}kws: error: {exc}\n")
         return 2
