@@ -223,9 +223,10 @@ def run_stream_eval(args) -> int:
 
     benchmark_only = {"--target-fa-per-hour": args.target_fa_per_hour,
                       "--stream-fa-per-hour": args.stream_fa_per_hour,
-                      "--calibration-minutes": args.calibration_minutes, "--mine": args.mine,
+                      "--calibration-minutes": args.calibration_minutes,
+                      "--mine": args.mine or None,  # 0, the default, is no mining
                       "--mine-out": args.mine_out, "--mine-from": args.mine_from}  # fmt: skip
-    given = [flag for flag, value in benchmark_only.items() if value]
+    given = [flag for flag, value in benchmark_only.items() if value is not None]
     if given:
         raise UserError(
             f"{', '.join(given)} only apply to the wake-word benchmark; add --benchmark"
