@@ -43,6 +43,9 @@ class DataConfig:
     time_shift_ms: float = option(100.0, minimum=0.0)
     background_probability: float = option(0.8, minimum=0.0, maximum=1.0)
     background_volume: float = option(0.1, minimum=0.0)
+    # [low, high] dB: noise at a U[low, high] SNR relative to each clip's RMS instead of at
+    # volume U[0, background_volume] (quiet words then get quiet noise, as in a real room)
+    background_snr_db: list[float] = field(default_factory=list)
     silence_volume: float = option(1.0, minimum=0.0)
     speed_perturb: float = option(0.0, minimum=0.0, below=1.0)  # max relative speed change
     spec_augment: bool = False
@@ -65,11 +68,18 @@ class DataConfig:
     max_clips_per_word: int = option(0, minimum=0)  # 0 = all; for quick experiments
 
     def validate(self) -> None:
-        """Raises `ConfigError` for split percentages over 100 or a custom task with no words."""
+        """Raises `ConfigError` for split percentages over 100, a malformed SNR range or a custom
+        task with no words."""
         if self.validation_percent + self.testing_percent >= 100:
             raise ConfigError(
                 f"data.validation_percent + data.testing_percent = "
                 f"{self.validation_percent + self.testing_percent:g}: must be < 100"
+            )
+        snr = self.background_snr_db
+        if snr and (len(snr) != 2 or not all(math.isfinite(x) for x in snr) or snr[0] > snr[1]):
+            raise ConfigError(
+                f"data.background_snr_db={snr}: give [low, high] in dB with low <= high, e.g. "
+                '"data.background_snr_db=[0,20]", or [] to mix at data.background_volume'
             )
         if self.task == "custom" and not self.words:
             raise ConfigError(

@@ -1,9 +1,10 @@
 """Training augmentation on the audio tensor's own device (REFERENCE.md, GSC section).
 
 TensorFlow's defaults as used by Hello Edge: time shift uniform in +/-100 ms with zero padding;
-with probability 0.8 mix a random 1 s slice of a background-noise file at volume U[0, 0.1];
-clip to [-1, 1]. Silence examples are background noise at volume U[0, 1], foreground muted.
-Optional: speed perturbation (resampling by linear interpolation) and SpecAugment masks.
+with probability 0.8 mix a random 1 s slice of a background-noise file at volume U[0, 0.1]
+(or, opt-in, at a U[low, high] dB SNR against the clip); clip to [-1, 1]. Silence examples are
+background noise at volume U[0, 1], foreground muted. Optional: speed perturbation (resampling
+by linear interpolation) and SpecAugment masks.
 
 Every draw goes through `uniform`/`integers`, which honour `RowDraws`: under data parallelism a
 process holds a slice of the global batch but draws for all of it, so its rows get exactly the
@@ -110,8 +111,15 @@ def mix_background(
     volume: float,
     silence_volume: float,
     generator=None,
+    snr_db: tuple[float, float] | None = None,
 ) -> torch.Tensor:
-    """Add background noise to `(batch, samples)`; silence rows get noise only."""
+    """Add background noise to `(batch, samples)`; silence rows get noise only.
+
+    A word row gets noise with `probability`: at gain U[0, volume] on the file's own level, or,
+    with `snr_db=(low, high)`, scaled to a U[low, high] dB signal-to-noise ratio against the
+    row's RMS (both RMS over the whole clip, as `kws stream-eval --benchmark` sets its SNRs).
+    Both modes make the same draws, so switching changes no other random number.
+    """
     batch, samples = audio.shape
     dev = audio.device
     if noise.numel() == 0:
@@ -120,10 +128,21 @@ def mix_background(
     start = uniform(generator, batch, device=dev)
     slices = noise_slices(noise, lengths, file_index, start, samples)
     use = uniform(generator, batch, device=dev) < probability
-    vol = uniform(generator, batch, device=dev) * volume * use
+    draw = uniform(generator, batch, device=dev)
+    if snr_db is None:
+        vol = draw * volume * use
+    else:
+        snr = snr_db[0] + draw * (snr_db[1] - snr_db[0])
+        ratio = _rms(audio) / _rms(slices).clamp(min=1e-8)
+        vol = ratio * torch.pow(10.0, -snr / 20) * use
     vol = torch.where(is_silence, uniform(generator, batch, device=dev) * silence_volume, vol)
     fg = audio * (~is_silence).unsqueeze(1)
     return (fg + slices * vol.unsqueeze(1)).clamp(-1.0, 1.0)
+
+
+def _rms(audio: torch.Tensor) -> torch.Tensor:
+    """Root mean square of each row of `(batch, samples)`: `(batch,)`."""
+    return audio.square().mean(dim=1).sqrt()
 
 
 def spec_augment(

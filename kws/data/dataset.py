@@ -193,7 +193,7 @@ class KwsData:
             prob, vol = 0.0, 0.0  # evaluation: clean words; silence still gets noise
         audio = aug.mix_background(
             audio, is_silence, self.noise, self.noise_lengths, prob, vol, d.silence_volume,
-            generator,
+            generator, tuple(d.background_snr_db) or None,
         )  # fmt: skip
         return audio, labels
 
