@@ -100,13 +100,14 @@ def build_benchmark_stream(
     gaps = rng.uniform(0.5, 1.5, len(chosen))
     gaps *= spare / gaps.sum()  # random gaps that fill the stream exactly
     speech = np.zeros(total, np.float32)
-    truth, cursor = [], 0.5
+    truth, speakers, cursor = [], [], 0.5
     for gap, index in zip(gaps, order, strict=True):
         label, clip = chosen[index]
         audio = load_audio(clip.path, RATE_HZ)[:RATE_HZ]
         start = int(cursor * RATE_HZ)
         speech[start : start + len(audio)] += audio
         truth.append((label, 1000.0 * cursor))
+        speakers.append(clip.speaker)
         cursor += 1.0 + gap
     noise = _noise_at_snrs(root, speech, truth, rng)
     description = (
@@ -114,7 +115,7 @@ def build_benchmark_stream(
         f"commands and {sum(t[0] == UNKNOWN for t in truth)} unknown words, noise at SNR "
         f"{'/'.join(f'{s:g}' for s in SNRS_DB)} dB (cycling every {SEGMENT_S:g} s), seed {seed}"
     )
-    return EvalStream(np.clip(speech + noise, -1, 1), RATE_HZ, truth, description)
+    return EvalStream(np.clip(speech + noise, -1, 1), RATE_HZ, truth, description, speakers)
 
 
 def _noise_at_snrs(root: Path, speech: np.ndarray, truth, rng) -> np.ndarray:
@@ -141,6 +142,13 @@ def record(backend: Backend, cfg: StreamConfig, audio: np.ndarray) -> Track:
 
 def mlperf_score(events, truth, keywords, tolerance_ms: float = 750.0, clip_ms: float = 1000.0):
     """MLPerf Tiny's streaming rules (module docstring): misses and false accepts."""
+    detected, false_accepts = _match(events, truth, keywords, tolerance_ms, clip_ms)
+    return {"commands": len(detected), "misses": detected.count(False),
+            "false_accepts": false_accepts}  # fmt: skip
+
+
+def _match(events, truth, keywords, tolerance_ms: float = 750.0, clip_ms: float = 1000.0):
+    """Whether each command of `truth` (in order) got its right firing, and the false accepts."""
     windows = [(label, t, t + clip_ms + tolerance_ms) for label, t in truth if label in keywords]
     detected = [False] * len(windows)
     false_accepts = 0
@@ -154,8 +162,39 @@ def mlperf_score(events, truth, keywords, tolerance_ms: float = 750.0, clip_ms: 
             false_accepts += 1
         else:
             detected[hit] = True
-    return {"commands": len(windows), "misses": detected.count(False),
-            "false_accepts": false_accepts}  # fmt: skip
+    return detected, false_accepts
+
+
+def speaker_group(speaker: str) -> str:
+    """The part of a speaker id before its first `-`: the TTS engine of a synthesized speaker
+    (`espeak-1f32a0a2` -> `espeak`); GSC's hex ids have no `-` and are one group, `speakers`."""
+    return speaker.split("-", 1)[0] if "-" in speaker else "speakers"
+
+
+def miss_breakdown(events, stream: EvalStream, keywords) -> dict:
+    """Misses per SNR segment and per speaker group (`speaker_group`), for finding what a
+    model misses: `{"snr_db": {"20": {"misses": m, "commands": n}, ...}, "speaker_group":
+    {...}}` (groups only when the stream knows its speakers)."""
+    detected, _ = _match(events, stream.truth, keywords)
+    commands = [i for i, (label, _) in enumerate(stream.truth) if label in keywords]
+    out = {"snr_db": {}, "speaker_group": {}}
+    for hit, i in zip(detected, commands, strict=True):
+        keys = [("snr_db", f"{snr_at(stream.truth[i][1]):g}")]
+        if stream.speakers:
+            keys.append(("speaker_group", speaker_group(stream.speakers[i])))
+        for kind, key in keys:
+            cell = out[kind].setdefault(key, {"misses": 0, "commands": 0})
+            cell["misses"] += not hit
+            cell["commands"] += 1
+    return {
+        "snr_db": dict(sorted(out["snr_db"].items(), key=lambda kv: -float(kv[0]))),
+        "speaker_group": dict(sorted(out["speaker_group"].items())),
+    }
+
+
+def snr_at(start_ms: float) -> float:
+    """The SNR (dB) of the benchmark stream's segment holding `start_ms` (`_noise_at_snrs`)."""
+    return SNRS_DB[int(start_ms / 1000.0 // SEGMENT_S) % len(SNRS_DB)]
 
 
 def det_rows(tracks, truth, labels, cfg: StreamConfig, hours: dict, thresholds=None):
@@ -314,6 +353,10 @@ def run_benchmark(
         stream_config={k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         hours=hours, sweep=rows,
         operating=next(r for r in rows if r["threshold"] == cfg.detection_threshold),
+        operating_misses=miss_breakdown(
+            tracks["stream"].events(backend.labels, cfg, cfg.detection_threshold), stream,
+            [w for w in backend.labels if is_keyword(w)],
+        ),
     )  # fmt: skip
     if mine:
         result["mined"] = {"path": str(mine_path), "sources": [str(f) for f in sources],

@@ -295,8 +295,29 @@ def render_benchmark(result: dict) -> str:
             f"{60 * hours['stream']:.0f} min | {r['negative_false_accepts']} in "
             f"{60 * hours['negatives']:.0f} min | {r['negative_false_accepts_per_hour']:.2f} |"
         )
-    lines += ["", f"![DET curve]({result['plot']})", ""]
+    lines += [
+        "",
+        *_breakdown_lines(result.get("operating_misses")),
+        f"![DET curve]({result['plot']})",
+        "",
+    ]
     return "\n".join(lines)
+
+
+def _breakdown_lines(breakdown: dict | None) -> list[str]:
+    """Where the operating point's misses are: by SNR segment and by speaker group."""
+    if not breakdown:
+        return []
+
+    def cells(part: dict) -> str:
+        return ", ".join(f"{key} {c['misses']}/{c['commands']}" for key, c in part.items())
+
+    lines = [f"Commands missed at the operating threshold, by SNR (dB): "
+             f"{cells(breakdown['snr_db'])}."]  # fmt: skip
+    if len(breakdown.get("speaker_group", {})) > 1:
+        lines[0] += (" By speaker group (the speaker id before its `-`: the TTS engine of a "
+                     f"synthesized set): {cells(breakdown['speaker_group'])}.")  # fmt: skip
+    return [*lines, ""]
 
 
 def write_benchmark(result: dict, out: Path) -> str:

@@ -8,7 +8,7 @@ one `label, time_ms` line per word, `time_ms` being where the clip starts in the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +23,14 @@ UNKNOWN = "_unknown_"
 
 @dataclass
 class EvalStream:
-    """Audio `(samples,)` float32 at `sample_rate_hz` and its `(label, start_ms)` ground truth."""
+    """Audio `(samples,)` float32 at `sample_rate_hz` and its `(label, start_ms)` ground truth;
+    `speakers`, when known, names the speaker of each truth entry (same order)."""
 
     audio: np.ndarray
     sample_rate_hz: int
     truth: list[tuple[str, float]]
     description: str = ""
+    speakers: list[str] = field(default_factory=list)
 
     @property
     def duration_s(self) -> float:

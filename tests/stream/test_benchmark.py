@@ -10,7 +10,14 @@ import pytest
 from kws.cli import main
 from kws.config import RecipeConfig, load_recipe
 from kws.errors import UserError
-from kws.stream.benchmark import calibrate_threshold, mlperf_score, run_benchmark
+from kws.stream.benchmark import (
+    SEGMENT_S,
+    calibrate_threshold,
+    miss_breakdown,
+    mlperf_score,
+    run_benchmark,
+)
+from kws.stream.testset import EvalStream
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -26,6 +33,23 @@ def test_mlperf_rules_count_each_command_once():
     ]
     score = mlperf_score(events, truth, ["yes", "no"])
     assert score == {"commands": 3, "misses": 2, "false_accepts": 4}
+
+
+def test_misses_are_broken_down_by_snr_segment_and_speaker_group():
+    late = 1000.0 * SEGMENT_S  # the second segment: 10 dB
+    truth = [("yes", 1000.0), ("no", 5000.0), ("_unknown_", 9000.0), ("yes", late + 1000.0)]
+    speakers = ["espeak-1f32a0a2", "kokoro-88f64059", "flite-00000000", "espeak-b6316f0f"]
+    stream = EvalStream(np.zeros(1), 16000, truth, "", speakers)
+    events = [("yes", 1900.0, 0.9), ("yes", 5800.0, 0.9)]  # "no" and the late "yes" missed
+    out = miss_breakdown(events, stream, ["yes", "no"])
+    assert out == {
+        "snr_db": {"20": {"misses": 1, "commands": 2}, "10": {"misses": 1, "commands": 1}},
+        "speaker_group": {"espeak": {"misses": 1, "commands": 2},
+                          "kokoro": {"misses": 1, "commands": 1}},
+    }  # fmt: skip
+    gsc = miss_breakdown(events, EvalStream(np.zeros(1), 16000, truth, "", ["0a7c2a8d"] * 4),
+                         ["yes", "no"])  # fmt: skip
+    assert gsc["speaker_group"] == {"speakers": {"misses": 2, "commands": 3}}
 
 
 def test_calibration_holds_the_stream_to_mlperfs_gate_not_the_negatives_target():
@@ -59,6 +83,10 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     assert threshold == calibrate_threshold(result["calibration"]["validation_sweep"], 50.0)
     assert load_recipe(tone_run / "config.yaml").stream.detection_threshold == threshold
     assert op["threshold"] == threshold
+    missed = result["operating_misses"]
+    for part in missed.values():  # every command in exactly one cell of each breakdown
+        assert sum(c["commands"] for c in part.values()) == op["commands"]
+        assert sum(c["misses"] for c in part.values()) == op["misses"]
     mined = np.load(tone_run / "hard_negatives.npy")
     assert mined.dtype == np.int16 and mined.shape[1:] == (16000,)
     # mining again never replaces the file a model may train on, unless asked
@@ -75,7 +103,9 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     saved = json.loads((tone_run / "stream_benchmark.json").read_text())
     assert saved["operating"]["threshold"] == threshold
     assert (tone_run / "plots" / "stream_det.png").stat().st_size > 1000
-    assert "## Streaming benchmark" in (tone_run / "report.md").read_text()
+    report = (tone_run / "report.md").read_text()
+    assert "## Streaming benchmark" in report
+    assert "Commands missed at the operating threshold, by SNR (dB): 20 " in report
 
 
 def test_a_longer_calibration_stream_scales_its_commands(tone_run, capsys):
