@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kws.config import save_yaml
 from kws.data.gsc import index_clips
-from tests.stream.conftest import tone_set
-from tests.stream.tones import trained_tone_model
+from tests.stream.conftest import make_tone_run
 
 SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "diagnostics" / "clip_errors.py"
 spec = importlib.util.spec_from_file_location("clip_errors", SCRIPT)
@@ -22,14 +20,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tables_count_every_command_clip_once_and_every_noise_cell(tmp_path, capsys):
-    root = tone_set(tmp_path / "data")
-    ckpt = trained_tone_model()
-    cfg = ckpt.config
-    cfg.data.root, cfg.data.task, cfg.data.words = str(root), "custom", ["yes", "no"]
-    ckpt.config = cfg
-    run = tmp_path / "run"
-    ckpt.save(run / "checkpoints" / "best.pt")
-    save_yaml(cfg, run / "config.yaml")
+    run = make_tone_run(tmp_path)
+    root = tmp_path / "data"
     out = tmp_path / "tables.json"
     argv = [str(run), "--data", str(root), "--backend", "torch", "--noise-clips", "6",
             "--json", str(out)]  # fmt: skip

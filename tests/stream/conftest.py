@@ -33,7 +33,11 @@ def tone_set(root, per_word=60, seed=0):
 
 @pytest.fixture(scope="module")
 def tone_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bench")
+    return make_tone_run(tmp_path_factory.mktemp("bench"))
+
+
+def make_tone_run(tmp):
+    """`tmp/run`: the tone model's run folder, trained on the tone set `tmp/data`."""
     root = tone_set(tmp / "data")
     ckpt = trained_tone_model()
     cfg = ckpt.config
