@@ -159,7 +159,8 @@ def add_stream_eval(sub) -> None:
     p.add_argument("--out", default=None, help="output folder (default: the run folder)")
     p.add_argument("--benchmark", action="store_true",
                    help="wake-word benchmark: 20 min of test speakers (MLPerf Tiny rules) and "
-                   "the set's keyword-free speech (false accepts per hour), DET curve")  # fmt: skip
+                   "the set's keyword-free speech (false accepts per hour), DET curve, and the "
+                        "misses per SNR and per speaker group (TTS engine)")  # fmt: skip
     p.add_argument(
         "--target-fa-per-hour", type=float, default=None, metavar="X",
         help="with --benchmark: calibrate the threshold on the validation speakers for <= X "
