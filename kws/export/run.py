@@ -21,7 +21,7 @@ import torch
 
 from kws.budget import budget_lines, load_target, profile
 from kws.config import RecipeConfig
-from kws.data.dataset import build_data
+from kws.data.dataset import EVAL_SEED, build_data
 from kws.errors import UserError, require_all
 from kws.export.artifacts import FORMATS, ExportArtifacts, check_formats, export_model
 from kws.export.evaluate import BackendAccuracy, evaluate_backends
@@ -162,7 +162,9 @@ def export_run(
     calibration = [calib_x[i : i + batch] for i in range(0, len(calib_x), batch)]
     art = export_model(model, ckpt.labels, cfg.features, calibration, out, formats=formats,
                        name=cfg.name)  # fmt: skip
-    test_x, test_y = _collect(data.batches("testing", 500), cfg.export.eval_max_clips)
+    # the evaluation seed: the same examples, silence noise included, as `kws evaluate`
+    test_batches = data.batches("testing", 500, seed=EVAL_SEED)
+    test_x, test_y = _collect(test_batches, cfg.export.eval_max_clips)
     if len(test_y) == 0:
         raise UserError("the test split is empty; export evaluates every backend on it")
     accuracies, right = evaluate_backends(model, art.files, test_x, test_y, art.arena_bytes)

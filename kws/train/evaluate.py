@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from kws.batch_parts import local_parts, sum_in_order
+from kws.data.dataset import EVAL_SEED
 from kws.data.gsc import SILENCE_LABEL, UNKNOWN_LABEL
 from kws.distributed import all_reduce_sum
 from kws.plotting import pyplot, save_png
@@ -105,7 +106,7 @@ def evaluate(
     data,
     split: str = "testing",
     batch_size: int = 500,
-    seed: int = 1234,
+    seed: int = EVAL_SEED,
     shard: tuple[int, int] = (0, 1),
     batch_parts: int = 0,
 ) -> EvalResult:

@@ -10,11 +10,13 @@ import torch
 
 from kws.cli import main
 from kws.config import load_recipe
+from kws.data.dataset import KwsData
 from kws.errors import MissingExtraError, UserError
 from kws.export.evaluate import BackendAccuracy
 from kws.export.run import export_run, int8_gate
 from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint, CheckpointError
+from kws.train.report import evaluate_run
 
 LABELS = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off",
           "stop", "go"]  # fmt: skip
@@ -53,6 +55,25 @@ def test_cli_export_writes_report_and_tflm_files(run_dir):
     # a second export into the same folder is refused unless asked for
     assert main(["export", str(run_dir), "--formats", "tflite"]) == 2
     assert main(["export", str(run_dir), "--formats", "tflite", "--force"]) in (0, 1)
+
+
+def test_export_evaluates_the_test_examples_kws_evaluate_does(run_dir, monkeypatch):
+    # One model, one split, one number: both draw the test batches (the noise of the silence
+    # examples) with the same seed, so export's torch float accuracy is `kws evaluate`'s.
+    seeds, batches = [], KwsData.batches
+
+    def spy(self, split, batch_size, shuffle=False, augment=False, seed=0, shard=(0, 1)):
+        if split == "testing":
+            seeds.append(seed)
+        return batches(self, split, batch_size, shuffle, augment, seed, shard)
+
+    monkeypatch.setattr(KwsData, "batches", spy)
+    report = export_run(run_dir, ["export.formats=[onnx]"], progress=False)
+    (evaluated,) = evaluate_run(run_dir, split="testing")
+    assert len(seeds) == 2 and seeds[0] == seeds[1]
+    torch_float = next(a for a in report.accuracies if a.backend == "torch_float")
+    assert torch_float.num_correct == evaluated.num_correct
+    assert torch_float.num_examples == evaluated.num_examples
 
 
 def _right(n: int, correct: int, start: int = 0) -> np.ndarray:
