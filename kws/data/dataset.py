@@ -43,10 +43,6 @@ from kws.errors import UserError
 from kws.features import TorchFrontEnd
 
 SPLIT_NAMES = ("training", "validation", "testing", "holdout")
-# The seed of every evaluation's batches (the noise of its silence examples): `kws evaluate`,
-# validation during training and `kws export` all draw with it, so one model on one split has
-# one accuracy whichever command reports it.
-EVAL_SEED = 1234
 
 
 @dataclass

@@ -21,7 +21,7 @@ import torch
 
 from kws.budget import budget_lines, load_target, profile
 from kws.config import RecipeConfig
-from kws.data.dataset import EVAL_SEED, build_data
+from kws.data.dataset import build_data
 from kws.errors import UserError, require_all
 from kws.export.artifacts import FORMATS, ExportArtifacts, check_formats, export_model
 from kws.export.evaluate import BackendAccuracy, evaluate_backends
@@ -29,6 +29,7 @@ from kws.export.report import ExportReport, write_report
 from kws.io import check_writable
 from kws.run import resolve_run
 from kws.stats import mcnemar_p
+from kws.train.evaluate import EVAL_SEED
 
 # The int8 artifacts that ship, in order of preference; the first one exported gates the drop.
 _DEPLOYED_INT8 = ("tflite_int8", "tflm_int8")
