@@ -29,6 +29,7 @@ from kws.errors import UserError
 from kws.io import append_jsonl
 from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint, Run
+from kws.train.distill import distillation_loss, load_teacher
 from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
 from kws.train.setup import (
@@ -74,7 +75,7 @@ def _diverged(why: str, epoch: int, run: Run, lr: float) -> TrainingDiverged:
 
 def train_epoch(
     model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, bar, label: str,
-    shard: tuple[int, int] = (0, 1),
+    shard: tuple[int, int] = (0, 1), teacher: nn.Module | None = None,
 ):  # fmt: skip
     """One pass over the training split; returns loss/accuracy/clips-per-second.
 
@@ -84,7 +85,8 @@ def train_epoch(
     the returned metrics are over the global batches. With `train.batch_parts` the rank's parts
     are computed one by one (kws.batch_parts; `model` is a `PartsModel`). A non-finite or
     exploding loss ends the epoch early with `{"diverged": reason}` (the caller knows the run
-    and raises `TrainingDiverged` naming the checkpoint to resume from).
+    and raises `TrainingDiverged` naming the checkpoint to resume from). With a `teacher` the
+    loss is the distillation loss on its logits of the same batch (kws.train.distill).
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
@@ -102,9 +104,15 @@ def train_epoch(
     for features, labels, sizes in _part_batches(data, batch_size, seed, parts):
         with autocast(data.device, cfg.train.amp):
             logits = model(features, sizes) if cfg.train.batch_parts else model(features)
+            with torch.no_grad():
+                soft = [None] * len(sizes) if teacher is None else teacher(features).split(sizes)
         global_n = min(batch_size, size - steps * batch_size)  # this step's global batch
         # each part's mean loss weighted by its share of the global batch, added in one order
-        means = [loss_fn(z.float(), y) for z, y in zip(logits.split(sizes), labels.split(sizes))]
+        means = [
+            distillation_loss(z.float(), t, y, loss_fn, cfg.train.distill_weight,
+                              cfg.train.distill_temperature)
+            for z, t, y in zip(logits.split(sizes), soft, labels.split(sizes))
+        ]  # fmt: skip
         loss = means[0] * (sizes[0] / global_n)
         for mean, n in zip(means[1:], sizes[1:]):
             loss = loss + mean * (n / global_n)
@@ -290,6 +298,10 @@ def train(
         cfg.train.memory_format,
     )
     optimizer = make_optimizer(model, cfg)
+    teacher = None
+    if cfg.train.teacher:
+        teacher = prepare_model(load_teacher(cfg.train.teacher, data.labels, cfg.features, device),
+                                device, cfg.train.memory_format)  # fmt: skip
     epochs = epochs if epochs is not None else cfg.train.epochs
     lr_at = lr_at or schedule(cfg, epochs)
     start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})
@@ -307,7 +319,7 @@ def train(
                 group["lr"] = lr
             seed = cfg.train.seed * EPOCH_SEED_STRIDE + epoch_offset + epoch
             label = f"{tag}epoch {epoch + 1}"
-            stats = train_epoch(module, optimizer, data, cfg, seed, bar, label, shard)
+            stats = train_epoch(module, optimizer, data, cfg, seed, bar, label, shard, teacher)
             if "diverged" in stats:
                 raise _diverged(stats["diverged"], epoch + 1, run, lr)
             if not _weights_finite(model):

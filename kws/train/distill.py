@@ -1,0 +1,80 @@
+"""Knowledge distillation: a small student trained on a larger teacher's soft posteriors.
+
+Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network" (2015): the student's loss
+is `(1 - w) * CE(student, labels) + w * T^2 * KL(softmax(teacher / T) || softmax(student / T))`,
+`w = train.distill_weight`, `T = train.distill_temperature` (the T^2 keeps the soft term's
+gradients on the hard term's scale as T changes). The teacher is any trained run with the same
+labels and front end (`train.teacher=runs/<name>`); it sees exactly the student's augmented
+batch, so the soft targets describe what the student is shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kws.config import FeatureConfig
+from kws.errors import UserError
+from kws.run import resolve_run
+
+
+def load_teacher(
+    path: str, labels: list[str], features: FeatureConfig, device: torch.device
+) -> nn.Module:
+    """The teacher run's best checkpoint as a frozen module in eval mode on `device`.
+
+    Raises:
+        UserError: the path is no run or checkpoint, or its labels or front end differ from
+            the student's (soft targets must mean the same classes of the same input).
+    """
+    checkpoint = resolve_run(path).checkpoint()
+    if list(checkpoint.labels) != list(labels):
+        raise UserError(
+            f"train.teacher={path} predicts {checkpoint.labels}, the student's data has "
+            f"{list(labels)}; distil from a run trained on the same task (data.task, data.words)"
+        )
+    if asdict(checkpoint.config.features) != asdict(features):
+        theirs, ours = asdict(checkpoint.config.features), asdict(features)
+        keys = [k for k in ours if theirs.get(k) != ours[k]]
+        raise UserError(
+            f"train.teacher={path} has another front end ("
+            + ", ".join(f"features.{k}: {theirs.get(k)} there, {ours[k]} here" for k in keys)
+            + "); give the student the teacher's features section or pick another teacher"
+        )
+    teacher = checkpoint.build_model().to(device)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    hard_loss: nn.Module,
+    weight: float,
+    temperature: float,
+) -> torch.Tensor:
+    """The mean distillation loss of one batch (module docstring).
+
+    Args:
+        student_logits / teacher_logits: `(batch, classes)`; no teacher logits (None) or
+            `weight` 0 give the hard loss alone.
+        labels: `(batch,)` class indices.
+        hard_loss: the loss on the labels (cross-entropy, label smoothing as configured).
+        weight: share of the soft term, 0..1 (0 = plain training).
+        temperature: softmax temperature of both models' posteriors, > 0.
+    """
+    hard = hard_loss(student_logits, labels)
+    if teacher_logits is None or weight == 0:
+        return hard
+    soft = F.kl_div(
+        F.log_softmax(student_logits / temperature, dim=1),
+        F.log_softmax(teacher_logits.float() / temperature, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return (1 - weight) * hard + weight * temperature**2 * soft

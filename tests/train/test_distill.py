@@ -1,0 +1,114 @@
+"""Knowledge distillation: the loss is Hinton et al.'s, a weight of 0 is plain training, the
+soft term pulls the student to the teacher, and a teacher of another task or front end is
+refused."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kws.config import copy_config, load_recipe
+from kws.data.dataset import build_data
+from kws.errors import UserError
+from kws.train.distill import distillation_loss
+from kws.train.loop import train
+
+
+@pytest.fixture(scope="module")
+def teacher(tone_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("distill")
+    cfg = load_recipe(
+        None,
+        [
+            f"data.root={tone_dataset}",
+            f"data.cache_dir={tmp / 'cache'}",
+            "model.widths=[32,32,32]",
+            "model.block_strides=[[1,1],[1,1]]",
+            "train.epochs=4",
+            "train.batch_size=16",
+            "train.lr=5e-3",
+            "train.lr_milestones=[0.75]",
+            "train.device=cpu",
+            "train.memory_format=contiguous",
+        ],
+    )
+    result = train(cfg, tmp / "teacher", progress=False)
+    return cfg, tmp / "teacher", result.model
+
+
+def student_cfg(cfg, teacher_dir, **train_fields):
+    cfg = copy_config(cfg)
+    cfg.model.widths = [16, 16, 16]
+    cfg.train.epochs = 5
+    cfg.train.teacher = str(teacher_dir)
+    for key, value in train_fields.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+def test_loss_is_hintons():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(5, 4), torch.randn(5, 4)
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    ce = nn.CrossEntropyLoss()
+    temperature = 3.0
+    soft = sum(
+        (F.softmax(teacher[i] / temperature, 0) * (F.log_softmax(teacher[i] / temperature, 0)
+                                                   - F.log_softmax(student[i] / temperature, 0))
+         ).sum() for i in range(5)
+    ) / 5  # fmt: skip
+    expected = 0.25 * ce(student, labels) + 0.75 * temperature**2 * soft
+    got = distillation_loss(student, teacher, labels, ce, 0.75, temperature)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert torch.equal(distillation_loss(student, teacher, labels, ce, 0.0, 2.0),
+                       ce(student, labels))  # fmt: skip
+    assert torch.equal(distillation_loss(student, None, labels, ce, 0.5, 2.0), ce(student, labels))
+    same = distillation_loss(student, student, labels, ce, 1.0, 2.0)
+    assert abs(float(same)) < 1e-6  # a student that already is the teacher learns nothing more
+
+
+def test_weight_zero_is_plain_training(teacher, tmp_path):
+    cfg, teacher_dir, _ = teacher
+    plain = student_cfg(cfg, teacher_dir, teacher="")
+    zero = student_cfg(cfg, teacher_dir, distill_weight=0.0)
+    a = train(plain, tmp_path / "plain", progress=False).model.state_dict()
+    b = train(zero, tmp_path / "zero", progress=False).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_soft_term_pulls_the_student_to_the_teacher(teacher, tmp_path):
+    cfg, teacher_dir, teacher_model = teacher
+    data = build_data(cfg, torch.device("cpu"), progress=False)
+    features, _ = next(iter(data.batches("validation", 256, shuffle=False, augment=False, seed=0)))
+    with torch.no_grad():
+        target = F.log_softmax(teacher_model.eval()(features), 1)
+
+    def gap(weight):
+        cfg_w = student_cfg(cfg, teacher_dir, distill_weight=weight)
+        student = train(cfg_w, tmp_path / f"w{weight}", progress=False).model.eval()
+        with torch.no_grad():
+            s = F.log_softmax(student(features), 1)
+        return float(F.kl_div(s, target, reduction="batchmean", log_target=True))
+
+    assert gap(1.0) < 0.7 * gap(0.0)
+
+
+def _other_task(cfg):
+    cfg.data.task, cfg.data.words = "custom", ["yes", "no"]
+
+
+def _other_front_end(cfg):
+    cfg.features.num_mfcc = 12
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [(_other_task, "trained on the same task"),
+     (_other_front_end, "features.num_mfcc: 10 there, 12 here")],
+)  # fmt: skip
+def test_teacher_of_another_task_or_front_end_is_refused(teacher, tmp_path, change, message):
+    cfg, teacher_dir, _ = teacher
+    student = student_cfg(cfg, teacher_dir)
+    change(student)
+    with pytest.raises(UserError, match=message):
+        train(student, tmp_path / "refused", progress=False)
