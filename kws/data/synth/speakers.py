@@ -23,7 +23,7 @@ from kws.data.gsc import which_set
 from kws.data.synth.acoustics import NOISE_KINDS, Microphone, Room, draw_microphone, draw_room
 from kws.data.synth.engines import EngineInfo, SynthesisError, espeak, festival_batch, flite
 from kws.data.synth.kokoro import SAMPLE_RATE_HZ as KOKORO_RATE_HZ
-from kws.data.synth.kokoro import phonemize, style_table
+from kws.data.synth.kokoro import kokoro_phonemes, phonemize, style_table
 from kws.data.synth.kokoro import synthesize as kokoro_synthesize
 from kws.data.synth.piper import ACCENT as PIPER_ACCENT
 from kws.data.synth.piper import sample_rate_hz as piper_rate_hz
@@ -159,11 +159,13 @@ def _kokoro_style(blend: tuple[tuple[str, float], ...], noise: float, seed: int)
 
 
 def _speak_neural(speaker: Speaker, texts: list[str]) -> list:
-    """Kokoro or Piper: espeak-ng phonemes for every text in one call, then the model per text.
+    """Kokoro or Piper: phonemes for every text in one espeak-ng call, then the model per text.
     Piper's noises are seeded by (speaker, text), so a clip is the same in every run."""
-    accent = PIPER_ACCENT if speaker.engine == "piper" else speaker.voice
-    try:
-        phonemes = phonemize(texts, accent)
+    try:  # Piper was trained on espeak-ng's IPA itself, Kokoro on its own symbols
+        if speaker.engine == "piper":
+            phonemes = phonemize(texts, PIPER_ACCENT)
+        else:
+            phonemes = kokoro_phonemes(texts, speaker.voice)
     except (OSError, subprocess.SubprocessError) as exc:
         return [SynthesisError(f"espeak-ng phonemizer failed: {exc}")] * len(texts)
     if speaker.engine == "kokoro":

@@ -71,11 +71,30 @@ def test_blends_are_deterministic_and_distinct(tmp_path):
 
 
 @needs_kokoro
-def test_phonemes_are_espeak_ipa_in_kokoros_vocabulary():
-    us, gb = kokoro.phonemize(["marvin"], "en-us")[0], kokoro.phonemize(["marvin"], "en-gb")[0]
-    assert us.startswith("m") and "ɹ" in us and "ɹ" not in gb  # rhotic vs non-rhotic accent
-    assert kokoro.phonemize(["yes", "no", "go"], "en-us") == ["jˈɛs", "nˈoʊ", "ɡˈoʊ"]
+def test_phonemes_are_kokoros_own_symbols():
+    us, gb = (
+        kokoro.kokoro_phonemes(["marvin"], "en-us")[0],
+        kokoro.kokoro_phonemes(["marvin"], "en-gb")[0],
+    )
+    assert us == "mˈɑɹvɪn" and gb == "mˈɑːvɪn"  # rhotic, no length marks vs non-rhotic
+    assert kokoro.phonemize(["yes", "no", "go"], "en-us") == ["jˈɛs", "nˈoʊ", "ɡˈoʊ"]  # Piper's
+    words = ["no", "right", "down", "stop", "judge", "church", "button", "hair", "boy", "say"]
+    assert kokoro.kokoro_phonemes(words, "en-us") == [
+        "nˈO",
+        "ɹˈIt",
+        "dˈWn",
+        "stˈɑp",
+        "ʤˈʌʤ",
+        "ʧˈɜɹʧ",
+        "bˈʌtᵊn",
+        "hˈɛɹ",
+        "bˈY",
+        "sˈA",
+    ]
+    assert kokoro.kokoro_phonemes(["no", "hair"], "en-gb") == ["nˈQ", "hˈɛː"]
     vocab = kokoro._vocab()
-    assert all(ch in vocab for ch in us)
+    sentence = kokoro.kokoro_phonemes(["the quick brown fox jumps over the lazy dog"], "en-gb")
+    for text in (*kokoro.kokoro_phonemes(words, "en-us"), *sentence):
+        assert all(ch in vocab for ch in text), text
     with pytest.raises(ValueError, match="vocabulary"):
         kokoro.synthesize("123", kokoro.voices()["jf_alpha"], 1.0)
