@@ -27,6 +27,8 @@ def add_train(sub) -> None:
          "kws train recipes/gsc12/ds_cnn_s.yaml train.lr=1e-3 train.epochs=40",
          "kws train recipes/quickstart.yaml --resume   # continue an interrupted run",
          "kws train recipes/quickstart.yaml name=silu model.activation=silu",
+         "kws train recipes/quickstart.yaml name=small train.teacher=runs/big  # distil "
+         "a larger run of the same task (train.distill_weight, train.distill_temperature)",
          "torchrun --nproc-per-node 4 -m kws train recipes/gsc12/ds_cnn_s.yaml  # 4 GPUs"],
     )  # fmt: skip
     p.add_argument("recipe", help="YAML recipe (see recipes/)")

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kws.cli import main
 from kws.config import copy_config, load_recipe
 from kws.data.dataset import build_data
 from kws.errors import UserError
@@ -112,3 +113,17 @@ def test_teacher_of_another_task_or_front_end_is_refused(teacher, tmp_path, chan
     change(student)
     with pytest.raises(UserError, match=message):
         train(student, tmp_path / "refused", progress=False)
+
+
+def test_cli_distils_from_the_run_the_readme_names(teacher, tmp_path):
+    cfg, teacher_dir, _ = teacher
+    recipe = teacher_dir / "config.yaml"  # the teacher's own resolved recipe
+    argv = ["train", str(recipe), f"train.teacher={teacher_dir}", "name=small",
+            f"runs_dir={tmp_path}", "model.widths=[8,8,8]", "train.epochs=1",
+            "train.max_steps_per_epoch=2"]  # fmt: skip
+    assert main(argv) == 0
+    saved = (tmp_path / "small" / "config.yaml").read_text()
+    assert f"teacher: {teacher_dir}" in saved and "distill_weight: 0.5" in saved
+    argv[2] = f"train.teacher={tmp_path / 'missing'}"
+    argv[3] = "name=other"
+    assert main(argv) != 0  # a teacher that does not exist is a clear error, not a crash
