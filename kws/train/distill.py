@@ -21,10 +21,8 @@ from kws.errors import UserError
 from kws.run import resolve_run
 
 
-def load_teacher(
-    path: str, labels: list[str], features: FeatureConfig, device: torch.device
-) -> nn.Module:
-    """The teacher run's best checkpoint as a frozen module in eval mode on `device`.
+def load_teacher(path: str, labels: list[str], features: FeatureConfig) -> nn.Module:
+    """The teacher run's best checkpoint as a frozen module in eval mode (on the CPU).
 
     Raises:
         UserError: the path is no run or checkpoint, or its labels or front end differ from
@@ -44,7 +42,7 @@ def load_teacher(
             + ", ".join(f"features.{k}: {theirs.get(k)} there, {ours[k]} here" for k in keys)
             + "); give the student the teacher's features section or pick another teacher"
         )
-    teacher = checkpoint.build_model().to(device)
+    teacher = checkpoint.build_model()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher

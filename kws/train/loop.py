@@ -300,8 +300,8 @@ def train(
     optimizer = make_optimizer(model, cfg)
     teacher = None
     if cfg.train.teacher:
-        teacher = prepare_model(load_teacher(cfg.train.teacher, data.labels, cfg.features, device),
-                                device, cfg.train.memory_format)  # fmt: skip
+        teacher = load_teacher(cfg.train.teacher, data.labels, cfg.features)
+        teacher = prepare_model(teacher, device, cfg.train.memory_format)
     epochs = epochs if epochs is not None else cfg.train.epochs
     lr_at = lr_at or schedule(cfg, epochs)
     start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})

@@ -13,26 +13,14 @@ from kws.data.dataset import build_data
 from kws.errors import UserError
 from kws.train.distill import distillation_loss
 from kws.train.loop import train
+from tests.helpers import tone_recipe_overrides
 
 
 @pytest.fixture(scope="module")
 def teacher(tone_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("distill")
-    cfg = load_recipe(
-        None,
-        [
-            f"data.root={tone_dataset}",
-            f"data.cache_dir={tmp / 'cache'}",
-            "model.widths=[32,32,32]",
-            "model.block_strides=[[1,1],[1,1]]",
-            "train.epochs=4",
-            "train.batch_size=16",
-            "train.lr=5e-3",
-            "train.lr_milestones=[0.75]",
-            "train.device=cpu",
-            "train.memory_format=contiguous",
-        ],
-    )
+    overrides = tone_recipe_overrides(tone_dataset, tmp / "cache", widths=32)
+    cfg = load_recipe(None, [*overrides, "train.memory_format=contiguous"])
     result = train(cfg, tmp / "teacher", progress=False)
     return cfg, tmp / "teacher", result.model
 

@@ -11,26 +11,13 @@ from kws.cli import main
 from kws.config import copy_config, load_recipe
 from kws.run import Checkpoint, Run
 from kws.train.loop import TrainingDiverged, train
+from tests.helpers import tone_recipe_overrides
 
 
 @pytest.fixture(scope="module")
 def trained(tone_dataset, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("train")
-    cfg = load_recipe(
-        None,
-        [
-            f"data.root={tone_dataset}",
-            f"data.cache_dir={tmp / 'cache'}",
-            "model.widths=[24,24,24]",
-            "model.block_strides=[[1,1],[1,1]]",
-            "train.epochs=4",
-            "train.batch_size=16",
-            "train.lr=5e-3",
-            "train.lr_milestones=[0.75]",
-            "train.device=cpu",
-            "name=tones",
-        ],
-    )
+    cfg = load_recipe(None, [*tone_recipe_overrides(tone_dataset, tmp / "cache"), "name=tones"])
     result = train(cfg, tmp / "run", progress=False)
     return cfg, tmp / "run", result
 
