@@ -1,10 +1,12 @@
 """Configuration: one plain dataclass per pipeline stage, nested in `RecipeConfig`.
 
-`kws.config.stages` holds the stage configs, `kws.config.models` the model families' configs
+`kws.config.inputs` holds the data and front-end configs, `kws.config.stages` the later
+stages' configs and `RecipeConfig`, `kws.config.models` the model families' configs
 and presets, `kws.config.schema` the per-field rules, `kws.config.load` YAML, overrides and
 validation. Everything is importable from here.
 """
 
+from kws.config.inputs import GSC12_WORDS, DataConfig, FeatureConfig
 from kws.config.load import (
     apply_overrides,
     copy_config,
@@ -28,11 +30,8 @@ from kws.config.models import (
     with_fields,
 )
 from kws.config.stages import (
-    GSC12_WORDS,
     BudgetConfig,
-    DataConfig,
     ExportConfig,
-    FeatureConfig,
     GrowthConfig,
     RecipeConfig,
     StreamConfig,
