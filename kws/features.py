@@ -32,36 +32,20 @@ import torch
 from torch import nn
 
 from kws.config import FeatureConfig
+from kws.config.schema import check_fields
 from kws.errors import UserError, require
 
-FEATURE_KINDS = ("mfcc", "logmel")
 _CPU_CHUNK_FRAMES = 2048  # frames per CPU piece: ~5 MB of frames, ~8 MB of spectrum
 
 
 def _check_config(cfg: FeatureConfig) -> None:
-    """Raise `UserError` for a front-end configuration that cannot describe valid features."""
-    if cfg.kind not in FEATURE_KINDS:
-        raise UserError(f"features.kind={cfg.kind!r} is unknown; use one of {FEATURE_KINDS}")
-    if cfg.window_samples < 2 or cfg.hop_samples < 1:
-        raise UserError(
-            f"features.window_ms={cfg.window_ms} / hop_ms={cfg.hop_ms} give "
-            f"{cfg.window_samples} / {cfg.hop_samples} samples; both must be at least 1 sample"
-        )
-    if cfg.fft_size < cfg.window_samples:
-        raise UserError(
-            f"features.fft_size={cfg.fft_size} is shorter than the window "
-            f"({cfg.window_samples} samples); raise fft_size to at least the window length"
-        )
-    nyquist_hz = cfg.sample_rate_hz / 2
-    if not 0 <= cfg.mel_low_hz < cfg.mel_high_hz <= nyquist_hz:
-        raise UserError(
-            f"features.mel_low_hz={cfg.mel_low_hz} / mel_high_hz={cfg.mel_high_hz} must satisfy "
-            f"0 <= low < high <= {nyquist_hz} (half the sample rate)"
-        )
-    if cfg.kind == "mfcc" and not 1 <= cfg.num_mfcc <= cfg.num_mel:
-        raise UserError(
-            f"features.num_mfcc={cfg.num_mfcc} must be between 1 and num_mel={cfg.num_mel}"
-        )
+    """Raise `ConfigError` (a `UserError`) for a front end that cannot describe valid features.
+
+    The rules live with the config (field ranges, then `FeatureConfig.validate`); they run here
+    too because a front end may get a config no recipe load checked.
+    """
+    check_fields(cfg, "features")
+    cfg.validate()
 
 
 def window(cfg: FeatureConfig) -> np.ndarray:
