@@ -1,15 +1,16 @@
-"""`kws data`: download Google Speech Commands, or synthesize a set in its layout."""
+"""`kws data`: download Google Speech Commands, synthesize a set in its layout, merge sets."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from kws.data.gsc import SPLITS
 from kws.errors import UserError
 
 
 def add(sub) -> None:
-    """Register `kws data download` and `kws data synth`."""
+    """Register `kws data download`, `kws data synth` and `kws data merge`."""
     p = sub.add_parser(
         "data",
         help="download Google Speech Commands or synthesize a TTS set",
@@ -92,6 +93,25 @@ def add(sub) -> None:
         "GSC's 35",
     )
     s.set_defaults(run=run_synth)
+    m = data_sub.add_parser(
+        "merge",
+        help="add the training speakers of other sets to a set (evaluation splits unchanged)",
+        description="Write a new set: every clip, list and _-folder of BASE, plus the clips of "
+        "EXTRA sets in --splits (default: training only, so validation and test stay the same "
+        "examples). Hard links, so it takes seconds and no disk; built aside and renamed into "
+        "place; an existing --out is never written into.",
+        epilog="examples:\n  kws data synth --out data/extra_s5 --size medium --seed 5 "
+        "--noise-seconds 0\n  kws data merge data/synth_medium data/extra_s5 --out "
+        "data/synth_medium_x2\n  kws train recipes/synth/medium_ds_cnn_s.yaml "
+        "data.root=data/synth_medium_x2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    m.add_argument("base", help="the set whose splits, lists and _-folders are kept")
+    m.add_argument("extras", nargs="+", metavar="extra", help="sets to take clips from")
+    m.add_argument("--out", required=True, help="new folder for the merged set")
+    m.add_argument("--splits", nargs="+", default=["training"], choices=SPLITS,
+                   help="the extras' splits to add (default: training)")  # fmt: skip
+    m.set_defaults(run=run_merge)
 
 
 def run_download(args) -> int:
@@ -150,5 +170,22 @@ def _negatives(args, common: dict, keywords: list[str] | None = None) -> int:
     print(
         f"wrote {negatives.seconds_total / 60:.1f} min of keyword-free speech to "
         f"{negatives.out_dir} in {negatives.seconds:.0f} s"
+    )
+    return 0
+
+
+def run_merge(args) -> int:
+    """`kws data merge` with parsed arguments; returns the exit status."""
+    from kws.data.merge import merge_sets
+
+    report = merge_sets(
+        Path(args.out), Path(args.base), [Path(e) for e in args.extras], splits=tuple(args.splits)
+    )
+    added = ", ".join(f"{n:,} from {extra}" for extra, n in report.added.items())
+    splits = ", ".join(f"{n:,} {split}" for split, n in report.split_clips.items())
+    how = "hard links" if report.hard_links else "copies (another file system)"
+    print(
+        f"merged {report.base_clips:,} clips of {args.base} + {added} -> {report.out_dir} "
+        f"({splits}; {report.duplicates} identical clips kept once; {how})"
     )
     return 0

@@ -125,6 +125,11 @@ def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
     if not path.is_file():
         return
     old = json.loads(path.read_text())
+    if old.get("merged_from"):
+        raise UserError(
+            f"'{out_dir}' was made by `kws data merge` from {', '.join(old['merged_from'])}; "
+            "synthesize into a new --out folder and merge that in"
+        )
     if old.get("seed") != seed:
         raise UserError(
             f"'{out_dir}' was synthesized with seed {old.get('seed')}; mixing seeds in one set "
