@@ -24,11 +24,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kws.data.gsc import LAYOUT_TEST_SET, SPLITS, index_folder
+from kws.data.gsc import LAYOUT_TEST_SET, SPLITS, SYNTH_MANIFEST, index_folder
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text
 
-MANIFEST = "synth.json"  # kws.data.synth.build.MANIFEST (not imported: it loads the engines)
 _LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
 
 
@@ -118,10 +117,6 @@ def _link(src: Path, dst: Path) -> bool:
         return False
 
 
-def _read_list(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-
 def _merge_into(tmp: Path, out_dir: Path, base: Path, extras: list[Path], splits: tuple[str, ...]):
     base_index = _index(base)
     linked = True
@@ -193,15 +188,15 @@ def _check_speaker(clip, speaker_split: dict[str, str], extra: Path) -> None:
 def _write_manifest(tmp: Path, base: Path, extras: list[Path]) -> None:
     """A synth set's manifest, marked merged: `kws data synth` refuses to extend the result,
     and long negative speech avoids the keywords of every source."""
-    manifests = [json.loads((s / MANIFEST).read_text()) for s in [base, *extras]
-                 if (s / MANIFEST).is_file()]  # fmt: skip
+    manifests = [json.loads((s / SYNTH_MANIFEST).read_text()) for s in [base, *extras]
+                 if (s / SYNTH_MANIFEST).is_file()]  # fmt: skip
     if not manifests:
         return
     merged = dict(manifests[0])
     for key in ("exclude", "words", "keywords"):
         merged[key] = sorted({word for m in manifests for word in m.get(key, [])})
     merged["merged_from"] = [str(source) for source in [base, *extras]]
-    atomic_write_json(tmp / MANIFEST, merged)
+    atomic_write_json(tmp / SYNTH_MANIFEST, merged)
 
 
 def _write_readme(tmp, base, extras, splits, report: MergeReport) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kws.data.gsc import BACKGROUND_DIR
+from kws.data.gsc import SYNTH_MANIFEST as MANIFEST
 from kws.data.synth.engines import (
     INSTALL_HINT,
     OPT_IN_ENGINES,
@@ -55,7 +56,6 @@ from kws.errors import UserError
 from kws.io import atomic_write_json
 
 log = logging.getLogger(__name__)
-MANIFEST = "synth.json"
 _FORMAT = 2  # bumped when speakers or the signal chain change: old folders are not extended
 _COST = {"kokoro": 10.0, "festival": 1.5}  # relative seconds per clip, to start slow work first
 
