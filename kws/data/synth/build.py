@@ -21,6 +21,7 @@ from kws.data.gsc import BACKGROUND_DIR
 from kws.data.gsc import SYNTH_MANIFEST as MANIFEST
 from kws.data.synth.engines import (
     INSTALL_HINT,
+    MBROLA_HINT,
     OPT_IN_ENGINES,
     EngineInfo,
     canonical_engine,
@@ -92,7 +93,7 @@ def available_engines() -> dict[str, list[str]]:
 
 
 def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
-    """The engines to use: those named, or every engine found but the opt-in ones (piper);
+    """The engines to use: those named, or every engine found but the opt-in ones (piper, mbrola);
     kokoro or piper asked for without the `tts` extra names `kws[tts]`.
 
     Raises:
@@ -111,6 +112,8 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
         require_kokoro()  # raises naming the extra when a package is missing
     if "piper" in names and "piper" not in found:
         require_piper()
+    if "mbrola" in names and "mbrola" not in found:
+        raise UserError(f"TTS engine mbrola not found on this machine; {MBROLA_HINT}")
     missing = [name for name in names if name not in found]
     if missing:
         raise UserError(

@@ -1,11 +1,16 @@
-"""Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite, festival, kokoro, piper.
+"""Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite, festival, kokoro, piper,
+mbrola.
 
 The Debian engines are driven through `subprocess` with argument lists (never a shell string),
 write a WAV into a private temporary folder, and are read back with soundfile. Discovery asks the
 engines themselves which voices they have, so the report names exactly what this machine can
 speak. Kokoro-82M (neural, `kws.data.synth.kokoro`) and Piper's US voice (neural,
-`kws.data.synth.piper`) are found when the `tts` extra is installed; Piper is opt-in
-(`OPT_IN_ENGINES`): it joins a set only when named, so the default sets stay as they were.
+`kws.data.synth.piper`) are found when the `tts` extra is installed. MBROLA (Dutoit et al.
+1996: diphones cut from recordings of real speakers, driven by espeak-ng's `mb-*` voices) gives
+three US, one British and sixteen foreign-accented English voices (German, French, Greek, ...)
+when Debian's contrib/non-free `mbrola` packages are installed. Piper and MBROLA are opt-in
+(`OPT_IN_ENGINES`): they join a set only when named, so the default sets stay as they were on
+every machine (espeak-ng's `mb-*` voices never count as espeak voices).
 """
 
 from __future__ import annotations
@@ -27,13 +32,19 @@ from kws.data.synth.piper import missing as piper_missing
 from kws.data.synth.piper import version as piper_version
 from kws.errors import UserError
 
-ENGINES = ("espeak", "flite", "festival", "kokoro", "piper")
-OPT_IN_ENGINES = ("piper",)  # used only when named (`--engines ... piper`)
+ENGINES = ("espeak", "flite", "festival", "kokoro", "piper", "mbrola")
+OPT_IN_ENGINES = ("piper", "mbrola")  # used only when named (`--engines ... piper`)
 ENGINE_ALIASES = {"espeak-ng": "espeak"}
 INSTALL_HINT = (
     "install them with `sudo apt-get install espeak-ng flite festival festvox-kallpc16k "
     "festvox-kdlpc16k festvox-us-slt-hts`"
 )
+MBROLA_HINT = (
+    "MBROLA needs Debian's contrib and non-free components: `sudo apt-get install mbrola "
+    "mbrola-us1 mbrola-us2 mbrola-us3 mbrola-en1 mbrola-de2 mbrola-fr1 ...` (any of the voices "
+    "`espeak-ng --voices=en` lists under mb/)"
+)
+MBROLA_DATA_DIR = Path("/usr/share/mbrola")
 _TIMEOUT_S = 120
 # espeak-ng variants that are sound effects rather than voices (whisper, robot, demon, buzzing
 # "RicishayMax", announcer, croak, sped-up test voice): nothing like a command-word recording.
@@ -88,22 +99,44 @@ def _run(args: list[str], timeout_s: float = _TIMEOUT_S) -> str:
     return done.stdout
 
 
+def _espeak_voice_table() -> list[tuple[str, str]]:
+    """(voice name, voice file) of espeak-ng's English voices, in its listing order."""
+    rows = []
+    for line in _run(["espeak-ng", "--voices=en"]).splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 5 and cols[1] != "variant":
+            rows.append((cols[1], cols[4]))
+    return rows
+
+
 def _espeak_info() -> EngineInfo | None:
     if shutil.which("espeak-ng") is None:
         return None
-    voices = []
-    for line in _run(["espeak-ng", "--voices=en"]).splitlines()[1:]:
-        cols = line.split()
-        # MBROLA voices (file mb/...) need the separate mbrola program and voice data.
-        if len(cols) >= 5 and (not cols[4].startswith("mb/") or shutil.which("mbrola")):
-            if cols[1] != "variant" and cols[1] not in voices:
-                voices.append(cols[1])
+    # MBROLA voices (file mb/...) are the `mbrola` engine, whether or not mbrola is installed.
+    table = _espeak_voice_table()
+    voices = list(dict.fromkeys(voice for voice, file in table if not file.startswith("mb/")))
     variants = []
     for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]:
         match = re.search(r"!v/(\S+)\s*(\(|$)", line)
         if match and not any(tag in match.group(1).lower() for tag in _ODD_VARIANT_TAGS):
             variants.append(match.group(1))
     return EngineInfo("espeak", tuple(voices), tuple(sorted(set(variants))))
+
+
+def _mbrola_info() -> EngineInfo | None:
+    """espeak-ng's English `mb-*` voices whose MBROLA diphone database is installed.
+
+    The voice file `mb/mb-de2-en` speaks English through the database `de2`, found by mbrola
+    in `/usr/share/mbrola/de2/`."""
+    if shutil.which("espeak-ng") is None or shutil.which("mbrola") is None:
+        return None
+    voices = []
+    for _, file in _espeak_voice_table():
+        name = file.removeprefix("mb/")
+        database = name.split("-")[1] if name.startswith("mb-") else ""
+        if file.startswith("mb/") and database and (MBROLA_DATA_DIR / database).is_dir():
+            voices.append(name)
+    return EngineInfo("mbrola", tuple(dict.fromkeys(voices)))
 
 
 def _flite_info() -> EngineInfo | None:
@@ -145,7 +178,7 @@ def _version(engine: str) -> str:
         return version()
     if engine == "piper":
         return piper_version()
-    program = {"espeak": "espeak-ng"}.get(engine, engine)
+    program = {"espeak": "espeak-ng", "mbrola": "espeak-ng"}.get(engine, engine)
     try:  # flite prints its version and exits 1, so the exit status is ignored here
         done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -159,7 +192,8 @@ def _version(engine: str) -> str:
 def discover() -> dict[str, EngineInfo]:
     """Engines on this machine that have at least one voice, keyed by canonical name."""
     found = {}
-    for probe in (_espeak_info, _flite_info, _festival_info, _kokoro_info, _piper_info):
+    probes = (_espeak_info, _flite_info, _festival_info, _kokoro_info, _piper_info, _mbrola_info)
+    for probe in probes:
         try:
             info = probe()
         except SynthesisError:

@@ -20,6 +20,12 @@ LICENSES = {
     "festival": "festival and festvox voices: BSD-style / free (Edinburgh, CMU)",
     "kokoro": KOKORO_LICENSE,
     "piper": PIPER_LICENSE,
+    "mbrola": (
+        "MBROLA: AGPL-3.0 program, run by espeak-ng as a separate process; diphone databases "
+        "(Faculte Polytechnique de Mons and their owners): free to use and copy with the mbrola "
+        "program, not to be sold or put into a product that is sold (each database's terms: "
+        "/usr/share/doc/mbrola-*/copyright); a set with MBROLA speakers carries those terms"
+    ),
 }
 
 

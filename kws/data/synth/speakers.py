@@ -37,8 +37,8 @@ class Speaker:
     engine: str
     voice: str  # engine voice; kokoro: the espeak-ng accent its phonemes come from
     variant: str  # espeak-ng variant ("" for none / other engines)
-    pitch: float  # espeak: -p 0..99; flite: factor on the voice's F0; others: unused (1.0)
-    speed: float  # espeak: words per minute; flite/festival/piper: duration stretch; kokoro: speed
+    pitch: float  # espeak/mbrola: -p 0..99; flite: factor on the voice's F0; others: unused (1.0)
+    speed: float  # espeak/mbrola: words per minute; flite/festival/piper: stretch; kokoro: speed
     warp: float  # resampling factor: >1 raises pitch and formants and shortens (vocal tract)
     intonation: float  # flite: factor on the F0 spread; piper: noise_w (duration variation)
     room: Room
@@ -82,6 +82,8 @@ def _blend(rng: np.random.Generator, names: tuple[str, ...]) -> tuple[tuple[str,
 
 
 def _engine_params(info: EngineInfo, rng: np.random.Generator) -> dict:
+    if info.name == "mbrola":  # espeak-ng's variants shape its formant voice, not diphones
+        return {"pitch": float(rng.integers(20, 81)), "speed": float(rng.integers(120, 211))}
     if info.name == "espeak":
         variant = str(rng.choice(info.variants)) if info.variants and rng.random() < 0.8 else ""
         return {"variant": variant, "pitch": float(rng.integers(20, 81)),
@@ -193,9 +195,10 @@ def _speak_neural(speaker: Speaker, texts: list[str]) -> list:
 def speak(speaker: Speaker, texts: list[str], tmp: Path) -> list:
     """Raw TTS for each text: `(audio (samples,) float32, rate_hz)` or a `SynthesisError`.
 
-    espeak-ng and flite start in ~20 ms, so they run once per text; festival takes ~0.4 s to
-    start, so one festival process says all of a speaker's texts; kokoro and piper phonemize
-    all texts in one espeak-ng call and run their model (loaded once per process) per text.
+    espeak-ng (mbrola through it) and flite start in ~20 ms, so they run once per text;
+    festival takes ~0.4 s to start, so one festival process says all of a speaker's texts;
+    kokoro and piper phonemize all texts in one espeak-ng call and run their model (loaded once
+    per process) per text.
     """
     if speaker.engine in ("kokoro", "piper"):
         return _speak_neural(speaker, texts)
@@ -207,7 +210,7 @@ def speak(speaker: Speaker, texts: list[str], tmp: Path) -> list:
     results: list = []
     for text in texts:
         try:
-            if speaker.engine == "espeak":
+            if speaker.engine in ("espeak", "mbrola"):  # mbrola through espeak-ng's mb-* voices
                 pitch, wpm = int(speaker.pitch), int(speaker.speed)
                 results.append(espeak(text, speaker.voice, speaker.variant, pitch, wpm, tmp))
             else:

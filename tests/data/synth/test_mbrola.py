@@ -1,0 +1,69 @@
+"""MBROLA engine: found from espeak-ng's mb-* voices, opt-in, never an espeak voice, real audio."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kws.data.synth import build, engines
+from kws.data.synth.engines import EngineInfo
+from kws.data.synth.speakers import make_speaker, speak
+from kws.errors import UserError
+
+# The head and some rows of `espeak-ng --voices=en` (1.51) on a machine with MBROLA voices.
+VOICE_TABLE = """Pty Language       Age/Gender VoiceName          File                 Other Langs
+ 2  en-gb           --/M      English_(Great_Britain) gmw/en               (en 2)
+ 3  en-uk           --/M      english-mb-en1     mb/mb-en1            (en-gb 3)(en 2)
+ 2  en-us           --/M      English_(America)  gmw/en-US            (en 3)
+ 5  en-us           --/F      us-mbrola-1        mb/mb-us1            (en 8)
+ 9  en              --/M      en-german-2        mb/mb-de2-en
+ 5  variant         --/M      Storm              !v/Storm             (en-us 5)
+"""
+
+
+@pytest.fixture
+def fake_machine(monkeypatch, tmp_path):
+    """espeak-ng and mbrola on PATH, the voice table above, only the `us1` database installed."""
+    monkeypatch.setattr(engines.shutil, "which", lambda program: f"/usr/bin/{program}")
+    monkeypatch.setattr(engines, "_run", lambda args, **_: VOICE_TABLE)
+    monkeypatch.setattr(engines, "MBROLA_DATA_DIR", tmp_path)
+    (tmp_path / "us1").mkdir()
+
+
+def test_mbrola_voices_are_never_espeak_voices(fake_machine):
+    assert engines._espeak_info().voices == ("en-gb", "en-us")
+
+
+def test_mbrola_lists_only_voices_whose_database_is_installed(fake_machine):
+    assert engines._mbrola_info().voices == ("mb-us1",)
+
+
+def test_mbrola_is_opt_in_and_its_absence_names_the_packages(monkeypatch):
+    found = {"flite": EngineInfo("flite", ("slt",)), "mbrola": EngineInfo("mbrola", ("mb-us1",))}
+    monkeypatch.setattr(build, "discover", lambda: found)
+    assert list(build.select_engines(None)) == ["flite"]  # default sets stay as they were
+    assert sorted(build.select_engines(["mbrola", "flite"])) == ["flite", "mbrola"]
+    monkeypatch.setattr(build, "discover", lambda: {"flite": found["flite"]})
+    with pytest.raises(UserError, match=r"mbrola not found.*apt-get install mbrola mbrola-us1"):
+        build.select_engines(["mbrola"])
+
+
+@pytest.mark.skipif(
+    "mbrola" not in engines.discover(),
+    reason="MBROLA is not installed (Debian contrib/non-free: apt-get install mbrola mbrola-us1)",
+)
+def test_mbrola_speaks_a_word_with_the_speakers_pitch(tmp_path):
+    """Two speakers of one voice differ only where their pitch and speed say so."""
+    info = engines.discover()["mbrola"]
+    low = make_speaker(info, info.voices[0], seed=0, index=0)
+    low = replace(low, pitch=20.0, speed=150.0)
+    high = replace(low, pitch=80.0)
+    (audio_low, rate), (audio_high, _) = (speak(s, ["yes"], tmp_path)[0] for s in (low, high))
+    assert rate in (16000, 22050) and 0.2 < audio_low.size / rate < 1.5
+    assert np.sqrt(np.mean(audio_low**2)) > 1e-3  # speech, not silence
+    assert not np.array_equal(audio_low, audio_high)
+    assert low.id.startswith("mbrola-") and low.variant == ""
+    assert Path(tmp_path / "espeak.wav").is_file()  # spoken by espeak-ng's mb-* voice
