@@ -27,6 +27,8 @@ SILENCE_LABEL = "_silence_"
 UNKNOWN_LABEL = "_unknown_"
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1
 SPLITS = ("training", "validation", "testing")
+# GSC's split lists (relative clip paths, one per line); training is every clip listed in neither.
+SPLIT_LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
 
 GSC_V1_WORDS = (
     "yes no up down left right on off stop go zero one two three four five six seven eight nine "
@@ -87,7 +89,7 @@ def detect_layout(root: str | Path) -> str:
         for name in (SILENCE_LABEL, UNKNOWN_LABEL)
     ):
         return LAYOUT_TEST_SET
-    if _read_list(root / "validation_list.txt") or _read_list(root / "testing_list.txt"):
+    if any(_read_list(root / name) for name in SPLIT_LISTS.values()):
         return LAYOUT_ARCHIVE
     return LAYOUT_FOLDERS
 
@@ -126,8 +128,8 @@ def index_folder(
             "or `kws data download --root data`"
         )
     layout = detect_layout(root)
-    validation = _read_list(root / "validation_list.txt")
-    testing = _read_list(root / "testing_list.txt")
+    validation = _read_list(root / SPLIT_LISTS["validation"])
+    testing = _read_list(root / SPLIT_LISTS["testing"])
     clips = []
     for word_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         word = word_dir.name

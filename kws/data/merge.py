@@ -24,11 +24,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kws.data.gsc import LAYOUT_TEST_SET, SPLITS, SYNTH_MANIFEST, index_folder
+from kws.data.gsc import LAYOUT_TEST_SET, SPLIT_LISTS, SPLITS, SYNTH_MANIFEST, index_folder
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text
-
-_LISTS = {"validation": "validation_list.txt", "testing": "testing_list.txt"}
 
 
 @dataclass
@@ -126,7 +124,7 @@ def _merge_into(tmp: Path, out_dir: Path, base: Path, extras: list[Path], splits
             src = Path(root) / name
             linked &= _link(src, tmp / src.relative_to(base))
     listed = {split: [f"{c.word}/{c.path.name}" for c in base_index.clips if c.split == split]
-              for split in _LISTS}  # fmt: skip
+              for split in SPLIT_LISTS}  # fmt: skip
     speaker_split = {clip.speaker: clip.split for clip in base_index.clips}
     report = MergeReport(out_dir=out_dir, base_clips=len(base_index.clips))
     for extra in extras:
@@ -152,11 +150,11 @@ def _merge_into(tmp: Path, out_dir: Path, base: Path, extras: list[Path], splits
                 listed[clip.split].append(rel)
             added += 1
         report.added[str(extra)] = added
-    for split, name in _LISTS.items():  # the base's lists, plus added clips of those splits
+    for split, name in SPLIT_LISTS.items():  # the base's lists, plus added clips of those splits
         atomic_write_text(tmp / name, "".join(f"{rel}\n" for rel in sorted(listed[split])))
     report.hard_links = linked
     total = report.base_clips + sum(report.added.values())
-    report.split_clips = {split: len(listed[split]) for split in _LISTS}
+    report.split_clips = {split: len(listed[split]) for split in SPLIT_LISTS}
     report.split_clips["training"] = total - sum(report.split_clips.values())
     _write_manifest(tmp, base, extras)
     _write_readme(tmp, base, extras, splits, report)

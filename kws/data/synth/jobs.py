@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from kws.data.gsc import which_set
+from kws.data.gsc import SPLIT_LISTS, which_set
 from kws.data.synth.acoustics import SAMPLE_RATE_HZ, impulse_response
 from kws.data.synth.chain import CLIP_SAMPLES, render_clip
 from kws.data.synth.noise import make_noise
@@ -149,9 +149,9 @@ def write_split_lists(out_dir: Path) -> dict[str, int]:
             continue
         for wav in sorted(word_dir.glob("*.wav")):
             lists[which_set(wav.name)].append(f"{word_dir.name}/{wav.name}")
-    for split in ("validation", "testing"):
+    for split, name in SPLIT_LISTS.items():
         text = "".join(f"{rel}\n" for rel in sorted(lists[split]))
-        atomic_write_text(out_dir / f"{split}_list.txt", text)
+        atomic_write_text(out_dir / name, text)
     return {split: len(rels) for split, rels in lists.items()}
 
 
