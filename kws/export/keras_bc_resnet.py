@@ -81,14 +81,25 @@ def _conv_weights(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[np.ndarra
     return np.ascontiguousarray(weight.transpose(3, 2, 1, 0)), bias
 
 
+def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TensorFlow's SAME padding (before, after) of one axis for a strided, dilated kernel."""
+    span = (kernel - 1) * dilation + 1
+    total = max((-(-size // stride) - 1) * stride + span - size, 0)
+    return total // 2, total - total // 2
+
+
 def _dilated_depthwise_layer(keras):
-    """A Keras layer for a dilated depthwise conv that converts to one DEPTHWISE_CONV_2D.
+    """A Keras layer for a dilated or unequally strided depthwise conv: one DEPTHWISE_CONV_2D.
 
     Keras' `DepthwiseConv2D` lowers dilation to SPACE_TO_BATCH_ND -> DEPTHWISE_CONV_2D ->
     BATCH_TO_SPACE_ND, which TensorFlow 2.21's converter does not fuse back (measured for 96-101
     frames, dilation 2-8). The raw `DepthwiseConv2dNative` op carries `dilations` itself, and
     the converter maps it onto DEPTHWISE_CONV_2D with `dilation_h_factor` (TFLite Micro's int8
-    kernel supports dilation).
+    kernel supports dilation). TensorFlow's own CPU kernel refuses that op with dilation or
+    unequal strides (BC-ResNet's frequency stride 2, time stride 1) unless oneDNN takes it
+    (seen on AVX-512 CPUs only), so run eagerly the layer pads, convolves at stride 1 with
+    `tf.nn.depthwise_conv2d` and keeps every stride-th output: the same numbers on every CPU;
+    traced for conversion it stays the one strided, dilated op.
     """
     tf = import_tensorflow()
 
@@ -108,13 +119,29 @@ def _dilated_depthwise_layer(keras):
                 self.bias = self.add_weight(shape=(channels,), name="bias")
 
         def call(self, x):
-            y = tf.raw_ops.DepthwiseConv2dNative(
-                input=x, filter=self.kernel, strides=[1, *self.strides, 1],
-                padding=self.padding, dilations=[1, *self.dilation_rate, 1],
-            )  # fmt: skip
+            if tf.executing_eagerly():
+                y = self._portable(x)
+            else:
+                y = tf.raw_ops.DepthwiseConv2dNative(
+                    input=x, filter=self.kernel, strides=[1, *self.strides, 1],
+                    padding=self.padding, dilations=[1, *self.dilation_rate, 1],
+                )  # fmt: skip
             if self.use_bias:
                 y = tf.nn.bias_add(y, self.bias)
             return self.activation(y)
+
+        def _portable(self, x):
+            pads = [(0, 0), (0, 0), (0, 0), (0, 0)]
+            if self.padding == "SAME":
+                for axis in (1, 2):
+                    size, kernel = x.shape[axis], self.kernel_size[axis - 1]
+                    stride, dilation = self.strides[axis - 1], self.dilation_rate[axis - 1]
+                    pads[axis] = _same_pads(size, kernel, stride, dilation)
+            y = tf.nn.depthwise_conv2d(  # dilation by space-to-batch: any CPU kernel takes it
+                tf.pad(x, pads), self.kernel, strides=[1, 1, 1, 1], padding="VALID",
+                dilations=self.dilation_rate,
+            )  # fmt: skip
+            return y[:, :: self.strides[0], :: self.strides[1], :]
 
     return DilatedDepthwise
 
@@ -145,7 +172,7 @@ class _Builder:
             use_bias=use_bias,
             name=name,
         )
-        if _is_depthwise(conv) and max(conv.dilation) > 1:
+        if _is_depthwise(conv) and (max(conv.dilation) > 1 or len(set(conv.stride)) > 1):
             layer = _dilated_depthwise_layer(self.keras)(**common)
         elif _is_depthwise(conv):
             layer = layers.DepthwiseConv2D(**common)

@@ -1,4 +1,4 @@
-"""MBROLA engine: found from espeak-ng's mb-* voices, opt-in, never an espeak voice, real audio."""
+"""Engine discovery, MBROLA: found from espeak-ng's mb-* voices, opt-in, never espeak, real audio."""
 
 from __future__ import annotations
 
