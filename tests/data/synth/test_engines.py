@@ -1,4 +1,4 @@
-"""Engine discovery, MBROLA: found from espeak-ng's mb-* voices, opt-in, never espeak, real audio."""
+"""Engine discovery; MBROLA: found from espeak-ng's mb-* voices, opt-in, real audio."""
 
 from __future__ import annotations
 
