@@ -88,7 +88,7 @@ def _same_pads(size: int, kernel: int, stride: int, dilation: int) -> tuple[int,
     return total // 2, total - total // 2
 
 
-def _dilated_depthwise_layer(keras):
+def _raw_depthwise_layer(keras):
     """A Keras layer for a dilated or unequally strided depthwise conv: one DEPTHWISE_CONV_2D.
 
     Keras' `DepthwiseConv2D` lowers dilation to SPACE_TO_BATCH_ND -> DEPTHWISE_CONV_2D ->
@@ -103,7 +103,7 @@ def _dilated_depthwise_layer(keras):
     """
     tf = import_tensorflow()
 
-    class DilatedDepthwise(keras.layers.Layer):
+    class RawDepthwise(keras.layers.Layer):
         def __init__(self, kernel_size, strides, dilation_rate, padding, activation, use_bias,
                      name):  # fmt: skip
             super().__init__(name=name)
@@ -143,7 +143,7 @@ def _dilated_depthwise_layer(keras):
             )  # fmt: skip
             return y[:, :: self.strides[0], :: self.strides[1], :]
 
-    return DilatedDepthwise
+    return RawDepthwise
 
 
 class _Builder:
@@ -173,7 +173,7 @@ class _Builder:
             name=name,
         )
         if _is_depthwise(conv) and (max(conv.dilation) > 1 or len(set(conv.stride)) > 1):
-            layer = _dilated_depthwise_layer(self.keras)(**common)
+            layer = _raw_depthwise_layer(self.keras)(**common)
         elif _is_depthwise(conv):
             layer = layers.DepthwiseConv2D(**common)
         else:
