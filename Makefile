@@ -32,7 +32,8 @@ quickstart: setup
 	$(VENV)/bin/kws quickstart
 
 test: setup
-	$(PY) -m pytest -q tests
+	@# One worker per core, a test file per worker at a time (its module fixtures built once).
+	$(PY) -m pytest -q -n auto --dist loadfile tests
 
 lint: setup
 	$(VENV)/bin/ruff check kws tests benchmarks && $(VENV)/bin/ruff format --check kws tests benchmarks
