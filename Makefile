@@ -32,8 +32,7 @@ quickstart: setup
 	$(VENV)/bin/kws quickstart
 
 test: setup
-	@# One worker per core, a test file per worker at a time (its module fixtures built once).
-	$(PY) -m pytest -q -n auto --dist loadfile tests
+	$(PY) -m pytest -q tests
 
 lint: setup
 	$(VENV)/bin/ruff check kws tests benchmarks && $(VENV)/bin/ruff format --check kws tests benchmarks

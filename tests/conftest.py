@@ -8,7 +8,6 @@ exercises the real data path (WAV files, lists, bank, augmentation) without TTS.
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +15,6 @@ import pytest
 import soundfile as sf
 
 from kws.config import GSC12_WORDS
-
-
-def pytest_configure(config) -> None:
-    """Under pytest-xdist (`make test` runs a worker per core) every worker, and every process it
-    starts, gets one torch thread, so the workers do not contend for the cores."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        os.environ["OMP_NUM_THREADS"] = "1"
-        import torch
-
-        torch.set_num_threads(1)
-
 
 UNKNOWN_WORDS = ["bed", "cat", "dog", "tree"]
 RATE = 16000
