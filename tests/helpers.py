@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -64,20 +64,14 @@ def tiny_ds_cnn(
     return model.eval()
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now (for a test's process group rendezvous)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _rank_entry(rank: int, fn, world: int, port: int, args: tuple) -> None:
+def _rank_entry(rank: int, fn, world: int, store: str, args: tuple) -> None:
     os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT="0", RANK=str(rank), WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
     )  # fmt: skip
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    # A file rendezvous: no port to pick and lose to another process between pick and bind.
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     with distributed.session():
         fn(rank, world, *args)
 
@@ -88,9 +82,11 @@ def run_ranks(fn, world: int, *args) -> None:
 
     `fn` must be a module-level function (the processes are spawned and import it).
     """
-    mp.start_processes(
-        _rank_entry, args=(fn, world, free_port(), args), nprocs=world, start_method="spawn"
-    )
+    with tempfile.TemporaryDirectory(prefix="kws-ranks-") as tmp:
+        store = str(Path(tmp) / "store")
+        mp.start_processes(
+            _rank_entry, args=(fn, world, store, args), nprocs=world, start_method="spawn"
+        )
 
 
 def torchrun(*args: str, **popen) -> subprocess.Popen:

@@ -76,6 +76,16 @@ def add(sub) -> None:
                    "diphone voices from Debian contrib/non-free, sixteen of them "
                    "foreign-accented)")  # fmt: skip
     s.add_argument(
+        "--accents",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="give this fraction (0-1) of the espeak-ng and MBROLA speakers a random foreign "
+        "accent: 1-4 second-language phoneme rules each (l/r, strut -> ah, th -> t, a vowel "
+        "after a final consonant, ...; kws.data.synth.accents), for voices that say words in "
+        "more ways than the engines' lexicons (default 0)",
+    )
+    s.add_argument(
         "--no-negatives",
         action="store_true",
         help="with --words: skip the confusable/common negative words",
@@ -152,6 +162,7 @@ def run_synth(args) -> int:
         clips_per_word=args.clips_per_word,
         noise_seconds=args.noise_seconds,
         negatives=not args.no_negatives,
+        accents=args.accents,
         **common,
     )
     print(

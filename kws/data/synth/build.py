@@ -226,6 +226,7 @@ def synthesize(
     noise_seconds: float | None = None,
     engines: list[str] | None = None,
     negatives: bool = True,
+    accents: float = 0.0,
     progress: bool = True,
 ) -> SynthReport:
     """Synthesize a GSC-layout set under `out_dir` with every TTS voice found on this machine.
@@ -243,9 +244,13 @@ def synthesize(
         noise_seconds: length of each `_background_noise_` recording (0 = none).
         engines: subset of espeak (espeak-ng), flite, festival, kokoro; None = all found.
         negatives: with custom `words`, also synthesize the negative vocabulary.
+        accents: fraction (0-1) of the espeak-ng and MBROLA speakers given a foreign accent
+            (`kws.data.synth.accents`); 0 leaves every speaker as the engines say words.
         progress: show a progress bar and the engines found.
     """
     start_s = time.perf_counter()
+    if not 0.0 <= accents <= 1.0:
+        raise UserError(f"accents is a fraction of the speakers, 0 to 1 (got {accents:g})")
     out_dir = Path(out_dir)
     words = None if words is None else check_words(words)
     found = select_engines(engines)
@@ -259,6 +264,8 @@ def synthesize(
         "engines": sorted(found),
         "negatives": negatives,
     }
+    if accents > 0:  # only then, so sets made before accents existed still resume
+        key["accents"] = accents
     _check_manifest(out_dir, seed, key)
     _announce(found, plan, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -268,7 +275,7 @@ def synthesize(
                 "exclude": exclude, "words": list(plan.word_counts)}  # fmt: skip
     atomic_write_json(out_dir / MANIFEST, manifest)
     remove_stale_temps(out_dir)
-    voices = make_speakers(found, seed, plan.engines, plan.splits)
+    voices = make_speakers(found, seed, plan.engines, plan.splits, accents)
     calls, kept = _speaker_calls(out_dir, plan, voices, seed)
     calls[:0] = _noise_calls(out_dir, found, seed, noise_seconds)  # babble is slow: start early
     written, errors = run_tasks(calls, workers or os.cpu_count() or 1, progress)

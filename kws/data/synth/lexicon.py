@@ -26,7 +26,7 @@ from kws.errors import UserError, require
 from kws.io import atomic_write_text
 
 _WORD = re.compile(r"[a-z]+")
-_VOWEL_START = set("aAeEiIoOuUV@3")
+_VOWEL_START = set("aAeEiIoOuUV@30")  # 0: the LOT vowel (stop, on)
 Phones = tuple[str, ...]
 
 
@@ -58,8 +58,11 @@ def is_vowel(phone: str) -> bool:
     return phone.lstrip("'")[:1] in _VOWEL_START
 
 
-def pronounce(words: list[str], voice: str = "en-us") -> dict[str, Phones]:
+def pronounce(words: list[str], voice: str = "en-us", raw: bool = False) -> dict[str, Phones]:
     """espeak-ng pronunciations of `words` (one process for all of them).
+
+    `raw`: espeak-ng's tokens as printed (stress marks and allophone marks kept, e.g. "t2"),
+    which it reads back as phoneme input; otherwise cleaned for matching (`parse_phones`).
 
     Raises:
         UserError: espeak-ng is missing; RuntimeError: it answered something unexpected.
@@ -86,6 +89,10 @@ def pronounce(words: list[str], voice: str = "en-us") -> dict[str, Phones]:
     lines = done.stdout.splitlines()
     if len(lines) != len(words):
         raise RuntimeError(f"espeak-ng returned {len(lines)} lines for {len(words)} words")
+    if raw:
+        tokens = (line.strip().replace(" ", "_").split("_") for line in lines)
+        split = (tuple(t for t in ts if t and t not in {";", "'", ","}) for ts in tokens)
+        return dict(zip(words, split, strict=True))
     return {w: parse_phones(line) for w, line in zip(words, lines, strict=True)}
 
 

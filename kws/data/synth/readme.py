@@ -42,6 +42,8 @@ def _command(out_dir: Path, seed: int, key: dict, noise_seconds: float) -> str:
         command += f" --words {' '.join(key['words'])}"
         if not key["negatives"]:
             command += " --no-negatives"
+    if key.get("accents"):
+        command += f" --accents {key['accents']:g}"
     return command
 
 
@@ -65,6 +67,19 @@ def _negatives_section(report) -> str:
         )
     lines.append(f"- common words: {' '.join(choice.common)}")
     return "\n".join(lines) + "\n\n"
+
+
+def _accent_line(used: list[Speaker]) -> str:
+    accented = [s for s in used if s.accent]
+    if not accented:
+        return ""
+    rules = Counter(rule for s in accented for rule in s.accent)
+    return (
+        f"\n{len(accented)} espeak-ng / MBROLA speakers have a foreign accent, phoneme rules "
+        "fed to espeak-ng as phoneme input (`kws.data.synth.accents`; speakers per rule: "
+        + ", ".join(f"{r} {n}" for r, n in sorted(rules.items()))
+        + ")."
+    )
 
 
 def write_readme(
@@ -113,7 +128,7 @@ Speakers per voice: {", ".join(f"{v} {n}" for v, n in sorted(voices.items()))}.
 Kokoro speakers are random blends of the shipped style vectors ({
         ", ".join(sorted({name for s in used for name, _ in s.blend}) or ["none used"])
     }) plus noise on the
-style vector; their English is mildly accented.
+style vector; their English is mildly accented.{_accent_line(used)}
 
 ## Licences
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kws.data.gsc import which_set
+from kws.data.synth.accents import accented_texts, draw_accent
 from kws.data.synth.acoustics import NOISE_KINDS, Microphone, Room, draw_microphone, draw_room
 from kws.data.synth.engines import EngineInfo, SynthesisError, espeak, festival_batch, flite
 from kws.data.synth.kokoro import SAMPLE_RATE_HZ as KOKORO_RATE_HZ
@@ -28,6 +29,9 @@ from kws.data.synth.kokoro import synthesize as kokoro_synthesize
 from kws.data.synth.piper import ACCENT as PIPER_ACCENT
 from kws.data.synth.piper import sample_rate_hz as piper_rate_hz
 from kws.data.synth.piper import synthesize as piper_synthesize
+from kws.errors import UserError
+
+ACCENT_ENGINES = ("espeak", "mbrola")  # engines that take phoneme input through espeak-ng
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,14 @@ class Speaker:
     style_noise: float = 0.0  # kokoro: noise on the style vector (fraction of voice spread);
     # piper: noise_scale (prosody variation)
     salt: int = 0  # only changes the id: picks which split GSC's hash rule puts the speaker in
+    accent: tuple[str, ...] = ()  # espeak/mbrola: phoneme rules (`kws.data.synth.accents`)
 
     @property
     def id(self) -> str:
-        digest = hashlib.sha1(repr(sorted(asdict(self).items())).encode()).hexdigest()
+        fields = asdict(self)
+        if not fields["accent"]:  # unaccented speakers keep the ids they had before accents
+            del fields["accent"]
+        digest = hashlib.sha1(repr(sorted(fields.items())).encode()).hexdigest()
         return f"{self.engine}-{digest[:8]}"
 
     @property
@@ -100,12 +108,25 @@ def _engine_params(info: EngineInfo, rng: np.random.Generator) -> dict:
     return {"speed": float(rng.uniform(0.8, 1.3))}
 
 
-def make_speaker(info: EngineInfo, voice: str, seed: int, index: int) -> Speaker:
-    """Speaker number `index` for `seed`, drawing its free parameters from its own generator."""
+def _accent(engine: str, seed: int, index: int, fraction: float) -> tuple[str, ...]:
+    """A foreign accent for `fraction` of the espeak-ng and MBROLA speakers (own generator, so
+    every other parameter of the speaker is what it is without accents)."""
+    if fraction <= 0.0 or engine not in ACCENT_ENGINES:
+        return ()
+    rng = np.random.default_rng(seed_sequence("accent", seed, index))
+    return draw_accent(rng) if rng.random() < fraction else ()
+
+
+def make_speaker(
+    info: EngineInfo, voice: str, seed: int, index: int, accent_fraction: float = 0.0
+) -> Speaker:
+    """Speaker number `index` for `seed`, drawing its free parameters from its own generator;
+    `accent_fraction` of the espeak-ng / MBROLA speakers get a foreign accent."""
     rng = np.random.default_rng(seed_sequence("speaker", seed, index))
     params = {"variant": "", "pitch": 1.0, "intonation": 1.0, **_engine_params(info, rng)}
     for key in ("pitch", "speed", "intonation"):
         params[key] = round(params[key], 3)
+    params["accent"] = _accent(info.name, seed, index, accent_fraction)
     return Speaker(
         engine=info.name,
         voice=voice,
@@ -131,7 +152,11 @@ def _salted(speaker: Speaker, split: str, taken: set[str]) -> Speaker:
 
 
 def make_speakers(
-    found: dict[str, EngineInfo], seed: int, engines: list[str], splits: list[str]
+    found: dict[str, EngineInfo],
+    seed: int,
+    engines: list[str],
+    splits: list[str],
+    accent_fraction: float = 0.0,
 ) -> list[Speaker]:
     """Speaker i of engine `engines[i]` in split `splits[i]`; speaker i never depends on len.
 
@@ -149,7 +174,8 @@ def make_speakers(
         info, order = found[engine], voice_orders[engine]
         voice = info.voices[order[used[engine] % len(order)]]
         used[engine] += 1
-        speaker = _salted(make_speaker(info, voice, seed, index), split, ids)
+        speaker = make_speaker(info, voice, seed, index, accent_fraction)
+        speaker = _salted(speaker, split, ids)
         ids.add(speaker.id)
         speakers.append(speaker)
     return speakers
@@ -207,6 +233,11 @@ def speak(speaker: Speaker, texts: list[str], tmp: Path) -> list:
             return festival_batch(texts, speaker.voice, speaker.speed, tmp)
         except SynthesisError as exc:
             return [exc] * len(texts)
+    if speaker.accent:  # espeak-ng reads the rewritten phonemes back as `[[...]]` input
+        try:
+            texts = accented_texts(texts, speaker.voice, speaker.accent)
+        except (UserError, RuntimeError) as exc:
+            return [SynthesisError(f"espeak-ng phonemes for the accent failed: {exc}")] * len(texts)
     results: list = []
     for text in texts:
         try:
