@@ -247,6 +247,10 @@ def synthesize(
         accents: fraction (0-1) of the espeak-ng and MBROLA speakers given a foreign accent
             (`kws.data.synth.accents`); 0 leaves every speaker as the engines say words.
         progress: show a progress bar and the engines found.
+
+    Raises:
+        UserError: an unknown size or engine, a missing engine, words that cannot be folder
+            names, `accents` outside 0-1, or an `out_dir` made with other options or seed.
     """
     start_s = time.perf_counter()
     if not 0.0 <= accents <= 1.0:
