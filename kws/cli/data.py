@@ -49,7 +49,8 @@ def add(sub) -> None:
         "a folder holding something else is refused.",
         epilog="examples:\n  kws data synth --out data/synth --size quick\n"
         "  kws data synth --out data/synth_medium --size medium --negatives-minutes 300\n"
-        "  kws data synth --out data/mywords --words marvin sheila",
+        "  kws data synth --out data/mywords --words marvin sheila\n"
+        "  kws data synth --out data/accented --size medium --engines espeak mbrola --accents 1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("--out", default="data/synth", help="output folder (GSC layout)")
