@@ -38,10 +38,15 @@ def _clean(token: str) -> str:
     return ("'" if token.startswith("'") else "") + body
 
 
+def _tokens(line: str) -> Phones:
+    """espeak-ng `-x --sep=_` output -> its tokens as printed (word breaks dropped)."""
+    tokens = line.strip().replace(" ", "_").split("_")
+    return tuple(t for t in tokens if t and t not in {";", "'", ","})
+
+
 def parse_phones(line: str) -> Phones:
     """espeak-ng `-x --sep=_` output -> phoneme names (`'` marks the primary-stressed vowel)."""
-    tokens = line.strip().replace(" ", "_").split("_")
-    return tuple(_clean(t) for t in tokens if t and t not in {";", "'", ","})
+    return tuple(_clean(t) for t in _tokens(line))
 
 
 # espeak-ng keeps some vowels apart that most US speakers merge (for / four: O@ / o@).
@@ -89,11 +94,8 @@ def pronounce(words: list[str], voice: str = "en-us", raw: bool = False) -> dict
     lines = done.stdout.splitlines()
     if len(lines) != len(words):
         raise RuntimeError(f"espeak-ng returned {len(lines)} lines for {len(words)} words")
-    if raw:
-        tokens = (line.strip().replace(" ", "_").split("_") for line in lines)
-        split = (tuple(t for t in ts if t and t not in {";", "'", ","}) for ts in tokens)
-        return dict(zip(words, split, strict=True))
-    return {w: parse_phones(line) for w, line in zip(words, lines, strict=True)}
+    parse = _tokens if raw else parse_phones
+    return {w: parse(line) for w, line in zip(words, lines, strict=True)}
 
 
 def common_words(count: int) -> list[str]:

@@ -18,7 +18,10 @@ from kws.errors import UserError
 STOP = ("s", "t2", "'0", "p")  # espeak-ng -x --sep=_ -v en-us "stop."
 LEFT = ("l", "'E", "f", "t")
 ESPEAK = EngineInfo("espeak", ("en-us",), ("m3",))
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+needs_espeak = pytest.mark.skipif(
+    shutil.which("espeak-ng") is None,
+    reason="espeak-ng is not installed (apt-get install espeak-ng)",
+)
 
 
 def test_no_rules_says_the_word_as_espeak_spelled_it():
