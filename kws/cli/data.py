@@ -82,9 +82,18 @@ def add(sub) -> None:
         default=0.0,
         metavar="FRACTION",
         help="give this fraction (0-1) of the espeak-ng and MBROLA speakers a random foreign "
-        "accent: 1-4 second-language phoneme rules each (l/r, strut -> ah, th -> t, a vowel "
-        "after a final consonant, ...; kws.data.synth.accents), for voices that say words in "
+        "accent: 1-4 (see --accent-rules) second-language phoneme rules each (l/r, strut -> ah, "
+        "th -> t, a vowel after a final consonant, ...; kws.data.synth.accents), for voices "
+        "that say words in "
         "more ways than the engines' lexicons (default 0)",
+    )
+    s.add_argument(
+        "--accent-rules",
+        type=int,
+        default=4,
+        metavar="N",
+        help="with --accents: an accented speaker keeps 1 to N phoneme rules (1-25; default 4); "
+        "more rules, stronger accents",
     )
     s.add_argument(
         "--no-negatives",
@@ -164,6 +173,7 @@ def run_synth(args) -> int:
         noise_seconds=args.noise_seconds,
         negatives=not args.no_negatives,
         accents=args.accents,
+        accent_rules=args.accent_rules,
         **common,
     )
     print(

@@ -62,7 +62,9 @@ def add_evaluate(sub) -> None:
         "Evaluate a run's model (or a checkpoint) on any split of any GSC-layout folder. Prints "
         "accuracy with its example count and 95% Wilson interval, command-only accuracy, "
         "per-class recall and the confusion matrix; writes evaluation_<split>.json/.txt and "
-        "plots/confusion_<split>.png in the run. --holdout-engine E evaluates the speakers of "
+        "plots/confusion_<split>.png in the run (evaluation_holdout_<E>.* for a held-out "
+        "engine, and the data folder's name appended when it is not the run's own, so no "
+        "evaluation replaces another). --holdout-engine E evaluates the speakers of "
         "TTS engine E only (train without them: data.exclude_speakers=[E-]).",
         ["kws evaluate runs/quickstart",
          "kws evaluate runs/quickstart --data data/speech_commands_test_set_v0.02",

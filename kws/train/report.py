@@ -1,11 +1,15 @@
 """`kws evaluate`: a run's model on any split of any GSC-layout folder; JSON, text and PNG.
 
-Files land in the run folder: `evaluation_<split>.json` / `.txt` and
-`plots/confusion_<split>.png`. Every accuracy carries n and its 95% Wilson interval.
+Files land in the run folder: `evaluation_<name>.json` / `.txt` and
+`plots/confusion_<name>.png`, where the name is the split, then the held-out speaker groups
+(`holdout_kokoro`), then the data folder when it is not the one the run trained on
+(`testing_speech_commands_test_set_v0.02`), so evaluating elsewhere never replaces the run's
+own reports. Every accuracy carries n and its 95% Wilson interval.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from kws.data.dataset import build_data
@@ -37,6 +41,23 @@ def format_result(result: EvalResult) -> str:
     )
     lines.append(result.confusion_text())
     return "\n".join(lines)
+
+
+def report_name(split: str, exclude_speakers: list[str], data_root: str, run_root: str) -> str:
+    """The name of a split's report files: `testing`, `holdout_kokoro`, `testing_<folder>`.
+
+    Args:
+        split: the evaluated split.
+        exclude_speakers: the speaker-id prefixes held out (named only for `holdout`).
+        data_root: the evaluated data folder; named when it is not `run_root`, the folder the
+            run trained on.
+    """
+    parts = [split]
+    if split == "holdout":
+        parts += [prefix.strip("-_") for prefix in exclude_speakers]
+    if Path(data_root).expanduser().resolve() != Path(run_root).expanduser().resolve():
+        parts.append(Path(data_root).name)
+    return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", part) for part in parts if part)
 
 
 def evaluate_run(
@@ -80,15 +101,17 @@ def evaluate_run(
     results = [evaluate(model, data, s, cfg.train.eval_batch_size) for s in splits]
     if split == "all":
         results.append(EvalResult("all", list(ckpt.labels), sum(r.confusion for r in results)))
+    own_root = ref.run.config().data.root
     for result in results:
         result.extra.update(data_root=cfg.data.root, layout=data.layout)
         out = ref.run.root
+        name = report_name(result.split, cfg.data.exclude_speakers, cfg.data.root, own_root)
         atomic_write_json(
-            out / f"evaluation_{result.split}.json",
+            out / f"evaluation_{name}.json",
             {**result.summary(), **result.extra, "confusion": result.confusion,
              "labels": list(ckpt.labels),
              "checkpoint": str(ref.model_path or ref.run.best_path)},
         )  # fmt: skip
-        atomic_write_text(out / f"evaluation_{result.split}.txt", format_result(result) + "\n")
-        plot_confusion(result, ref.run.plots_dir / f"confusion_{result.split}.png")
+        atomic_write_text(out / f"evaluation_{name}.txt", format_result(result) + "\n")
+        plot_confusion(result, ref.run.plots_dir / f"confusion_{name}.png")
     return results

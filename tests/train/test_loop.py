@@ -3,6 +3,7 @@ divergence stops before anything bad is saved."""
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -210,3 +211,17 @@ def test_evaluate_cli_writes_reports_with_intervals(trained, capsys):
     low, high = report["accuracy_ci95"]
     assert low <= report["accuracy"] <= high
     assert (run_dir / "plots" / "confusion_testing.png").is_file()
+
+
+def test_evaluating_another_folder_keeps_the_runs_own_report(trained, tmp_path, capsys):
+    cfg, run_dir, _ = trained
+    data = cfg.data.root
+    assert main(["evaluate", str(run_dir), "--device", "cpu"]) == 0
+    own = (run_dir / "evaluation_testing.json").read_text()
+    copy = shutil.copytree(data, tmp_path / "tones_copy")
+    assert main(["evaluate", str(run_dir), "--data", str(copy), "--device", "cpu"]) == 0
+    assert (run_dir / "evaluation_testing.json").read_text() == own
+    report = json.loads((run_dir / "evaluation_testing_tones_copy.json").read_text())
+    assert report["data_root"] == str(copy) and len(report["confusion"]) == 12
+    assert (run_dir / "plots" / "confusion_testing_tones_copy.png").is_file()
+    assert "testing: accuracy" in capsys.readouterr().out

@@ -2,13 +2,13 @@
 
 The engines otherwise say every word the one way their lexicon spells it, so a model trained on
 them learns those pronunciations as the word (issue 10: an unheard, accented engine's commands
-are taken for unknown words). An accented speaker keeps 1-4 rules drawn from `RULES`, patterns
-that second-language English is known for: vowel mergers and monophthongs (strut -> "ah",
-kit -> fleece), consonant mergers (l / r, th -> t or s, w -> v), final devoicing, vowel
-epenthesis after a final consonant or inside a cluster ("stop" -> "stoppu", "sutop") and
-prothesis before s + consonant ("estop"). The word's espeak-ng phonemes (`-x`) are rewritten
-and fed back as phoneme input (`[[...]]`), so the same speaker says every word, command or
-not, with the same accent.
+are taken for unknown words). An accented speaker keeps 1 to `max_rules` (default 4) rules
+drawn from `RULES`, patterns that second-language English is known for: vowel mergers and
+monophthongs (strut -> "ah", kit -> fleece), consonant mergers (l / r, th -> t or s, w -> v),
+final devoicing, vowel epenthesis after a final consonant or inside a cluster ("stop" ->
+"stoppu", "sutop") and prothesis before s + consonant ("estop"). The word's espeak-ng phonemes
+(`-x`) are rewritten and fed back as phoneme input (`[[...]]`), so the same speaker says every
+word, command or not, with the same accent.
 """
 
 from __future__ import annotations
@@ -48,12 +48,19 @@ RULES: dict[str, tuple[str, object]] = {
     "cluster-u": ("cluster", ",U"),  # stop -> "sutop", left -> "lefut"
     "prothesis-e": ("prothesis", "E"),  # stop -> "estop"
 }
-_MAX_RULES = 4
+MAX_RULES = 4  # per speaker by default; real second-language accents often show more at once
 
 
-def draw_accent(rng: np.random.Generator) -> tuple[str, ...]:
-    """1-4 rule names of `RULES` (sorted; rules on the same phoneme: the first drawn wins)."""
-    count = int(rng.integers(1, _MAX_RULES + 1))
+def draw_accent(rng: np.random.Generator, max_rules: int = MAX_RULES) -> tuple[str, ...]:
+    """1 to `max_rules` rule names of `RULES`, uniformly many (sorted; of rules on the same
+    phoneme the first drawn wins, so a speaker may keep fewer).
+
+    Raises:
+        ValueError: `max_rules` outside 1 to len(RULES).
+    """
+    if not 1 <= max_rules <= len(RULES):
+        raise ValueError(f"max_rules must be 1 to {len(RULES)} (got {max_rules})")
+    count = int(rng.integers(1, max_rules + 1))
     names = [str(n) for n in rng.choice(sorted(RULES), size=count, replace=False)]
     kept, taken = [], set()
     for name in names:

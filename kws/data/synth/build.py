@@ -19,6 +19,7 @@ from pathlib import Path
 
 from kws.data.gsc import BACKGROUND_DIR
 from kws.data.gsc import SYNTH_MANIFEST as MANIFEST
+from kws.data.synth.accents import MAX_RULES, RULES
 from kws.data.synth.engines import (
     INSTALL_HINT,
     MBROLA_HINT,
@@ -227,6 +228,7 @@ def synthesize(
     engines: list[str] | None = None,
     negatives: bool = True,
     accents: float = 0.0,
+    accent_rules: int = MAX_RULES,
     progress: bool = True,
 ) -> SynthReport:
     """Synthesize a GSC-layout set under `out_dir` with every TTS voice found on this machine.
@@ -246,15 +248,22 @@ def synthesize(
         negatives: with custom `words`, also synthesize the negative vocabulary.
         accents: fraction (0-1) of the espeak-ng and MBROLA speakers given a foreign accent
             (`kws.data.synth.accents`); 0 leaves every speaker as the engines say words.
+        accent_rules: an accented speaker keeps 1 to this many phoneme rules (1 to
+            len(RULES)); more rules, stronger accents.
         progress: show a progress bar and the engines found.
 
     Raises:
         UserError: an unknown size or engine, a missing engine, words that cannot be folder
-            names, `accents` outside 0-1, or an `out_dir` made with other options or seed.
+            names, `accents` outside 0-1, `accent_rules` outside 1 to len(RULES), or an
+            `out_dir` made with other options or seed.
     """
     start_s = time.perf_counter()
     if not 0.0 <= accents <= 1.0:
         raise UserError(f"accents is a fraction of the speakers, 0 to 1 (got {accents:g})")
+    if not 1 <= accent_rules <= len(RULES):
+        raise UserError(
+            f"accent_rules is a number of rules, 1 to {len(RULES)} (got {accent_rules})"
+        )
     out_dir = Path(out_dir)
     words = None if words is None else check_words(words)
     found = select_engines(engines)
@@ -270,6 +279,8 @@ def synthesize(
     }
     if accents > 0:  # only then, so sets made before accents existed still resume
         key["accents"] = accents
+    if accent_rules != MAX_RULES:
+        key["accent_rules"] = accent_rules
     _check_manifest(out_dir, seed, key)
     _announce(found, plan, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -279,7 +290,7 @@ def synthesize(
                 "exclude": exclude, "words": list(plan.word_counts)}  # fmt: skip
     atomic_write_json(out_dir / MANIFEST, manifest)
     remove_stale_temps(out_dir)
-    voices = make_speakers(found, seed, plan.engines, plan.splits, accents)
+    voices = make_speakers(found, seed, plan.engines, plan.splits, accents, accent_rules)
     calls, kept = _speaker_calls(out_dir, plan, voices, seed)
     calls[:0] = _noise_calls(out_dir, found, seed, noise_seconds)  # babble is slow: start early
     written, errors = run_tasks(calls, workers or os.cpu_count() or 1, progress)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from kws.data.gsc import which_set
-from kws.data.synth.accents import accented_texts, draw_accent
+from kws.data.synth.accents import MAX_RULES, accented_texts, draw_accent
 from kws.data.synth.acoustics import NOISE_KINDS, Microphone, Room, draw_microphone, draw_room
 from kws.data.synth.engines import EngineInfo, SynthesisError, espeak, festival_batch, flite
 from kws.data.synth.kokoro import SAMPLE_RATE_HZ as KOKORO_RATE_HZ
@@ -108,25 +108,31 @@ def _engine_params(info: EngineInfo, rng: np.random.Generator) -> dict:
     return {"speed": float(rng.uniform(0.8, 1.3))}
 
 
-def _accent(engine: str, seed: int, index: int, fraction: float) -> tuple[str, ...]:
-    """A foreign accent for `fraction` of the espeak-ng and MBROLA speakers (own generator, so
-    every other parameter of the speaker is what it is without accents)."""
+def _accent(engine: str, seed: int, index: int, fraction: float, max_rules: int) -> tuple[str, ...]:
+    """A foreign accent of 1 to `max_rules` rules for `fraction` of the espeak-ng and MBROLA
+    speakers (own generator, so every other parameter is what it is without accents)."""
     if fraction <= 0.0 or engine not in ACCENT_ENGINES:
         return ()
     rng = np.random.default_rng(seed_sequence("accent", seed, index))
-    return draw_accent(rng) if rng.random() < fraction else ()
+    return draw_accent(rng, max_rules) if rng.random() < fraction else ()
 
 
 def make_speaker(
-    info: EngineInfo, voice: str, seed: int, index: int, accent_fraction: float = 0.0
+    info: EngineInfo,
+    voice: str,
+    seed: int,
+    index: int,
+    accent_fraction: float = 0.0,
+    accent_rules: int = MAX_RULES,
 ) -> Speaker:
     """Speaker number `index` for `seed`, drawing its free parameters from its own generator;
-    `accent_fraction` of the espeak-ng / MBROLA speakers get a foreign accent."""
+    `accent_fraction` of the espeak-ng / MBROLA speakers get a foreign accent of 1 to
+    `accent_rules` phoneme rules."""
     rng = np.random.default_rng(seed_sequence("speaker", seed, index))
     params = {"variant": "", "pitch": 1.0, "intonation": 1.0, **_engine_params(info, rng)}
     for key in ("pitch", "speed", "intonation"):
         params[key] = round(params[key], 3)
-    params["accent"] = _accent(info.name, seed, index, accent_fraction)
+    params["accent"] = _accent(info.name, seed, index, accent_fraction, accent_rules)
     return Speaker(
         engine=info.name,
         voice=voice,
@@ -157,6 +163,7 @@ def make_speakers(
     engines: list[str],
     splits: list[str],
     accent_fraction: float = 0.0,
+    accent_rules: int = MAX_RULES,
 ) -> list[Speaker]:
     """Speaker i of engine `engines[i]` in split `splits[i]`; speaker i never depends on len.
 
@@ -174,7 +181,7 @@ def make_speakers(
         info, order = found[engine], voice_orders[engine]
         voice = info.voices[order[used[engine] % len(order)]]
         used[engine] += 1
-        speaker = make_speaker(info, voice, seed, index, accent_fraction)
+        speaker = make_speaker(info, voice, seed, index, accent_fraction, accent_rules)
         speaker = _salted(speaker, split, ids)
         ids.add(speaker.id)
         speakers.append(speaker)

@@ -75,6 +75,34 @@ def test_unaccented_speakers_keep_the_ids_sets_were_made_with():
     assert make_speaker(flite, "slt", 0, 0, 1.0).accent == ()  # no phoneme input
 
 
+def test_accent_rules_bound_how_many_rules_a_speaker_keeps():
+    def draws(max_rules):
+        return [draw_accent(np.random.default_rng(seed), max_rules) for seed in range(300)]
+
+    assert draws(4) == [draw_accent(np.random.default_rng(seed)) for seed in range(300)]
+    strong = draws(8)
+    assert max(map(len, strong)) <= 8 and {5, 6, 7} <= set(map(len, strong))
+    assert np.mean([len(a) for a in strong]) > np.mean([len(a) for a in draws(4)]) + 1.5
+    for bad in (0, len(RULES) + 1):
+        with pytest.raises(ValueError, match="max_rules must be 1 to"):
+            draw_accent(np.random.default_rng(0), bad)
+
+
+def test_accented_speakers_keep_the_rules_sets_were_made_with():
+    """Sets made with the default number of rules resume with the same accents and ids."""
+    speaker = make_speaker(ESPEAK, "en-us", 0, 0, 1.0)
+    assert speaker.accent == ("full-schwa", "l-to-r", "lot-thought")
+    assert speaker.id == "espeak-26f86eab"
+    strong = make_speaker(ESPEAK, "en-us", 0, 0, 1.0, accent_rules=8)
+    assert replace(strong, accent=()) == replace(speaker, accent=())  # only the accent differs
+
+
+def test_an_accent_rule_count_outside_1_to_all_rules_is_refused(tmp_path):
+    with pytest.raises(UserError, match="accent_rules is a number of rules, 1 to 25"):
+        synthesize(tmp_path / "set", words=["yes"], accents=1.0, accent_rules=0, progress=False)
+    assert not (tmp_path / "set").exists()
+
+
 def test_an_accent_fraction_outside_0_1_is_refused(tmp_path):
     with pytest.raises(UserError, match="fraction of the speakers, 0 to 1"):
         synthesize(tmp_path / "set", words=["yes"], accents=1.5, progress=False)
