@@ -35,6 +35,10 @@ class DataConfig:
     background_snr_db: list[float] = field(default_factory=list)
     silence_volume: float = option(1.0, minimum=0.0)
     speed_perturb: float = option(0.0, minimum=0.0, below=1.0)  # max relative speed change
+    # Random equalizer per training example (kws.data.augment.random_eq): a tilt of up to
+    # +-eq_tilt_db at 4 kHz against 1 kHz and one bell of up to +-eq_peak_db; 0 = off
+    eq_tilt_db: float = option(0.0, minimum=0.0)
+    eq_peak_db: float = option(0.0, minimum=0.0)
     spec_augment: bool = False
     spec_time_masks: int = option(2, minimum=0)
     spec_time_mask_frames: int = option(5, minimum=0)

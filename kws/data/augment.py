@@ -4,7 +4,8 @@ TensorFlow's defaults as used by Hello Edge: time shift uniform in +/-100 ms wit
 with probability 0.8 mix a random 1 s slice of a background-noise file at volume U[0, 0.1]
 (or, opt-in, at a U[low, high] dB SNR against the clip); clip to [-1, 1]. Silence examples are
 background noise at volume U[0, 1], foreground muted. Optional: speed perturbation (resampling
-by linear interpolation) and SpecAugment masks.
+by linear interpolation), a random equalizer (spectral tilt and one bell, the colour of an
+unheard voice or microphone) and SpecAugment masks.
 
 Every draw goes through `uniform`/`integers`, which honour `RowDraws`: under data parallelism a
 process holds a slice of the global batch but draws for all of it, so its rows get exactly the
@@ -13,6 +14,7 @@ numbers a single process would give them (kws.distributed).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +82,36 @@ def speed_perturb(audio: torch.Tensor, max_change: float, generator=None) -> tor
     lo = lo.clamp(0, samples - 2)
     a, b = torch.gather(audio, 1, lo), torch.gather(audio, 1, lo + 1)
     return (a + (b - a) * frac) * valid
+
+
+def random_eq(
+    audio: torch.Tensor,
+    tilt_db: float,
+    peak_db: float,
+    sample_rate_hz: int,
+    generator=None,
+) -> torch.Tensor:
+    """Colour each row of `(batch, samples)` with its own random equalizer.
+
+    The gain in dB at frequency f is `tilt * log2(f / 1 kHz) / 2 + peak * bell(f)`: a tilt
+    that is U[-tilt_db, tilt_db] at 4 kHz relative to 1 kHz (linear in octaves, held flat
+    below 125 Hz and above 8 kHz) and one bell of U[-peak_db, peak_db] at a centre drawn
+    log-uniformly in 300-6,000 Hz, half an octave wide (Gaussian in octaves). Applied as one
+    real FFT over the row (circular, so the clip's ends must be quiet, as 1 s keyword clips
+    are). With both limits 0 the rows are returned as they are and nothing is drawn.
+    """
+    if tilt_db <= 0 and peak_db <= 0:
+        return audio
+    batch, samples = audio.shape
+    dev = audio.device
+    tilt = (uniform(generator, batch, 1, device=dev) * 2 - 1) * tilt_db
+    peak = (uniform(generator, batch, 1, device=dev) * 2 - 1) * peak_db
+    centre_oct = math.log2(300 / 1000) + uniform(generator, batch, 1, device=dev) * math.log2(20)
+    freqs = torch.fft.rfftfreq(samples, 1.0 / sample_rate_hz, device=dev)
+    octaves = torch.log2(freqs.clamp(min=125.0, max=8000.0) / 1000.0).unsqueeze(0)
+    gain_db = tilt * octaves / 2 + peak * torch.exp(-0.5 * ((octaves - centre_oct) / 0.5) ** 2)
+    spectrum = torch.fft.rfft(audio, dim=1) * torch.pow(10.0, gain_db / 20)
+    return torch.fft.irfft(spectrum, n=samples, dim=1)
 
 
 def noise_slices(

@@ -188,6 +188,8 @@ class KwsData:
             audio = aug.speed_perturb(audio, d.speed_perturb, generator)
             shift = int(d.time_shift_ms * self.feature_cfg.sample_rate_hz / 1000)
             audio = aug.time_shift(audio, shift, generator)
+            rate = self.feature_cfg.sample_rate_hz
+            audio = aug.random_eq(audio, d.eq_tilt_db, d.eq_peak_db, rate, generator)
             prob, vol = d.background_probability, d.background_volume
         else:
             prob, vol = 0.0, 0.0  # evaluation: clean words; silence still gets noise

@@ -66,3 +66,35 @@ def test_speed_perturb_keeps_length_and_identity_at_zero():
     audio = torch.randn(3, 1000)
     assert torch.equal(augment.speed_perturb(audio, 0.0), audio)
     assert augment.speed_perturb(audio, 0.1).shape == audio.shape
+
+
+def _tone_db(audio: torch.Tensor, freq_hz: float, rate: int = 16000) -> torch.Tensor:
+    """Level in dB of each row's FFT bin at `freq_hz` (1 s rows: bin = Hz)."""
+    return 20 * torch.log10(
+        torch.fft.rfft(audio, dim=1).abs()[:, int(freq_hz * audio.shape[1] / rate)]
+    )
+
+
+def test_random_eq_tilts_about_1khz_within_its_limits_and_is_off_at_zero():
+    rate, t = 16000, torch.arange(16000) / 16000
+    tones = sum(torch.sin(2 * torch.pi * f * t) for f in (250.0, 1000.0, 4000.0))
+    audio = tones.repeat(200, 1)
+    state = torch.Generator().manual_seed(3)
+    assert augment.random_eq(audio, 0.0, 0.0, rate, state) is audio
+    assert torch.equal(state.get_state(), torch.Generator().manual_seed(3).get_state())
+    tilted = augment.random_eq(audio, 10.0, 0.0, rate, torch.Generator().manual_seed(3))
+    gain_1k, gain_4k, gain_250 = (_tone_db(tilted, f) - _tone_db(audio, f) for f in (1e3, 4e3, 250))
+    assert gain_1k.abs().max() < 1e-3  # the pivot
+    assert gain_4k.abs().max() <= 10.0 + 1e-3 and gain_4k.abs().max() > 8.0  # the drawn tilt
+    assert torch.allclose(gain_250, -gain_4k, atol=1e-3)  # two octaves down: the mirror
+    bells = augment.random_eq(audio, 0.0, 6.0, rate, torch.Generator().manual_seed(4))
+    gains = torch.stack([_tone_db(bells, f) - _tone_db(audio, f) for f in (250, 1e3, 4e3)])
+    assert gains.abs().max() <= 6.0 + 1e-3 and gains.abs().max() > 3.0
+
+
+def test_random_eq_draws_a_slice_of_rows_as_the_whole_batch_does():
+    audio = torch.randn(8, 16000, generator=torch.Generator().manual_seed(0))
+    whole = augment.random_eq(audio, 8.0, 6.0, 16000, torch.Generator().manual_seed(5))
+    draws = augment.RowDraws(torch.Generator().manual_seed(5), total=8, lo=2, hi=5)
+    part = augment.random_eq(audio[2:5], 8.0, 6.0, 16000, draws)
+    assert torch.allclose(part, whole[2:5], atol=1e-6)

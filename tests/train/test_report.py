@@ -14,4 +14,3 @@ def test_report_names_say_split_held_out_engine_and_foreign_data(tmp_path):
         "holdout_flite_kokoro_gsc-test"
     )
     assert report_name("validation", [], other, own) == "validation_gsc-test"
-
