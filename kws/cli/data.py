@@ -159,6 +159,11 @@ def run_synth(args) -> int:
     from kws.data.synth import synthesize
 
     common = {"seed": args.seed, "workers": args.workers, "engines": args.engines}
+    if args.accent_rules != 4 and args.accents <= 0:
+        raise UserError(
+            "--accent-rules sets how strong foreign accents are, but no speaker has one; "
+            "add --accents FRACTION (e.g. --accents 1)"
+        )
     if args.negatives_only:
         if args.negatives_minutes <= 0:
             raise UserError(

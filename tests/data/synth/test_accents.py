@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from kws.cli import main
 from kws.data.synth import synthesize
 from kws.data.synth.accents import RULES, accented_texts, apply_accent, draw_accent
 from kws.data.synth.engines import EngineInfo
@@ -100,6 +101,13 @@ def test_accented_speakers_keep_the_rules_sets_were_made_with():
 def test_an_accent_rule_count_outside_1_to_all_rules_is_refused(tmp_path):
     with pytest.raises(UserError, match="accent_rules is a number of rules, 1 to 25"):
         synthesize(tmp_path / "set", words=["yes"], accents=1.0, accent_rules=0, progress=False)
+    assert not (tmp_path / "set").exists()
+
+
+def test_accent_rules_without_accents_are_refused(tmp_path, capsys):
+    args = ["data", "synth", "--out", str(tmp_path / "set"), "--words", "yes"]
+    assert main([*args, "--accent-rules", "8"]) == 2
+    assert "add --accents FRACTION" in capsys.readouterr().err
     assert not (tmp_path / "set").exists()
 
 
