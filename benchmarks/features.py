@@ -22,6 +22,7 @@ from machine import describe
 
 from kws import features as F
 from kws.config import FeatureConfig
+from kws.data.augment import random_eq
 
 
 def seconds_per_call(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
@@ -82,6 +83,11 @@ def main() -> None:
         "torch rfft, whole batch in one piece": (torch_fe._features, (1000,)),
         "torch matmul DFT (alternative, unused)": (matmul_fe, (100,)),
         "torch `TorchFrontEnd`, 98 x 40 log-mel (BC-ResNet)": (logmel_fe, (100, 1000)),
+        # A training augmentation beside the front end it feeds: what `data.eq_tilt_db` costs.
+        "training augmentation `random_eq` (tilt + bell, one rfft/irfft per clip)": (
+            lambda clips: random_eq(clips, 10.0, 6.0, cfg.sample_rate_hz),
+            (100,),
+        ),
     }
     for threads in (1, 2):
         torch.set_num_threads(threads)
