@@ -64,3 +64,25 @@ def test_relative_links_resolve(doc):
     local = [t for t in targets if not re.match(r"[a-z]+://", t)]
     missing = [t for t in local if not (path.parent / t).exists()]
     assert missing == []
+
+
+def test_recipes_readme_states_the_accent_and_equalizer_transfer_table():
+    """The stronger-accent / equalizer table is typed from transfer_accents.json: every mean and
+    interval (accuracies to 0.01, gaps to 0.1 points) recomputed here must be in the README."""
+    records = json.loads((RESULTS / "transfer_accents.json").read_text())
+    text = (ROOT / "recipes" / "README.md").read_text()
+    rows = defaultdict(list)
+    for r in records:
+        assert r["held_out_engine"]["examples"] == 1653 and r["in_domain"]["examples"] == 1567
+        assert r["validation_engine_mbrola"]["examples"] == 5250
+        rows[r["training"]].append(r)
+    assert len(rows) == 4 and all(sorted(x["seed"] for x in v) == [0, 1, 2] for v in rows.values())
+    for training, runs in rows.items():
+        for key in ("validation_engine_mbrola", "in_domain", "held_out_engine"):
+            stat = mean_interval([r[key]["accuracy_percent"] for r in runs])
+            assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in text, (training, key)
+        gaps = [r["in_domain"]["accuracy_percent"] - r["held_out_engine"]["accuracy_percent"]
+                for r in runs]  # fmt: skip
+        stat = mean_interval(gaps)
+        assert f"{stat.mean:.1f} +- {stat.half_width:.1f}" in text, (training, "gap")
+        assert ", ".join(f"{g:.1f}" for g in gaps) in text, (training, "gap per seed")
