@@ -186,9 +186,8 @@ class KwsData:
             audio, labels = self._stream_windows(audio, rows, labels, is_silence, generator)
         if augmenting:
             audio = aug.speed_perturb(audio, d.speed_perturb, generator)
-            shift = int(d.time_shift_ms * self.feature_cfg.sample_rate_hz / 1000)
-            audio = aug.time_shift(audio, shift, generator)
             rate = self.feature_cfg.sample_rate_hz
+            audio = aug.time_shift(audio, int(d.time_shift_ms * rate / 1000), generator)
             audio = aug.random_eq(audio, d.eq_tilt_db, d.eq_peak_db, rate, generator)
             prob, vol = d.background_probability, d.background_volume
         else:
