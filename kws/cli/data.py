@@ -90,7 +90,7 @@ def add(sub) -> None:
     s.add_argument(
         "--accent-rules",
         type=int,
-        default=4,
+        default=None,
         metavar="N",
         help="with --accents: an accented speaker keeps 1 to N phoneme rules (1-25; default 4); "
         "more rules, stronger accents",
@@ -159,7 +159,7 @@ def run_synth(args) -> int:
     from kws.data.synth import synthesize
 
     common = {"seed": args.seed, "workers": args.workers, "engines": args.engines}
-    if args.accent_rules != 4 and args.accents <= 0:
+    if args.accent_rules is not None and args.accents <= 0:
         raise UserError(
             "--accent-rules sets how strong foreign accents are, but no speaker has one; "
             "add --accents FRACTION (e.g. --accents 1)"
@@ -178,7 +178,7 @@ def run_synth(args) -> int:
         noise_seconds=args.noise_seconds,
         negatives=not args.no_negatives,
         accents=args.accents,
-        accent_rules=args.accent_rules,
+        **({"accent_rules": args.accent_rules} if args.accent_rules is not None else {}),
         **common,
     )
     print(
