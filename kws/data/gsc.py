@@ -20,6 +20,7 @@ from kws.errors import UserError
 BACKGROUND_DIR = "_background_noise_"
 NEGATIVES_DIR = "_negatives_"  # keyword-free long speech (`kws data synth --negatives-minutes`)
 SYNTH_MANIFEST = "synth.json"  # how a `kws data synth` set was made (seed, plan, words)
+SPEAKERS_CSV = "speakers.csv"  # `kws data synth`: one row per speaker (voice, acoustics)
 LAYOUT_ARCHIVE = "gsc-archive"
 LAYOUT_TEST_SET = "gsc-official-test-set"
 LAYOUT_FOLDERS = "folders"

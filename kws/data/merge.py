@@ -15,7 +15,9 @@ into the merged set never changes a source. The merged set is built in a hidden 
 
 from __future__ import annotations
 
+import csv
 import filecmp
+import io
 import json
 import os
 import re
@@ -24,7 +26,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kws.data.gsc import LAYOUT_TEST_SET, SPLIT_LISTS, SPLITS, SYNTH_MANIFEST, index_folder
+from kws.data.gsc import (
+    LAYOUT_TEST_SET,
+    SPEAKERS_CSV,
+    SPLIT_LISTS,
+    SPLITS,
+    SYNTH_MANIFEST,
+    index_folder,
+)
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text
 
@@ -157,6 +166,7 @@ def _merge_into(tmp: Path, out_dir: Path, base: Path, extras: list[Path], splits
     report.split_clips = {split: len(listed[split]) for split in SPLIT_LISTS}
     report.split_clips["training"] = total - sum(report.split_clips.values())
     _write_manifest(tmp, base, extras)
+    _write_speakers(tmp, [base, *extras], set(speaker_split))
     _write_readme(tmp, base, extras, splits, report)
     return report
 
@@ -195,6 +205,25 @@ def _write_manifest(tmp: Path, base: Path, extras: list[Path]) -> None:
         merged[key] = sorted({word for m in manifests for word in m.get(key, [])})
     merged["merged_from"] = [str(source) for source in [base, *extras]]
     atomic_write_json(tmp / SYNTH_MANIFEST, merged)
+
+
+def _write_speakers(tmp: Path, sources: list[Path], speakers: set[str]) -> None:
+    """The sources' `speakers.csv` rows (`kws data synth`) of the speakers in the result."""
+    rows, columns = {}, None
+    for source in sources:
+        path = source / SPEAKERS_CSV
+        if path.is_file():
+            with open(path, newline="") as handle:
+                reader = csv.DictReader(handle)
+                columns = columns or reader.fieldnames
+                rows.update((row["id"], row) for row in reader if row.get("id") in speakers)
+    if columns is None:
+        return
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows[speaker] for speaker in sorted(rows))
+    atomic_write_text(tmp / SPEAKERS_CSV, buffer.getvalue())  # replaces the base's link
 
 
 def _write_readme(tmp, base, extras, splits, report: MergeReport) -> None:

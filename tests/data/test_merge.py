@@ -105,6 +105,21 @@ def test_merge_records_sources_licences_and_refuses_synth_extension(sets, tmp_pa
         _check_manifest(tmp_path / "merged", 0, {})
 
 
+def test_merge_joins_the_speaker_tables_of_the_speakers_it_keeps(sets, tmp_path):
+    base, extra = sets
+    (base / "speakers.csv").write_text("id,engine,voice\n" + "".join(
+        f"{s},espeak,en-us\n" for s in _speakers("espeak", 40)))  # fmt: skip
+    (extra / "speakers.csv").write_text("id,engine,voice\n" + "".join(
+        f"{s},kokoro,en-gb\n" for s in _speakers("kokoro", 40)))  # fmt: skip
+    before = _snapshot(base)
+    merge_sets(tmp_path / "merged", base, [extra])
+    rows = (tmp_path / "merged" / "speakers.csv").read_text().splitlines()
+    training = {c.speaker for c in index_folder(extra).clips if c.split == "training"}
+    assert rows[0] == "id,engine,voice" and len(rows) == 1 + 40 + len(training) < 81
+    assert {r.split(",")[0] for r in rows[1:] if r.startswith("kokoro")} == training
+    assert _snapshot(base) == before  # the base's table was replaced in the result, not written
+
+
 def test_merge_all_splits_extends_the_lists(sets, tmp_path):
     base, extra = sets
     merge_sets(tmp_path / "merged", base, [extra], splits=("training", "validation", "testing"))

@@ -50,7 +50,7 @@ from kws.data.synth.plan import (
     split_schedule,
     word_counts,
 )
-from kws.data.synth.readme import write_readme
+from kws.data.synth.readme import write_readme, write_speakers
 from kws.data.synth.speakers import Speaker, make_speakers
 from kws.data.synth.vocabulary import NegativeChoice, choose_negatives
 from kws.data.synth.words import COMMAND_WORDS, GSC_OTHER_WORDS
@@ -319,6 +319,7 @@ def synthesize(
     )
     report.seconds = time.perf_counter() - start_s
     write_readme(out_dir, report, plan, voices, seed, key, noise_seconds)
+    write_speakers(out_dir, plan, voices)
     return report
 
 

@@ -1,10 +1,14 @@
-"""The dataset's README.md: how the synthesized set was made, so it can be reproduced."""
+"""The dataset's README.md and speakers.csv: how the synthesized set was made, so it can be
+reproduced, and who says each clip, so errors can be traced to a voice."""
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import Counter
 from pathlib import Path
 
+from kws.data.gsc import SPEAKERS_CSV
 from kws.data.synth.acoustics import __doc__ as ACOUSTICS_DOC
 from kws.data.synth.chain import __doc__ as CHAIN_DOC
 from kws.data.synth.kokoro import LICENSE as KOKORO_LICENSE
@@ -144,6 +148,8 @@ style vector; their English is mildly accented.{_accent_line(used)}
 
 - `<word>/<speaker>_nohash_<n>.wav`: 16 kHz, mono, 16-bit PCM, exactly 16000 samples.
 - `_background_noise_/`: {", ".join(NOISE_TYPES)} ({noise_seconds:g} s each; none if 0).
+- `speakers.csv`: one row per speaker (id, engine, voice, variant, accent rules, style blend,
+  pitch, speed, warp, room, microphone, level, noise, clips), to trace errors to a voice.
 - `validation_list.txt`, `testing_list.txt`: GSC's hash rule over every clip present
   ({report.split_clips["training"]} training, {report.split_clips["validation"]} validation,
   {report.split_clips["testing"]} testing).
@@ -158,3 +164,33 @@ Clips per word: {counts}.
 Synthesized speech has a domain gap to real recordings; measure transfer before relying on it.
 """
     return atomic_write_text(out_dir / "README.md", text)
+
+
+SPEAKER_COLUMNS = (
+    "id", "engine", "voice", "variant", "accent", "blend", "pitch", "speed", "warp",
+    "intonation", "style_noise", "rt60_s", "distance_m", "mic_lowpass_hz", "mic_tilt_db",
+    "level_dbfs", "noise_kind", "snr_db", "clips",
+)  # fmt: skip
+
+
+def write_speakers(out_dir: Path, plan: Plan, speakers: list[Speaker]) -> Path:
+    """Write `out_dir/speakers.csv`: one row per speaker with clips (columns `SPEAKER_COLUMNS`).
+
+    `accent` joins the speaker's phoneme rules with `+`; `blend` is `style:weight` pairs joined
+    with `+`; numbers are rounded for reading (the id, not the row, is what reproduces a voice).
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SPEAKER_COLUMNS)
+    for s, said in zip(speakers, plan.clips, strict=True):
+        if not said:
+            continue
+        writer.writerow([
+            s.id, s.engine, s.voice, s.variant, "+".join(s.accent),
+            "+".join(f"{name}:{weight:.3f}" for name, weight in s.blend),
+            f"{s.pitch:g}", f"{s.speed:.3f}", f"{s.warp:.3f}", f"{s.intonation:.3f}",
+            f"{s.style_noise:.3f}", f"{s.room.rt60_s:.3f}", f"{s.room.distance_m:.2f}",
+            f"{s.mic.lowpass_hz:.0f}", f"{s.mic.tilt_db:.1f}", f"{s.level_dbfs:.1f}",
+            s.noise_kind, f"{s.snr_db:.1f}", len(said),
+        ])  # fmt: skip
+    return atomic_write_text(out_dir / SPEAKERS_CSV, buffer.getvalue())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shutil
@@ -76,6 +77,20 @@ def test_every_found_engine_is_reported_and_used(synth_set):
     prefixes = {p.name.split("-")[0] for p in _clips(root)}
     assert prefixes == set(report.engines_found)
     assert sum(report.clips_per_engine.values()) == report.num_clips
+
+
+def test_speakers_csv_names_the_voice_of_every_clip(synth_set):
+    root, _ = synth_set
+    with open(root / "speakers.csv", newline="") as handle:
+        rows = {row["id"]: row for row in csv.DictReader(handle)}
+    clips_of = defaultdict(int)
+    for path in _clips(root):
+        clips_of[GSC_NAME.match(path.name)["speaker"]] += 1
+    assert {sid: int(row["clips"]) for sid, row in rows.items()} == dict(clips_of)
+    found = available_engines()
+    for sid, row in rows.items():
+        assert sid.startswith(row["engine"] + "-") and row["voice"] in found[row["engine"]]
+        assert float(row["rt60_s"]) > 0 and row["noise_kind"]
 
 
 def test_split_lists_follow_hash_rule_and_keep_speakers_together(synth_set):
