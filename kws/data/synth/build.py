@@ -107,7 +107,7 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
             raise UserError(f"no TTS engine found (espeak-ng, flite, festival); {INSTALL_HINT}")
         if "kokoro" not in found:
             log.warning("kokoro (neural voices) not available: %s", EXTRA_HINT)
-        return dict(found)
+        return dict(sorted(found.items()))  # as with named engines: one README for both
     names = sorted({canonical_engine(name) for name in requested})
     if "kokoro" in names and "kokoro" not in found:
         require_kokoro()  # raises naming the extra when a package is missing

@@ -51,6 +51,14 @@ def test_mbrola_is_opt_in_and_its_absence_names_the_packages(monkeypatch):
         build.select_engines(["mbrola"])
 
 
+def test_default_engines_come_in_the_order_named_engines_do(monkeypatch):
+    """The README lists engines in this order; naming them (as its regenerate command does)
+    must not reorder it."""
+    found = {name: EngineInfo(name, ("v",)) for name in ("espeak", "flite", "festival")}
+    monkeypatch.setattr(build, "discover", lambda: found)
+    assert list(build.select_engines(None)) == list(build.select_engines(list(found)))
+
+
 @pytest.mark.skipif(
     "mbrola" not in engines.discover(),
     reason="MBROLA is not installed (Debian contrib/non-free: apt-get install mbrola mbrola-us1)",
