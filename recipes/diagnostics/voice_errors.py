@@ -1,0 +1,91 @@
+"""Which voices of one engine a model gets wrong: accuracy per voice, from the set's speakers.csv.
+
+`kws evaluate RUN --holdout-engine ENGINE` gives one number for a whole engine; this splits it
+by the voice each speaker was made with (`speakers.csv`, written by `kws data synth`), so a gap
+can be traced to a kind of synthesis (flite's diphone voices kal and kal16 against its
+statistical-parametric ones awb, rms and slt, say). Every clip of the engine's speakers, all
+splits (the engine was held out), commands and unknown words separately; silence is left out.
+Accuracies carry n and their 95% Wilson interval. Usage:
+
+    python recipes/diagnostics/voice_errors.py RUN --data data/synth_medium --engine flite
+        [--backend torch|onnx|tflite] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kws.data.audio import load_audio
+from kws.data.gsc import SPEAKERS_CSV, index_clips
+from kws.features import compute_features
+from kws.stats import format_accuracy
+from kws.stream.backends import load_backend
+from kws.stream.recognize import is_keyword
+
+RATE_HZ = 16000
+UNKNOWN = "_unknown_"
+
+
+def _voices(data: Path, engine: str) -> dict[str, str]:
+    path = data / SPEAKERS_CSV
+    if not path.is_file():
+        sys.exit(f"error: '{path}' does not exist; rerun the set's `kws data synth` command (its "
+                 "README has it: valid clips are kept) to write it")  # fmt: skip
+    with open(path, newline="") as handle:
+        return {r["id"]: r["voice"] for r in csv.DictReader(handle) if r["engine"] == engine}
+
+
+def voice_table(backend, clips, voices: dict[str, str]) -> dict:
+    """{voice: {"commands": [correct, n], "unknown": [correct, n], "confusions": Counter}}."""
+    table = collections.defaultdict(
+        lambda: {"commands": [0, 0], "unknown": [0, 0], "confusions": collections.Counter()}
+    )
+    for clip in clips:
+        audio = load_audio(clip.path, RATE_HZ)[:RATE_HZ]
+        audio = np.pad(audio, (0, RATE_HZ - len(audio))).astype(np.float32)
+        features = compute_features(torch.from_numpy(audio)[None], backend.feature_cfg).numpy()
+        said = backend.labels[int(np.argmax(backend(features)))]
+        truth = clip.word if is_keyword(clip.word) and clip.word in backend.labels else UNKNOWN
+        row = table[voices[clip.speaker]]
+        tally = row["unknown" if truth == UNKNOWN else "commands"]
+        tally[0] += said == truth
+        tally[1] += 1
+        if said != truth:
+            row["confusions"][f"{truth} -> {said}"] += 1
+    return dict(sorted(table.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="run folder (its checkpoint, or the files `kws export` wrote)")
+    parser.add_argument("--data", type=Path, required=True, help="a `kws data synth` set")
+    parser.add_argument("--engine", required=True, help="the speaker-id prefix: flite, kokoro...")
+    parser.add_argument("--backend", choices=("torch", "onnx", "tflite"), help="default: fastest")
+    parser.add_argument("--json", help="also write the table here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    voices = _voices(args.data, args.engine)
+    clips = [c for c in index_clips(args.data) if c.speaker in voices]
+    if not clips:
+        sys.exit(f"error: no clips of {args.engine} speakers under '{args.data}'")
+    table = voice_table(load_backend(args.backend, args.run), clips, voices)
+    print(f"{args.engine} clips of {args.data}, every split, by voice:")
+    for voice, row in table.items():
+        print(f"  {voice}: commands {format_accuracy(*row['commands'])}, "
+              f"unknown words {format_accuracy(*row['unknown'])}")  # fmt: skip
+        print("    " + ", ".join(f"{k} {v}" for k, v in row["confusions"].most_common(6)))
+    if args.json:
+        Path(args.json).write_text(json.dumps(table, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

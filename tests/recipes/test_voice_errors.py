@@ -1,0 +1,43 @@
+"""The per-voice diagnostic (recipes/diagnostics/voice_errors.py) on the streaming tone run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from kws.data.gsc import index_clips
+from tests.stream.conftest import make_tone_run
+
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "diagnostics" / "voice_errors.py"
+spec = importlib.util.spec_from_file_location("voice_errors", SCRIPT)
+voice_errors = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(voice_errors)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_every_clip_of_the_engine_counts_once_under_its_voice(tmp_path, capsys):
+    run = make_tone_run(tmp_path)
+    root = tmp_path / "data"
+    argv = [str(run), "--data", str(root), "--engine", "tone", "--backend", "torch"]
+    with pytest.raises(SystemExit, match="speakers.csv' does not exist; rerun"):
+        voice_errors.main(argv)
+    clips = [c for c in index_clips(root) if not c.word.startswith("_")]
+    speakers = sorted({c.speaker for c in clips})
+    voice_of = {s: ("low", "high")[i % 2] for i, s in enumerate(speakers)}
+    rows = "".join(f"{s},tone,{v}\n" for s, v in voice_of.items()) + "other-1,beep,low\n"
+    (root / "speakers.csv").write_text("id,engine,voice\n" + rows)
+    out = tmp_path / "voices.json"
+    assert voice_errors.main([*argv, "--json", str(out)]) == 0
+    table = json.loads(out.read_text())
+    assert sorted(table) == ["high", "low"]
+    for voice, row in table.items():
+        mine = [c for c in clips if voice_of[c.speaker] == voice]
+        commands = [c for c in mine if c.word in ("yes", "no")]
+        assert row["commands"][1] == len(commands)
+        assert row["unknown"][1] == len(mine) - len(commands)
+        assert row["commands"][0] / len(commands) > 0.8  # the tone model knows its tones
+    assert "tone clips of" in capsys.readouterr().out
