@@ -1,0 +1,39 @@
+"""The vocoded-copies experiment (recipes/transfer/vocode_set.py): its pyworld-free parts."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "transfer" / "vocode_set.py"
+spec = importlib.util.spec_from_file_location("vocode_set", SCRIPT)
+vocode_set = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(vocode_set)
+
+
+def test_a_speakers_draw_is_its_own_and_stays_in_range():
+    one = vocode_set._settings("espeak-0000abcd", 0, (0.9, 2.2), (0.95, 1.2))
+    assert one == vocode_set._settings("espeak-0000abcd", 0, (0.9, 2.2), (0.95, 1.2))
+    assert one["id"] != vocode_set._settings("espeak-0000abcd", 1)["id"]  # new seed, new ids
+    draws = [vocode_set._settings(f"flite-{i:08x}", 0, (0.9, 2.2), (0.95, 1.2)) for i in range(300)]
+    f0 = np.array([d["f0_scale"] for d in draws])
+    assert 0.9 <= f0.min() and f0.max() <= 2.2 and np.median(f0) == pytest.approx(1.41, abs=0.1)
+    assert all(0.95 <= d["formant_scale"] <= 1.2 for d in draws)  # log-uniform median: 1.41
+
+
+def test_envelope_smoothing_and_warp_change_nothing_when_off():
+    envelope = np.random.default_rng(0).uniform(0.01, 1.0, (5, 513))
+    assert vocode_set._smooth(envelope, 0) is envelope
+    assert np.allclose(vocode_set._warp(envelope, 1.0), envelope)
+    smooth = vocode_set._smooth(envelope, 24)
+    assert smooth.shape == envelope.shape and np.all(smooth > 0)
+    assert np.diff(np.log(smooth), axis=1).std() < np.diff(np.log(envelope), axis=1).std() / 3
+
+
+def test_warp_moves_a_peak_by_the_scale():
+    envelope = np.ones((1, 513))
+    envelope[0, 100] = 10.0
+    assert int(np.argmax(vocode_set._warp(envelope, 1.2))) == 120
