@@ -8,7 +8,9 @@ splits (the engine was held out), commands and unknown words separately; silence
 Accuracies carry n and their 95% Wilson interval. Usage:
 
     python recipes/diagnostics/voice_errors.py RUN --data data/synth_medium --engine flite
-        [--backend torch|onnx|tflite] [--json OUT.json]
+        [--by voice|style] [--backend torch|onnx|tflite] [--json OUT.json]
+
+`--by style` groups Kokoro speakers by the style vector with the largest weight in their blend.
 """
 
 from __future__ import annotations
@@ -34,13 +36,20 @@ RATE_HZ = 16000
 UNKNOWN = "_unknown_"
 
 
-def _voices(data: Path, engine: str) -> dict[str, str]:
+def _style(blend: str) -> str:
+    """'jf_alpha:0.141+jm_kumo:0.693' -> 'jm_kumo': the blend's largest weight."""
+    pairs = [part.rsplit(":", 1) for part in blend.split("+") if part]
+    return max(pairs, key=lambda pair: float(pair[1]))[0] if pairs else "(no blend)"
+
+
+def _voices(data: Path, engine: str, by: str = "voice") -> dict[str, str]:
     path = data / SPEAKERS_CSV
     if not path.is_file():
         sys.exit(f"error: '{path}' does not exist; rerun the set's `kws data synth` command (its "
                  "README has it: valid clips are kept) to write it")  # fmt: skip
     with open(path, newline="") as handle:
-        return {r["id"]: r["voice"] for r in csv.DictReader(handle) if r["engine"] == engine}
+        rows = [r for r in csv.DictReader(handle) if r["engine"] == engine]
+    return {r["id"]: _style(r["blend"]) if by == "style" else r["voice"] for r in rows}
 
 
 def voice_table(backend, clips, voices: dict[str, str]) -> dict:
@@ -68,16 +77,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", help="run folder (its checkpoint, or the files `kws export` wrote)")
     parser.add_argument("--data", type=Path, required=True, help="a `kws data synth` set")
     parser.add_argument("--engine", required=True, help="the speaker-id prefix: flite, kokoro...")
+    parser.add_argument(
+        "--by",
+        choices=("voice", "style"),
+        default="voice",
+        help="group by the engine voice, or by a Kokoro blend's main style",
+    )
     parser.add_argument("--backend", choices=("torch", "onnx", "tflite"), help="default: fastest")
     parser.add_argument("--json", help="also write the table here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    voices = _voices(args.data, args.engine)
+    voices = _voices(args.data, args.engine, args.by)
     clips = [c for c in index_clips(args.data) if c.speaker in voices]
     if not clips:
         sys.exit(f"error: no clips of {args.engine} speakers under '{args.data}'")
     table = voice_table(load_backend(args.backend, args.run), clips, voices)
-    print(f"{args.engine} clips of {args.data}, every split, by voice:")
+    print(f"{args.engine} clips of {args.data}, every split, by {args.by}:")
     for voice, row in table.items():
         print(f"  {voice}: commands {format_accuracy(*row['commands'])}, "
               f"unknown words {format_accuracy(*row['unknown'])}")  # fmt: skip

@@ -41,3 +41,9 @@ def test_every_clip_of_the_engine_counts_once_under_its_voice(tmp_path, capsys):
         assert row["unknown"][1] == len(mine) - len(commands)
         assert row["commands"][0] / len(commands) > 0.8  # the tone model knows its tones
     assert "tone clips of" in capsys.readouterr().out
+
+
+def test_style_is_the_blends_largest_weight():
+    assert voice_errors._style("jf_alpha:0.141+jf_nezumi:0.031+jm_kumo:0.693") == "jm_kumo"
+    assert voice_errors._style("jf_tebukuro:0.6") == "jf_tebukuro"
+    assert voice_errors._style("") == "(no blend)"
