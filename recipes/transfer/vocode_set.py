@@ -10,6 +10,10 @@ its own draw of envelope smoothing, aperiodicity, F0 and formant scaling, so a m
 vocoded speech without hearing the held-out engine. All copies are training speakers (empty
 validation and test lists); `kws data merge BASE OUT_OF_THIS --out MERGED` adds them.
 
+Outcome (recipes/README.md, "Where the gaps are, voice by voice"): a model trained with them
+no longer minds WORLD resynthesis, but flite's clustergen voices did not move; on held-out
+Kokoro the copies add a few points, within their interval.
+
     python recipes/transfer/vocode_set.py data/synth_medium --out data/world_part \
         --engines espeak festival [--seed 0] [--limit N]
 
