@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,6 +16,20 @@ import torch.multiprocessing as mp
 from kws import distributed
 from kws.config import DSCNNConfig, preset_config
 from kws.models import ModelSpec, build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative: str, name: str | None = None):
+    """A script under the repository (recipes are not a package) loaded as a module, registered
+    in sys.modules under `name` (default: its file stem) so its siblings can import it."""
+    path = REPO / relative
+    name = name or path.stem
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def tone_recipe_overrides(root, cache, widths: int = 24) -> list[str]:

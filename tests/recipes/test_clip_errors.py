@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from kws.data.gsc import index_clips
+from tests.helpers import load_script
 from tests.stream.conftest import make_tone_run
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "diagnostics" / "clip_errors.py"
-spec = importlib.util.spec_from_file_location("clip_errors", SCRIPT)
-clip_errors = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(clip_errors)
+clip_errors = load_script("recipes/diagnostics/clip_errors.py")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,20 +3,16 @@ the same speakers and draws, so only the phonemes differ."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kws.data.synth import kokoro
+from tests.helpers import load_script
 from tests.stream.conftest import make_tone_run
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "diagnostics" / "kokoro_phonemes.py"
-spec = importlib.util.spec_from_file_location("kokoro_phonemes", SCRIPT)
-ab = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ab)
+ab = load_script("recipes/diagnostics/kokoro_phonemes.py")
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),

@@ -7,10 +7,8 @@ preservation at eps = 0, frozen neurons in gradient boosting, and the script end
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +16,13 @@ import pytest
 import torch
 
 from kws.errors import UserError
+from tests.helpers import load_script
 
 TOY_DIR = Path(__file__).resolve().parents[2] / "recipes" / "toy_rbf"
 
 
 def _load(name: str, filename: str):
-    spec = importlib.util.spec_from_file_location(name, TOY_DIR / filename)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # run.py imports its sibling by this name
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"recipes/toy_rbf/{filename}", name)  # run.py imports its sibling by name
 
 
 rbf = _load("rbf_splitting", "rbf_splitting.py")

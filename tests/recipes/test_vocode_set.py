@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "transfer" / "vocode_set.py"
-spec = importlib.util.spec_from_file_location("vocode_set", SCRIPT)
-vocode_set = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(vocode_set)
+from tests.helpers import load_script
+
+vocode_set = load_script("recipes/transfer/vocode_set.py")
 
 
 def test_a_speakers_draw_is_its_own_and_stays_in_range():
