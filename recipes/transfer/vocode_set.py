@@ -7,8 +7,9 @@ clips after a WORLD analysis-resynthesis round trip (n = 300), so vocoder artefa
 it ~12 points. This script writes, for every training clip of the named engines, a WORLD-vocoded
 copy (Morise et al. 2016, via `pyworld`) as a new speaker of the same engine, each speaker with
 its own draw of envelope smoothing, aperiodicity, F0 and formant scaling, so a model can hear
-vocoded speech without hearing the held-out engine. All copies are training speakers (empty
-validation and test lists); `kws data merge BASE OUT_OF_THIS --out MERGED` adds them.
+vocoded speech without hearing the held-out engine. The copies are new speakers, so GSC's hash
+rule splits them like any (about three quarters are training speakers); `kws data merge BASE
+OUT_OF_THIS --out MERGED` adds those, and only those, to BASE's training split.
 
 Outcome (recipes/README.md, "Where the gaps are, voice by voice"): a model trained with them
 no longer minds WORLD resynthesis, but flite's clustergen voices did not move; on held-out
@@ -132,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
         part = dst.with_suffix(".tmp.wav")
         sf.write(part, np.clip(audio, -1, 1), RATE_HZ, subtype="PCM_16")
         part.rename(dst)
-    for name in ("validation_list.txt", "testing_list.txt"):
-        (tmp / name).write_text("")
     tmp.rename(args.out)
     print(f"wrote {len(clips)} vocoded clips to {args.out}")
     return 0
