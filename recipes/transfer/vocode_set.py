@@ -62,7 +62,7 @@ def _smooth(envelope: np.ndarray, cepstra: int) -> np.ndarray:
     return np.exp(np.fft.rfft(cep, axis=1).real)
 
 
-def _warp(envelope: np.ndarray, scale: float) -> np.ndarray:
+def warp_envelope(envelope: np.ndarray, scale: float) -> np.ndarray:
     """Scale the envelope's frequency axis (formants move by `scale`)."""
     bins = np.arange(envelope.shape[1])
     return np.stack([np.interp(bins / scale, bins, frame) for frame in envelope])
@@ -77,7 +77,7 @@ def vocode(audio: np.ndarray, settings: dict) -> np.ndarray:
     f0 = pyworld.stonemask(x, f0, times, RATE_HZ)
     envelope = pyworld.cheaptrick(x, f0, times, RATE_HZ)
     aperiodicity = pyworld.d4c(x, f0, times, RATE_HZ)
-    envelope = _warp(_smooth(envelope, settings["cepstra"]), settings["formant_scale"])
+    envelope = warp_envelope(_smooth(envelope, settings["cepstra"]), settings["formant_scale"])
     aperiodicity = np.clip(aperiodicity * settings["aperiodicity"], 0.0, 1.0)
     y = pyworld.synthesize(f0 * settings["f0_scale"], envelope, aperiodicity, RATE_HZ, FRAME_MS)
     y = np.pad(y[: len(x)], (0, max(0, len(x) - len(y))))

@@ -23,7 +23,7 @@ def test_a_speakers_draw_is_its_own_and_stays_in_range():
 def test_envelope_smoothing_and_warp_change_nothing_when_off():
     envelope = np.random.default_rng(0).uniform(0.01, 1.0, (5, 513))
     assert vocode_set._smooth(envelope, 0) is envelope
-    assert np.allclose(vocode_set._warp(envelope, 1.0), envelope)
+    assert np.allclose(vocode_set.warp_envelope(envelope, 1.0), envelope)
     smooth = vocode_set._smooth(envelope, 24)
     assert smooth.shape == envelope.shape and np.all(smooth > 0)
     assert np.diff(np.log(smooth), axis=1).std() < np.diff(np.log(envelope), axis=1).std() / 3
@@ -32,4 +32,4 @@ def test_envelope_smoothing_and_warp_change_nothing_when_off():
 def test_warp_moves_a_peak_by_the_scale():
     envelope = np.ones((1, 513))
     envelope[0, 100] = 10.0
-    assert int(np.argmax(vocode_set._warp(envelope, 1.2))) == 120
+    assert int(np.argmax(vocode_set.warp_envelope(envelope, 1.2))) == 120
