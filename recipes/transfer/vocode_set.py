@@ -39,9 +39,12 @@ RATE_HZ = 16000
 FRAME_MS = 5.0
 
 
-def _settings(speaker: str, seed: int, f0_scale=(0.85, 1.2), formant_scale=(0.92, 1.08)) -> dict:
+def _settings(
+    speaker: str, seed: int, f0_scale=(0.85, 1.2), formant_scale=(0.92, 1.08), wobble=(0.0, 0.0)
+) -> dict:
     """One speaker's vocoder draw, from its id and the seed (so a rerun writes the same); F0
-    scale log-uniform and formant scale uniform in the given (low, high) ranges."""
+    scale log-uniform, formant scale and formant wobble uniform in the given (low, high)
+    ranges."""
     digest = hashlib.sha256(f"{seed}:{speaker}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     return {
@@ -50,6 +53,7 @@ def _settings(speaker: str, seed: int, f0_scale=(0.85, 1.2), formant_scale=(0.92
         "f0_scale": float(np.exp(rng.uniform(*np.log(f0_scale)))),
         "formant_scale": float(rng.uniform(*formant_scale)),
         "id": digest[8:12].hex(),
+        "wobble": float(rng.uniform(*wobble)),  # drawn last: older draws stay as they were
     }
 
 
@@ -68,8 +72,42 @@ def warp_envelope(envelope: np.ndarray, scale: float) -> np.ndarray:
     return np.stack([np.interp(bins / scale, bins, frame) for frame in envelope])
 
 
-def vocode(audio: np.ndarray, settings: dict) -> np.ndarray:
-    """(samples,) float32 at 16 kHz -> the same length, WORLD-resynthesized with `settings`."""
+# Knots of the formant wobble (Hz): the F1, F2 and F3 regions move independently, the band's
+# ends stay put, so each vowel's formant pattern (not only the vocal-tract length) changes.
+WOBBLE_KNOTS_HZ = (0.0, 500.0, 1500.0, 2500.0, 4000.0, RATE_HZ / 2)
+WOBBLE_MS = 100.0  # how fast the formant targets drift (Gaussian smoothing of the noise)
+
+
+def wobble_envelope(envelope: np.ndarray, depth: float, rng: np.random.Generator) -> np.ndarray:
+    """(frames, bins) power envelope -> the same with the 500, 1,500 and 2,500 Hz regions each
+    moved by its own factor `exp(depth * n(t))`, n a unit-variance Gaussian noise smoothed over
+    ~`WOBBLE_MS`: formant targets and transitions that drift like another voice's. depth 0
+    returns the envelope unchanged; the frequency map is kept increasing."""
+    if depth <= 0:
+        return envelope
+    frames, bins = envelope.shape
+    sigma = WOBBLE_MS / FRAME_MS / 2
+    taps = np.arange(-int(3 * sigma), int(3 * sigma) + 1)
+    kernel = np.exp(-0.5 * (taps / sigma) ** 2)
+    noise = rng.standard_normal((3, frames + 2 * len(taps)))
+    noise = np.stack([np.convolve(row, kernel, "same") for row in noise])[:, len(taps) : -len(taps)]
+    noise /= np.sqrt((kernel**2).sum())
+    knots = np.array(WOBBLE_KNOTS_HZ) * bins / (RATE_HZ / 2 + 1e-9)
+    grid = np.arange(bins, dtype=float)
+    out = np.empty_like(envelope)
+    for t in range(frames):
+        moved = knots.copy()
+        moved[1:4] *= np.exp(depth * noise[:, t])
+        for i in (3, 2, 1):  # keep the map increasing: each knot at least one bin below the next
+            moved[i] = min(moved[i], moved[i + 1] - 1.0)
+        # output frequency moved[i] shows what the source had at knots[i]
+        out[t] = np.interp(np.interp(grid, moved, knots), grid, envelope[t])
+    return out
+
+
+def vocode(audio: np.ndarray, settings: dict, clip_seed: int = 0) -> np.ndarray:
+    """(samples,) float32 at 16 kHz -> the same length, WORLD-resynthesized with `settings`
+    (`clip_seed` draws the clip's formant wobble)."""
     import pyworld
 
     x = audio.astype(np.float64)
@@ -78,6 +116,8 @@ def vocode(audio: np.ndarray, settings: dict) -> np.ndarray:
     envelope = pyworld.cheaptrick(x, f0, times, RATE_HZ)
     aperiodicity = pyworld.d4c(x, f0, times, RATE_HZ)
     envelope = warp_envelope(_smooth(envelope, settings["cepstra"]), settings["formant_scale"])
+    wobble = np.random.default_rng(clip_seed)
+    envelope = wobble_envelope(envelope, settings.get("wobble", 0.0), wobble)
     aperiodicity = np.clip(aperiodicity * settings["aperiodicity"], 0.0, 1.0)
     y = pyworld.synthesize(f0 * settings["f0_scale"], envelope, aperiodicity, RATE_HZ, FRAME_MS)
     y = np.pad(y[: len(x)], (0, max(0, len(x) - len(y))))
@@ -107,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("LO", "HI"),
         help="range of each speaker's formant factor",
     )
+    parser.add_argument(
+        "--wobble",
+        type=float,
+        nargs=2,
+        default=(0.0, 0.0),
+        metavar=("LO", "HI"),
+        help="range of each speaker's formant wobble depth (0: none; see wobble_envelope)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="at most this many clips (0: all)")
     args = parser.parse_args(argv)
     try:
@@ -122,13 +170,16 @@ def main(argv: list[str] | None = None) -> int:
         clips = [clips[i] for i in sorted(order)]
     tmp = args.out.with_name(args.out.name + ".partial")
     for clip in track(clips, description="vocoding"):
-        settings = _settings(clip.speaker, args.seed, args.f0_scale, args.formant_scale)
+        settings = _settings(
+            clip.speaker, args.seed, args.f0_scale, args.formant_scale, args.wobble
+        )
         engine = clip.speaker.split("-")[0]
         name = clip.path.name.replace(clip.speaker, f"{engine}-{settings['id']}")
         dst = tmp / clip.word / name
         if dst.exists():
             continue  # resumable: a rerun skips what is done
-        audio = vocode(load_audio(clip.path, RATE_HZ), settings)
+        clip_seed = int.from_bytes(hashlib.sha256(f"{args.seed}:{name}".encode()).digest()[:8])
+        audio = vocode(load_audio(clip.path, RATE_HZ), settings, clip_seed)
         dst.parent.mkdir(parents=True, exist_ok=True)
         part = dst.with_suffix(".tmp.wav")
         sf.write(part, np.clip(audio, -1, 1), RATE_HZ, subtype="PCM_16")

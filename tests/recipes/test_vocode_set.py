@@ -33,3 +33,22 @@ def test_warp_moves_a_peak_by_the_scale():
     envelope = np.ones((1, 513))
     envelope[0, 100] = 10.0
     assert int(np.argmax(vocode_set.warp_envelope(envelope, 1.2))) == 120
+
+
+def test_formant_wobble_is_off_at_depth_zero_and_moves_a_formant_over_time():
+    rng = np.random.default_rng(0)
+    envelope = np.tile(np.exp(-(((np.arange(513) - 96) / 6.0) ** 2)) + 1e-3, (400, 1))
+    assert vocode_set.wobble_envelope(envelope, 0.0, rng) is envelope
+    moved = vocode_set.wobble_envelope(envelope, 0.1, np.random.default_rng(1))
+    again = vocode_set.wobble_envelope(envelope, 0.1, np.random.default_rng(1))
+    assert np.array_equal(moved, again) and moved.shape == envelope.shape
+    peaks = np.argmax(moved, axis=1)  # a 1,500 Hz formant (bin 96 of 513 at 16 kHz)
+    assert peaks.min() < 90 and peaks.max() > 102  # it drifts both ways ...
+    assert np.abs(np.diff(peaks)).max() <= 3  # ... smoothly (5 ms frames)
+    assert np.all(moved > 0) and np.abs(np.log(moved[:, 400:] / envelope[:, 400:])).max() < 1e-6
+
+
+def test_formant_wobble_keeps_the_frequency_map_increasing_at_any_depth():
+    envelope = np.tile(np.linspace(1.0, 2.0, 513), (200, 1))  # rising: a monotone map keeps it so
+    moved = vocode_set.wobble_envelope(envelope, 1.5, np.random.default_rng(2))
+    assert np.all(np.diff(moved, axis=1) >= -1e-12)
