@@ -21,10 +21,15 @@ and prints each run's accuracy per voice and factor (n and a 95% Wilson interval
 voice's global variance of the log envelope (0-4 kHz, voiced frames), the over-smoothing
 measure of Toda & Tokuda 2007. A factor that lifts a failing voice to the passing voices'
 level is where the failure sits; if none does, it is in the envelope's trajectories, i.e. how
-the voice shapes each sound. Results: recipes/README.md, "Where the gaps are, voice by voice".
+the voice shapes each sound. `--pair A B` tests that directly on two voices of one speaker
+(flite's clustergen slt and festival's HTS slt): each of A's clips is aligned to B's clip of the
+same word (dynamic time warping of the log envelopes) and rebuilt twice, with A's envelope on
+B's F0, aperiodicity and timing and the other way round. Results: recipes/README.md, "Where
+the gaps are, voice by voice".
 
     python recipes/transfer/engine_factors.py RUN [RUN ...] \
         [--voices flite:kal flite:awb ... festival:cmu_us_slt_arctic_hts] [--json OUT.json]
+        [--pair flite:slt festival:cmu_us_slt_arctic_hts]
 
 Needs flite and festival (as `kws data synth` does) and `pip install pyworld "setuptools<80"`
 (not a kws dependency: it is an experiment).
@@ -114,6 +119,27 @@ FACTORS: dict[str, Callable[[Analysis], Analysis]] = {
 }
 
 
+def aligned_frames(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """For each frame of `target` (frames, bins) the frame of `source` dynamic time warping
+    (librosa) pairs it with, on log envelopes up to 4 kHz: an index array (target frames,)."""
+    import librosa
+
+    bins = int(source.shape[1] * 4000 / (RATE_HZ / 2))
+    logs = [np.log(e[:, :bins] + 1e-12).T for e in (source, target)]
+    _, path = librosa.sequence.dtw(X=logs[0], Y=logs[1], metric="euclidean")
+    index = np.zeros(len(target), dtype=int)
+    for i, j in path[::-1]:  # from the start: where a target frame pairs with several, the last
+        index[j] = i
+    return index
+
+
+def swap_envelopes(a: Analysis, b: Analysis) -> tuple[Analysis, Analysis]:
+    """(A's envelope on B's F0, aperiodicity and timing; B's envelope on A's)."""
+    a_on_b = (b[0], a[1][aligned_frames(a[1], b[1])], b[2])
+    b_on_a = (a[0], b[1][aligned_frames(b[1], a[1])], a[2])
+    return a_on_b, b_on_a
+
+
 def _analyse(audio: np.ndarray) -> Analysis:
     import pyworld
 
@@ -155,12 +181,44 @@ def speak(voice: str, words: list[str], tmp: Path) -> list[tuple[str, np.ndarray
     return clips
 
 
+def _pair(voices: list[str], words: list[str], backends: dict, tmp: Path) -> dict:
+    """Envelope swaps between voice A's clips and B's middle clip of each word (`--pair`)."""
+    a_clips = speak(voices[0], words, tmp)
+    b_clips = speak(voices[1], words, tmp)
+    per_word = len(b_clips) // len(words)
+    reference = {w: _analyse(centre(b_clips[i * per_word + per_word // 2][1]))
+                 for i, w in enumerate(words)}  # fmt: skip
+    variants: dict[str, list] = {
+        "A as spoken": [],
+        "A's envelope on B": [],
+        "B's envelope on A": [],
+    }
+    for word, audio in a_clips:
+        a_on_b, b_on_a = swap_envelopes(_analyse(centre(audio)), reference[word])
+        variants["A as spoken"].append(centre(audio))
+        variants["A's envelope on B"].append(centre(_synthesize(a_on_b)))
+        variants["B's envelope on A"].append(centre(_synthesize(b_on_a)))
+    result = {}
+    for run, backend in backends.items():
+        row = result.setdefault(run, {})
+        for name, audios in variants.items():
+            right = sum(
+                _classify(backend, x) == w for x, (w, _) in zip(audios, a_clips, strict=True)
+            )
+            row[name] = [right, len(a_clips)]
+        print(f"{run} A={voices[0]} B={voices[1]}: " + "; ".join(
+            f"{n} {format_accuracy(*row[n])}" for n in variants), flush=True)  # fmt: skip
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="trained runs (torch backend)")
-    parser.add_argument("--voices", nargs="+", default=list(DEFAULT_VOICES),
-                        help="engine:voice pairs (flite or festival)")  # fmt: skip
+    parser.add_argument("--voices", nargs="*", default=list(DEFAULT_VOICES),
+                        help="engine:voice (flite or festival; none: --pair only)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the table here")
+    parser.add_argument("--pair", nargs=2, metavar=("A", "B"),
+                        help="swap envelopes between two voices of one speaker")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         import pyworld  # noqa: F401
@@ -186,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
                     row[factor] = [right, len(clips)]
                 print(f"{run} {voice} (envelope variance {gv:.1f}): " + "; ".join(
                     f"{f} {format_accuracy(*row[f])}" for f in variants), flush=True)  # fmt: skip
+        if args.pair:
+            table["pair"] = _pair(args.pair, words, backends, Path(tmp))
     if args.json:
         args.json.write_text(json.dumps(table, indent=1) + "\n")
     return 0

@@ -48,3 +48,17 @@ def test_contrast_compression_halves_the_log_spread_of_voiced_frames_only():
     assert factors.envelope_variance(f0, out) == pytest.approx(
         factors.envelope_variance(f0, envelope) / 4, rel=0.05)  # fmt: skip
     assert np.isnan(factors.envelope_variance(np.zeros(50), envelope))
+
+
+def test_dtw_alignment_is_the_identity_on_itself_and_follows_a_stretch():
+    rng = np.random.default_rng(0)
+    envelope = np.exp(rng.normal(size=(40, 129)))
+    assert factors.aligned_frames(envelope, envelope).tolist() == list(range(40))
+    slow = envelope[np.arange(80) // 2]  # every frame twice
+    index = factors.aligned_frames(envelope, slow)
+    assert index.tolist() == [i // 2 for i in range(80)]
+    a = (np.full(40, 120.0), envelope, np.zeros((40, 129)))
+    b = (np.full(80, 90.0), slow, np.ones((80, 129)))
+    a_on_b, b_on_a = factors.swap_envelopes(a, b)
+    assert np.array_equal(a_on_b[1], slow) and a_on_b[0][0] == 90.0 and a_on_b[2].max() == 1
+    assert np.array_equal(b_on_a[1], envelope) and b_on_a[0][0] == 120.0 and b_on_a[2].max() == 0
