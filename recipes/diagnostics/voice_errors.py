@@ -11,6 +11,10 @@ Accuracies carry n and their 95% Wilson interval. Usage:
         [--by voice|style] [--backend torch|onnx|tflite] [--json OUT.json]
 
 `--by style` groups Kokoro speakers by the style vector with the largest weight in their blend.
+`--world F0 FORMANTS` scores every clip after a WORLD analysis-resynthesis with its F0 and its
+formants scaled by those factors (`recipes/transfer/vocode_set.py`; needs pyworld): `--world 1
+1` measures the vocoder's own cost, `--world 0.6 0.87` whether a high voice is recognised once
+it is brought down to a low one's pitch and vocal-tract size.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import collections
 import csv
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -52,14 +57,27 @@ def _voices(data: Path, engine: str, by: str = "voice") -> dict[str, str]:
     return {r["id"]: _style(r["blend"]) if by == "style" else r["voice"] for r in rows}
 
 
-def voice_table(backend, clips, voices: dict[str, str]) -> dict:
-    """{voice: {"commands": [correct, n], "unknown": [correct, n], "confusions": Counter}}."""
+def _vocoder(f0_scale: float, formant_scale: float):
+    """audio -> audio: WORLD resynthesis with F0 and formants scaled (vocode_set.py's)."""
+    path = Path(__file__).resolve().parents[1] / "transfer" / "vocode_set.py"
+    spec = importlib.util.spec_from_file_location("vocode_set", path)
+    vocode_set = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(vocode_set)
+    settings = {"cepstra": 0, "aperiodicity": 1.0, "f0_scale": f0_scale,
+                "formant_scale": formant_scale}  # fmt: skip
+    return lambda audio: vocode_set.vocode(audio, settings)
+
+
+def voice_table(backend, clips, voices: dict[str, str], change=None) -> dict:
+    """{voice: {"commands": [correct, n], "unknown": [correct, n], "confusions": Counter}};
+    `change` (audio -> audio) is applied to each clip first."""
     table = collections.defaultdict(
         lambda: {"commands": [0, 0], "unknown": [0, 0], "confusions": collections.Counter()}
     )
     for clip in clips:
         audio = load_audio(clip.path, RATE_HZ)[:RATE_HZ]
         audio = np.pad(audio, (0, RATE_HZ - len(audio))).astype(np.float32)
+        audio = change(audio) if change else audio
         features = compute_features(torch.from_numpy(audio)[None], backend.feature_cfg).numpy()
         said = backend.labels[int(np.argmax(backend(features)))]
         truth = clip.word if is_keyword(clip.word) and clip.word in backend.labels else UNKNOWN
@@ -85,14 +103,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--backend", choices=("torch", "onnx", "tflite"), help="default: fastest")
     parser.add_argument("--json", help="also write the table here")
+    parser.add_argument("--world", type=float, nargs=2, metavar=("F0", "FORMANTS"),
+                        help="score WORLD-resynthesized clips: F0, formants x these")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     voices = _voices(args.data, args.engine, args.by)
     clips = [c for c in index_clips(args.data) if c.speaker in voices]
     if not clips:
         sys.exit(f"error: no clips of {args.engine} speakers under '{args.data}'")
-    table = voice_table(load_backend(args.backend, args.run), clips, voices)
-    print(f"{args.engine} clips of {args.data}, every split, by {args.by}:")
+    change = None
+    if args.world:
+        try:
+            import pyworld  # noqa: F401
+        except ImportError as error:
+            sys.exit(f'error: {error}; --world needs `pip install pyworld "setuptools<80"`')
+        change = _vocoder(*args.world)
+    table = voice_table(load_backend(args.backend, args.run), clips, voices, change)
+    world = ", WORLD-resynthesized with F0 x{:g}, formants x{:g}".format(*args.world or (0, 0))
+    print(f"{args.engine} clips of {args.data}, every split, by {args.by}"
+          f"{world if args.world else ''}:")  # fmt: skip
     for voice, row in table.items():
         print(f"  {voice}: commands {format_accuracy(*row['commands'])}, "
               f"unknown words {format_accuracy(*row['unknown'])}")  # fmt: skip

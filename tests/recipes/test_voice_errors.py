@@ -7,6 +7,7 @@ import json
 import pytest
 
 from kws.data.gsc import index_clips
+from kws.stream.backends import load_backend
 from tests.helpers import load_script
 from tests.stream.conftest import make_tone_run
 
@@ -43,3 +44,13 @@ def test_style_is_the_blends_largest_weight():
     assert voice_errors._style("jf_alpha:0.141+jf_nezumi:0.031+jm_kumo:0.693") == "jm_kumo"
     assert voice_errors._style("jf_tebukuro:0.6") == "jf_tebukuro"
     assert voice_errors._style("") == "(no blend)"
+
+
+def test_a_change_to_the_audio_is_scored_instead_of_the_clip(tmp_path):
+    backend = load_backend("torch", make_tone_run(tmp_path))
+    clips = [c for c in index_clips(tmp_path / "data") if c.word in ("yes", "no")]
+    voices = {c.speaker: "all" for c in clips}
+    as_is = voice_errors.voice_table(backend, clips, voices)["all"]["commands"]
+    silent = voice_errors.voice_table(backend, clips, voices, lambda a: a * 0)["all"]["commands"]
+    assert as_is[1] == silent[1] == len(clips)
+    assert as_is[0] / len(clips) > 0.8 and silent[0] == 0  # silence is no tone
