@@ -132,11 +132,13 @@ class TorchFrontEnd(nn.Module):
         self.register_buffer("mel_t", _f32(mel_filterbank(cfg).T), persistent=False)
         self.register_buffer("dct", _f32(dct_matrix(cfg)), persistent=False)
 
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+    def forward(self, audio: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
         """Features of a batch.
 
         Args:
             audio: `(batch, samples)` float in [-1, 1], samples >= `window_samples`.
+            warp: optional `(batch,)` frequency factors applied to each row's power spectrum
+                (`warp_spectrum`; training augmentation only).
 
         Returns:
             `(batch, frames, coeffs)` float32, frames = `1 + (samples - window) // hop`.
@@ -151,20 +153,52 @@ class TorchFrontEnd(nn.Module):
         # a GPU prefers one large launch.
         clips_per_chunk = max(1, _CPU_CHUNK_FRAMES // num_frames)
         if audio.device.type == "cpu" and audio.shape[0] > clips_per_chunk:
-            return torch.cat([self._features(part) for part in audio.split(clips_per_chunk)])
-        return self._features(audio)
+            warps = warp.split(clips_per_chunk) if warp is not None else [None] * len(audio)
+            parts = zip(audio.split(clips_per_chunk), warps, strict=False)
+            return torch.cat([self._features(part, w) for part, w in parts])
+        return self._features(audio, warp)
 
-    def _features(self, audio: torch.Tensor) -> torch.Tensor:
+    def _features(self, audio: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
         cfg = self.cfg
         # Autocast would run the matmuls in fp16/bf16; log of small mel energies needs float32.
         with torch.autocast(device_type=audio.device.type, enabled=False):
             frames = audio.float().unfold(-1, cfg.window_samples, cfg.hop_samples)
             spectrum = torch.fft.rfft(frames * self.window.float(), n=cfg.fft_size)
             power = spectrum.real.square() + spectrum.imag.square()
+            if warp is not None:
+                power = warp_spectrum(power, warp.float())
             log_mel = torch.log(power @ self.mel_t.float() + cfg.log_floor)
             if cfg.kind == "logmel":
                 return log_mel
             return log_mel @ self.dct.float()
+
+
+def warp_spectrum(power: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """Each row's spectra with the frequency axis scaled: `out(f) = power(f / factor)`.
+
+    Vocal tract length perturbation (Jaitly & Hinton 2013, "VTLP improves speech recognition")
+    in its linear form: a factor above 1 moves formants and harmonics up, as a shorter vocal
+    tract and a higher voice would; durations stay. Linear interpolation between bins; bins
+    whose source lies past the last bin get 0 (above 4 kHz for factors >= 0.5 at 16 kHz, so
+    the default 20-4,000 Hz mel bands never see them).
+
+    Args:
+        power: `(batch, frames, bins)` power spectra.
+        factor: `(batch,)` positive frequency factors.
+
+    Returns:
+        `(batch, frames, bins)`, same dtype and device.
+    """
+    bins = power.shape[-1]
+    source = torch.arange(bins, device=power.device, dtype=power.dtype) / factor[:, None]
+    low = source.floor().clamp(max=bins - 1)
+    frac = (source - low).clamp(max=1.0)[:, None, :]
+    low = low.long()
+    high = (low + 1).clamp(max=bins - 1)
+    shape = (-1, power.shape[1], -1)
+    out = power.gather(-1, low[:, None, :].expand(shape)) * (1 - frac)
+    out = out + power.gather(-1, high[:, None, :].expand(shape)) * frac
+    return out * (source <= bins - 1)[:, None, :]
 
 
 def _f32(array: np.ndarray) -> torch.Tensor:

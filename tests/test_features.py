@@ -216,3 +216,25 @@ def test_cuda_matches_cpu() -> None:
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float32
     for i, name in enumerate(clips):
         assert rel_err(gpu[i].cpu(), cpu[i]) < PARITY_RTOL, name
+
+
+def test_warp_spectrum_moves_a_peak_by_its_factor_per_row() -> None:
+    power = torch.zeros(3, 2, 513)
+    power[:, :, 100] = 1.0
+    warped = F.warp_spectrum(power, torch.tensor([1.0, 1.2, 0.8]))
+    assert torch.equal(warped[0], power[0])  # factor 1: unchanged
+    assert warped[1].argmax(-1).tolist() == [120, 120] and warped[2].argmax(-1).tolist() == [80, 80]
+    assert warped[2, 0, 505:].abs().max() == 0  # sources past the last bin give 0
+
+
+def test_a_warped_tone_has_the_features_of_the_moved_tone() -> None:
+    cfg = FeatureConfig(kind="logmel")
+    t = torch.arange(16000) / 16000
+    tones = torch.stack([0.5 * torch.sin(2 * torch.pi * hz * t) for hz in (1000.0, 1200.0)])
+    front_end = F.TorchFrontEnd(cfg)
+    warped = front_end(tones[:1], torch.tensor([1.2]))
+    assert torch.equal(front_end(tones, torch.ones(2)), front_end(tones))
+    assert torch.equal(warped.argmax(-1), front_end(tones[1:]).argmax(-1))
+    big = tones.repeat(60, 1)  # more rows than one CPU chunk: the factors follow their rows
+    factors = torch.tensor([1.0, 1.2]).repeat(60)
+    assert torch.allclose(front_end(big, factors)[::2], front_end(big[::2]))

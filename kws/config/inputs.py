@@ -39,6 +39,10 @@ class DataConfig:
     # +-eq_tilt_db at 4 kHz against 1 kHz and one bell of up to +-eq_peak_db; 0 = off
     eq_tilt_db: float = option(0.0, minimum=0.0)
     eq_peak_db: float = option(0.0, minimum=0.0)
+    # Vocal tract length perturbation (kws.features.warp_spectrum): each training example's
+    # spectrum scaled in frequency by U[1 - vtlp_warp, 1 + vtlp_warp] (formants and harmonics
+    # move, time does not; Jaitly & Hinton 2013); 0 = off
+    vtlp_warp: float = option(0.0, minimum=0.0, below=0.5)
     spec_augment: bool = False
     spec_time_masks: int = option(2, minimum=0)
     spec_time_mask_frames: int = option(5, minimum=0)

@@ -84,6 +84,15 @@ def speed_perturb(audio: torch.Tensor, max_change: float, generator=None) -> tor
     return (a + (b - a) * frac) * valid
 
 
+def vtlp_factors(generator, batch: int, max_warp: float, device) -> torch.Tensor | None:
+    """`(batch,)` frequency factors U[1 - max_warp, 1 + max_warp] for
+    `kws.features.warp_spectrum` (VTLP, Jaitly & Hinton 2013), or None when `max_warp` is 0:
+    then nothing is drawn, so the generator's later draws are those of a run without it."""
+    if max_warp <= 0:
+        return None
+    return 1 + (uniform(generator, batch, device=device) * 2 - 1) * max_warp
+
+
 def random_eq(
     audio: torch.Tensor,
     tilt_db: float,

@@ -221,7 +221,8 @@ class KwsData:
         augmentation, front end, SpecAugment (`compile_pipeline` fuses this)."""
         d = self.cfg.data
         audio, labels = self._audio(rows, labels, augment, draws)
-        features = self.front_end(audio)
+        warp = aug.vtlp_factors(spec, len(rows), d.vtlp_warp if augment else 0.0, audio.device)
+        features = self.front_end(audio, warp)
         if augment and d.spec_augment:
             features = aug.spec_augment(
                 features,

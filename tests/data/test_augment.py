@@ -98,3 +98,15 @@ def test_random_eq_draws_a_slice_of_rows_as_the_whole_batch_does():
     draws = augment.RowDraws(torch.Generator().manual_seed(5), total=8, lo=2, hi=5)
     part = augment.random_eq(audio[2:5], 8.0, 6.0, 16000, draws)
     assert torch.allclose(part, whole[2:5], atol=1e-6)
+
+
+def test_vtlp_factors_stay_in_range_and_draw_nothing_when_off():
+    generator = torch.Generator().manual_seed(0)
+    assert augment.vtlp_factors(generator, 4, 0.0, "cpu") is None
+    assert torch.equal(
+        torch.rand(3, generator=generator),
+        torch.rand(3, generator=torch.Generator().manual_seed(0)),
+    )
+    factors = augment.vtlp_factors(torch.Generator().manual_seed(1), 1000, 0.2, "cpu")
+    assert factors.shape == (1000,) and 0.8 <= factors.min() and factors.max() <= 1.2
+    assert factors.min() < 0.82 and factors.max() > 1.18

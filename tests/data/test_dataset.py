@@ -3,6 +3,7 @@ its cache, the official test-set layout, and the checks that refuse untrainable 
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import shutil
@@ -277,3 +278,15 @@ def test_kws_evaluate_on_official_test_set(tmp_path, capsys):
     assert re.search(rf"testing: accuracy .*\(n={sum(counts.values())}\)", captured.out)
     assert "layout gsc-official-test-set" in captured.out
     assert "no usable" not in captured.err  # nothing is made from noise here
+
+
+def test_vtlp_warps_training_batches_only(tone_recipe):
+    plain = build_data(tone_recipe, "cpu", progress=False)
+    recipe = copy.deepcopy(tone_recipe)  # the data keeps its recipe
+    recipe.data.vtlp_warp = 0.2
+    warped = build_data(recipe, "cpu", progress=False)
+    for split, augment in (("training", True), ("validation", False)):
+        a = next(plain.batches(split, 16, shuffle=augment, augment=augment, seed=3))
+        b = next(warped.batches(split, 16, shuffle=augment, augment=augment, seed=3))
+        assert torch.equal(a[1], b[1])
+        assert torch.equal(a[0], b[0]) != augment  # same draws otherwise: only the warp differs
