@@ -148,6 +148,11 @@ class TorchFrontEnd(nn.Module):
                 f"front end expects audio shaped (batch, samples), got {tuple(audio.shape)}; "
                 "add a batch dimension with audio[None]"
             )
+        if warp is not None and tuple(warp.shape) != (audio.shape[0],):
+            raise UserError(
+                f"front end warp has shape {tuple(warp.shape)}; give one factor per clip, "
+                f"({audio.shape[0]},)"
+            )
         num_frames = num_frames_for(audio.shape[-1], self.cfg)
         # On CPU, large batches run 2-3x faster in cache-sized pieces (benchmarks/features.py);
         # a GPU prefers one large launch.

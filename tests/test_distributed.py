@@ -63,12 +63,12 @@ def test_global_batch_norm_is_batch_norm_in_one_process():
 @pytest.mark.parametrize("world", [2, 3])
 def test_rank_parts_are_the_one_process_batch(tone_dataset, tmp_path, world):
     """Union over ranks of every part = the single-process batch: same examples, same
-    augmentation draws (speed, shift, equalizer, noise, stream windows, SpecAugment), same
-    labels."""
+    augmentation draws (speed, shift, equalizer, noise, stream windows, VTLP, SpecAugment),
+    same labels."""
     cfg = load_recipe(None, [
         f"data.root={tone_dataset}", f"data.cache_dir={tmp_path / 'cache'}",
         "data.spec_augment=true", "data.speed_perturb=0.1", "data.stream_fraction=0.5",
-        "data.eq_tilt_db=8", "data.eq_peak_db=6",
+        "data.eq_tilt_db=8", "data.eq_peak_db=6", "data.vtlp_warp=0.1",
     ])  # fmt: skip
     data = build_data(cfg, "cpu", progress=False)
     for augment in (True, False):

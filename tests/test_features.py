@@ -236,5 +236,8 @@ def test_a_warped_tone_has_the_features_of_the_moved_tone() -> None:
     assert torch.equal(front_end(tones, torch.ones(2)), front_end(tones))
     assert torch.equal(warped.argmax(-1), front_end(tones[1:]).argmax(-1))
     big = tones.repeat(60, 1)  # more rows than one CPU chunk: the factors follow their rows
-    factors = torch.tensor([1.0, 1.2]).repeat(60)
-    assert torch.allclose(front_end(big, factors)[::2], front_end(big[::2]))
+    factors = torch.linspace(0.8, 1.2, 120)
+    one_by_one = torch.cat([front_end(big[i : i + 1], factors[i : i + 1]) for i in range(120)])
+    assert torch.allclose(front_end(big, factors), one_by_one)
+    with pytest.raises(UserError, match="one factor per clip"):
+        front_end(big, factors[:100])

@@ -81,6 +81,18 @@ class DataConfig:
                 'data.task=custom needs data.words, e.g. "data.words=[marvin,sheila]"'
             )
 
+    def check_features(self, features: FeatureConfig) -> None:
+        """Raises `ConfigError` when VTLP would empty the top mel bands: a factor `1 - w`
+        reads bin f from f / (1 - w), and nothing lies past Nyquist (kws.features.warp_spectrum).
+        """
+        top_hz = (1 - self.vtlp_warp) * features.sample_rate_hz / 2
+        if self.vtlp_warp > 0 and features.mel_high_hz > top_hz:
+            raise ConfigError(
+                f"data.vtlp_warp={self.vtlp_warp:g} with features.mel_high_hz="
+                f"{features.mel_high_hz:g}: warped down by {1 - self.vtlp_warp:g}, the bands "
+                f"above {top_hz:g} Hz would be empty; lower one of them"
+            )
+
 
 @dataclass
 class FeatureConfig:

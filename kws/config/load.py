@@ -128,6 +128,7 @@ def validate(cfg: RecipeConfig) -> RecipeConfig:
             value.validate()
     if hasattr(cfg.stream, "validate"):  # streaming rules depend on the front end's hop
         cfg.stream.validate(cfg.features)
+    cfg.data.check_features(cfg.features)
     if hasattr(cfg.model, "check_input"):  # some families need particular input shapes
         cfg.model.check_input(cfg.features.input_shape)
     return cfg

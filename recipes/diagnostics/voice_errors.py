@@ -127,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
               f"unknown words {format_accuracy(*row['unknown'])}")  # fmt: skip
         print("    " + ", ".join(f"{k} {v}" for k, v in row["confusions"].most_common(6)))
     if args.json:
+        if args.world:  # the table says what it scored
+            table["world"] = {"f0_scale": args.world[0], "formant_scale": args.world[1]}
         Path(args.json).write_text(json.dumps(table, indent=1))
     return 0
 

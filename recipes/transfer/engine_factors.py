@@ -65,8 +65,10 @@ Analysis = tuple[np.ndarray, np.ndarray, np.ndarray]  # F0 (frames,), envelope, 
 
 
 def centre(audio: np.ndarray) -> np.ndarray:
-    """(samples,) -> (16000,) float32: the first second, centred, at RMS `CLIP_RMS`."""
-    audio = audio[:RATE_HZ]
+    """(samples,) -> (16000,) float32 at RMS `CLIP_RMS`: padded to one second, centred, or its
+    middle second (a clip slowed down stays centred as it grows)."""
+    start = max(0, (len(audio) - RATE_HZ) // 2)
+    audio = audio[start : start + RATE_HZ]
     pad = RATE_HZ - len(audio)
     audio = np.pad(audio, (pad // 2, pad - pad // 2))
     return (audio * CLIP_RMS / (np.sqrt(np.mean(audio**2)) + 1e-9)).astype(np.float32)
@@ -174,8 +176,10 @@ def speak(voice: str, words: list[str], tmp: Path) -> list[tuple[str, np.ndarray
                 clips.append((word, resample(audio, rate, RATE_HZ)))
         elif engine == "festival":
             for stretch in STRETCHES:
-                [(audio, rate)] = festival_batch([word], name, stretch, tmp)
-                clips.append((word, resample(audio, rate, RATE_HZ)))
+                [said] = festival_batch([word], name, stretch, tmp)
+                if isinstance(said, Exception):
+                    raise SystemExit(f"error: festival voice '{name}' failed on '{word}': {said}")
+                clips.append((word, resample(said[0], said[1], RATE_HZ)))
         else:
             raise SystemExit(f"error: voice '{voice}': use flite:NAME or festival:NAME")
     return clips

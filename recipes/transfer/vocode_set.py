@@ -16,7 +16,8 @@ no longer minds WORLD resynthesis, but flite's clustergen voices did not move; o
 Kokoro the copies add a few points, within their interval.
 
     python recipes/transfer/vocode_set.py data/synth_medium --out data/world_part \
-        --engines espeak festival [--seed 0] [--limit N]
+        --engines espeak festival [--seed 0] [--f0-scale LO HI] [--formant-scale LO HI] \
+        [--wobble LO HI] [--limit N]
 
 Needs `pip install pyworld "setuptools<80"` (not a kws dependency: it is an experiment).
 """
@@ -92,6 +93,8 @@ def wobble_envelope(envelope: np.ndarray, depth: float, rng: np.random.Generator
     noise = rng.standard_normal((3, frames + 2 * len(taps)))
     noise = np.stack([np.convolve(row, kernel, "same") for row in noise])[:, len(taps) : -len(taps)]
     noise /= np.sqrt((kernel**2).sum())
+    # knots in bins as the wobble_part set was made (bins / Nyquist: 0.2% above warp_envelope's
+    # (bins - 1) / Nyquist; kept so the set's command reproduces it)
     knots = np.array(WOBBLE_KNOTS_HZ) * bins / (RATE_HZ / 2 + 1e-9)
     grid = np.arange(bins, dtype=float)
     out = np.empty_like(envelope)
@@ -100,6 +103,7 @@ def wobble_envelope(envelope: np.ndarray, depth: float, rng: np.random.Generator
         moved[1:4] *= np.exp(depth * noise[:, t])
         for i in (3, 2, 1):  # keep the map increasing: each knot at least one bin below the next
             moved[i] = min(moved[i], moved[i + 1] - 1.0)
+        moved[1:4] = np.maximum(moved[1:4], np.arange(1.0, 4.0))  # and above the one before
         # output frequency moved[i] shows what the source had at knots[i]
         out[t] = np.interp(np.interp(grid, moved, knots), grid, envelope[t])
     return out
