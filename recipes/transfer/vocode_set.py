@@ -135,30 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="new folder (must not exist)")
     parser.add_argument("--engines", nargs="+", required=True, help="speaker-id prefixes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--f0-scale",
-        type=float,
-        nargs=2,
-        default=(0.85, 1.2),
-        metavar=("LO", "HI"),
-        help="range of each speaker's F0 factor (log-uniform)",
-    )
-    parser.add_argument(
-        "--formant-scale",
-        type=float,
-        nargs=2,
-        default=(0.92, 1.08),
-        metavar=("LO", "HI"),
-        help="range of each speaker's formant factor",
-    )
-    parser.add_argument(
-        "--wobble",
-        type=float,
-        nargs=2,
-        default=(0.0, 0.0),
-        metavar=("LO", "HI"),
-        help="range of each speaker's formant wobble depth (0: none; see wobble_envelope)",
-    )
+    ranges = {  # option: (default, help); each speaker draws its own value in [LO, HI]
+        "--f0-scale": ((0.85, 1.2), "range of each speaker's F0 factor (log-uniform)"),
+        "--formant-scale": ((0.92, 1.08), "range of each speaker's formant factor"),
+        "--wobble": ((0.0, 0.0), "range of each speaker's formant wobble depth (0: none)"),
+    }
+    for option, (default, text) in ranges.items():
+        parser.add_argument(option, type=float, nargs=2, default=default, metavar=("LO", "HI"),
+                            help=text)  # fmt: skip
     parser.add_argument("--limit", type=int, default=0, help="at most this many clips (0: all)")
     args = parser.parse_args(argv)
     try:
