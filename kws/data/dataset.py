@@ -224,14 +224,8 @@ class KwsData:
         warp = aug.vtlp_factors(spec, len(rows), d.vtlp_warp if augment else 0.0, audio.device)
         features = self.front_end(audio, warp)
         if augment and d.spec_augment:
-            features = aug.spec_augment(
-                features,
-                d.spec_time_masks,
-                d.spec_time_mask_frames,
-                d.spec_freq_masks,
-                d.spec_freq_mask_bins,
-                spec,
-            )
+            masks = (d.spec_time_masks, d.spec_time_mask_frames, d.spec_freq_masks)
+            features = aug.spec_augment(features, *masks, d.spec_freq_mask_bins, spec)
         return features, labels
 
     def compile_pipeline(self, enabled: bool = True) -> None:

@@ -14,7 +14,11 @@ Accuracies carry n and their 95% Wilson interval. Usage:
 `--world F0 FORMANTS` scores every clip after a WORLD analysis-resynthesis with its F0 and its
 formants scaled by those factors (`recipes/transfer/vocode_set.py`; needs pyworld): `--world 1
 1` measures the vocoder's own cost, `--world 0.6 0.87` whether a high voice is recognised once
-it is brought down to a low one's pitch and vocal-tract size.
+it is brought down to a low one's pitch and vocal-tract size. `--warps W...` scores each clip
+under several frequency warps of its power spectrum (`kws.features.warp_spectrum`, the VTLP
+warp, here at test time) and `--combine` joins them: `mean` averages the posteriors, `confident`
+takes the warp whose top posterior is highest (unsupervised vocal tract length normalisation
+per clip). The warped front end is the torch one, whatever `--backend` runs the model.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import torch
 
 from kws.data.audio import load_audio
 from kws.data.gsc import SPEAKERS_CSV, index_clips
-from kws.features import compute_features
+from kws.features import TorchFrontEnd, compute_features
 from kws.stats import format_accuracy
 from kws.stream.backends import load_backend
 from kws.stream.recognize import is_keyword
@@ -68,18 +72,37 @@ def _vocoder(f0_scale: float, formant_scale: float):
     return lambda audio: vocode_set.vocode(audio, settings)
 
 
-def voice_table(backend, clips, voices: dict[str, str], change=None) -> dict:
+def warped_posterior(backend, front_end, audio: np.ndarray, warps, combine="mean") -> np.ndarray:
+    """`(classes,)` posterior of a 1 s clip scored under each frequency warp in `warps`
+    (`front_end`: a `TorchFrontEnd` of the backend's features): their mean (`combine="mean"`),
+    or the one whose top posterior is highest ("confident")."""
+    batch = torch.from_numpy(audio)[None].expand(len(warps), -1)
+    features = front_end(batch, torch.tensor(warps, dtype=torch.float32)).numpy()
+    posteriors = np.stack([backend(row[None]) for row in features])
+    if combine == "mean":
+        return posteriors.mean(axis=0)
+    return posteriors[int(np.argmax(posteriors.max(axis=1)))]
+
+
+def voice_table(backend, clips, voices: dict[str, str], change=None, warps=None,
+                combine: str = "mean") -> dict:  # fmt: skip
     """{voice: {"commands": [correct, n], "unknown": [correct, n], "confusions": Counter}};
-    `change` (audio -> audio) is applied to each clip first."""
+    `change` (audio -> audio) is applied to each clip first; `warps` scores each clip with
+    `warped_posterior(..., combine)` instead of as it is."""
     table = collections.defaultdict(
         lambda: {"commands": [0, 0], "unknown": [0, 0], "confusions": collections.Counter()}
     )
+    front_end = TorchFrontEnd(backend.feature_cfg)
     for clip in clips:
         audio = load_audio(clip.path, RATE_HZ)[:RATE_HZ]
         audio = np.pad(audio, (0, RATE_HZ - len(audio))).astype(np.float32)
         audio = change(audio) if change else audio
-        features = compute_features(torch.from_numpy(audio)[None], backend.feature_cfg).numpy()
-        said = backend.labels[int(np.argmax(backend(features)))]
+        if warps:
+            posterior = warped_posterior(backend, front_end, audio, warps, combine)
+        else:
+            features = compute_features(torch.from_numpy(audio)[None], backend.feature_cfg)
+            posterior = backend(features.numpy())
+        said = backend.labels[int(np.argmax(posterior))]
         truth = clip.word if is_keyword(clip.word) and clip.word in backend.labels else UNKNOWN
         row = table[voices[clip.speaker]]
         tally = row["unknown" if truth == UNKNOWN else "commands"]
@@ -105,6 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the table here")
     parser.add_argument("--world", type=float, nargs=2, metavar=("F0", "FORMANTS"),
                         help="score WORLD-resynthesized clips: F0, formants x these")  # fmt: skip
+    parser.add_argument(
+        "--warps",
+        type=float,
+        nargs="+",
+        metavar="W",
+        help="score each clip under these spectrum warps (test-time VTLP)",
+    )
+    parser.add_argument(
+        "--combine",
+        choices=("mean", "confident"),
+        default="mean",
+        help="join the warps' posteriors: their mean, or the most confident",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     voices = _voices(args.data, args.engine, args.by)
@@ -118,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as error:
             sys.exit(f'error: {error}; --world needs `pip install pyworld "setuptools<80"`')
         change = _vocoder(*args.world)
-    table = voice_table(load_backend(args.backend, args.run), clips, voices, change)
+    if args.warps and min(args.warps) <= 0:
+        sys.exit(f"error: --warps {args.warps}: every warp must be a positive factor (0.9, 1.1)")
+    backend = load_backend(args.backend, args.run)
+    table = voice_table(backend, clips, voices, change, args.warps, args.combine)
     world = ", WORLD-resynthesized with F0 x{:g}, formants x{:g}".format(*args.world or (0, 0))
+    warped = f", warped x{args.warps} ({args.combine})" if args.warps else ""
     print(f"{args.engine} clips of {args.data}, every split, by {args.by}"
-          f"{world if args.world else ''}:")  # fmt: skip
+          f"{world if args.world else ''}{warped}:")  # fmt: skip
     for voice, row in table.items():
         print(f"  {voice}: commands {format_accuracy(*row['commands'])}, "
               f"unknown words {format_accuracy(*row['unknown'])}")  # fmt: skip
@@ -129,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         if args.world:  # the table says what it scored
             table["world"] = {"f0_scale": args.world[0], "formant_scale": args.world[1]}
+        if args.warps:
+            table["warps"] = {"warps": args.warps, "combine": args.combine}
         Path(args.json).write_text(json.dumps(table, indent=1))
     return 0
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from kws.data.gsc import index_clips
@@ -54,3 +55,21 @@ def test_a_change_to_the_audio_is_scored_instead_of_the_clip(tmp_path):
     silent = voice_errors.voice_table(backend, clips, voices, lambda a: a * 0)["all"]["commands"]
     assert as_is[1] == silent[1] == len(clips)
     assert as_is[0] / len(clips) > 0.8 and silent[0] == 0  # silence is no tone
+
+
+def test_warped_scores_join_the_single_warps_posteriors(tmp_path):
+    backend = load_backend("torch", make_tone_run(tmp_path))
+    clips = [c for c in index_clips(tmp_path / "data") if c.word in ("yes", "no")]
+    voices = {c.speaker: "all" for c in clips}
+    as_is = voice_errors.voice_table(backend, clips, voices)["all"]["commands"]
+    assert voice_errors.voice_table(backend, clips, voices, warps=[1.0])["all"]["commands"] == as_is
+    moved = voice_errors.voice_table(backend, clips, voices, warps=[1.6])["all"]["commands"]
+    assert moved[0] < as_is[0]  # a tone moved up 60% is another tone, or none
+    front_end = voice_errors.TorchFrontEnd(backend.feature_cfg)
+    audio = voice_errors.load_audio(clips[0].path, 16000)[:16000].astype("float32")
+    audio = np.pad(audio, (0, 16000 - len(audio)))
+    one, two = (voice_errors.warped_posterior(backend, front_end, audio, [w]) for w in (1.0, 1.6))
+    both = voice_errors.warped_posterior(backend, front_end, audio, [1.0, 1.6])
+    np.testing.assert_allclose(both, (one + two) / 2, rtol=1e-5, atol=1e-6)
+    pick = voice_errors.warped_posterior(backend, front_end, audio, [1.0, 1.6], "confident")
+    np.testing.assert_array_equal(pick, one if one.max() >= two.max() else two)

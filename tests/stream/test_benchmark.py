@@ -74,9 +74,13 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
         mine=5,
         minutes=1.0,
         per_command=2,
+        calibration_minutes=2.0,
     )
     assert load_recipe(tone_run / "config.yaml").train == before.train
     op = result["operating"]
+    calibration = result["calibration"]  # a longer calibration stream scales its commands
+    assert calibration["stream_minutes"] == 2.0
+    assert calibration["validation_sweep"][0]["commands"] == 2 * op["commands"]
     assert op["commands"] == 4 and op["misses"] <= 1
     assert result["hours"]["negatives"] == pytest.approx(60 / 3600)
     threshold = result["calibration"]["threshold"]
@@ -94,13 +98,14 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     with pytest.raises(UserError, match="--mine-out PATH .* --force"):
         run_benchmark(tone_run, ["stream.backend=torch"], mine=3, minutes=1.0, per_command=2)
     assert (tone_run / "hard_negatives.npy").read_bytes() == before
-    second = run_benchmark(tone_run, ["stream.backend=torch"], mine=3, minutes=1.0,
-                           per_command=2, mine_out=tone_run / "round2.npy")  # fmt: skip
-    assert np.load(tone_run / "round2.npy").shape == (second["mined"]["windows"], 16000)
-    # the CLI writes the JSON, the DET plot and the report section
+    # the CLI mines a second round into its own file and writes the JSON, the DET plot and
+    # the report section
     assert main(["stream-eval", str(tone_run), "--benchmark", "--minutes", "1",
-                 "--per-command", "2", "stream.backend=torch"]) == 0  # fmt: skip
+                 "--per-command", "2", "--mine", "3", "--mine-out", str(tone_run / "round2.npy"),
+                 "stream.backend=torch"]) == 0  # fmt: skip
     saved = json.loads((tone_run / "stream_benchmark.json").read_text())
+    assert np.load(tone_run / "round2.npy").shape == (saved["mined"]["windows"], 16000)
+    assert (tone_run / "hard_negatives.npy").read_bytes() == before
     assert saved["operating"]["threshold"] == threshold
     assert (tone_run / "plots" / "stream_det.png").stat().st_size > 1000
     report = (tone_run / "report.md").read_text()
@@ -108,12 +113,7 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     assert "Commands missed at the operating threshold, by SNR (dB): 20 " in report
 
 
-def test_a_longer_calibration_stream_scales_its_commands(tone_run, capsys):
-    result = run_benchmark(tone_run, ["stream.backend=torch"], target_fa_per_hour=50.0,
-                           minutes=1.0, per_command=2, calibration_minutes=2.0)  # fmt: skip
-    calibration = result["calibration"]
-    assert calibration["stream_minutes"] == 2.0
-    assert calibration["validation_sweep"][0]["commands"] == 2 * result["operating"]["commands"]
+def test_calibration_and_mining_flags_are_checked(tone_run, capsys):
     with pytest.raises(UserError, match="--calibration-minutes 2 .* add --target-fa-per-hour"):
         run_benchmark(tone_run, ["stream.backend=torch"], minutes=1.0, calibration_minutes=2.0)
     for bad in (0.0, float("nan"), float("inf")):
