@@ -17,8 +17,9 @@ formants scaled by those factors (`recipes/transfer/vocode_set.py`; needs pyworl
 it is brought down to a low one's pitch and vocal-tract size. `--warps W...` scores each clip
 under several frequency warps of its power spectrum (`kws.features.warp_spectrum`, the VTLP
 warp, here at test time) and `--combine` joins them: `mean` averages the posteriors, `confident`
-takes the warp whose top posterior is highest (unsupervised vocal tract length normalisation
-per clip). The warped front end is the torch one, whatever `--backend` runs the model.
+takes the warp whose top posterior is highest, `speaker` the warp whose top posterior is
+highest on average over the speaker's clips (unsupervised vocal tract length normalisation per
+clip or per speaker). The warped front end is the torch one, whatever `--backend` runs it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 
 from kws.data.audio import load_audio
 from kws.data.gsc import SPEAKERS_CSV, index_clips
-from kws.features import TorchFrontEnd, compute_features
+from kws.features import TorchFrontEnd
 from kws.stats import format_accuracy
 from kws.stream.backends import load_backend
 from kws.stream.recognize import is_keyword
@@ -72,36 +73,56 @@ def _vocoder(f0_scale: float, formant_scale: float):
     return lambda audio: vocode_set.vocode(audio, settings)
 
 
-def warped_posterior(backend, front_end, audio: np.ndarray, warps, combine="mean") -> np.ndarray:
-    """`(classes,)` posterior of a 1 s clip scored under each frequency warp in `warps`
-    (`front_end`: a `TorchFrontEnd` of the backend's features): their mean (`combine="mean"`),
-    or the one whose top posterior is highest ("confident")."""
-    batch = torch.from_numpy(audio)[None].expand(len(warps), -1)
-    features = front_end(batch, torch.tensor(warps, dtype=torch.float32)).numpy()
-    posteriors = np.stack([backend(row[None]) for row in features])
+def warped_posteriors(backend, front_end, audio: np.ndarray, warps=None) -> np.ndarray:
+    """`(warps, classes)` posteriors of a 1 s clip, one per frequency warp of its power
+    spectrum (`front_end`: a `TorchFrontEnd` of the backend's features); no warps: `(1,
+    classes)`, the clip as it is."""
+    batch = torch.from_numpy(audio)[None].expand(len(warps or [None]), -1)
+    warp = None if warps is None else torch.tensor(warps, dtype=torch.float32)
+    features = front_end(batch, warp).numpy()
+    return np.stack([backend(row[None]) for row in features])
+
+
+def join_warps(posteriors: np.ndarray, speakers: list[str], combine: str) -> np.ndarray:
+    """`(clips, warps, classes)` -> `(clips, classes)`: the mean over warps ("mean"), each
+    clip's most confident warp ("confident": highest top posterior), or each speaker's
+    ("speaker": highest top posterior averaged over the speaker's clips, one warp for all)."""
+    top = posteriors.max(axis=2)
     if combine == "mean":
-        return posteriors.mean(axis=0)
-    return posteriors[int(np.argmax(posteriors.max(axis=1)))]
+        return posteriors.mean(axis=1)
+    if combine == "confident":
+        pick = top.argmax(axis=1)
+    else:
+        names = np.asarray(speakers)
+        best = {s: top[names == s].mean(axis=0).argmax() for s in set(speakers)}
+        pick = np.array([best[s] for s in speakers], dtype=int)
+    return posteriors[np.arange(len(posteriors)), pick]
+
+
+def _clip_audio(clip, change) -> np.ndarray:
+    audio = load_audio(clip.path, RATE_HZ)[:RATE_HZ]
+    audio = np.pad(audio, (0, RATE_HZ - len(audio))).astype(np.float32)
+    return change(audio) if change else audio
 
 
 def voice_table(backend, clips, voices: dict[str, str], change=None, warps=None,
                 combine: str = "mean") -> dict:  # fmt: skip
     """{voice: {"commands": [correct, n], "unknown": [correct, n], "confusions": Counter}};
-    `change` (audio -> audio) is applied to each clip first; `warps` scores each clip with
-    `warped_posterior(..., combine)` instead of as it is."""
+    `change` (audio -> audio) is applied to each clip first; with `warps` each clip is scored
+    under every warp and the posteriors joined by `join_warps(..., combine)`."""
     table = collections.defaultdict(
         lambda: {"commands": [0, 0], "unknown": [0, 0], "confusions": collections.Counter()}
     )
     front_end = TorchFrontEnd(backend.feature_cfg)
-    for clip in clips:
-        audio = load_audio(clip.path, RATE_HZ)[:RATE_HZ]
-        audio = np.pad(audio, (0, RATE_HZ - len(audio))).astype(np.float32)
-        audio = change(audio) if change else audio
-        if warps:
-            posterior = warped_posterior(backend, front_end, audio, warps, combine)
-        else:
-            features = compute_features(torch.from_numpy(audio)[None], backend.feature_cfg)
-            posterior = backend(features.numpy())
+    posteriors = np.stack([
+        warped_posteriors(backend, front_end, _clip_audio(clip, change), warps)
+        for clip in clips
+    ])  # fmt: skip
+    if warps:
+        posteriors = join_warps(posteriors, [c.speaker for c in clips], combine)
+    else:
+        posteriors = posteriors[:, 0]
+    for clip, posterior in zip(clips, posteriors, strict=True):
         said = backend.labels[int(np.argmax(posterior))]
         truth = clip.word if is_keyword(clip.word) and clip.word in backend.labels else UNKNOWN
         row = table[voices[clip.speaker]]
@@ -137,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--combine",
-        choices=("mean", "confident"),
+        choices=("mean", "confident", "speaker"),
         default="mean",
-        help="join the warps' posteriors: their mean, or the most confident",
+        help="join the warps' posteriors: mean, most confident per clip or per speaker",
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -66,10 +66,18 @@ def test_warped_scores_join_the_single_warps_posteriors(tmp_path):
     moved = voice_errors.voice_table(backend, clips, voices, warps=[1.6])["all"]["commands"]
     assert moved[0] < as_is[0]  # a tone moved up 60% is another tone, or none
     front_end = voice_errors.TorchFrontEnd(backend.feature_cfg)
-    audio = voice_errors.load_audio(clips[0].path, 16000)[:16000].astype("float32")
-    audio = np.pad(audio, (0, 16000 - len(audio)))
-    one, two = (voice_errors.warped_posterior(backend, front_end, audio, [w]) for w in (1.0, 1.6))
-    both = voice_errors.warped_posterior(backend, front_end, audio, [1.0, 1.6])
-    np.testing.assert_allclose(both, (one + two) / 2, rtol=1e-5, atol=1e-6)
-    pick = voice_errors.warped_posterior(backend, front_end, audio, [1.0, 1.6], "confident")
-    np.testing.assert_array_equal(pick, one if one.max() >= two.max() else two)
+    audio = voice_errors._clip_audio(clips[0], None)
+    both = voice_errors.warped_posteriors(backend, front_end, audio, [1.0, 1.6])
+    as_is = voice_errors.warped_posteriors(backend, front_end, audio)
+    assert as_is.shape == (1, len(backend.labels))
+    np.testing.assert_allclose(both[0], as_is[0], rtol=1e-5, atol=1e-6)  # warp 1 is no warp
+    many = np.stack([both, both[::-1], both * [[1.0], [0.0]]])  # three clips, two warps each
+    np.testing.assert_allclose(voice_errors.join_warps(many, ["a", "b", "c"], "mean")[0],
+                               both.mean(axis=0))  # fmt: skip
+    confident = voice_errors.join_warps(many, ["a", "b", "c"], "confident")
+    best = both[int(np.argmax(both.max(axis=1)))]
+    np.testing.assert_array_equal(confident[:2], [best, best])
+    # per speaker one warp for every clip: the warp with the highest mean top posterior
+    speaker = voice_errors.join_warps(many, ["s", "s", "s"], "speaker")
+    mean_top = many.max(axis=2).mean(axis=0)
+    np.testing.assert_array_equal(speaker, many[:, int(np.argmax(mean_top))])
