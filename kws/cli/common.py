@@ -58,7 +58,8 @@ def verb_parser(sub, name: str, help_text: str, description: str, examples: list
     """A verb's parser with examples in its --help."""
     epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
     epilog += f"\n\noverrides: {OVERRIDES_HELP}"
+    # argparse %-formats a verb's one-line help in `kws --help` (not its description)
     return sub.add_parser(
-        name, help=help_text, description=description, epilog=epilog,
+        name, help=help_text.replace("%", "%%"), description=description, epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip

@@ -138,7 +138,7 @@ def add_stream_eval(sub) -> None:
     p = verb_parser(
         sub, "stream-eval", "streaming accuracy: false accepts per hour, misses, latency",
         "Run the streaming detector over a long stream with known word times: built from the "
-        "test split (words on a grid with random offsets, 30%% unknown words, background noise) "
+        "test split (words on a grid with random offsets, 30% unknown words, background noise) "
         "or a given WAV with a TensorFlow labels file ('label, time_ms' lines). Reports "
         "matched/correct/wrong, false accepts per hour, miss rate and latency, sweeps the "
         "threshold, and writes stream_eval.json, a plot and report.md's 'Streaming evaluation' "
