@@ -66,11 +66,8 @@ def add_export(sub) -> None:
     p.add_argument("--data", default=None, help="data root for calibration and evaluation")
     p.add_argument("--max-drop", type=float, default=None, metavar="POINTS",
                    help="allowed int8 drop (export.max_int8_drop_points)")  # fmt: skip
-    p.add_argument("--out", default=None, help="output folder (default: <run>/export)")
-    p.add_argument("--mine-from", action="append", default=None, metavar="PATH",
-                   help="with --mine: mine this audio file or folder of WAVs (keyword-free "
-                   "audio of your own, e.g. hours recorded where the device listens) instead "
-                   "of the set's training negatives; repeat for more")  # fmt: skip
+    p.add_argument("--out", default=None,
+                   help="output folder, new or empty (default: <run>/export)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="replace an existing export")
     p.set_defaults(run=run_export)
 

@@ -107,6 +107,24 @@ def int8_gate(
     return drops, paired, gated, failures
 
 
+def _refuse_foreign_folder(out: Path, force: bool) -> None:
+    """An export writes report.md, model files and a manifest: never into a folder of other
+    things (a run folder, a dataset), where it would replace their files. A folder without a
+    manifest that an interrupted export left behind is replaced with `force`."""
+    if out.is_file():
+        raise UserError(f"--out '{out}' is a file; give a new or empty folder")
+    if not out.is_dir() or (out / "manifest.json").is_file():
+        return
+    names = sorted(p.name for p in out.iterdir())
+    if names and not force:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise UserError(
+            f"'{out}' is not empty ({shown}) and holds no export; an export there would "
+            "replace files of the same name (report.md, ...): give --out a new or empty folder "
+            "(--force writes into it anyway, e.g. after an interrupted export)"
+        )
+
+
 def export_run(
     path: str | Path,
     overrides: list[str] | None = None,
@@ -130,8 +148,9 @@ def export_run(
 
     Raises:
         MissingExtraError: a format's packages are missing (checked before any slow work).
-        UserError: an existing export without `force`, an unwritable folder, an unknown
-            target, labels that differ between data and model, an empty split.
+        UserError: an existing export or a folder of other files without `force`, a file as
+            `out_dir`, an unwritable folder, an unknown target, labels that differ between
+            data and model, an empty split.
     """
     ref = resolve_run(path)
     ckpt = ref.checkpoint()
@@ -146,6 +165,7 @@ def export_run(
         raise UserError(
             f"'{out}' already holds an export; pass --force to replace it, or --out NEW_FOLDER"
         )
+    _refuse_foreign_folder(out, force)
     check_writable(out, "the export")
     model = ckpt.build_model()
     data = build_data(cfg, torch.device("cpu"), progress=progress)

@@ -124,3 +124,19 @@ def test_unknown_target_and_corrupt_checkpoint_are_clear_errors(run_dir, tmp_pat
         export_run(broken)
     with pytest.raises(UserError, match="export.formats"):
         export_run(run_dir, ["export.formats=[tf]"])
+
+
+def test_export_into_a_folder_of_other_files_is_refused(run_dir, tmp_path, capsys):
+    (run_dir / "report.md").write_text("the run's own report")
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    assert main(["export", str(run_dir), "--formats", "onnx", "--out", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty (checkpoints, report.md) and holds no export" in err
+    assert "give --out a new or empty folder" in err
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert (run_dir / "report.md").read_text() == "the run's own report"
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(UserError, match="is a file; give a new or empty folder"):
+        export_run(run_dir, ["export.formats=[onnx]"], out_dir=a_file, progress=False)
+    assert a_file.read_text() == "mine"
