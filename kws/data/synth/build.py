@@ -126,7 +126,18 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
 
 def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
     path = out_dir / MANIFEST
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out '{out_dir}' is a file; give a new folder for the set")
     if not path.is_file():
+        # a synth writes its manifest before any clip: a non-empty folder without one is
+        # something else (a run, another dataset), whose files must not be mixed into a set
+        names = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+        if names:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise UserError(
+                f"'{out_dir}' is not empty ({shown}) and is no `kws data synth` set (no "
+                f"{MANIFEST}); choose a new --out folder"
+            )
         return
     old = json.loads(path.read_text())
     if old.get("merged_from"):
@@ -255,7 +266,8 @@ def synthesize(
     Raises:
         UserError: an unknown size or engine, a missing engine, words that cannot be folder
             names, `accents` outside 0-1, `accent_rules` outside 1 to len(RULES), or an
-            `out_dir` made with other options or seed.
+            `out_dir` made with other options or seed, a file, or a non-empty folder that is
+            no set.
     """
     start_s = time.perf_counter()
     if not 0.0 <= accents <= 1.0:

@@ -165,6 +165,18 @@ def test_resume_keeps_valid_clips_and_redoes_broken_ones(synth_set, tmp_path):
     assert json.loads((copy / "synth.json").read_text())["plan"]["words"] == WORDS
 
 
+def test_a_folder_or_file_that_is_no_set_is_refused(tmp_path):
+    run = tmp_path / "runs" / "custom"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "report.md").write_text("a run's report")
+    with pytest.raises(UserError, match=r"is not empty \(checkpoints, report.md\) and is no"):
+        synthesize(run, words=WORDS, clips_per_word=1, progress=False)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "report.md"]
+    with pytest.raises(UserError, match="is a file; give a new folder"):
+        synthesize(run / "report.md", words=WORDS, clips_per_word=1, progress=False)
+    assert (run / "report.md").read_text() == "a run's report"
+
+
 def test_clear_errors_for_bad_engine_size_and_words(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="unknown TTS engine 'nonexistent'"):
         synthesize(tmp_path, engines=["nonexistent"], progress=False)
