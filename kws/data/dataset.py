@@ -330,13 +330,14 @@ def build_data(
     Raises:
         UserError: no clips, missing keywords, data that cannot train.
     """
-    root = Path(cfg.data.root)
-    index = index_folder(root, cfg.data.validation_percent, cfg.data.testing_percent)
+    root, d = Path(cfg.data.root), cfg.data
+    words = f" --words {' '.join(d.words)}" if d.task == "custom" and d.words else ""
+    make = f"make it with `kws data synth --out {root}{words}` or `kws data download`"
+    if not root.is_dir():
+        raise UserError(f"data folder '{root}' does not exist; is data.root right? Or {make}")
+    index = index_folder(root, d.validation_percent, d.testing_percent)
     if not index.clips:
-        raise UserError(
-            f"no '<word>/*.wav' clips under '{root}'; is data.root right? Make data "
-            f"with `kws data synth --out {root}` or `kws data download`"
-        )
+        raise UserError(f"no '<word>/*.wav' clips under '{root}'; is data.root right? Or {make}")
     wanted = task_words(cfg.data.task, cfg.data.words, index.words)
     missing = [w for w in wanted if w not in index.words]
     if missing:

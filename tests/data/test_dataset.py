@@ -291,3 +291,13 @@ def test_vtlp_warps_training_batches_only(tone_recipe):
         b = next(warped.batches(split, 16, shuffle=shuffle, augment=augment, seed=3))
         assert torch.equal(a[1], b[1])
         assert torch.equal(a[0], b[0]) != augment  # same draws otherwise: only the warp differs
+
+
+def test_a_missing_custom_set_names_the_synth_command_with_its_words(tmp_path):
+    root = tmp_path / "custom"
+    cfg = load_recipe("recipes/custom.yaml", [f"data.root={root}"])
+    with pytest.raises(UserError, match=f"kws data synth --out {root} --words marvin sheila`"):
+        build_data(cfg, torch.device("cpu"), progress=False)
+    root.mkdir()
+    with pytest.raises(UserError, match="no '<word>/.*--words marvin sheila`"):
+        build_data(cfg, torch.device("cpu"), progress=False)
