@@ -47,7 +47,7 @@ from kws.stream.negatives import (
     negative_files,
 )
 from kws.stream.recognize import is_keyword
-from kws.stream.testset import UNKNOWN, EvalStream, background_noise
+from kws.stream.testset import UNKNOWN, EvalStream, background_noise, check_stream_minutes
 
 SNRS_DB = (20.0, 10.0, 5.0)
 SEGMENT_S = 120.0  # the SNR changes every 2 minutes
@@ -299,7 +299,8 @@ def run_benchmark(
         UserError: missing negatives or too few clips, a bad override, a mining threshold
             outside 0..1, `mine_from` without `mine` or holding the benchmark's own
             negatives (`mining_sources`), a mining output that exists (without `force`),
-            `calibration_minutes` not positive or without `target_fa_per_hour`.
+            `minutes` or `calibration_minutes` not positive, `calibration_minutes` without
+            `target_fa_per_hour`.
     """
     if not 0.0 <= mine_threshold <= 1.0:
         raise UserError(f"--mine-threshold {mine_threshold:g} is not a probability; give 0..1")
@@ -310,11 +311,9 @@ def run_benchmark(
             f"--calibration-minutes {calibration_minutes:g} sets the stream the threshold is "
             "calibrated on; add --target-fa-per-hour X (the calibration's target)"
         )
-    if calibration_minutes is not None and not 0 < calibration_minutes < float("inf"):
-        raise UserError(
-            f"--calibration-minutes {calibration_minutes:g} is not a stream length; give minutes "
-            "above 0, e.g. 60"
-        )
+    check_stream_minutes(minutes)
+    if calibration_minutes is not None:
+        check_stream_minutes(calibration_minutes, "--calibration-minutes")
     ref = resolve_run(model)
     cfg = stream_config_for(model, overrides)
     recipe = ref.run.config(overrides) if ref.run.config_path.is_file() else None

@@ -29,7 +29,12 @@ from kws.stream.backends import load_backend
 from kws.stream.demo import stream_config_for
 from kws.stream.detector import StreamingDetector, Track, record_track
 from kws.stream.recognize import is_keyword
-from kws.stream.testset import EvalStream, build_test_stream, load_test_stream
+from kws.stream.testset import (
+    EvalStream,
+    build_test_stream,
+    check_stream_minutes,
+    load_test_stream,
+)
 
 SECTION = "## Streaming evaluation"
 SWEEP_THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.96, 0.05)]
@@ -196,7 +201,8 @@ def stream_evaluate(
     `out_dir` (default: the run folder). Returns the result written to the JSON.
 
     Raises:
-        UserError: no stream source given, a missing labels file, a bad override.
+        UserError: no stream source given, a missing labels file, a bad override, a stream
+            length that is not above 0.
     """
     model = Path(model)
     cfg = stream_config_for(model, overrides)
@@ -206,6 +212,7 @@ def stream_evaluate(
             raise UserError("--wav needs --labels FILE (TensorFlow format: 'label, time_ms')")
         stream = load_test_stream(wav, labels_file)
     elif data_root is not None:
+        check_stream_minutes(minutes)
         stream = build_test_stream(data_root, backend.labels, minutes, seed=seed,
                                    clip_ms=backend.feature_cfg.clip_ms)  # fmt: skip
     else:

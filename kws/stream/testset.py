@@ -37,6 +37,16 @@ class EvalStream:
         return self.audio.shape[0] / self.sample_rate_hz
 
 
+def check_stream_minutes(minutes: float, flag: str = "--minutes") -> None:
+    """Refuse a stream length that builds nothing or fails deep inside (0, negative, NaN, inf).
+
+    Raises:
+        UserError: naming the flag and a valid value.
+    """
+    if not 0 < minutes < float("inf"):
+        raise UserError(f"{flag} {minutes:g} is not a stream length; give minutes above 0, e.g. 10")
+
+
 def read_labels_file(path: str | Path) -> list[tuple[str, float]]:
     """TensorFlow's streaming labels file: `label, time_ms` per line, blank lines ignored.
 

@@ -120,6 +120,8 @@ def test_calibration_and_mining_flags_are_checked(tone_run, capsys):
         with pytest.raises(UserError, match="is not a stream length; give minutes above 0"):
             run_benchmark(tone_run, ["stream.backend=torch"], target_fa_per_hour=5.0,
                           minutes=1.0, calibration_minutes=bad)  # fmt: skip
+        with pytest.raises(UserError, match="--minutes .* is not a stream length"):
+            run_benchmark(tone_run, ["stream.backend=torch"], minutes=bad)
     # benchmark-only flags are refused, not ignored, on a plain stream evaluation
     assert main(["stream-eval", str(tone_run), "--calibration-minutes", "60", "--mine", "5"]) == 2
     assert "--calibration-minutes, --mine only apply to the wake" in capsys.readouterr().err

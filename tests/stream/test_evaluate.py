@@ -106,6 +106,13 @@ def test_stream_eval_cli_writes_json_plot_and_report(tone_dataset, tmp_path, cap
     assert again == pytest.approx(s, abs=1.0)  # labels file keeps whole ms
     report = (run_dir / "report.md").read_text()
     assert report.count(SECTION) == 1 and "## Accuracy\n\nkept" in report
+    # a length that builds nothing is refused, and the results stay (it wrote NaNs over them)
+    saved = (run_dir / "stream_eval.json").read_bytes()
+    for bad in ("0", "-1", "nan"):
+        argv = ["stream-eval", str(run_dir), "--data", str(tone_dataset), "--minutes", bad]
+        assert main(argv) == 2
+        assert f"--minutes {bad} is not a stream length" in capsys.readouterr().err
+    assert (run_dir / "stream_eval.json").read_bytes() == saved
 
 
 def test_update_report_replaces_only_its_section(tmp_path):
