@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from kws import distributed
-from kws.config import RecipeConfig
+from kws.config import RecipeConfig, to_dict
 from kws.errors import UserError
 
 T = TypeVar("T")
@@ -141,3 +141,35 @@ def prepare_model(model: nn.Module, device: torch.device, memory_format: str = "
         memory_format = "channels_last" if device.type == "cpu" else "contiguous"
     layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
     return model.to(memory_format=layout)
+
+
+# Settings a resumed run may change: how fast or where it runs, and how long (more epochs
+# extend a finished run). Everything else in these sections decides the numbers it trains to.
+RESUME_SECTIONS = ("data", "features", "model", "train")
+RESUME_FREE = {
+    "data.cache_dir", "train.epochs", "train.device", "train.num_threads", "train.batch_parts",
+    "train.memory_format", "train.compile", "train.compile_data", "train.fused_optimizer",
+    "train.log_every_steps", "train.eval_batch_size",
+}  # fmt: skip
+
+
+def resume_changes(saved: RecipeConfig, given: RecipeConfig) -> list[str]:
+    """The settings in which `given` differs from the run's `saved` config, as
+    'train.lr: 0.003 there, 0.05 here' lines (`RESUME_FREE` keys left out)."""
+    old, new = _dotted(to_dict(saved)), _dotted(to_dict(given))
+    keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] in RESUME_SECTIONS)
+    return [
+        f"{k}: {old.get(k)!r} there, {new.get(k)!r} here"
+        for k in keys
+        if k not in RESUME_FREE and old.get(k) != new.get(k)
+    ]
+
+
+def _dotted(values: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

@@ -86,6 +86,27 @@ def test_rerun_refuses_to_overwrite_a_run(trained, tmp_path, capsys):
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+def test_resume_with_changed_settings_is_refused(trained, tmp_path, capsys):
+    """`--resume train.lr=...` used to train on at the new rate and record it for the whole run."""
+    cfg = small(trained[0])
+    run_dir = tmp_path / "changed"
+    train(cfg, run_dir, epochs=1, progress=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((run_dir / "config.yaml").read_text())
+    saved = (run_dir / "config.yaml").read_text()
+    last = (run_dir / "checkpoints" / "last.pt").read_bytes()
+    argv = ["train", str(recipe), "--run-dir", str(run_dir), "--resume"]
+    assert main([*argv, "train.lr=0.05", "data.speed_perturb=0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "these differ: data.speed_perturb: 0.0 there, 0.2 here; train.lr: 0.005 there" in err
+    assert "name=NEW" in err and "--force" in err
+    assert (run_dir / "config.yaml").read_text() == saved
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == last
+    # more epochs and another thread count continue it
+    assert main([*argv, "train.epochs=2", "train.num_threads=1"]) == 0
+    assert Checkpoint.load(run_dir / "checkpoints" / "last.pt").epoch == 2
+
+
 def test_resume_trims_metrics_written_after_the_checkpoint(trained, tmp_path):
     """A crash between the metrics line and the checkpoint left duplicate epoch lines."""
     cfg = small(trained[0])

@@ -1,4 +1,5 @@
-"""Every `--help` the README sends users to prints and exits 0 (argparse %-formats help text)."""
+"""Every `--help` the README sends users to prints and exits 0 (`verb_parser`: argparse
+%-formats help text)."""
 
 from __future__ import annotations
 
