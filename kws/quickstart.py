@@ -59,7 +59,8 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
         "",
         f"- validation accuracy (best): {100 * result.best_val_accuracy:.2f}%",
         f"- test accuracy: {test.accuracy_text()}",
-        f"- test accuracy, commands only: {test.command_accuracy_text()}",
+        f"- commands told apart (of the command clips called a command): "
+        f"{test.command_accuracy_text()}",
         "",
     ]
     atomic_write_text(run.root / "summary.md", "\n".join(summary))

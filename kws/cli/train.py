@@ -80,7 +80,9 @@ def add_evaluate(sub) -> None:
     p = verb_parser(
         sub, "evaluate", "accuracy (with 95% interval), per-class recall, confusion matrix",
         "Evaluate a run's model (or a checkpoint) on any split of any GSC-layout folder. Prints "
-        "accuracy with its example count and 95% Wilson interval, command-only accuracy, "
+        "accuracy with its example count and 95% Wilson interval, how well commands are told "
+        "apart (accuracy over the command clips it called a command; its recall per command "
+        "is in the per-class list), "
         "per-class recall and the confusion matrix; writes evaluation_<split>.json/.txt and "
         "plots/confusion_<split>.png in the run (evaluation_holdout_<E>.* for a held-out "
         "engine, and the data folder's name appended when it is not the run's own, so no "

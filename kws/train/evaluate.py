@@ -67,7 +67,9 @@ class EvalResult:
 
     @property
     def command_accuracy(self) -> float:
-        """Closed-set accuracy over command words only (silence/unknown rows and columns out)."""
+        """Closed-set accuracy over command words only (silence/unknown rows and columns out):
+        of the command clips the model called some command, the share it named right. Not
+        recall: commands called silence or unknown are in `per_class_accuracy`."""
         sub = self._command_block()
         return float(np.trace(sub) / max(sub.sum(), 1))
 

@@ -26,8 +26,8 @@ SPLITS = ("training", "validation", "testing", "holdout", "all")
 def format_result(result: EvalResult) -> str:
     """Accuracy with interval, commands-only accuracy, per-class recall, confusion matrix."""
     lines = [
-        f"{result.split}: accuracy {result.accuracy_text()}; commands only "
-        f"{result.command_accuracy_text()}"
+        f"{result.split}: accuracy {result.accuracy_text()}; commands told apart (of the "
+        f"command clips called a command) {result.command_accuracy_text()}"
     ]
     if "layout" in result.extra:
         lines.insert(0, f"data: {result.extra['data_root']} (layout {result.extra['layout']})")
