@@ -152,6 +152,16 @@ def _checked_source(path: Path) -> tuple[str | io.BytesIO, list[str]]:
     return str(path), []
 
 
+def checked_source(path: str | Path) -> str | io.BytesIO:
+    """What a streaming reader should hand libsndfile: the file, or (a 0-length header) a copy
+    in memory with the header repaired, after the policy's header check.
+
+    Raises:
+        AudioError: unreadable, empty or truncated (a file the policy skips).
+    """
+    return _checked_source(Path(path))[0]
+
+
 def read_audio(path: str | Path) -> Decoded:
     """Decode one file under the policy: mono float32 at the file's own rate.
 

@@ -22,6 +22,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile
 
+from kws.data.audio import checked_source
 from kws.errors import UserError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
@@ -46,7 +47,8 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
         realtime: sleep so chunks arrive no faster than real time (like a microphone).
 
     Raises:
-        UserError: a missing file, a folder, or undecodable audio.
+        UserError: a missing file, a folder, undecodable audio, or a WAV that holds less audio
+            than its header says (`kws.data.audio`'s policy: a cut-off recording).
     """
     path = Path(path)
     if path.is_dir():
@@ -56,8 +58,9 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
         raise UserError(f"'{path}' is a folder, not an audio file; pass one file: {hint}")
     if not path.is_file():
         raise UserError(f"audio file '{path}' does not exist")
+    source = checked_source(path)  # a cut-off WAV is refused as training refuses it
     try:
-        info = soundfile.info(str(path))
+        info = soundfile.info(source)
     except RuntimeError as exc:
         raise UserError(f"cannot read '{path}' as audio ({exc})") from None
     rate = int(info.samplerate)
@@ -65,7 +68,9 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
 
     def chunks() -> Iterator[np.ndarray]:
         start, sent = time.monotonic(), 0
-        for data in soundfile.blocks(str(path), blocksize=block, dtype="float32", always_2d=True):
+        if not isinstance(source, str):
+            source.seek(0)
+        for data in soundfile.blocks(source, blocksize=block, dtype="float32", always_2d=True):
             if realtime:
                 time.sleep(max(0.0, start + sent / rate - time.monotonic()))
             sent += data.shape[0]

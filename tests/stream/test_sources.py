@@ -51,6 +51,21 @@ def test_wav_source_yields_the_whole_file(stream_wav, tmp_path):
         wav_source(tmp_path / "missing.wav")
 
 
+def test_wav_source_refuses_a_cut_off_wav_and_repairs_a_zero_length_header(stream_wav, tmp_path):
+    """A truncated WAV used to stream silently (training skips it, naming the fault)."""
+    path, audio = stream_wav
+    data = path.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="holds .* of the .* samples its header promises"):
+        wav_source(cut)
+    size_at = data.index(b"data") + 4
+    zero = tmp_path / "zero.wav"
+    zero.write_bytes(data[:size_at] + b"\0\0\0\0" + data[size_at + 4 :])
+    streamed = np.concatenate(list(wav_source(zero).chunks))
+    np.testing.assert_allclose(streamed, audio, atol=1 / 32768)
+
+
 def test_wav_source_given_a_folder_says_so_and_what_to_pass(stream_wav, tmp_path):
     """Fault 7: a folder used to be reported as 'does not exist'."""
     folder = stream_wav[0].parent
