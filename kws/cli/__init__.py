@@ -27,6 +27,13 @@ typical session:
 every verb that reads a recipe or a run takes dotted overrides: KEY=VALUE
 """
 
+# What Ctrl-C tells a user of a long verb: how to continue where it stopped.
+RESUMABLE = {
+    "train": "; continue it: the same command with --resume",
+    "grow": "; continue it: the same command with --resume",
+    "data": "; run the same command again: finished files are kept",
+}
+
 VERBS = [
     data.add,
     train.add_train,
@@ -71,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        again = RESUMABLE.get(getattr(args, "verb", None), "")
+        print(f"\ninterrupted{again}", file=sys.stderr)
         return 130
     except UserError as exc:
         # one write per message: under torchrun every process may raise the same error, and

@@ -158,6 +158,8 @@ def run_synth(args) -> int:
     """
     from kws.data.synth import synthesize
 
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: give a number of processes, or 0 for all cores")
     common = {"seed": args.seed, "workers": args.workers, "engines": args.engines}
     if args.accent_rules is not None and args.accents <= 0:
         raise UserError(
@@ -181,9 +183,11 @@ def run_synth(args) -> int:
         **({"accent_rules": args.accent_rules} if args.accent_rules is not None else {}),
         **common,
     )
+    kept = report.num_clips - report.num_created
     print(
-        f"wrote {report.num_clips} clips ({report.num_failed} failed) to {report.out_dir} "
-        f"in {report.seconds:.0f} s"
+        f"{report.out_dir}: {report.num_clips} clips, {report.num_created} written now"
+        + (f" ({kept} kept from before)" if kept else "")
+        + f", {report.num_failed} failed, in {report.seconds:.0f} s"
     )
     if args.negatives_minutes > 0:
         return _negatives(args, common)

@@ -236,7 +236,7 @@ def demo(
         print(list_devices_text())
         return []
     if model is None:
-        raise UserError("kws demo needs a run directory or model file, e.g. kws demo runs/quick")
+        raise UserError("kws demo needs a run folder or model file, e.g. kws demo runs/quickstart")
     if sum([wav is not None, stdin, mic is not None]) > 1:
         raise UserError("choose one source: --mic [DEVICE], --wav FILE or --stdin")
     stream_cfg = stream_config_for(model, overrides)
