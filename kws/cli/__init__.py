@@ -29,9 +29,10 @@ every verb that reads a recipe or a run takes dotted overrides: KEY=VALUE
 
 # What Ctrl-C tells a user of a long verb: how to continue where it stopped.
 RESUMABLE = {
-    "train": "; continue it: the same command with --resume",
-    "grow": "; continue it: the same command with --resume",
-    "data": "; run the same command again: finished files are kept",
+    "train": "; continue it: the same command with --resume (instead of --force)",
+    "grow": "; continue it: the same command with --resume (instead of --force)",
+    "synth": "; run the same command again: finished clips are kept",
+    "download": "; run the same command again: it resumes the download",
 }
 
 VERBS = [
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
-        again = RESUMABLE.get(getattr(args, "verb", None), "")
+        verb = getattr(args, "data_verb", None) or getattr(args, "verb", None)
+        again = RESUMABLE.get(verb, "")
         print(f"\ninterrupted{again}", file=sys.stderr)
         return 130
     except UserError as exc:

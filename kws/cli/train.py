@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from kws.cli.common import add_overrides, flag_overrides, verb_parser
-from kws.errors import UserError
 
 
 def _run_folder(args, cfg) -> Path:
@@ -49,30 +48,11 @@ def run_train(args) -> int:
 
     cfg = load_recipe(args.recipe, args.overrides)
     run_dir = _run_folder(args, cfg)
-    if args.resume:
-        _refuse_changed_settings(run_dir, cfg)
     with distributed.session():
-        result = train(cfg, run_dir, resume=args.resume, force=args.force)
+        result = train(cfg, run_dir, resume=args.resume, force=args.force, check_settings=True)
         if distributed.is_main():
             print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}%; run: {run_dir}")
     return 0
-
-
-def _refuse_changed_settings(run_dir: Path, cfg) -> None:
-    """A resume continues a run exactly: refuse settings that differ from the run's own."""
-    from kws.run import Run
-    from kws.train.setup import resume_changes
-
-    run = Run(run_dir)
-    if not run.config_path.is_file():
-        return  # nothing saved yet: the run starts from scratch
-    changes = resume_changes(run.config(), cfg)
-    if changes:
-        raise UserError(
-            f"--resume continues '{run_dir}' with the settings it was trained with; these "
-            f"differ: {'; '.join(changes)}. Drop those overrides (train.epochs may grow to "
-            "extend the run), start a new run (name=NEW), or restart it with --force"
-        )
 
 
 def add_evaluate(sub) -> None:

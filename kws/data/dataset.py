@@ -334,7 +334,8 @@ def build_data(
     words = f" --words {' '.join(d.words)}" if d.task == "custom" and d.words else ""
     make = f"make it with `kws data synth --out {root}{words}` or `kws data download`"
     if not root.is_dir():
-        raise UserError(f"data folder '{root}' does not exist; is data.root right? Or {make}")
+        why = "is a file, not a folder" if root.exists() else "does not exist"
+        raise UserError(f"data folder '{root}' {why}; is data.root right? Or {make}")
     index = index_folder(root, d.validation_percent, d.testing_percent)
     if not index.clips:
         raise UserError(f"no '<word>/*.wav' clips under '{root}'; is data.root right? Or {make}")

@@ -109,8 +109,8 @@ def int8_gate(
 
 def _refuse_foreign_folder(out: Path, force: bool) -> None:
     """An export writes report.md, model files and a manifest: never into a folder of other
-    things (a run folder, a dataset), where it would replace their files. A folder without a
-    manifest that an interrupted export left behind is replaced with `force`."""
+    things (a run folder, a dataset), where it would write over their files of the same name,
+    unless `force` says the folder is meant (an interrupted export there, say)."""
     if out.is_file():
         raise UserError(f"--out '{out}' is a file; give a new or empty folder")
     if not out.is_dir() or (out / "manifest.json").is_file():
@@ -165,7 +165,8 @@ def export_run(
         raise UserError(
             f"'{out}' already holds an export; pass --force to replace it, or --out NEW_FOLDER"
         )
-    _refuse_foreign_folder(out, force)
+    if out != ref.run.export_dir:  # the run's own export folder holds nothing else
+        _refuse_foreign_folder(out, force)
     check_writable(out, "the export")
     model = ckpt.build_model()
     data = build_data(cfg, torch.device("cpu"), progress=progress)

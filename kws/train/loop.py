@@ -34,6 +34,7 @@ from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
 from kws.train.setup import (
     autocast,
+    check_resume_settings,
     make_optimizer,
     prepare_model,
     recipe_threads,
@@ -258,6 +259,7 @@ def train(
     tag: str = "",
     progress: bool = True,
     growth: dict | None = None,
+    check_settings: bool = False,
 ) -> TrainResult:
     """Train and validate for up to `epochs` epochs (default `cfg.train.epochs`).
 
@@ -272,6 +274,8 @@ def train(
         epoch_offset: epochs trained before this run (growth rounds): epoch e is seeded as
             global epoch `epoch_offset + e`.
         growth: growth facts stored in the checkpoints.
+        check_settings: with `resume`, refuse a `cfg` that differs from the run's own
+            (`kws train --resume`; growth rounds change settings on purpose).
 
     Returns:
         `TrainResult` with the last epoch's model and the history (`metrics.jsonl` lines).
@@ -279,12 +283,15 @@ def train(
     Raises:
         TrainingDiverged: naming the checkpoint to resume from.
         UserError: an existing run without resume/force, an unwritable folder, an architecture
-            that does not match the checkpoint being resumed.
+            that does not match the checkpoint being resumed, changed settings
+            (`check_settings`).
     """
     run = run if isinstance(run, Run) else Run(run)
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
     distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work
+    if resume and check_settings:  # rank 0 reads the run; every rank raises alike
+        distributed.main_value(check_resume_settings, run, cfg)
     distributed.on_main(run.prepare, resume=resume, force=force, what="training")
     progress, shard = progress and distributed.is_main(), distributed.shard()
     seed_everything(cfg.train.seed + epoch_offset)

@@ -9,6 +9,7 @@ import functools
 import math
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -143,26 +144,62 @@ def prepare_model(model: nn.Module, device: torch.device, memory_format: str = "
     return model.to(memory_format=layout)
 
 
-# Settings a resumed run may change: how fast or where it runs, and how long (more epochs
-# extend a finished run). Everything else in these sections decides the numbers it trains to.
+# Settings a resumed run may change: how fast or where it runs, and how long. More epochs
+# extend a run, stretching its learning-rate schedule (milestones are fractions of the epochs),
+# as an extension must. Everything else in these sections decides the numbers it trains to.
 RESUME_SECTIONS = ("data", "features", "model", "train")
 RESUME_FREE = {
     "data.cache_dir", "train.epochs", "train.device", "train.num_threads", "train.batch_parts",
     "train.memory_format", "train.compile", "train.compile_data", "train.fused_optimizer",
     "train.log_every_steps", "train.eval_batch_size",
 }  # fmt: skip
+RESUME_PATHS = ("data.root", "data.hard_negatives", "train.teacher")  # compared resolved
 
 
 def resume_changes(saved: RecipeConfig, given: RecipeConfig) -> list[str]:
     """The settings in which `given` differs from the run's `saved` config, as
-    'train.lr: 0.003 there, 0.05 here' lines (`RESUME_FREE` keys left out)."""
+    'train.lr: 0.003 there, 0.05 here' lines (`RESUME_FREE` keys left out; paths compared
+    resolved, so a relative and an absolute spelling of one folder agree)."""
     old, new = _dotted(to_dict(saved)), _dotted(to_dict(given))
     keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] in RESUME_SECTIONS)
     return [
         f"{k}: {old.get(k)!r} there, {new.get(k)!r} here"
         for k in keys
-        if k not in RESUME_FREE and old.get(k) != new.get(k)
+        if k not in RESUME_FREE and _comparable(k, old.get(k)) != _comparable(k, new.get(k))
     ]
+
+
+def check_resume_settings(run, cfg: RecipeConfig) -> None:
+    """A resume continues a run exactly: refuse a `cfg` whose settings differ from the `run`'s
+    own (`resume_changes`). A run with no checkpoint yet starts from the beginning and may
+    change anything; a saved config that no longer loads (another kws version) is left to the
+    checkpoint's own checks.
+
+    Raises:
+        UserError: naming each difference and the ways on.
+    """
+    if not run.last_path.is_file() or not run.config_path.is_file():
+        return
+    try:
+        saved = run.config()
+    except UserError:
+        return
+    changes = resume_changes(saved, cfg)
+    if changes:
+        raise UserError(
+            f"--resume continues '{run.root}' with the settings it was trained with; its "
+            f"config.yaml and this recipe with its overrides differ: {'; '.join(changes)}. "
+            f"Continue with its own settings (kws train {run.config_path} --resume; more "
+            "train.epochs may extend it), start a new run (name=NEW), or restart it with --force"
+        )
+
+
+def _comparable(key: str, value):
+    if key not in RESUME_PATHS or not value:
+        return value
+    if isinstance(value, list):
+        return [str(Path(v).resolve()) for v in value]
+    return str(Path(value).resolve())
 
 
 def _dotted(values: dict, prefix: str = "") -> dict:

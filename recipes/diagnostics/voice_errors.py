@@ -78,7 +78,7 @@ def warped_posteriors(backend, front_end, audio: np.ndarray, warps=None) -> np.n
     spectrum (`front_end`: a `TorchFrontEnd` of the backend's features); no warps: `(1,
     classes)`, the clip as it is."""
     batch = torch.from_numpy(audio)[None].expand(len(warps or [None]), -1)
-    warp = None if warps is None else torch.tensor(warps, dtype=torch.float32)
+    warp = torch.tensor(warps, dtype=torch.float32) if warps else None
     features = front_end(batch, warp).numpy()
     return np.stack([backend(row[None]) for row in features])
 
@@ -175,9 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as error:
             sys.exit(f'error: {error}; --world needs `pip install pyworld "setuptools<80"`')
         change = _vocoder(*args.world)
-    if args.warps and min(args.warps) <= 0:
-        sys.exit(f"error: --warps {args.warps}: every warp must be a positive factor (0.9, 1.1)")
     backend = load_backend(args.backend, args.run)
+    features = backend.feature_cfg
+    lowest = features.mel_high_hz / (features.sample_rate_hz / 2)
+    if args.warps and min(args.warps) < lowest:  # warp_spectrum would empty the top mel bands
+        sys.exit(f"error: --warps {args.warps}: with mel bands up to {features.mel_high_hz:g} Hz "
+                 f"give factors of {lowest:.3g} or more (0.9, 1.1)")  # fmt: skip
     table = voice_table(backend, clips, voices, change, args.warps, args.combine)
     world = ", WORLD-resynthesized with F0 x{:g}, formants x{:g}".format(*args.world or (0, 0))
     warped = f", warped x{args.warps} ({args.combine})" if args.warps else ""

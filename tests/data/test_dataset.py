@@ -296,7 +296,8 @@ def test_vtlp_warps_training_batches_only(tone_recipe):
 def test_a_missing_custom_set_names_the_synth_command_with_its_words(tmp_path):
     root = tmp_path / "custom"
     cfg = load_recipe("recipes/custom.yaml", [f"data.root={root}"])
-    with pytest.raises(UserError, match=f"kws data synth --out {root} --words marvin sheila`"):
+    command = re.escape(f"kws data synth --out {root} --words marvin sheila`")
+    with pytest.raises(UserError, match=f"'{re.escape(str(root))}' does not exist.*{command}"):
         build_data(cfg, torch.device("cpu"), progress=False)
     root.mkdir()
     with pytest.raises(UserError, match="no '<word>/.*--words marvin sheila`"):

@@ -68,6 +68,8 @@ def test_export_evaluates_the_test_examples_kws_evaluate_does(run_dir, monkeypat
         return batches(self, split, batch_size, shuffle, augment, seed, shard)
 
     monkeypatch.setattr(KwsData, "batches", spy)
+    (run_dir / "export").mkdir()  # an interrupted export left a file in the run's own folder
+    (run_dir / "export" / "model.onnx").write_bytes(b"half")
     report = export_run(run_dir, ["export.formats=[onnx]"], progress=False)
     (evaluated,) = evaluate_run(run_dir, split="testing")
     assert len(seeds) == 2 and seeds[0] == seeds[1]

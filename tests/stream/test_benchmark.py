@@ -98,15 +98,19 @@ def test_benchmark_calibrates_writes_the_threshold_and_mines(tone_run, capsys):
     with pytest.raises(UserError, match="--mine-out PATH .* --force"):
         run_benchmark(tone_run, ["stream.backend=torch"], mine=3, minutes=1.0, per_command=2)
     assert (tone_run / "hard_negatives.npy").read_bytes() == before
-    # the CLI mines a second round into its own file and writes the JSON, the DET plot and
-    # the report section
+    # the CLI mines a second round into its own file, calibrates on a stream as long as the
+    # test stream (no --calibration-minutes) and writes the JSON, the DET plot and the report
     assert main(["stream-eval", str(tone_run), "--benchmark", "--minutes", "1",
                  "--per-command", "2", "--mine", "3", "--mine-out", str(tone_run / "round2.npy"),
-                 "stream.backend=torch"]) == 0  # fmt: skip
+                 "--target-fa-per-hour", "50", "stream.backend=torch"]) == 0  # fmt: skip
     saved = json.loads((tone_run / "stream_benchmark.json").read_text())
     assert np.load(tone_run / "round2.npy").shape == (saved["mined"]["windows"], 16000)
     assert (tone_run / "hard_negatives.npy").read_bytes() == before
+    assert saved["calibration"]["stream_minutes"] == 1.0
+    assert saved["calibration"]["validation_sweep"][0]["commands"] == op["commands"]
+    threshold = saved["calibration"]["threshold"]
     assert saved["operating"]["threshold"] == threshold
+    assert load_recipe(tone_run / "config.yaml").stream.detection_threshold == threshold
     assert (tone_run / "plots" / "stream_det.png").stat().st_size > 1000
     report = (tone_run / "report.md").read_text()
     assert "## Streaming benchmark" in report

@@ -98,12 +98,14 @@ def test_resume_with_changed_settings_is_refused(trained, tmp_path, capsys):
     argv = ["train", str(recipe), "--run-dir", str(run_dir), "--resume"]
     assert main([*argv, "train.lr=0.05", "data.speed_perturb=0.2"]) == 2
     err = capsys.readouterr().err
-    assert "these differ: data.speed_perturb: 0.0 there, 0.2 here; train.lr: 0.005 there" in err
+    assert "differ: data.speed_perturb: 0.0 there, 0.2 here; train.lr: 0.005 there" in err
+    assert f"kws train {run_dir / 'config.yaml'} --resume" in err
     assert "name=NEW" in err and "--force" in err
     assert (run_dir / "config.yaml").read_text() == saved
     assert (run_dir / "checkpoints" / "last.pt").read_bytes() == last
-    # more epochs and another thread count continue it
-    assert main([*argv, "train.epochs=2", "train.num_threads=1"]) == 0
+    # more epochs, another thread count and another spelling of the data folder continue it
+    root = os.path.relpath(load_recipe(recipe).data.root)
+    assert main([*argv, "train.epochs=2", "train.num_threads=1", f"data.root={root}"]) == 0
     assert Checkpoint.load(run_dir / "checkpoints" / "last.pt").epoch == 2
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kws.data.gsc import BACKGROUND_DIR
+from kws.data.gsc import BACKGROUND_DIR, NEGATIVES_DIR
 from kws.data.gsc import SYNTH_MANIFEST as MANIFEST
 from kws.data.synth.accents import MAX_RULES, RULES
 from kws.data.synth.engines import (
@@ -129,14 +129,17 @@ def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out '{out_dir}' is a file; give a new folder for the set")
     if not path.is_file():
-        # a synth writes its manifest before any clip: a non-empty folder without one is
-        # something else (a run, another dataset), whose files must not be mixed into a set
+        # a synth writes its manifest before any clip: a folder holding more than hidden files
+        # and `--negatives-only` speech is something else (a run, another dataset), whose
+        # files must not be mixed into a set
         names = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
+        names = [n for n in names if not n.startswith(".") and n != NEGATIVES_DIR]
         if names:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
             raise UserError(
                 f"'{out_dir}' is not empty ({shown}) and is no `kws data synth` set (no "
-                f"{MANIFEST}); choose a new --out folder"
+                f"{MANIFEST}); synthesize into a new folder (--out, or data.root for "
+                "`kws quickstart`)"
             )
         return
     old = json.loads(path.read_text())

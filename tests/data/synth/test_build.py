@@ -175,6 +175,11 @@ def test_a_folder_or_file_that_is_no_set_is_refused(tmp_path):
     with pytest.raises(UserError, match="is a file; give a new folder"):
         synthesize(run / "report.md", words=WORDS, clips_per_word=1, progress=False)
     assert (run / "report.md").read_text() == "a run's report"
+    # long negatives written first (--negatives-only) and hidden files are no other thing
+    negatives_first = tmp_path / "set"
+    (negatives_first / "_negatives_").mkdir(parents=True)
+    (negatives_first / ".DS_Store").write_bytes(b"")
+    build._check_manifest(negatives_first, 0, {})
 
 
 def test_clear_errors_for_bad_engine_size_and_words(tmp_path, monkeypatch):
