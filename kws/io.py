@@ -119,3 +119,12 @@ def check_writable(folder: str | Path, what: str) -> Path:
             "permissions or choose another folder (--out, runs_dir=..., or a new name=...)"
         )
     return folder
+
+
+def other_entries(folder: str | Path, ignore: tuple[str, ...] = ()) -> str:
+    """What a folder already holds, for a refusal to write into it: '' when it is missing or
+    empty (hidden files and `ignore` names aside), else its first names ('a, b, c, ...')."""
+    folder = Path(folder)
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    names = [n for n in names if not n.startswith(".") and n not in ignore]
+    return ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")

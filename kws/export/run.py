@@ -26,7 +26,7 @@ from kws.errors import UserError, require_all
 from kws.export.artifacts import FORMATS, ExportArtifacts, check_formats, export_model
 from kws.export.evaluate import BackendAccuracy, evaluate_backends
 from kws.export.report import ExportReport, write_report
-from kws.io import check_writable
+from kws.io import check_writable, other_entries
 from kws.run import resolve_run
 from kws.stats import mcnemar_p
 from kws.train.evaluate import EVAL_SEED
@@ -113,11 +113,10 @@ def _refuse_foreign_folder(out: Path, force: bool) -> None:
     unless `force` says the folder is meant (an interrupted export there, say)."""
     if out.is_file():
         raise UserError(f"--out '{out}' is a file; give a new or empty folder")
-    if not out.is_dir() or (out / "manifest.json").is_file():
+    if force or (out / "manifest.json").is_file():
         return
-    names = sorted(p.name for p in out.iterdir())
-    if names and not force:
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    shown = other_entries(out)
+    if shown:
         raise UserError(
             f"'{out}' is not empty ({shown}) and holds no export; an export there would "
             "replace files of the same name (report.md, ...): give --out a new or empty folder "

@@ -55,7 +55,7 @@ from kws.data.synth.speakers import Speaker, make_speakers
 from kws.data.synth.vocabulary import NegativeChoice, choose_negatives
 from kws.data.synth.words import COMMAND_WORDS, GSC_OTHER_WORDS
 from kws.errors import UserError
-from kws.io import atomic_write_json
+from kws.io import atomic_write_json, other_entries
 
 log = logging.getLogger(__name__)
 _FORMAT = 2  # bumped when speakers or the signal chain change: old folders are not extended
@@ -132,10 +132,8 @@ def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
         # a synth writes its manifest before any clip: a folder holding more than hidden files
         # and `--negatives-only` speech is something else (a run, another dataset), whose
         # files must not be mixed into a set
-        names = sorted(p.name for p in out_dir.iterdir()) if out_dir.is_dir() else []
-        names = [n for n in names if not n.startswith(".") and n != NEGATIVES_DIR]
-        if names:
-            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        shown = other_entries(out_dir, ignore=(NEGATIVES_DIR,))
+        if shown:
             raise UserError(
                 f"'{out_dir}' is not empty ({shown}) and is no `kws data synth` set (no "
                 f"{MANIFEST}); synthesize into a new folder (--out, or data.root for "
