@@ -72,10 +72,11 @@ def add(sub) -> None:
     s.add_argument("--workers", type=int, default=0, help="parallel workers (0 = all cores)")
     s.add_argument("--noise-seconds", type=float, default=None, help="default: the size's (60)")
     s.add_argument("--engines", nargs="+", default=None,
-                   help="espeak-ng, flite, festival, kokoro, piper, mbrola (default: all "
-                   "found but the opt-in piper, a single US voice, and mbrola, twenty "
+                   help="espeak-ng, flite, festival, kokoro, piper, mbrola, rhvoice (default: "
+                   "all found but the opt-in piper, a single US voice; mbrola, twenty "
                    "diphone voices from Debian contrib/non-free, sixteen of them "
-                   "foreign-accented)")  # fmt: skip
+                   "foreign-accented; and rhvoice, six HTS voices from Debian non-free, two of "
+                   "them Russian-accented)")  # fmt: skip
     s.add_argument(
         "--accents",
         type=float,

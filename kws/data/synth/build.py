@@ -24,6 +24,7 @@ from kws.data.synth.engines import (
     INSTALL_HINT,
     MBROLA_HINT,
     OPT_IN_ENGINES,
+    RHVOICE_HINT,
     EngineInfo,
     canonical_engine,
     discover,
@@ -94,8 +95,8 @@ def available_engines() -> dict[str, list[str]]:
 
 
 def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
-    """The engines to use: those named, or every engine found but the opt-in ones (piper, mbrola);
-    kokoro or piper asked for without the `tts` extra names `kws[tts]`.
+    """The engines to use: those named, or every engine found but the opt-in ones (piper, mbrola,
+    rhvoice); kokoro or piper asked for without the `tts` extra names `kws[tts]`.
 
     Raises:
         UserError: no engine found, or a named engine missing (names the package to install).
@@ -113,8 +114,9 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
         require_kokoro()  # raises naming the extra when a package is missing
     if "piper" in names and "piper" not in found:
         require_piper()
-    if "mbrola" in names and "mbrola" not in found:
-        raise UserError(f"TTS engine mbrola not found on this machine; {MBROLA_HINT}")
+    for name, hint in (("mbrola", MBROLA_HINT), ("rhvoice", RHVOICE_HINT)):
+        if name in names and name not in found:
+            raise UserError(f"TTS engine {name} not found on this machine; {hint}")
     missing = [name for name in names if name not in found]
     if missing:
         raise UserError(
@@ -256,7 +258,7 @@ def synthesize(
         seed: same seed -> byte-identical WAVs.
         workers: processes; 0 = one per CPU core.
         noise_seconds: length of each `_background_noise_` recording (0 = none).
-        engines: subset of espeak (espeak-ng), flite, festival, kokoro; None = all found.
+        engines: subset of `kws.data.synth.engines.ENGINES`; None = all found but the opt-in.
         negatives: with custom `words`, also synthesize the negative vocabulary.
         accents: fraction (0-1) of the espeak-ng and MBROLA speakers given a foreign accent
             (`kws.data.synth.accents`); 0 leaves every speaker as the engines say words.

@@ -1,5 +1,5 @@
 """Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite, festival, kokoro, piper,
-mbrola.
+mbrola, rhvoice.
 
 The Debian engines are driven through `subprocess` with argument lists (never a shell string),
 write a WAV into a private temporary folder, and are read back with soundfile. Discovery asks the
@@ -10,7 +10,10 @@ speak. Kokoro-82M (neural, `kws.data.synth.kokoro`) and Piper's US voice (neural
 three US, one British and sixteen foreign-accented English voices (German, French, Greek, ...)
 when Debian's contrib/non-free `mbrola` packages are installed. Piper and MBROLA are opt-in
 (`OPT_IN_ENGINES`): they join a set only when named, so the default sets stay as they were on
-every machine (espeak-ng's `mb-*` voices never count as espeak voices).
+every machine (espeak-ng's `mb-*` voices never count as espeak voices). RHVoice (Yakovleva;
+statistical parametric synthesis in the HTS tradition) is opt-in too, from Debian's non-free
+`rhvoice-english`: alan, bdl, clb and slt (the last three CMU ARCTIC's US speakers) and two
+Russian-accented voices, evgeniy-eng and lyubov; voices are found by their `voice.info`.
 """
 
 from __future__ import annotations
@@ -32,8 +35,8 @@ from kws.data.synth.piper import missing as piper_missing
 from kws.data.synth.piper import version as piper_version
 from kws.errors import UserError
 
-ENGINES = ("espeak", "flite", "festival", "kokoro", "piper", "mbrola")
-OPT_IN_ENGINES = ("piper", "mbrola")  # used only when named (`--engines ... piper`)
+ENGINES = ("espeak", "flite", "festival", "kokoro", "piper", "mbrola", "rhvoice")
+OPT_IN_ENGINES = ("piper", "mbrola", "rhvoice")  # used only when named (`--engines ... piper`)
 ENGINE_ALIASES = {"espeak-ng": "espeak"}
 INSTALL_HINT = (
     "install them with `sudo apt-get install espeak-ng flite festival festvox-kallpc16k "
@@ -45,6 +48,12 @@ MBROLA_HINT = (
     "`espeak-ng --voices=en` lists under mb/)"
 )
 MBROLA_DATA_DIR = Path("/usr/share/mbrola")
+RHVOICE_HINT = (
+    "RHVoice's English voices are in Debian's non-free component: `sudo apt-get install rhvoice "
+    "rhvoice-english` (voices alan, bdl, clb, slt, evgeniy-eng, lyubov)"
+)
+RHVOICE_DATA_DIR = Path("/usr/share/RHVoice/voices")
+RHVOICE_PROGRAM = "RHVoice-test"  # the standalone synthesizer (no speech-dispatcher service)
 _TIMEOUT_S = 120
 # espeak-ng variants that are sound effects rather than voices (whisper, robot, demon, buzzing
 # "RicishayMax", announcer, croak, sped-up test voice): nothing like a command-word recording.
@@ -159,6 +168,22 @@ def _festival_info() -> EngineInfo | None:
     return EngineInfo("festival", voices)
 
 
+def _rhvoice_info() -> EngineInfo | None:
+    """RHVoice's installed voices whose `voice.info` says `language=English`."""
+    if shutil.which(RHVOICE_PROGRAM) is None or not RHVOICE_DATA_DIR.is_dir():
+        return None
+    voices = []
+    for info in sorted(RHVOICE_DATA_DIR.glob("*/voice.info")):
+        fields = dict(
+            line.split("=", 1)
+            for line in info.read_text(errors="replace").splitlines()
+            if "=" in line
+        )
+        if fields.get("language", "").strip().lower() == "english":
+            voices.append(info.parent.name)
+    return EngineInfo("rhvoice", tuple(voices))
+
+
 def _kokoro_info() -> EngineInfo | None:
     """Kokoro when the `tts` extra is installed; its variants are the shipped style vectors."""
     if missing() or shutil.which("espeak-ng") is None:  # espeak-ng gives it phonemes
@@ -178,6 +203,8 @@ def _version(engine: str) -> str:
         return version()
     if engine == "piper":
         return piper_version()
+    if engine == "rhvoice":  # RHVoice-test has no version of its own: the package's
+        return _package_version("rhvoice-english")
     program = {"espeak": "espeak-ng", "mbrola": "espeak-ng"}.get(engine, engine)
     try:  # flite prints its version and exits 1, so the exit status is ignored here
         done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
@@ -188,11 +215,21 @@ def _version(engine: str) -> str:
     return ((tagged or lines or ["unknown"])[0])[:120]
 
 
+def _package_version(package: str) -> str:
+    try:
+        done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package],
+                              capture_output=True, text=True, timeout=10)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return f"{package} {done.stdout.strip()}" if done.returncode == 0 else "unknown"
+
+
 @functools.cache
 def discover() -> dict[str, EngineInfo]:
     """Engines on this machine that have at least one voice, keyed by canonical name."""
     found = {}
-    probes = (_espeak_info, _flite_info, _festival_info, _kokoro_info, _piper_info, _mbrola_info)
+    probes = (_espeak_info, _flite_info, _festival_info, _kokoro_info, _piper_info, _mbrola_info,
+              _rhvoice_info)  # fmt: skip
     for probe in probes:
         try:
             info = probe()
@@ -229,6 +266,16 @@ def flite(text: str, voice: str, f0_factor: float, f0_spread: float, stretch: fl
     args += ["--setf", f"int_f0_target_mean={base_hz * f0_factor:.1f}"]
     args += ["--setf", f"int_f0_target_stddev={base_hz * 0.12 * f0_spread:.1f}"]
     _run([*args, "-t", text, "-o", str(out)])
+    return _read_wav(out)
+
+
+def rhvoice(text: str, voice: str, pitch: float, stretch: float, tmp: Path):
+    """RHVoice: pitch as a factor on the voice's own (`-t` percent), duration stretch as the
+    inverse of its rate (`-r` percent); the text goes in a file, never on a command line."""
+    out, source = tmp / "rhvoice.wav", tmp / "rhvoice.txt"
+    source.write_text(text + "\n")
+    args = [RHVOICE_PROGRAM, "-p", voice, "-t", str(round(100 * pitch)), "-r"]
+    _run([*args, str(round(100 / stretch)), "-i", str(source), "-o", str(out)])
     return _read_wav(out)
 
 

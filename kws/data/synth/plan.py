@@ -29,8 +29,9 @@ from kws.errors import UserError
 SPLIT_PATTERN = ("training", "validation", "testing") + ("training",) * 7
 # Share of speakers per engine; kokoro's share is set per size (it costs ~10x per clip). Piper
 # has one voice (its speakers differ in rate, prosody noise and acoustics only): a small share.
-# MBROLA has twenty voices (three US, one British, sixteen accented): a share like flite's.
-BASE_ENGINE_WEIGHTS = {"espeak": 0.4, "flite": 0.3, "festival": 0.3, "piper": 0.15, "mbrola": 0.3}
+# MBROLA has twenty voices (three US, one British, sixteen accented), RHVoice six: like flite's.
+BASE_ENGINE_WEIGHTS = {"espeak": 0.4, "flite": 0.3, "festival": 0.3, "piper": 0.15, "mbrola": 0.3,
+                       "rhvoice": 0.3}  # fmt: skip
 DEFAULT_KOKORO_SHARE = 0.1
 
 

@@ -30,6 +30,12 @@ LICENSES = {
         "program, not to be sold or put into a product that is sold (each database's terms: "
         "/usr/share/doc/mbrola-*/copyright); a set with MBROLA speakers carries those terms"
     ),
+    "rhvoice": (
+        "RHVoice: LGPL-2.1+ program and voices alan, bdl, clb, slt (Olga Yakovleva), run as a "
+        "separate process; voices evgeniy-eng and lyubov: CC-BY-NC-ND-4.0 (non-commercial use "
+        "only; /usr/share/doc/rhvoice-english/copyright): a set with their speakers carries those "
+        "terms"
+    ),
 }
 
 

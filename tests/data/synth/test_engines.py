@@ -1,4 +1,4 @@
-"""Engine discovery; MBROLA: found from espeak-ng's mb-* voices, opt-in, real audio."""
+"""Engine discovery; MBROLA (espeak-ng's mb-* voices) and RHVoice: opt-in, real audio."""
 
 from __future__ import annotations
 
@@ -75,3 +75,43 @@ def test_mbrola_speaks_a_word_with_the_speakers_pitch(tmp_path):
     assert not np.array_equal(audio_low, audio_high)
     assert low.id.startswith("mbrola-") and low.variant == ""
     assert Path(tmp_path / "espeak.wav").is_file()  # spoken by espeak-ng's mb-* voice
+
+
+def test_rhvoice_lists_its_english_voices_only(monkeypatch, tmp_path):
+    """Voices come from each voice folder's `voice.info`; another language's voice is left out."""
+    for name, language in (("slt", "English"), ("aleksandr", "Russian"), ("lyubov", "English")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "voice.info").write_text(f"name={name}\nlanguage={language}\n")
+    monkeypatch.setattr(engines.shutil, "which", lambda program: f"/usr/bin/{program}")
+    monkeypatch.setattr(engines, "RHVOICE_DATA_DIR", tmp_path)
+    assert engines._rhvoice_info().voices == ("lyubov", "slt")
+    monkeypatch.setattr(engines.shutil, "which", lambda program: None)
+    assert engines._rhvoice_info() is None
+
+
+def test_rhvoice_is_opt_in_and_its_absence_names_the_packages(monkeypatch):
+    found = {"flite": EngineInfo("flite", ("slt",)), "rhvoice": EngineInfo("rhvoice", ("clb",))}
+    monkeypatch.setattr(build, "discover", lambda: found)
+    assert list(build.select_engines(None)) == ["flite"]
+    assert sorted(build.select_engines(["rhvoice", "flite"])) == ["flite", "rhvoice"]
+    monkeypatch.setattr(build, "discover", lambda: {"flite": found["flite"]})
+    with pytest.raises(UserError, match=r"rhvoice not found.*apt-get install rhvoice rhvoice-en"):
+        build.select_engines(["rhvoice"])
+
+
+@pytest.mark.skipif(
+    "rhvoice" not in engines.discover(),
+    reason="RHVoice is not installed (Debian non-free: apt-get install rhvoice rhvoice-english)",
+)
+def test_rhvoice_speaks_a_word_at_the_speakers_pitch_and_rate(tmp_path):
+    """A higher pitch factor changes the audio; a larger stretch makes the word longer."""
+    info = engines.discover()["rhvoice"]
+    base = replace(make_speaker(info, info.voices[0], seed=0, index=0), pitch=1.0, speed=1.0)
+    (plain, rate), (high, _), (slow, _) = (
+        speak(s, ["yes; rm -rf ."], tmp_path)[0]  # shell characters are only text
+        for s in (base, replace(base, pitch=1.2), replace(base, speed=1.3))
+    )
+    assert rate in (16000, 24000) and np.sqrt(np.mean(plain**2)) > 1e-3
+    assert not np.array_equal(plain, high)
+    assert 1.15 < slow.size / plain.size < 1.45
+    assert base.id.startswith("rhvoice-") and (tmp_path / "rhvoice.txt").is_file()
