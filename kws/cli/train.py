@@ -145,7 +145,7 @@ def run_grow(args) -> int:
         if args.compare:
             compare(cfg, run_dir, seeds=args.seeds, resume=args.resume, force=args.force)
             return 0
-        result = grow(cfg, run_dir, resume=args.resume, force=args.force)
+        result = grow(cfg, run_dir, resume=args.resume, force=args.force, check_settings=True)
         if distributed.is_main():
             print(f"stopped: {result.stop_reason}; history: {run_dir / 'growth.json'}")
     return 0

@@ -42,7 +42,7 @@ from kws.models import count_macs, count_params, growable_family
 from kws.run import Checkpoint, Run
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
-from kws.train.setup import prepare_model, recipe_threads
+from kws.train.setup import check_resume_settings, prepare_model, recipe_threads
 
 GROW_METHODS = ("splitting", "random", "random_init")
 FINAL = "final"
@@ -204,6 +204,7 @@ def grow(
     data: KwsData | None = None,
     progress: bool = True,
     reference: list[dict] | None = None,
+    check_settings: bool = False,
 ) -> GrowthResult:
     """Train a seed and grow it (see the module docstring).
 
@@ -215,10 +216,13 @@ def grow(
         data: decoded data to reuse.
         reference: a splitting run's history; baselines then add exactly its neurons per unit
             and train exactly its epochs per round, so sizes and epochs match round by round.
+        check_settings: with `resume`, refuse a `cfg` that differs from the run's own
+            (`kws grow --resume`; `kws.train.setup.check_resume_settings`).
 
     Raises:
         UserError: a family without splittable units, a method that is not a growth method, an
-            unknown budget target, an existing run without resume/force.
+            unknown budget target, an existing run without resume/force, changed settings
+            (`check_settings`).
     """
     growable_family(cfg.model)
     if cfg.growth.method not in GROW_METHODS:
@@ -232,6 +236,8 @@ def grow(
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
     resume_run = resume or reference is not None
+    if resume and check_settings:  # rank 0 reads the run; every rank raises alike
+        distributed.main_value(check_resume_settings, run, cfg, growth=True)
     distributed.on_main(run.prepare, resume=resume_run, force=force, what="growth")
     progress = progress and distributed.is_main()
     data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)

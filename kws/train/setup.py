@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import random
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from kws.config import RecipeConfig, to_dict
 from kws.errors import UserError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -148,49 +150,68 @@ def prepare_model(model: nn.Module, device: torch.device, memory_format: str = "
 # extend a run, stretching its learning-rate schedule (milestones are fractions of the epochs),
 # as an extension must. Everything else in these sections decides the numbers it trains to.
 RESUME_SECTIONS = ("data", "features", "model", "train")
-RESUME_FREE = {
+RESUME_FREE = frozenset({
     "data.cache_dir", "train.epochs", "train.device", "train.num_threads", "train.batch_parts",
     "train.memory_format", "train.compile", "train.compile_data", "train.fused_optimizer",
     "train.log_every_steps", "train.eval_batch_size",
-}  # fmt: skip
+})  # fmt: skip
+# A growth run's rounds, budget and splitting settings decide its numbers too; its epochs are
+# the plan of rounds, not an extension.
+GROWTH_RESUME_SECTIONS = (*RESUME_SECTIONS, "growth", "budget")
+GROWTH_RESUME_FREE = RESUME_FREE - {"train.epochs"}
 RESUME_PATHS = ("data.root", "data.hard_negatives", "train.teacher")  # compared resolved
 
 
-def resume_changes(saved: RecipeConfig, given: RecipeConfig) -> list[str]:
-    """The settings in which `given` differs from the run's `saved` config, as
-    'train.lr: 0.003 there, 0.05 here' lines (`RESUME_FREE` keys left out; paths compared
-    resolved, so a relative and an absolute spelling of one folder agree)."""
+def resume_changes(
+    saved: RecipeConfig,
+    given: RecipeConfig,
+    sections: tuple[str, ...] = RESUME_SECTIONS,
+    free: frozenset[str] = RESUME_FREE,
+) -> list[str]:
+    """The settings of `sections` in which `given` differs from the run's `saved` config, as
+    'train.lr: 0.003 there, 0.05 here' lines (`free` keys left out; paths compared resolved,
+    so a relative and an absolute spelling of one folder agree)."""
     old, new = _dotted(to_dict(saved)), _dotted(to_dict(given))
-    keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] in RESUME_SECTIONS)
+    keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] in sections)
     return [
         f"{k}: {old.get(k)!r} there, {new.get(k)!r} here"
         for k in keys
-        if k not in RESUME_FREE and _comparable(k, old.get(k)) != _comparable(k, new.get(k))
+        if k not in free and _comparable(k, old.get(k)) != _comparable(k, new.get(k))
     ]
 
 
-def check_resume_settings(run, cfg: RecipeConfig) -> None:
+def check_resume_settings(run, cfg: RecipeConfig, *, growth: bool = False) -> None:
     """A resume continues a run exactly: refuse a `cfg` whose settings differ from the `run`'s
-    own (`resume_changes`). A run with no checkpoint yet starts from the beginning and may
-    change anything; a saved config that no longer loads (another kws version) is left to the
-    checkpoint's own checks.
+    own (`resume_changes`). A run with nothing to continue yet (no checkpoint; for `growth`, no
+    results) starts from the beginning and may change anything; a saved config that no longer
+    loads (another kws version) is left to the checkpoint's own checks. `growth` also compares
+    the growth and budget sections and holds `train.epochs` (a growth run's plan of rounds).
 
     Raises:
         UserError: naming each difference and the ways on.
     """
-    if not run.last_path.is_file() or not run.config_path.is_file():
+    started = run.has_results() if growth else run.last_path.is_file()
+    if not started:  # a scripted restart may say --resume from the first start on
+        log.warning("nothing to resume in '%s' yet: starting it from the beginning", run.root)
+        return
+    if not run.config_path.is_file():
         return
     try:
         saved = run.config()
     except UserError:
         return
-    changes = resume_changes(saved, cfg)
+    if growth:
+        changes = resume_changes(saved, cfg, GROWTH_RESUME_SECTIONS, GROWTH_RESUME_FREE)
+    else:
+        changes = resume_changes(saved, cfg)
     if changes:
+        verb = "grow" if growth else "train"
+        extend = "" if growth else " (more train.epochs may extend it)"
         raise UserError(
             f"--resume continues '{run.root}' with the settings it was trained with; its "
             f"config.yaml and this recipe with its overrides differ: {'; '.join(changes)}. "
-            f"Continue with its own settings (kws train {run.config_path} --resume; more "
-            "train.epochs may extend it), start a new run (name=NEW), or restart it with --force"
+            f"Continue with its own settings (kws {verb} {run.config_path} --resume{extend}), "
+            "start a new run (name=NEW), or restart it with --force"
         )
 
 

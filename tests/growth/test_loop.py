@@ -160,6 +160,24 @@ def test_rerun_without_resume_is_refused(tone_recipe, tmp_path):
     assert Run(tmp_path / "g").growth_path.is_file()
 
 
+def test_resume_with_changed_growth_settings_is_refused(tone_recipe, tmp_path, capsys):
+    """`kws grow --resume growth.grow_fraction=...` used to grow on with the new settings and
+    record them as the whole run's."""
+    cfg = growth_recipe(tone_recipe, growth__rounds=1)
+    run_dir = tmp_path / "g"
+    grow(cfg, run_dir, progress=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((run_dir / "config.yaml").read_text())
+    saved = (run_dir / "growth.json").read_text()
+    argv = ["grow", str(recipe), "--run-dir", str(run_dir), "--resume"]
+    assert main([*argv, "growth.grow_fraction=0.5", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "growth.grow_fraction: 0.25 there, 0.5 here; train.epochs: 2 there, 3 here" in err
+    assert f"kws grow {run_dir / 'config.yaml'} --resume" in err
+    assert (run_dir / "growth.json").read_text() == saved
+    assert main([*argv, "train.num_threads=1"]) == 0  # how fast it runs is free to change
+
+
 def test_family_without_units_is_refused(tone_recipe, tmp_path, monkeypatch):
     from dataclasses import replace
 

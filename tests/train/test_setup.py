@@ -1,11 +1,15 @@
-"""Training setup: the learning-rate schedules and optimizers a recipe asks for."""
+"""Training setup: the learning-rate schedules and optimizers a recipe asks for; what a resume
+may change."""
+
+import logging
 
 import pytest
 import torch
 
 from kws.config import load_recipe
 from kws.errors import UserError
-from kws.train.setup import make_optimizer, resolve_device, schedule
+from kws.run import Run
+from kws.train.setup import check_resume_settings, make_optimizer, resolve_device, schedule
 
 
 def test_step_schedule_with_warmup():
@@ -36,3 +40,11 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error():
         pytest.skip("this machine has CUDA: the error cannot happen")
     with pytest.raises(UserError, match="train.device=cpu"):
         resolve_device("cuda:0")
+
+
+@pytest.mark.parametrize("growth", [False, True])
+def test_resume_of_a_run_that_never_started_says_so(tmp_path, caplog, growth):
+    """`--resume` on a new run name used to start it without a word (a typo'd name trains anew)."""
+    with caplog.at_level(logging.WARNING):
+        check_resume_settings(Run(tmp_path / "typo"), load_recipe(None, []), growth=growth)
+    assert f"nothing to resume in '{tmp_path / 'typo'}' yet" in caplog.text
