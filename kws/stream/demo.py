@@ -230,8 +230,16 @@ def demo(
     `json_lines`. Returns the keyword events.
 
     Raises:
-        UserError: no model, several sources, a bad override, a missing file or device.
+        UserError: no model, several sources, a bad override or one outside `stream.` (the demo
+            reads nothing else), a missing file or device.
     """
+    ignored = [o for o in overrides or [] if not o.split("=", 1)[0].strip().startswith("stream.")]
+    if ignored:
+        raise UserError(
+            f"kws demo reads only the run's stream section, so {' '.join(ignored)} would change "
+            "nothing; give stream.* overrides (stream.detection_threshold=0.6 "
+            "stream.backend=onnx), and retrain or export to change the model"
+        )
     if list_devices:
         print(list_devices_text())
         return []

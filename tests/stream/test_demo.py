@@ -76,6 +76,14 @@ def test_demo_reports_a_keyword_alone_in_a_one_second_file(run_dir, tmp_path, ca
         assert [e["label"] for e in demo_json(run_dir, path, capsys)] == [label]
 
 
+def test_demo_refuses_overrides_it_would_ignore(run_dir, stream_wav, capsys):
+    """`kws demo RUN train.lr=0.1` used to run as if nothing had been asked."""
+    argv = ["demo", str(run_dir), "--wav", str(stream_wav[0])]
+    assert main([*argv, "train.lr=0.1", "stream.stride_ms=40"]) == 2
+    err = capsys.readouterr().err
+    assert "reads only the run's stream section, so train.lr=0.1 would change nothing" in err
+
+
 def test_demo_wav_given_a_folder(run_dir, stream_wav, capsys):
     assert main(["demo", str(run_dir), "--wav", str(stream_wav[0].parent)]) == 2
     assert "is a folder, not an audio file" in capsys.readouterr().err
