@@ -27,7 +27,17 @@ from kws.models import ModelSpec, build_model
 
 FORMAT = "kws-checkpoint-2"
 # Model keys that older checkpoints stored although other stages own them (front end, data).
-_LEGACY_MODEL_KEYS = ("num_classes", "input_frames", "input_coeffs")
+# Keys older kws versions wrote and this one no longer has (growth.baselines never did anything:
+# the rivals are `kws grow --compare`'s growth.compare_methods); dropped when a run is read.
+_RETIRED_KEYS = {"model": ("num_classes", "input_frames", "input_coeffs"), "growth": ("baselines",)}
+
+
+def _drop_retired(values: dict) -> dict:
+    values = dict(values)
+    for section, keys in _RETIRED_KEYS.items():
+        if isinstance(values.get(section), dict):
+            values[section] = {k: v for k, v in values[section].items() if k not in keys}
+    return values
 
 
 class CheckpointError(UserError):
@@ -112,11 +122,7 @@ class Checkpoint:
         """
         if not isinstance(data, dict) or "state_dict" not in data or "config" not in data:
             raise CheckpointError(f"'{source}' is not a kws checkpoint (no state_dict/config)")
-        values = dict(data["config"])
-        if data.get("format", "kws-checkpoint-1") == "kws-checkpoint-1":
-            values["model"] = {
-                k: v for k, v in values.get("model", {}).items() if k not in _LEGACY_MODEL_KEYS
-            }
+        values = _drop_retired(data["config"])
         try:
             config = from_dict(values)
         except UserError as exc:
@@ -260,10 +266,7 @@ class Run:
             values = read_recipe_file(self.config_path)
         else:
             values = config_to_dict(self.checkpoint().config)
-        values = apply_overrides(values, list(overrides or []))
-        if "model" in values and isinstance(values["model"], dict):
-            for key in _LEGACY_MODEL_KEYS:
-                values["model"].pop(key, None)
+        values = apply_overrides(_drop_retired(values), list(overrides or []))
         return from_dict(values)
 
     def save_config(self, cfg: RecipeConfig) -> Path:

@@ -151,7 +151,6 @@ class GrowthConfig:
     relu_softplus_beta: float = option(3.0, above=0.0)
     fast_iterations: int = option(0, minimum=0)  # LOBPCG iterations; 0 = 100 (fp32) / 300 (fp64)
     fast_tol: float = option(0.0, minimum=0.0)  # relative residual; 0 = 1e-3 (fp32) / 1e-9 (fp64)
-    baselines: list[str] = option(factory=list, item_choices=GROWTH_METHODS[1:])
     # `kws grow --compare`: methods, parameter budgets (0 entries: budget.max_params), seeds
     compare_methods: list[str] = option(factory=lambda: list(COMPARE_METHODS),
                                         item_choices=COMPARE_METHODS)  # fmt: skip

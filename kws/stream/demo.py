@@ -233,7 +233,8 @@ def demo(
         UserError: no model, several sources, a bad override or one outside `stream.` (the demo
             reads nothing else), a missing file or device.
     """
-    ignored = [o for o in overrides or [] if not o.split("=", 1)[0].strip().startswith("stream.")]
+    keys = [(o, o.split("=", 1)[0].strip()) for o in overrides or [] if "=" in o]
+    ignored = [o for o, key in keys if key != "stream" and not key.startswith("stream.")]
     if ignored:
         raise UserError(
             f"kws demo reads only the run's stream section, so {' '.join(ignored)} would change "

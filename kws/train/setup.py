@@ -156,9 +156,13 @@ RESUME_FREE = frozenset({
     "train.log_every_steps", "train.eval_batch_size",
 })  # fmt: skip
 # A growth run's rounds, budget and splitting settings decide its numbers too; its epochs are
-# the plan of rounds, not an extension.
+# the plan of rounds, not an extension. Settings only `kws grow --compare` reads are free.
 GROWTH_RESUME_SECTIONS = (*RESUME_SECTIONS, "growth", "budget")
-GROWTH_RESUME_FREE = RESUME_FREE - {"train.epochs"}
+GROWTH_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {
+    "growth.compare_methods", "growth.compare_budgets",
+    "growth.compare_total_epochs", "growth.compare_seeds", "growth.prune_from_width",
+    "growth.slimming_l1", "growth.prune_finetune_epochs",
+}  # fmt: skip
 RESUME_PATHS = ("data.root", "data.hard_negatives", "train.teacher")  # compared resolved
 
 
@@ -210,7 +214,8 @@ def check_resume_settings(run, cfg: RecipeConfig, *, growth: bool = False) -> No
         raise UserError(
             f"--resume continues '{run.root}' with the settings it was trained with; its "
             f"config.yaml and this recipe with its overrides differ: {'; '.join(changes)}. "
-            f"Continue with its own settings (kws {verb} {run.config_path} --resume{extend}), "
+            f"Continue with its own settings (kws {verb} {run.config_path} --run-dir {run.root} "
+            f"--resume{extend}), "
             "start a new run (name=NEW), or restart it with --force"
         )
 

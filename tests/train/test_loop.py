@@ -10,6 +10,7 @@ import torch
 
 from kws.cli import main
 from kws.config import copy_config, load_recipe
+from kws.errors import UserError
 from kws.run import Checkpoint, Run
 from kws.train.loop import TrainingDiverged, train
 from tests.helpers import tone_recipe_overrides
@@ -53,6 +54,22 @@ def test_checkpoint_round_trip(trained):
     with torch.no_grad():
         assert torch.allclose(model(x), result.model(x), atol=1e-6)
     assert Run(run_dir).checkpoint().epoch >= 1  # a run folder gives its best checkpoint
+
+
+def test_runs_written_with_the_retired_growth_baselines_key_still_load(trained, tmp_path):
+    """growth.baselines never did anything and is gone; runs that wrote it must still load, and
+    setting it is an unknown key, not a silent no-op."""
+    _, run_dir, _ = trained
+    data = Checkpoint.load(run_dir / "checkpoints" / "last.pt").to_dict()
+    data["config"]["growth"]["baselines"] = ["random"]
+    assert Checkpoint.from_dict(data).config.growth.method == "splitting"
+    old = tmp_path / "old_run"
+    (old / "checkpoints").mkdir(parents=True)
+    config = (run_dir / "config.yaml").read_text().replace("growth:", "growth:\n  baselines: []")
+    (old / "config.yaml").write_text(config)
+    assert "baselines: []" in config and Run(old).config().growth.rounds >= 0
+    with pytest.raises(UserError, match="baselines"):
+        Run(old).config(["growth.baselines=[random]"])
 
 
 def test_resume_continues(trained, tmp_path):
@@ -99,7 +116,7 @@ def test_resume_with_changed_settings_is_refused(trained, tmp_path, capsys):
     assert main([*argv, "train.lr=0.05", "data.speed_perturb=0.2"]) == 2
     err = capsys.readouterr().err
     assert "differ: data.speed_perturb: 0.0 there, 0.2 here; train.lr: 0.005 there" in err
-    assert f"kws train {run_dir / 'config.yaml'} --resume" in err
+    assert f"kws train {run_dir / 'config.yaml'} --run-dir {run_dir} --resume" in err
     assert "name=NEW" in err and "--force" in err
     assert (run_dir / "config.yaml").read_text() == saved
     assert (run_dir / "checkpoints" / "last.pt").read_bytes() == last

@@ -240,6 +240,14 @@ def discover() -> dict[str, EngineInfo]:
     return found
 
 
+def _fresh(path: Path) -> Path:
+    """`path` with any earlier call's file removed: engines reuse one output name per speaker,
+    and a call that exits 0 without writing (RHVoice does on text it cannot say) must not hand
+    back the previous word's audio."""
+    path.unlink(missing_ok=True)
+    return path
+
+
 def _read_wav(path: Path) -> tuple[np.ndarray, int]:
     if not path.is_file() or path.stat().st_size <= 44:
         raise SynthesisError(f"engine wrote no audio to {path.name}")
@@ -252,7 +260,7 @@ def _read_wav(path: Path) -> tuple[np.ndarray, int]:
 
 def espeak(text: str, voice: str, variant: str, pitch: int, speed_wpm: int, tmp: Path):
     """espeak-ng: `-p` pitch 0-99 (default 50), `-s` speed in words per minute (default 175)."""
-    out = tmp / "espeak.wav"
+    out = _fresh(tmp / "espeak.wav")
     name = f"{voice}+{variant}" if variant else voice
     _run(["espeak-ng", "-v", name, "-p", str(pitch), "-s", str(speed_wpm), "-w", str(out), text])
     return _read_wav(out)
@@ -260,7 +268,7 @@ def espeak(text: str, voice: str, variant: str, pitch: int, speed_wpm: int, tmp:
 
 def flite(text: str, voice: str, f0_factor: float, f0_spread: float, stretch: float, tmp: Path):
     """flite: duration stretch and intonation target mean/spread set per speaker."""
-    out = tmp / "flite.wav"
+    out = _fresh(tmp / "flite.wav")
     base_hz = _FLITE_BASE_F0_HZ.get(voice, _FLITE_DEFAULT_F0_HZ)
     args = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:.3f}"]
     args += ["--setf", f"int_f0_target_mean={base_hz * f0_factor:.1f}"]
@@ -272,7 +280,7 @@ def flite(text: str, voice: str, f0_factor: float, f0_spread: float, stretch: fl
 def rhvoice(text: str, voice: str, pitch: float, stretch: float, tmp: Path):
     """RHVoice: pitch as a factor on the voice's own (`-t` percent), duration stretch as the
     inverse of its rate (`-r` percent); the text goes in a file, never on a command line."""
-    out, source = tmp / "rhvoice.wav", tmp / "rhvoice.txt"
+    out, source = _fresh(tmp / "rhvoice.wav"), tmp / "rhvoice.txt"
     source.write_text(text + "\n")
     args = [RHVOICE_PROGRAM, "-p", voice, "-t", str(round(100 * pitch)), "-r"]
     _run([*args, str(round(100 / stretch)), "-i", str(source), "-o", str(out)])
@@ -295,7 +303,7 @@ def festival_batch(texts: list[str], voice: str, stretch: float, tmp: Path):
     if not re.fullmatch(r"[A-Za-z0-9_]+", voice):
         raise SynthesisError(f"bad festival voice name {voice!r}")
     lines = [f"(voice_{voice})", f"(Parameter.set 'Duration_Stretch {stretch:.3f})"]
-    outs = [tmp / f"festival_{i}.wav" for i in range(len(texts))]
+    outs = [_fresh(tmp / f"festival_{i}.wav") for i in range(len(texts))]
     for text, out in zip(texts, outs, strict=True):
         utt = f"(utt.synth (Utterance Text {_scheme_string(text)}))"
         lines.append(f"(utt.save.wave {utt} {_scheme_string(str(out))} 'riff)")

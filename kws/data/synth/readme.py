@@ -31,9 +31,11 @@ LICENSES = {
         "/usr/share/doc/mbrola-*/copyright); a set with MBROLA speakers carries those terms"
     ),
     "rhvoice": (
-        "RHVoice: LGPL-2.1+ program and voices alan, bdl, clb, slt (Olga Yakovleva), run as a "
-        "separate process; voices evgeniy-eng and lyubov: CC-BY-NC-ND-4.0 (non-commercial use "
-        "only; /usr/share/doc/rhvoice-english/copyright): a set with their speakers carries those "
+        "RHVoice (Olga Yakovleva): RHVoice-test GPL-2.0+, run as a separate process, on the "
+        "LGPL-2.1+ library; voices alan, bdl, clb, slt: LGPL-2.1+; voices evgeniy-eng and "
+        "lyubov (Artem Plaksin, Sergey Parshakov et al.): CC-BY-NC-ND-4.0, i.e. attribution, "
+        "non-commercial use, no derivatives of the voices "
+        "(/usr/share/doc/rhvoice-english/copyright): a set with their speakers carries those "
         "terms"
     ),
 }

@@ -103,15 +103,33 @@ def test_rhvoice_is_opt_in_and_its_absence_names_the_packages(monkeypatch):
     "rhvoice" not in engines.discover(),
     reason="RHVoice is not installed (Debian non-free: apt-get install rhvoice rhvoice-english)",
 )
-def test_rhvoice_speaks_a_word_at_the_speakers_pitch_and_rate(tmp_path):
-    """A higher pitch factor changes the audio; a larger stretch makes the word longer."""
+def test_rhvoice_speaks_a_word_in_the_speakers_voice_pitch_and_rate(tmp_path):
+    """The voice is the speaker's (RHVoice falls back to alan on a name it lacks), a higher pitch
+    factor raises F0, a larger stretch makes the word longer, and a call that writes nothing
+    fails instead of handing back the previous word."""
     info = engines.discover()["rhvoice"]
-    base = replace(make_speaker(info, info.voices[0], seed=0, index=0), pitch=1.0, speed=1.0)
+    if not {"alan", "slt"} <= set(info.voices):
+        pytest.skip("needs RHVoice's alan and slt voices (rhvoice-english)")
+    base = replace(make_speaker(info, "slt", seed=0, index=0), pitch=1.0, speed=1.0)
+    say = lambda s: speak(s, ["yes; rm -rf ."], tmp_path)[0]  # shell characters are only text
     (plain, rate), (high, _), (slow, _) = (
-        speak(s, ["yes; rm -rf ."], tmp_path)[0]  # shell characters are only text
-        for s in (base, replace(base, pitch=1.2), replace(base, speed=1.3))
+        say(s) for s in (base, replace(base, pitch=1.2), replace(base, speed=1.3))
     )
+    alan, _ = say(replace(base, voice="alan"))
     assert rate in (16000, 24000) and np.sqrt(np.mean(plain**2)) > 1e-3
-    assert not np.array_equal(plain, high)
+    assert not np.array_equal(plain, alan)
+    assert 1.1 < _f0_hz(high, rate) / _f0_hz(plain, rate) < 1.3
     assert 1.15 < slow.size / plain.size < 1.45
     assert base.id.startswith("rhvoice-") and (tmp_path / "rhvoice.txt").is_file()
+    with pytest.raises(engines.SynthesisError, match="no audio"):
+        engines.rhvoice("привет", "slt", 1.0, 1.0, tmp_path)  # English voices say nothing here
+
+
+def _f0_hz(audio: np.ndarray, rate: int) -> float:
+    """Autocorrelation pitch of the loudest 50 ms (60-500 Hz)."""
+    energy = np.convolve(audio**2, np.ones(rate // 20), "same")
+    middle = int(np.argmax(energy))
+    segment = audio[max(0, middle - rate // 40) : middle + rate // 40]
+    corr = np.correlate(segment, segment, "full")[segment.size - 1 :]
+    low, high = rate // 500, rate // 60
+    return rate / (low + int(np.argmax(corr[low:high])))
