@@ -218,6 +218,13 @@ def check_resume_settings(run, cfg: RecipeConfig, *, growth: bool = False) -> No
             f"--resume{extend}), "
             "start a new run (name=NEW), or restart it with --force"
         )
+    if not growth and saved.train.epochs != cfg.train.epochs:
+        log.warning(
+            "train.epochs %d -> %d: the learning-rate schedule now spans %d epochs (its "
+            "milestones are fractions of the run), so the epochs from here train at the longer "
+            "run's rates, not at those this run was on",
+            saved.train.epochs, cfg.train.epochs, cfg.train.epochs,
+        )  # fmt: skip
 
 
 def _comparable(key: str, value):

@@ -48,3 +48,16 @@ def test_resume_of_a_run_that_never_started_says_so(tmp_path, caplog, growth):
     with caplog.at_level(logging.WARNING):
         check_resume_settings(Run(tmp_path / "typo"), load_recipe(None, []), growth=growth)
     assert f"nothing to resume in '{tmp_path / 'typo'}' yet" in caplog.text
+
+
+def test_resume_with_more_epochs_says_the_schedule_stretches(tmp_path, caplog):
+    """An extension is allowed; that it moves the learning-rate milestones is said aloud."""
+    run = Run(tmp_path / "run")
+    run.save_config(load_recipe(None, ["train.epochs=30"]))
+    run.last_path.parent.mkdir(parents=True)
+    run.last_path.write_bytes(b"")  # only its presence matters here
+    with caplog.at_level(logging.WARNING):
+        check_resume_settings(run, load_recipe(None, ["train.epochs=30", "train.num_threads=1"]))
+        assert "schedule" not in caplog.text
+        check_resume_settings(run, load_recipe(None, ["train.epochs=60"]))
+    assert "train.epochs 30 -> 60: the learning-rate schedule now spans 60 epochs" in caplog.text
