@@ -133,3 +133,13 @@ def _f0_hz(audio: np.ndarray, rate: int) -> float:
     corr = np.correlate(segment, segment, "full")[segment.size - 1 :]
     low, high = rate // 500, rate // 60
     return rate / (low + int(np.argmax(corr[low:high])))
+
+
+def test_every_engine_has_a_license_line_and_a_speaker_share():
+    """A set's README names the license of each engine it used; an engine missing here would be
+    left out of it silently. Every engine but kokoro (its share is set per size) has a share."""
+    from kws.data.synth.plan import BASE_ENGINE_WEIGHTS
+    from kws.data.synth.readme import LICENSES
+
+    assert set(LICENSES) == set(engines.ENGINES)
+    assert set(BASE_ENGINE_WEIGHTS) == set(engines.ENGINES) - {"kokoro"}
