@@ -46,7 +46,7 @@ from kws.run import Checkpoint, Run
 from kws.stats import mean_interval
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
-from kws.train.setup import recipe_threads
+from kws.train.setup import check_compare_resume_settings, recipe_threads
 
 
 def _exists(path: Path) -> bool:
@@ -281,8 +281,9 @@ def compare(
     """Run the comparison (see the module docstring); returns the records.
 
     Raises:
-        UserError: no budgets, an existing comparison without resume/force, a family without
-            units or a uniform knob.
+        UserError: no budgets, an existing comparison without resume/force, a resume with
+            changed settings (`check_compare_resume_settings`), a family without units or a
+            uniform knob.
     """
     root = Path(run_dir)
     run = Run(root)
@@ -293,6 +294,8 @@ def compare(
         distributed.on_main(lambda: root.exists() and shutil.rmtree(root))
     if not resume and _exists(root / "comparison.json"):
         raise UserError(f"'{root}' holds a comparison; --resume continues it, --force restarts")
+    if resume:
+        distributed.main_value(check_compare_resume_settings, run, cfg)
     budgets, seeds = _budgets(cfg), seeds or cfg.growth.compare_seeds
     data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
     distributed.on_main(run.save_config, cfg)

@@ -163,6 +163,9 @@ GROWTH_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {
     "growth.compare_total_epochs", "growth.compare_seeds", "growth.prune_from_width",
     "growth.slimming_l1", "growth.prune_finetune_epochs",
 }  # fmt: skip
+# A comparison's cells are growth runs and their rivals: the same holds, and more seeds
+# (`--seeds`, growth.compare_seeds) extend it.
+COMPARE_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {"growth.compare_seeds"}
 RESUME_PATHS = ("data.root", "data.hard_negatives", "train.teacher")  # compared resolved
 
 
@@ -195,36 +198,57 @@ def check_resume_settings(run, cfg: RecipeConfig, *, growth: bool = False) -> No
         UserError: naming each difference and the ways on.
     """
     started = run.has_results() if growth else run.last_path.is_file()
-    if not started:  # a scripted restart may say --resume from the first start on
-        log.warning("nothing to resume in '%s' yet: starting it from the beginning", run.root)
-        return
-    if not run.config_path.is_file():
-        return
-    try:
-        saved = run.config()
-    except UserError:
-        return
     if growth:
-        changes = resume_changes(saved, cfg, GROWTH_RESUME_SECTIONS, GROWTH_RESUME_FREE)
-    else:
-        changes = resume_changes(saved, cfg)
-    if changes:
-        verb = "grow" if growth else "train"
-        extend = "" if growth else " (more train.epochs may extend it)"
-        raise UserError(
-            f"--resume continues '{run.root}' with the settings it was trained with; its "
-            f"config.yaml and this recipe with its overrides differ: {'; '.join(changes)}. "
-            f"Continue with its own settings (kws {verb} {run.config_path} --run-dir {run.root} "
-            f"--resume{extend}), "
-            "start a new run (name=NEW), or restart it with --force"
-        )
-    if not growth and saved.train.epochs != cfg.train.epochs:
+        how = ("grow", "--resume")
+        _refuse_changes(run, cfg, started, GROWTH_RESUME_SECTIONS, GROWTH_RESUME_FREE, how)
+        return
+    how = ("train", "--resume (more train.epochs may extend it)")
+    saved = _refuse_changes(run, cfg, started, RESUME_SECTIONS, RESUME_FREE, how)
+    if saved is not None and saved.train.epochs != cfg.train.epochs:
         log.warning(
             "train.epochs %d -> %d: the learning-rate schedule now spans %d epochs (its "
             "milestones are fractions of the run), so the epochs from here train at the longer "
             "run's rates, not at those this run was on",
             saved.train.epochs, cfg.train.epochs, cfg.train.epochs,
         )  # fmt: skip
+
+
+def check_compare_resume_settings(run, cfg: RecipeConfig) -> None:
+    """`kws grow --compare --resume` continues a comparison exactly: every method's finished
+    runs stand, so refuse a `cfg` that differs from the comparison's saved config in anything
+    but speed and place settings (`COMPARE_RESUME_FREE`; more seeds extend it). A comparison
+    with no `comparison.json` yet starts from the beginning.
+
+    Raises:
+        UserError: naming each difference and the ways on.
+    """
+    started = (run.root / "comparison.json").is_file()
+    how = ("grow", "--compare --resume")
+    _refuse_changes(run, cfg, started, GROWTH_RESUME_SECTIONS, COMPARE_RESUME_FREE, how)
+
+
+def _refuse_changes(run, cfg, started: bool, sections, free, how) -> RecipeConfig | None:
+    """The checks `check_resume_settings` describes; returns the saved config it compared with
+    (None when there was nothing to compare). `how`: the verb and the flags that continue."""
+    if not started:  # a scripted restart may say --resume from the first start on
+        log.warning("nothing to resume in '%s' yet: starting it from the beginning", run.root)
+        return None
+    if not run.config_path.is_file():
+        return None
+    try:
+        saved = run.config()
+    except UserError:
+        return None
+    changes = resume_changes(saved, cfg, sections, free)
+    if changes:
+        verb, flags = how
+        raise UserError(
+            f"--resume continues '{run.root}' with the settings it was trained with; its "
+            f"config.yaml and this recipe with its overrides differ: {'; '.join(changes)}. "
+            f"Continue with its own settings (kws {verb} {run.config_path} --run-dir {run.root} "
+            f"{flags}), start a new run (name=NEW), or restart it with --force"
+        )
+    return saved
 
 
 def _comparable(key: str, value):

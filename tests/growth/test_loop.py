@@ -11,6 +11,7 @@ from kws.budget import budget_from_config, estimate_arena_bytes
 from kws.cli import main
 from kws.config import copy_config
 from kws.data.dataset import KwsData
+from kws.errors import UserError
 from kws.growth import loop
 from kws.growth.loop import grow
 from kws.models import ModelSpec, count_params
@@ -234,3 +235,9 @@ def test_compare_runs_every_method_and_writes_the_schema(tone_recipe, tmp_path):
     stamp = (tmp_path / "cmp" / "uniform" / "b3000_s0" / "record.json").stat().st_mtime_ns
     assert compare(cfg, tmp_path / "cmp", seeds=1, resume=True, progress=False) == records
     assert (tmp_path / "cmp" / "uniform" / "b3000_s0" / "record.json").stat().st_mtime_ns == stamp
+    # a resume with other settings is refused before anything runs (it used to mix them in)
+    changed = copy_config(cfg)
+    changed.growth.grow_fraction, changed.train.num_threads = 0.9, 1  # threads are free
+    with pytest.raises(UserError, match=r"differ: growth.grow_fraction: .* there, 0.9 here\.") as e:
+        compare(changed, tmp_path / "cmp", seeds=1, resume=True, progress=False)
+    assert "--compare --resume" in str(e.value)
