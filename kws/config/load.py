@@ -1,7 +1,9 @@
 """Recipes: YAML <-> `RecipeConfig`, dotted overrides, and validation at load time.
 
 A recipe has one section per stage; unknown keys are an error that names the key and lists the
-valid ones; overrides are dotted (`train.lr=1e-3`, values parsed as YAML). Every loaded config is
+valid ones; overrides are dotted (`train.lr=1e-3`, values parsed as YAML). A plain scalar that
+YAML reads as a number or boolean keeps the text it was written as, so a text field gets that
+text (`name=010` is "010", not 8) while a number field gets the number. Every loaded config is
 checked field by field (`kws.config.schema.check_fields`) and across fields (each section's
 `validate`), so a bad value fails here, with its key, never as a traceback minutes later.
 """
@@ -43,8 +45,12 @@ def parse_yaml(text: str, source: str = "<text>") -> Any:
     Raises:
         ConfigError: naming `source`, line and column of a syntax error.
     """
+    return _load_yaml(text, source, _Yaml12Loader)
+
+
+def _load_yaml(text: str, source: str, loader: type) -> Any:
     try:
-        return yaml.load(text, Loader=_Yaml12Loader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -52,9 +58,97 @@ def parse_yaml(text: str, source: str = "<text>") -> Any:
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
 
 
+class _IntText(int):
+    """An int read from a plain YAML scalar, with the text it was written as (`010` is 8)."""
+
+    def __new__(cls, value: int = 0, text: str = ""):
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
+
+    def plain(self) -> int:
+        return int(self)
+
+
+class _FloatText(float):
+    """A float read from a plain YAML scalar, with the text it was written as (`1.50`)."""
+
+    def __new__(cls, value: float = 0.0, text: str = ""):
+        obj = super().__new__(cls, value)
+        obj.text = text
+        return obj
+
+    def plain(self) -> float:
+        return float(self)
+
+
+class _BoolText:
+    """A boolean read from a plain YAML scalar, with its text (bool cannot be subclassed)."""
+
+    def __init__(self, value: bool = False, text: str = ""):
+        self.value, self.text = bool(value), text
+
+    def plain(self) -> bool:
+        return self.value
+
+    def __bool__(self) -> bool:
+        return self.value
+
+    def __eq__(self, other: object) -> bool:
+        return self.value == (other.value if isinstance(other, _BoolText) else other)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+_TEXT_KEEPERS = (_IntText, _FloatText, _BoolText)
+
+
+class _RecipeLoader(_Yaml12Loader):
+    """`_Yaml12Loader` whose plain number/boolean scalars also keep their text (see `_coerce`)."""
+
+
+def _keeping_text(tag: str, cls: type) -> None:
+    construct = _Yaml12Loader.yaml_constructors[tag]
+
+    def constructor(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        value = construct(loader, node)
+        return cls(value, node.value) if node.style is None else value  # None: plain, unquoted
+
+    _RecipeLoader.add_constructor(tag, constructor)
+
+
+for _tag, _cls in (("int", _IntText), ("float", _FloatText), ("bool", _BoolText)):
+    _keeping_text(f"tag:yaml.org,2002:{_tag}", _cls)
+
+
+def _plain(value: Any) -> Any:
+    """`value` with every text-keeping scalar replaced by its ordinary Python value."""
+    if isinstance(value, _TEXT_KEEPERS):
+        return value.plain()
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
 def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Convert a YAML value to the annotated type, with an error that names the key."""
+    """Convert a YAML value to the annotated type, with an error that names the key.
+
+    A text field takes a plain scalar's text as written (`010`, `12:30`, `0x1F`, `1.50`), which
+    YAML 1.1 would read as a number; every other field takes the value YAML read.
+    """
     origin = typing.get_origin(hint)
+    if isinstance(value, _TEXT_KEEPERS):
+        if hint is str or (
+            origin in (typing.Union, types.UnionType) and str in typing.get_args(hint)
+        ):
+            return value.text
+        value = value.plain()
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping of keys, got {value!r}")
@@ -67,7 +161,14 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         (item,) = typing.get_args(hint) or (Any,)
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (typing.Union, types.UnionType):
-        return value
+        arms = typing.get_args(hint)
+        if isinstance(value, (list, tuple)):
+            lists = [arm for arm in arms if typing.get_origin(arm) is list]
+            if lists:
+                return _coerce(value, lists[0], where)
+        elif str in arms and not isinstance(value, dict):
+            return _coerce(value, str, where)
+        return _plain(value)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -90,7 +191,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{where}={value!r}: expected a plain string")
         return str(value)
-    return value
+    return _plain(value)
 
 
 def _build(cls: type, values: dict, where: str) -> Any:
@@ -102,8 +203,9 @@ def _build(cls: type, values: dict, where: str) -> Any:
     unknown = [k for k in values if k not in names]
     if unknown:
         prefix = f"{where}." if where else ""
+        key = getattr(unknown[0], "text", unknown[0])  # `010:` is named as written
         raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}'; valid keys in "
+            f"unknown config key '{prefix}{key}'; valid keys in "
             f"'{where or 'recipe'}': {', '.join(names)}"
         )
     kwargs = {}
@@ -158,6 +260,9 @@ def copy_config(cfg: RecipeConfig) -> RecipeConfig:
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
     """Apply dotted `section.key=value` overrides (values parsed as YAML) to nested data.
 
+    Plain numbers and booleans in the values keep their text until `from_dict` converts them
+    by the field's type (so `name=010` stays "010" and `train.epochs=010` is 8).
+
     Raises:
         ConfigError: for an override that is not `key=value`, or bad YAML in its value.
     """
@@ -173,12 +278,16 @@ def apply_overrides(values: dict, overrides: list[str]) -> dict:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override '{dotted}': '{key}' is not a section")
-        node[keys[-1]] = parse_yaml(raw, f"override {dotted}") if raw != "" else ""
+        parsed = _load_yaml(raw, f"override {dotted}", _RecipeLoader) if raw != "" else ""
+        node[keys[-1]] = parsed
     return values
 
 
 def read_recipe_file(path: str | Path) -> dict:
     """The nested plain data of a recipe file.
+
+    Plain numbers and booleans are int/float/bool-like values that also keep the text they were
+    written as, which `from_dict` gives to text fields (`name: 010` stays "010").
 
     Raises:
         ConfigError: missing file, binary/undecodable file, bad YAML (file:line:column), or a
@@ -193,7 +302,7 @@ def read_recipe_file(path: str | Path) -> dict:
         raise ConfigError(f"recipe '{path}' is not a UTF-8 text file (a YAML recipe?)") from None
     if "\x00" in text:
         raise ConfigError(f"recipe '{path}' is a binary file, not a YAML recipe")
-    values = parse_yaml(text, str(path)) or {}
+    values = _load_yaml(text, str(path), _RecipeLoader) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"recipe '{path}' must be a mapping of sections (data:, model:, ...)")
     return values

@@ -140,3 +140,52 @@ def test_unreadable_recipes_say_file_line_and_column(tmp_path, capsys):
     assert main(["train", str(bad)]) == 2  # the CLI: one line, no traceback
     err = capsys.readouterr().err
     assert err.startswith("kws: error:") and "Traceback" not in err
+
+
+# YAML 1.1 reads these as numbers (octal, sexagesimal, hex, a float that drops its zero); a text
+# field keeps them as written. `name` forbids ':', so 12:30 goes to runs_dir, also text.
+TEXT_LIKE_NUMBERS = [("name", "010"), ("runs_dir", "12:30"), ("name", "0x1F"), ("name", "1.50")]
+
+
+@pytest.mark.parametrize("key, text", TEXT_LIKE_NUMBERS)
+def test_text_fields_keep_number_like_text_in_overrides(key, text):
+    cfg = load_recipe(None, [f"{key}={text}"])
+    assert getattr(cfg, key) == text
+
+
+@pytest.mark.parametrize("key, text", TEXT_LIKE_NUMBERS)
+def test_text_fields_keep_number_like_text_in_recipe_files(tmp_path, key, text):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"{key}: {text}\n")
+    assert getattr(load_recipe(recipe), key) == text
+
+
+def test_text_lists_keep_number_like_items(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  task: custom\n  words: [yes, 010, 0x1F, 1.50, true]\n")
+    assert load_recipe(recipe).data.words == ["yes", "010", "0x1F", "1.50", "true"]
+    cfg = load_recipe(None, ["data.task=custom", "data.words=[yes, 010]"])
+    assert cfg.data.words == ["yes", "010"]
+    cfg = load_recipe(None, ["data.hard_negatives=010", "data.exclude_speakers=[0123]"])
+    assert cfg.data.hard_negatives == "010" and cfg.data.exclude_speakers == ["0123"]
+    assert load_recipe(None, ["data.hard_negatives=[010]"]).data.hard_negatives == ["010"]
+
+
+def test_number_bool_and_list_fields_still_parse_as_numbers(tmp_path):
+    overrides = ["train.lr=1e-3", "train.epochs=30", "train.batch_size=0x10", "train.amp=false",
+                 "train.lr_milestones=[0.5, 1]", "model.widths=[8,8]",
+                 "model.block_strides=[[1,1]]", "data.seed=010"]  # fmt: skip
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("\n".join(["train:", "  lr: 1.0e-3", "  epochs: 30", "  batch_size: 0x10",
+                                 "  amp: false", "  lr_milestones: [0.5, 1]", "model:",
+                                 "  widths: [8, 8]", "  block_strides: [[1, 1]]", "data:",
+                                 "  seed: 010", ""]))  # fmt: skip
+    for cfg in (load_recipe(None, overrides), load_recipe(recipe)):
+        assert cfg.train.lr == pytest.approx(1e-3) and isinstance(cfg.train.lr, float)
+        assert cfg.train.epochs == 30 and type(cfg.train.epochs) is int
+        assert cfg.train.batch_size == 16 and cfg.data.seed == 8  # YAML 1.1 hex and octal
+        assert cfg.train.amp is False
+        assert cfg.train.lr_milestones == [0.5, 1.0]
+        assert [type(m) for m in cfg.train.lr_milestones] == [float, float]
+        assert cfg.model.widths == [8, 8] and cfg.model.block_strides == [[1, 1]]
+        assert type(cfg.model.widths[0]) is int
