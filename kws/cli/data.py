@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from kws.data.gsc import SPLITS
@@ -155,12 +156,12 @@ def run_synth(args) -> int:
     """`kws data synth` with parsed arguments; returns the exit status.
 
     Raises:
-        UserError: `--negatives-only` without `--negatives-minutes` (and what synthesis raises).
+        UserError: a numeric flag out of its range (see `_check_synth_numbers`),
+            `--negatives-only` without `--negatives-minutes` (and what synthesis raises).
     """
     from kws.data.synth import synthesize
 
-    if args.workers < 0:
-        raise UserError(f"--workers {args.workers}: give a number of processes, or 0 for all cores")
+    _check_synth_numbers(args)
     common = {"seed": args.seed, "workers": args.workers, "engines": args.engines}
     if args.accent_rules is not None and args.accents <= 0:
         raise UserError(
@@ -193,6 +194,45 @@ def run_synth(args) -> int:
     if args.negatives_minutes > 0:
         return _negatives(args, common)
     return 0
+
+
+def _check_synth_numbers(args) -> None:
+    """Refuse a numeric flag of `kws data synth` outside its range, naming flag and range.
+
+    Raises:
+        UserError: a negative --seed, --workers, --noise-seconds or --negatives-minutes, a
+            --clips-per-word below 1, --accents outside 0-1, --accent-rules outside 1 to
+            len(RULES), or a nan/inf amount.
+    """
+    from kws.data.synth.accents import RULES
+
+    if args.seed < 0:
+        raise UserError(
+            f"--seed {args.seed}: give a whole number >= 0 (numpy's random generators take no "
+            "negative seeds)"
+        )
+    if args.workers < 0:
+        raise UserError(f"--workers {args.workers}: give a number of processes, or 0 for all cores")
+    if args.clips_per_word is not None and args.clips_per_word < 1:
+        raise UserError(
+            f"--clips-per-word {args.clips_per_word}: give at least 1, or leave it out for the "
+            "size's count"
+        )
+    amounts = [
+        ("--noise-seconds", args.noise_seconds, "seconds of each background noise; 0 = none"),
+        ("--negatives-minutes", args.negatives_minutes, "minutes of keyword-free speech; 0 = none"),
+    ]
+    for flag, value, what in amounts:
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UserError(f"{flag} {value:g}: give a length >= 0 ({what})")
+    if not (0.0 <= args.accents <= 1.0):
+        raise UserError(
+            f"--accents {args.accents:g}: give the fraction of speakers with an accent, 0 to 1"
+        )
+    if args.accent_rules is not None and not 1 <= args.accent_rules <= len(RULES):
+        raise UserError(
+            f"--accent-rules {args.accent_rules}: give a number of phoneme rules, 1 to {len(RULES)}"
+        )
 
 
 def _negatives(args, common: dict, keywords: list[str] | None = None) -> int:
