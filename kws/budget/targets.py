@@ -7,6 +7,7 @@ entries with a YAML file of the same schema (`targets:` and optionally `cores:` 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -73,9 +74,94 @@ class TargetTable:
 
 
 _TARGET_KEYS = {f.name for f in dataclasses.fields(Target)} - {"name"}
+_COUNT_KEYS = ("flash_bytes", "sram_bytes", "memory_bytes", "max_ops")  # whole numbers >= 0
+_RATE_KEYS = ("inferences_per_second", "clock_hz")  # numbers >= 0
+_TEXT_KEYS = ("runtime", "core")
+_CORE_KEYS = ("cycles_per_mac", "cycles_per_layer", "calibration")
+
+
+def _is_number(value) -> bool:
+    """A finite int or float (YAML's true/false are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) or math.isfinite(value)
+
+
+def _check_target(where: str, name: str, entry: dict) -> None:
+    """Refuse a target entry whose values have the wrong type or range, naming key and rule."""
+    what = f"targets file '{where}': target '{name}'"
+    bad = set(entry) - _TARGET_KEYS
+    if bad:
+        raise UserError(
+            f"{what} has unknown key '{sorted(bad, key=str)[0]}'; valid keys: "
+            f"{', '.join(sorted(_TARGET_KEYS))}"
+        )
+    for key in _TEXT_KEYS:
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise UserError(f"{what}: {key}={entry[key]!r} must be a name (text), e.g. {key}: x")
+    for key in _COUNT_KEYS:
+        value = entry.get(key)
+        if value is not None and not (
+            _is_number(value) and float(value).is_integer() and value >= 0
+        ):
+            raise UserError(f"{what}: {key}={value!r} must be a whole number >= 0 (0 = no limit)")
+    for key in _RATE_KEYS:
+        value = entry.get(key)
+        if value is not None and not (_is_number(value) and value >= 0):
+            raise UserError(f"{what}: {key}={value!r} must be a number >= 0 (0 = none)")
+    reserve = entry.get("reserve_fraction")
+    if reserve is not None and not (_is_number(reserve) and 0.0 <= reserve < 1.0):
+        raise UserError(f"{what}: reserve_fraction={reserve!r} must be a number in [0, 1)")
+    clock = entry.get("clock_hz")
+    if entry.get("core") and not (clock or 0) > 0:
+        got = "none given" if clock is None else f"got {clock!r}"
+        raise UserError(
+            f"{what}: core '{entry['core']}' needs clock_hz > 0 for the latency estimate "
+            f"({got}); give the clock in Hz, e.g. clock_hz: 64000000, or drop core"
+        )
+
+
+def _check_core(where: str, name: str, runtimes) -> None:
+    """Refuse a core entry whose latency models have the wrong type or range."""
+    what = f"targets file '{where}': core '{name}'"
+    if not isinstance(runtimes, dict):
+        raise UserError(f"{what} must map runtimes to latency models (e.g. tflm: {{...}})")
+    for runtime, entry in runtimes.items():
+        where_rt = f"{what}, runtime '{runtime}'"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where_rt} must be a mapping with keys {', '.join(_CORE_KEYS)}")
+        bad = set(entry) - set(_CORE_KEYS)
+        if bad:
+            raise UserError(
+                f"{where_rt} has unknown key '{sorted(bad, key=str)[0]}'; valid keys: "
+                f"{', '.join(_CORE_KEYS)}"
+            )
+        per_mac = entry.get("cycles_per_mac")
+        if not isinstance(per_mac, dict):
+            raise UserError(
+                f"{where_rt}: cycles_per_mac={per_mac!r} must map each layer kind to cycles "
+                f"per MAC, e.g. {{{', '.join(f'{k}: 1.0' for k in LAYER_KINDS)}}}"
+            )
+        for kind, cycles in per_mac.items():
+            if not (_is_number(cycles) and cycles > 0):
+                raise UserError(
+                    f"{where_rt}: cycles_per_mac {kind}={cycles!r} must be a number > 0"
+                )
+        per_layer = entry.get("cycles_per_layer")
+        if per_layer is not None and not (_is_number(per_layer) and per_layer >= 0):
+            raise UserError(f"{where_rt}: cycles_per_layer={per_layer!r} must be a number >= 0")
+        calibration = entry.get("calibration")
+        if calibration is not None and not isinstance(calibration, str):
+            raise UserError(f"{where_rt}: calibration={calibration!r} must be text")
 
 
 def _read_yaml(text: str, where: str) -> TargetTable:
+    """Parse a targets file and check every entry's types and ranges.
+
+    Raises:
+        UserError: invalid YAML, unknown keys, or a value of the wrong type or range (naming
+            the file, the target or core, the key and what it must be).
+    """
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -83,20 +169,23 @@ def _read_yaml(text: str, where: str) -> TargetTable:
     unknown = set(data) - {"targets", "cores"} if isinstance(data, dict) else {"<not a mapping>"}
     if unknown:
         raise UserError(
-            f"targets file '{where}': unknown top-level key '{sorted(unknown)[0]}'; "
+            f"targets file '{where}': unknown top-level key '{sorted(unknown, key=str)[0]}'; "
             "expected 'targets:' and optionally 'cores:'"
         )
     targets, cores = data.get("targets") or {}, data.get("cores") or {}
+    for key, section in (("targets", targets), ("cores", cores)):
+        if not isinstance(section, dict):
+            raise UserError(
+                f"targets file '{where}': '{key}:' must be a mapping of names to entries, got "
+                f"{type(section).__name__}"
+            )
     for name, entry in {**targets, **cores}.items():
         if not isinstance(entry, dict):
             raise UserError(f"targets file '{where}': entry '{name}' must be a mapping")
     for name, entry in targets.items():
-        bad = set(entry) - _TARGET_KEYS
-        if bad:
-            raise UserError(
-                f"targets file '{where}': target '{name}' has unknown key '{sorted(bad)[0]}'; "
-                f"valid keys: {', '.join(sorted(_TARGET_KEYS))}"
-            )
+        _check_target(where, name, entry)
+    for name, runtimes in cores.items():
+        _check_core(where, name, runtimes)
     return TargetTable(targets=dict(targets), cores=dict(cores))
 
 
@@ -104,7 +193,9 @@ def load_target_table(extra_file: str | Path | None = None) -> TargetTable:
     """The shipped targets, merged with `extra_file` (its entries replace same-named ones).
 
     Raises:
-        UserError: a missing or malformed targets file.
+        UserError: a missing or malformed targets file: bad YAML, unknown keys, a value of the
+            wrong type, a negative limit, a core without clock_hz > 0, or cycles_per_mac that
+            are not numbers > 0 (the message names the target or core and the key).
     """
     shipped = resources.files("kws.budget").joinpath("targets.yaml").read_text()
     table = _read_yaml(shipped, "kws/budget/targets.yaml")

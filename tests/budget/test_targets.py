@@ -50,3 +50,66 @@ def test_profile_prints_the_runtime_it_assumes(capsys):
     assert main(["profile", "--model", "ds_cnn_s", "--target", "cortex-m4f", "--runtime",
                  "vendor"]) == 0  # fmt: skip
     assert "runtime vendor" in capsys.readouterr().out
+
+
+GOOD_CORE = "      cycles_per_mac: {conv: 10, pointwise: 10, depthwise: 10, linear: 10}\n"
+GOOD_TARGET = "    core: slow-core\n    clock_hz: 48000000\n"
+
+
+def _targets_file(tmp_path, target=GOOD_TARGET, core=GOOD_CORE, cores=None):
+    """A targets file with target 'board' (its last keys `target`) and core 'slow-core'."""
+    path = tmp_path / "boards.yaml"
+    cores = cores if cores is not None else f"cores:\n  slow-core:\n    tflm:\n{core}"
+    head = "targets:\n  board:\n    flash_bytes: 65536\n    inferences_per_second: 5\n"
+    path.write_text(head + target + cores)
+    return path
+
+
+@pytest.mark.parametrize(
+    "parts, named",
+    [
+        ({"core": "      cycles_per_mac: {conv: abc, pointwise: 1, depthwise: 1, linear: 1}\n"},
+         "core 'slow-core', runtime 'tflm': cycles_per_mac conv='abc' must be a number > 0"),
+        ({"core": "      cycles_per_mac: {conv: 0, pointwise: 1, depthwise: 1, linear: 1}\n"},
+         "cycles_per_mac conv=0 must be a number > 0"),
+        ({"core": "      cycles_per_mac: [1, 2]\n"}, "cycles_per_mac=[1, 2] must map each layer"),
+        ({"core": GOOD_CORE + "      cycles_per_layer: -5\n"}, "cycles_per_layer=-5 must be"),
+        ({"cores": "cores: [1, 2]\n"}, "'cores:' must be a mapping of names to entries"),
+        ({"cores": "cores:\n  slow-core: [1, 2]\n"}, "entry 'slow-core' must be a mapping"),
+        ({"target": "    core: [1, 2]\n    clock_hz: 48000000\n"},
+         "target 'board': core=[1, 2] must be a name"),
+        ({"target": "    core: slow-core\n    clock_hz: 0\n"},
+         "target 'board': core 'slow-core' needs clock_hz > 0 for the latency estimate (got 0)"),
+        ({"target": "    core: slow-core\n"},
+         "core 'slow-core' needs clock_hz > 0 for the latency estimate (none given)"),
+        ({"target": "    clock_hz: -48000000\n"}, "target 'board': clock_hz=-48000000 must be"),
+        ({"target": "    clock_hz: fast\n"}, "target 'board': clock_hz='fast' must be a number"),
+        ({"target": "    sram_bytes: -1\n"}, "target 'board': sram_bytes=-1 must be a whole"),
+        ({"target": "    max_ops: 1.5\n"}, "target 'board': max_ops=1.5 must be a whole number"),
+        ({"target": "    reserve_fraction: true\n"}, "reserve_fraction=True must be a number"),
+    ],
+)  # fmt: skip
+def test_malformed_targets_files_are_refused_naming_entry_key_and_rule(tmp_path, parts, named):
+    path = _targets_file(tmp_path, **parts)
+    with pytest.raises(UserError) as info:
+        load_target("board", path)
+    assert named in str(info.value) and str(path) in str(info.value)
+
+
+def test_profile_refuses_a_core_without_a_clock_instead_of_passing(tmp_path, capsys):
+    path = _targets_file(tmp_path, target="    core: slow-core\n    clock_hz: 0\n")
+    assert main(["profile", "--model", "ds_cnn_s", "--targets", str(path), "--target",
+                 "board"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "core 'slow-core' needs clock_hz > 0" in err and "Traceback" not in err
+    bad_cycles = _targets_file(tmp_path, core="      cycles_per_mac: {conv: abc}\n")
+    assert main(["profile", "--model", "ds_cnn_s", "--targets", str(bad_cycles), "--target",
+                 "board"]) == 2  # fmt: skip
+    assert "cycles_per_mac conv='abc'" in capsys.readouterr().err
+
+
+def test_a_well_formed_targets_file_still_loads(tmp_path):
+    board = load_target("board", _targets_file(tmp_path))
+    assert board.core.cycles_per_mac["conv"] == 10.0 and board.clock_hz == 48e6
+    no_core = _targets_file(tmp_path, target="    clock_hz: 0\n")
+    assert load_target("board", no_core).core is None  # no core: no clock needed
