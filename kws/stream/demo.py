@@ -18,8 +18,8 @@ from typing import TextIO
 
 import numpy as np
 
-from kws.config import StreamConfig, load_recipe
-from kws.errors import UserError
+from kws.config import StreamConfig, apply_overrides, from_dict
+from kws.errors import ConfigError, UserError
 from kws.run import resolve_run
 from kws.stream.backends import Backend, load_backend
 from kws.stream.detector import DetectorStats, Inference, KeywordEvent, StreamingDetector
@@ -36,16 +36,48 @@ BAR_WIDTH = 30
 
 
 def stream_config_for(path: str | Path, overrides: list[str] | None = None) -> StreamConfig:
-    """The run's `stream` section with dotted overrides (`stream.stride_ms=40`); the defaults
-    with the overrides for a bare exported model outside a run.
+    """The run's `stream` section with dotted overrides (`stream.stride_ms=40`). For a bare
+    exported model outside a run: the `stream` block of the `manifest.json` beside it (the
+    settings `kws stream-eval --benchmark --target-fa-per-hour` calibrated), else the defaults,
+    with the overrides on top.
 
     Raises:
-        UserError: a path that does not exist, an override that does not validate.
+        UserError: a path that does not exist, an override that does not validate, a manifest
+            that is not JSON or whose stream block does not validate.
     """
     ref = resolve_run(path)
     if ref.run.config_path.is_file() or ref.run.checkpoints_dir.is_dir():
         return ref.run.config(overrides).stream
-    return load_recipe(None, overrides).stream
+    saved = manifest_stream(ref.model_path.parent / "manifest.json") if ref.model_path else {}
+    return from_dict(apply_overrides({"stream": saved}, list(overrides or []))).stream
+
+
+def manifest_stream(manifest: Path) -> dict:
+    """The stream settings recorded in an export's manifest ({} when there are none). Its
+    `backend` is left out: a bare model file runs on the runtime of its own format.
+
+    Raises:
+        UserError: the manifest is not JSON, or its stream block does not validate.
+    """
+    if not manifest.is_file():
+        return {}
+    try:
+        block = json.loads(manifest.read_text()).get("stream") or {}
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise UserError(f"'{manifest}' is not a JSON manifest; re-run `kws export`") from None
+    if not isinstance(block, dict):
+        raise UserError(f"'{manifest}': its 'stream' block is not a mapping; re-run `kws export`")
+    names = set(StreamConfig.__dataclass_fields__) - {"backend"}
+    block = {key: value for key, value in block.items() if key in names}
+    try:
+        from_dict({"stream": block})
+    except ConfigError as exc:
+        raise UserError(
+            f"'{manifest}' holds stream settings that do not validate ({exc}); fix or delete "
+            "its 'stream' block, or calibrate again with `kws stream-eval RUN --benchmark "
+            "--target-fa-per-hour X`"
+        ) from None
+    return block
 
 
 def open_source(

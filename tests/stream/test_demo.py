@@ -14,6 +14,7 @@ import pytest
 import soundfile
 
 from kws.cli import main
+from kws.errors import UserError
 from tests.stream.tones import RATE_HZ, WORD_MS, noise, synth_stream, training_clip, word, write_run
 
 WORDS = ["yes", "no", "_unknown_", "yes", "no"]
@@ -141,3 +142,26 @@ def test_ctrl_c_stops_the_demo_cleanly(run_dir, tmp_path):
     assert first["label"] == "yes"
     assert proc.returncode == 0, err.decode()
     assert b"keyword(s)" in err and b"Traceback" not in err
+
+
+def test_a_bare_models_demo_reads_the_threshold_calibrated_into_its_manifest(tmp_path):
+    """The benchmark writes its calibrated settings into the export's manifest "for bare-model
+    demos", but the demo of a bare model.onnx used the default threshold (0.7)."""
+    from kws.stream.demo import stream_config_for
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"")  # only the manifest beside it is read here
+    assert stream_config_for(model).detection_threshold == 0.7  # no manifest: the defaults
+    manifest = {"labels": ["yes"], "stream": {"detection_threshold": 0.95, "stride_ms": 40.0,
+                                              "backend": "torch"}}  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    cfg = stream_config_for(model)
+    assert (cfg.detection_threshold, cfg.stride_ms) == (0.95, 40.0)
+    assert cfg.backend == "auto"  # the file's own format picks the runtime, not the manifest
+    # an explicit --threshold (stream.detection_threshold=...) or stream.* override still wins
+    cfg = stream_config_for(model, ["stream.detection_threshold=0.6", "stream.stride_ms=20"])
+    assert (cfg.detection_threshold, cfg.stride_ms) == (0.6, 20.0)
+    manifest["stream"]["detection_threshold"] = 7
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match="manifest.json' holds stream settings that do not"):
+        stream_config_for(model)
