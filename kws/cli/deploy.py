@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kws.cli.common import add_overrides, flag_overrides, verb_parser
 from kws.errors import UserError
 
@@ -139,21 +141,31 @@ def add_stream_eval(sub) -> None:
         "or a given WAV with a TensorFlow labels file ('label, time_ms' lines). Reports "
         "matched/correct/wrong, false accepts per hour, miss rate and latency, sweeps the "
         "threshold, and writes stream_eval.json, a plot and report.md's 'Streaming evaluation' "
-        "section in the run folder.",
+        "section in the run folder (or --out). Flags the chosen stream does not read are "
+        "refused, not ignored.",
         ["kws stream-eval runs/quickstart --data data/synth",
          "kws stream-eval runs/medium --benchmark --target-fa-per-hour 2",
          "kws stream-eval runs/gsc --data data/speech_commands_v0.02 --minutes 10 --backend tflite",
+         "kws stream-eval runs/medium --benchmark --out results/medium_bench",
          "kws stream-eval model.onnx --wav stream.wav --labels labels.txt"],
     )  # fmt: skip
     p.add_argument("model", help="run folder or model file (.pt, .onnx, .tflite)")
     add_overrides(p)
     p.add_argument("--data", default=None, help="GSC-layout data root to build the stream from")
-    p.add_argument("--minutes", type=float, default=10.0, help="built stream length (default 10)")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="built stream length (default 10; 20 with --benchmark)")  # fmt: skip
     p.add_argument("--wav", default=None, help="use this stream instead (needs --labels)")
-    p.add_argument("--labels", default=None, help="TensorFlow labels file for --wav")
+    p.add_argument("--labels", default=None,
+                   help="TensorFlow labels file for --wav ('label, time_ms' lines, times in ms "
+                   "inside the WAV)")  # fmt: skip
     p.add_argument("--backend", choices=BACKENDS, default=None, help="runtime (stream.backend)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the built stream")
-    p.add_argument("--out", default=None, help="output folder (default: the run folder)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the built stream (default 0)")
+    p.add_argument(
+        "--out", default=None,
+        help="folder for the results (stream_eval.json or stream_benchmark.json, plots/, "
+        "report.md's section; default: the run folder); a calibrated threshold and mined hard "
+        "negatives still go into the run, which they configure",
+    )  # fmt: skip
     p.add_argument("--benchmark", action="store_true",
                    help="wake-word benchmark: 20 min of test speakers (MLPerf Tiny rules) and "
                    "the set's keyword-free speech (false accepts per hour), DET curve, and the "
@@ -168,7 +180,7 @@ def add_stream_eval(sub) -> None:
         help="with --target-fa-per-hour: the calibration's limit on the keyword-dense stream "
         "(default: MLPerf Tiny's gate, 8 false accepts in 20 minutes = 24 per hour)",
     )  # fmt: skip
-    p.add_argument("--per-command", type=int, default=15, metavar="N",
+    p.add_argument("--per-command", type=int, default=None, metavar="N",
                    help="with --benchmark: clips of each command (default 15)")  # fmt: skip
     p.add_argument(
         "--calibration-minutes", type=float, default=None, metavar="M",
@@ -178,7 +190,7 @@ def add_stream_eval(sub) -> None:
     p.add_argument("--mine", type=int, default=0, metavar="N",
                    help="with --benchmark: save N hard negatives from the training negatives "
                    "to <run>/hard_negatives.npy (train with data.hard_negatives=...)")  # fmt: skip
-    p.add_argument("--mine-threshold", type=float, default=0.5, metavar="P",
+    p.add_argument("--mine-threshold", type=float, default=None, metavar="P",
                    help="with --mine: keep model windows whose top keyword posterior reaches P "
                    "(one inference, before averaging; default 0.5)")  # fmt: skip
     p.add_argument("--mine-out", default=None, metavar="PATH",
@@ -197,42 +209,110 @@ def run_stream_eval(args) -> int:
     """`kws stream-eval` with parsed arguments; returns the exit status.
 
     Raises:
-        UserError: a benchmark-only flag without --benchmark (it would be ignored).
+        UserError: a flag the chosen mode does not read (`check_stream_eval_flags`), an --out
+            that is not a folder (`stream_eval_out`).
     """
     from kws.stream.evaluate import render_section, stream_evaluate
 
+    check_stream_eval_flags(args)
+    out = stream_eval_out(args.model, args.out)
+    # flags left out take the library's defaults (--minutes: 10, or 20 for the benchmark)
+    given = {"minutes": args.minutes, "seed": args.seed, "per_command": args.per_command,
+             "mine_threshold": args.mine_threshold}  # fmt: skip
+    given = {key: value for key, value in given.items() if value is not None}
     if args.benchmark:
-        from kws.run import resolve_run
         from kws.stream.benchmark import run_benchmark
         from kws.stream.evaluate import write_benchmark
 
         result = run_benchmark(
             args.model, flag_overrides(args), target_fa_per_hour=args.target_fa_per_hour,
             stream_fa_per_hour=args.stream_fa_per_hour,
-            mine=args.mine, mine_threshold=args.mine_threshold, mine_out=args.mine_out,
-            mine_from=args.mine_from,
-            force=args.force,
-            minutes=args.minutes if args.minutes != 10.0 else 20.0,
-            per_command=args.per_command, seed=args.seed,
-            calibration_minutes=args.calibration_minutes,
+            mine=args.mine, mine_out=args.mine_out, mine_from=args.mine_from, force=args.force,
+            calibration_minutes=args.calibration_minutes, **given,
         )  # fmt: skip
-        print(write_benchmark(result, resolve_run(args.model).run.root))
+        print(write_benchmark(result, out))
         return 0
-
-    benchmark_only = {"--target-fa-per-hour": args.target_fa_per_hour,
-                      "--stream-fa-per-hour": args.stream_fa_per_hour,
-                      "--calibration-minutes": args.calibration_minutes,
-                      "--mine": args.mine or None,  # 0, the default, is no mining
-                      "--mine-out": args.mine_out, "--mine-from": args.mine_from}  # fmt: skip
-    given = [flag for flag, value in benchmark_only.items() if value is not None]
-    if given:
-        raise UserError(
-            f"{', '.join(given)} only apply to the wake-word benchmark; add --benchmark"
-        )
     data_root, args.data = args.data, None  # the stream's source, not a config key here
     result = stream_evaluate(
-        args.model, flag_overrides(args), data_root=data_root, minutes=args.minutes,
-        wav=args.wav, labels_file=args.labels, seed=args.seed, out_dir=args.out,
+        args.model, flag_overrides(args), data_root=data_root, wav=args.wav,
+        labels_file=args.labels, out_dir=out, **given,
     )  # fmt: skip
     print(render_section(result))
     return 0
+
+
+def check_stream_eval_flags(args) -> None:
+    """Refuse flags the chosen stream-eval mode would ignore: the benchmark's flags without
+    --benchmark, a given stream (--wav, --labels) with it, mining and calibration details
+    without --mine / --target-fa-per-hour, and a built stream's flags with --wav.
+
+    Raises:
+        UserError: naming the flags and what to add or drop.
+    """
+    flags = {
+        "--data": args.data is not None, "--minutes": args.minutes is not None,
+        "--seed": args.seed is not None, "--wav": args.wav is not None,
+        "--labels": args.labels is not None,
+        "--target-fa-per-hour": args.target_fa_per_hour is not None,
+        "--stream-fa-per-hour": args.stream_fa_per_hour is not None,
+        "--calibration-minutes": args.calibration_minutes is not None,
+        "--per-command": args.per_command is not None, "--mine": bool(args.mine),
+        "--mine-threshold": args.mine_threshold is not None,
+        "--mine-out": args.mine_out is not None, "--mine-from": bool(args.mine_from),
+        "--force": bool(args.force),
+    }  # fmt: skip
+
+    def given(*names: str) -> str:
+        return ", ".join(name for name in names if flags[name])
+
+    if not args.benchmark:
+        if extra := given("--target-fa-per-hour", "--stream-fa-per-hour",
+                          "--calibration-minutes", "--per-command", "--mine", "--mine-threshold",
+                          "--mine-out", "--mine-from", "--force"):  # fmt: skip
+            raise UserError(f"{extra} only apply to the wake-word benchmark; add --benchmark")
+        if flags["--wav"] and (extra := given("--data", "--minutes", "--seed")):
+            raise UserError(
+                f"{extra} build a test stream, but --wav gives the stream, so they would change "
+                "nothing; drop them, or drop --wav and --labels to build a stream"
+            )
+        if flags["--labels"] and not flags["--wav"]:
+            raise UserError(
+                "--labels is the ground truth of a stream of your own; add --wav FILE (the "
+                "stream it labels), or drop --labels"
+            )
+        return
+    if extra := given("--wav", "--labels"):
+        raise UserError(
+            f"the wake-word benchmark builds its own stream from the run's data.root and does "
+            f"not read {extra}; drop them, or drop --benchmark to evaluate that WAV"
+        )
+    if not flags["--mine"] and (extra := given("--mine-threshold", "--mine-out", "--force")):
+        raise UserError(f"{extra} only apply to mining hard negatives; add --mine N, or drop them")
+    if not flags["--target-fa-per-hour"] and flags["--stream-fa-per-hour"]:
+        raise UserError(
+            "--stream-fa-per-hour limits the threshold calibration; add --target-fa-per-hour "
+            "X, or drop it"
+        )
+
+
+def stream_eval_out(model: str | Path, out: str | Path | None) -> Path:
+    """The folder stream-eval writes its results into: `out`, else the run folder of `model`.
+    Checked before the work: a folder, or one that can be made.
+
+    Raises:
+        UserError: `out` (or a folder above it) is a file, or cannot be written; `model`
+            does not exist.
+    """
+    from kws.io import check_writable
+    from kws.run import resolve_run
+
+    if out is None:
+        return resolve_run(model).run.root
+    out = Path(out)
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == out else f"is under the file '{probe}'"
+        raise UserError(f"--out '{out}' {where}; give a folder (it is made if missing)")
+    return check_writable(out, "the stream evaluation")

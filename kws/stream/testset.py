@@ -8,6 +8,7 @@ one `label, time_ms` line per word, `time_ms` being where the clip starts in the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,12 @@ from kws.errors import UserError
 from kws.stream.recognize import is_keyword
 
 UNKNOWN = "_unknown_"
+SILENCE = "_silence_"
+RATE_HZ = 16000
+# Streams are built (and given WAVs read) in memory: 3.8 MB of float32 audio a minute, a copy or
+# two of it while the words are mixed in, and the model's posteriors. 4 hours is about 1 GB of
+# audio, longer than any evaluation here needs (the benchmark's stream is 20 minutes).
+MAX_STREAM_MINUTES = 240.0
 
 
 @dataclass
@@ -38,36 +45,57 @@ class EvalStream:
 
 
 def check_stream_minutes(minutes: float, flag: str = "--minutes") -> None:
-    """Refuse a stream length that builds nothing or fails deep inside (0, negative, NaN, inf).
+    """Refuse a stream length that builds nothing or fails deep inside (0, negative, NaN, inf,
+    more than `MAX_STREAM_MINUTES`).
 
     Raises:
         UserError: naming the flag and a valid value.
     """
     if not 0 < minutes < float("inf"):
         raise UserError(f"{flag} {minutes:g} is not a stream length; give minutes above 0, e.g. 10")
+    if minutes > MAX_STREAM_MINUTES:
+        raise UserError(
+            f"{flag} {minutes:g} is too long: the stream is built in memory (about 4 MB of audio "
+            f"a minute, plus the model's posteriors); give at most {MAX_STREAM_MINUTES:g} minutes"
+        )
 
 
 def read_labels_file(path: str | Path) -> list[tuple[str, float]]:
-    """TensorFlow's streaming labels file: `label, time_ms` per line, blank lines ignored.
+    """TensorFlow's streaming labels file: `label, time_ms` per line, blank lines ignored;
+    `(label, time_ms)` in time order.
 
     Raises:
-        UserError: a missing file or a malformed line (file:line).
+        UserError: a missing file, a malformed line, or a time that is not a finite number of
+            milliseconds >= 0 (file:line).
     """
+    return sorted(((label, t) for _, label, t in _labels_lines(path)), key=lambda item: item[1])
+
+
+def _labels_lines(path: str | Path) -> list[tuple[int, str, float]]:
+    """`(line number, label, time_ms)` of each line of a labels file (see `read_labels_file`)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"labels file '{path}' does not exist")
-    truth = []
+    lines = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         parts = [p.strip() for p in line.split(",")]
         try:
-            truth.append((parts[0], float(parts[1])))
-        except (IndexError, ValueError):
+            if len(parts) != 2 or not parts[0]:
+                raise ValueError
+            time_ms = float(parts[1])
+        except ValueError:
             raise UserError(
                 f"{path}:{number}: expected 'label, time_ms', got '{line.strip()}'"
             ) from None
-    return sorted(truth, key=lambda item: item[1])
+        if not (math.isfinite(time_ms) and time_ms >= 0):
+            raise UserError(
+                f"{path}:{number}: '{parts[1]}' is not a time in the stream; give the word's "
+                "start in milliseconds from the start of the WAV (0 or more)"
+            )
+        lines.append((number, parts[0], time_ms))
+    return lines
 
 
 def labels_file_text(truth: list[tuple[str, float]]) -> str:
@@ -121,7 +149,8 @@ def build_test_stream(
         seed: makes the stream reproducible.
 
     Raises:
-        UserError: no test clips of the model's keywords, or bad gaps.
+        UserError: no test clips of the model's keywords, bad gaps, a stream too short to hold
+            a word, or one whose words are all unknown words (no command to score).
     """
     root = Path(data_root)
     try:
@@ -135,12 +164,20 @@ def build_test_stream(
         raise UserError(f"no test-split clips of the model's keywords under '{root}'")
     if word_gap_ms < clip_ms:
         raise UserError(f"word_gap_ms ({word_gap_ms}) must be at least clip_ms ({clip_ms})")
+    cells = int(minutes * 60_000 // word_gap_ms)
+    if cells == 0:
+        shortest = math.ceil(word_gap_ms / 60) / 1000  # minutes, rounded up to 3 decimals
+        raise UserError(
+            f"a {minutes:g}-minute stream ({minutes * 60:g} s) holds no word: each word takes a "
+            f"{word_gap_ms:g} ms cell; give --minutes {shortest:g} or more (10 for a "
+            "measurement worth reading)"
+        )
     rng = np.random.default_rng(seed)
-    rate, clip_samples = 16000, int(16 * clip_ms)
+    rate, clip_samples = RATE_HZ, int(16 * clip_ms)
     audio = background_noise(root, int(minutes * 60 * rate), background_volume, rng)
     truth = []
     names = sorted(keywords)
-    for cell in range(int(minutes * 60_000 // word_gap_ms)):
+    for cell in range(cells):
         start_ms = cell * word_gap_ms + rng.uniform(0, word_gap_ms - clip_ms)
         if unknown and rng.random() < unknown_fraction:
             label, clip = UNKNOWN, unknown[rng.integers(len(unknown))]
@@ -151,6 +188,11 @@ def build_test_stream(
         start = int(start_ms * rate / 1000)
         audio[start : start + word.shape[0]] += word
         truth.append((label, round(start_ms, 1)))
+    if not any(label != UNKNOWN for label, _ in truth):
+        raise UserError(
+            f"the {minutes:g}-minute stream drew {len(truth)} word(s), all unknown words: no "
+            "command to score (miss rates would be 0/0); give a longer stream (--minutes 10)"
+        )
     description = (
         f"{minutes:g} min from the test split of {root}: {len(truth)} words every "
         f"{word_gap_ms:g} ms cell, {sum(t[0] == UNKNOWN for t in truth)} unknown, background "
@@ -159,12 +201,75 @@ def build_test_stream(
     return EvalStream(np.clip(audio, -1.0, 1.0), rate, truth, description)
 
 
-def load_test_stream(wav: str | Path, labels_file: str | Path) -> EvalStream:
-    """A given stream: any audio file plus a TensorFlow labels file (`label, time_ms`)."""
-    audio = load_audio(wav, 16000)
-    truth = [
-        (label if is_keyword(label) else UNKNOWN, t)
-        for label, t in read_labels_file(labels_file)
-        if label != "_silence_"  # silence marks no word
-    ]
-    return EvalStream(audio, 16000, truth, f"{Path(wav).name} with {Path(labels_file).name}")
+def load_test_stream(
+    wav: str | Path, labels_file: str | Path, model_labels: list[str] | None = None
+) -> EvalStream:
+    """A given stream: any audio file plus a TensorFlow labels file (`label, time_ms`).
+
+    Labels are matched to `model_labels` (the model's words) whatever their case ("Yes" is the
+    model's "yes"); `_unknown_` marks a word the model does not know, `_silence_` no word.
+    Without `model_labels`, labels are taken as written.
+
+    Raises:
+        UserError: a missing or malformed labels file, a time that is not finite, negative or
+            past the end of the WAV (file:line and the WAV's length), a label that is not one of
+            `model_labels` (naming the model's words), no keyword word at all (no command to
+            score), an unreadable WAV.
+    """
+    audio = load_audio(wav, RATE_HZ)
+    length_ms = 1000.0 * audio.shape[0] / RATE_HZ
+    spelling = _label_spelling(model_labels) if model_labels is not None else None
+    truth = []
+    for number, label, time_ms in _labels_lines(labels_file):
+        where = f"{labels_file}:{number}"
+        if time_ms >= length_ms:
+            raise UserError(
+                f"{where}: {time_ms:.10g} ms is past the end of '{wav}' ({length_ms:.0f} ms long); "
+                "give each word's start in milliseconds from the start of this WAV"
+            )
+        if spelling is not None:
+            label = _model_label(label, spelling, model_labels, where)
+        if label != SILENCE:  # silence marks no word
+            truth.append((label if is_keyword(label) else UNKNOWN, time_ms))
+    if not any(is_keyword(label) for label, _ in truth):
+        raise UserError(
+            f"'{labels_file}' names no keyword word, so there is no command to score (miss "
+            "rates would be 0/0); label the keywords spoken in the WAV, or count false accepts "
+            "on keyword-free audio with `kws demo MODEL --wav FILE`"
+        )
+    truth.sort(key=lambda item: item[1])
+    return EvalStream(audio, RATE_HZ, truth, f"{Path(wav).name} with {Path(labels_file).name}")
+
+
+def _label_spelling(model_labels: list[str]) -> dict[str, list[str]]:
+    """The model's labels by their lower-case spelling."""
+    spelling: dict[str, list[str]] = {}
+    for label in model_labels:
+        spelling.setdefault(label.lower(), []).append(label)
+    return spelling
+
+
+def _model_label(label: str, spelling: dict, model_labels: list[str], where: str) -> str:
+    """The model's spelling of a labels-file label (exact, else the one case-insensitive match).
+
+    Raises:
+        UserError: a label that is none of the model's words (naming them), or that matches
+            several of them but none exactly.
+    """
+    if label in model_labels:
+        return label
+    if label.lower() in (UNKNOWN, SILENCE):
+        return label.lower()
+    matches = spelling.get(label.lower(), [])
+    if len(matches) == 1:
+        return matches[0]
+    words = [w for w in model_labels if is_keyword(w)]
+    if matches:
+        raise UserError(
+            f"{where}: '{label}' matches the model's words {', '.join(matches)} only up to "
+            "case; write it exactly as one of them"
+        )
+    raise UserError(
+        f"{where}: '{label}' is not one of the model's words ({', '.join(words)}); label a "
+        f"word the model does not know {UNKNOWN}"
+    )

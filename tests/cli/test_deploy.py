@@ -1,0 +1,77 @@
+"""`kws stream-eval` flags: each mode refuses the flags it would ignore, and --out is where the
+results go (the benchmark's too), checked before any work."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kws.cli import main
+from kws.cli.deploy import stream_eval_out
+from kws.errors import UserError
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--benchmark", "--wav", "s.wav", "--labels", "l.txt"],
+         "the wake-word benchmark builds its own stream from the run's data.root and does not "
+         "read --wav, --labels; drop them, or drop --benchmark"),
+        (["--benchmark", "--mine-threshold", "0.2", "--force"],
+         "--mine-threshold, --force only apply to mining hard negatives; add --mine N"),
+        (["--benchmark", "--stream-fa-per-hour", "5"],
+         "--stream-fa-per-hour limits the threshold calibration; add --target-fa-per-hour"),
+        (["--wav", "s.wav", "--labels", "l.txt", "--minutes", "5", "--seed", "1"],
+         "--minutes, --seed build a test stream, but --wav gives the stream"),
+        (["--data", "d", "--labels", "l.txt"], "--labels is the ground truth of a stream"),
+        (["--data", "d", "--per-command", "5", "--mine-threshold", "0.2"],
+         "--per-command, --mine-threshold only apply to the wake-word benchmark; add --benchmark"),
+    ],
+)  # fmt: skip
+def test_stream_eval_refuses_flags_its_mode_does_not_read(tmp_path, capsys, flags, message):
+    """`--benchmark --wav FILE` ran the benchmark as if --wav had not been given."""
+    assert main(["stream-eval", str(tmp_path), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_out_must_be_a_folder(tmp_path, capsys):
+    """`--out FILE` failed after the whole evaluation with a NotADirectoryError traceback."""
+    taken = tmp_path / "taken"
+    taken.write_text("")
+    for out, why in ((taken, "is a file"), (taken / "sub", f"is under the file '{taken}'")):
+        argv = ["stream-eval", str(tmp_path), "--data", str(tmp_path), "--out", str(out)]
+        assert main(argv) == 2
+        assert f"--out '{out}' {why}; give a folder" in capsys.readouterr().err
+    assert stream_eval_out(tmp_path, None) == tmp_path  # default: the run folder
+    assert stream_eval_out(tmp_path, tmp_path / "new" / "out") == tmp_path / "new" / "out"
+    with pytest.raises(UserError, match="does not exist"):
+        stream_eval_out(tmp_path / "missing", None)
+
+
+def test_benchmark_writes_its_results_into_out(tmp_path, monkeypatch, capsys):
+    """`--benchmark --out X` wrote report.md and stream_benchmark.json into the run."""
+    row = {"threshold": 0.7, "commands": 4, "misses": 1, "miss_rate_percent": 25.0,
+           "false_accepts": 0, "negative_false_accepts": 0,
+           "negative_false_accepts_per_hour": 0.0}  # fmt: skip
+    calls = []
+
+    def fake_benchmark(model, overrides, **kwargs):  # the benchmark itself is tested elsewhere
+        calls.append(kwargs)
+        return {"model": str(model), "backend": "torch", "stream": "s", "negatives": "n",
+                "hours": {"stream": 1 / 60, "negatives": 1 / 60}, "sweep": [row],
+                "operating": row}  # fmt: skip
+
+    monkeypatch.setattr("kws.stream.benchmark.run_benchmark", fake_benchmark)
+    run, out = tmp_path / "run", tmp_path / "results"
+    run.mkdir()
+    argv = ["stream-eval", str(run), "--benchmark", "--minutes", "10", "--out", str(out)]
+    assert main(argv) == 0
+    assert json.loads((out / "stream_benchmark.json").read_text())["operating"] == row
+    assert (out / "plots" / "stream_det.png").is_file()
+    assert "## Streaming benchmark" in (out / "report.md").read_text()
+    assert list(run.iterdir()) == []
+    # a --minutes given is the length used (10 used to mean "not given": 20 minutes)
+    assert calls[0]["minutes"] == 10.0 and "per_command" not in calls[0]
+    assert main(["stream-eval", str(run), "--benchmark", "--out", str(out)]) == 0
+    assert "minutes" not in calls[1]  # the benchmark's own default (20)
