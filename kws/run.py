@@ -10,6 +10,7 @@ with `torch.load(weights_only=True)`; ARCHITECTURE.md "Runs, checkpoints, artifa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -210,23 +211,33 @@ class Run:
             )
         )
 
+    def results(self) -> list[Path]:
+        """What `--force` deletes: the run's model and everything made from it (checkpoints,
+        metrics, growth rounds, plots, the export, evaluation reports, stream evaluations,
+        report.md), so nothing left behind describes the old model. Mined hard negatives stay:
+        they are training data a recipe may point at."""
+        derived = [*self.root.glob("evaluation_*.json"), *self.root.glob("evaluation_*.txt")]
+        fixed = [self.checkpoints_dir, self.metrics_path, self.growth_path, self.root / "rounds",
+                 self.plots_dir, self.export_dir, self.report_path,
+                 self.root / "stream_eval.json", self.root / "stream_benchmark.json"]  # fmt: skip
+        return [p for p in fixed + sorted(derived) if p.exists() or p.is_symlink()]
+
     def prepare(self, *, resume: bool = False, force: bool = False, what: str = "training") -> None:
         """Before a verb writes this run: refuse to overwrite results, check writability.
 
         Args:
             resume: continue the run in place (its checkpoints are kept).
-            force: delete what is there and start over.
+            force: delete the run's results (`results`) and start over.
 
         Raises:
             UserError: results exist and neither `resume` nor `force` was asked; or the folder
                 cannot be written.
         """
         if force and not resume and self.root.exists():
-            for item in ("checkpoints", "metrics.jsonl", "growth.json", "rounds", "plots"):
-                target = self.root / item
-                if target.is_dir():
+            for target in self.results():
+                if target.is_dir() and not target.is_symlink():
                     shutil.rmtree(target)
-                elif target.exists():
+                else:
                     target.unlink()
         elif not resume and self.has_results():
             raise UserError(
@@ -305,11 +316,41 @@ class RunRef:
         return {".pt": "checkpoint", ".pth": "checkpoint", ".onnx": "onnx",
                 ".tflite": "tflite"}.get(suffix, "run")  # fmt: skip
 
-    def checkpoint(self) -> Checkpoint:
-        """The checkpoint meant: the given .pt, else the run's best (then last)."""
+    def checkpoint_path(self) -> Path:
+        """The checkpoint file meant: the given .pt, else the run's best (then last).
+
+        Raises:
+            CheckpointError: the run has no checkpoint.
+        """
         if self.model_path is not None and self.kind == "checkpoint":
-            return Checkpoint.load(self.model_path)
-        return self.run.checkpoint("best")
+            return self.model_path
+        return self.run.checkpoint_path("best")
+
+    def checkpoint(self) -> Checkpoint:
+        """Load `checkpoint_path()` (see `Checkpoint.load`)."""
+        return Checkpoint.load(self.checkpoint_path())
+
+
+def pin_to_checkpoint(cfg: RecipeConfig, ckpt: Checkpoint, source: str | Path) -> RecipeConfig:
+    """`cfg` with the checkpoint's architecture and front end: weights mean something only on
+    the features they were trained on (`kws evaluate`, `kws export`). `source`: the checkpoint's
+    path, for the message.
+
+    Raises:
+        UserError: `cfg`'s front end differs from the checkpoint's (a `features.*` override, an
+            edited config.yaml), naming each difference.
+    """
+    trained, given = dataclasses.asdict(ckpt.config.features), dataclasses.asdict(cfg.features)
+    changed = [f"features.{k}: {trained[k]!r} in the model, {given[k]!r} here"
+               for k in trained if given.get(k) != trained[k]]  # fmt: skip
+    if changed:
+        raise UserError(
+            f"'{source}' was trained on another front end: {'; '.join(changed)}. Its "
+            "weights only work on their own features: drop the features.* overrides (the "
+            "model's own are used), or train a model on the new front end"
+        )
+    cfg.model = ckpt.config.model
+    return cfg
 
 
 def _is_run_folder(path: Path) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,33 @@ class ExportArtifacts:
         return path.stat().st_size if path is not None and path.is_file() else None
 
 
+# Every name an export writes into its folder (`export_model`, then `write_report`): what a
+# forced export removes first, so no file of the previous one is left to be taken for this one.
+EXPORT_ENTRIES = (
+    "model.onnx", "model_int8.onnx", "model_float.tflite", "model_int8.tflite", "tflm",
+    "manifest.json", "report.md", "report.json",
+)  # fmt: skip
+
+
+def clear_export(out_dir: Path) -> None:
+    """Remove a previous export's files from `out_dir` (`EXPORT_ENTRIES`; nothing else)."""
+    for name in EXPORT_ENTRIES:
+        path = Path(out_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_formats(formats: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Validate export format names; raises `UserError` naming the bad one."""
     bad = [f for f in formats if f not in FORMATS]
@@ -91,6 +119,7 @@ def export_model(
     *,
     formats: tuple[str, ...] = FORMATS,
     name: str = "kws",
+    checkpoint: str | Path | None = None,
 ) -> ExportArtifacts:
     """Export `model` in `formats` under `out_dir` and write the manifest.
 
@@ -103,6 +132,9 @@ def export_model(
         out_dir: destination folder (created).
         formats: any of "onnx", "tflite", "tflm" ("tflm" implies the int8 .tflite).
         name: model name used in C identifiers (`g_<name>_model_data`).
+        checkpoint: the checkpoint file the model came from; its path and SHA-256 go into the
+            manifest, so a run's demo can tell an export made from an older model
+            (`kws.stream.backends.check_export_current`).
     """
     formats = check_formats(formats)
     model = model.cpu().eval()
@@ -117,6 +149,8 @@ def export_model(
     if "tflite" in formats or "tflm" in formats:
         _export_tflite(model, calibration, out, formats, name, result)
     result.manifest = build_manifest(model, labels, feature_cfg, result, name)
+    if checkpoint is not None:
+        result.manifest["checkpoint"] = {"path": str(checkpoint), "sha256": file_sha256(checkpoint)}
     atomic_write_json(out / "manifest.json", result.manifest)
     result.files["manifest"] = out / "manifest.json"
     if "tflm" in formats:

@@ -8,7 +8,8 @@ a microcontroller budget, and writes `report.md/json`.
 The int8 gate: a deployed int8 backend fails when it is more than `export.max_int8_drop_points`
 below float AND the drop is not noise: McNemar's exact test on the examples where the two
 disagree gives p < 0.05. On 240 test clips one point is 2.4 clips; without the paired test the
-gate flipped on a single clip.
+gate flipped on a single clip. Fewer than 6 test examples cannot reach p < 0.05 however int8
+fares, so the gate fails them as undecided instead of passing them.
 """
 
 from __future__ import annotations
@@ -23,11 +24,17 @@ from kws.budget import budget_lines, load_target, profile
 from kws.config import RecipeConfig
 from kws.data.dataset import build_data
 from kws.errors import UserError, require_all
-from kws.export.artifacts import FORMATS, ExportArtifacts, check_formats, export_model
+from kws.export.artifacts import (
+    FORMATS,
+    ExportArtifacts,
+    check_formats,
+    clear_export,
+    export_model,
+)
 from kws.export.evaluate import BackendAccuracy, evaluate_backends
 from kws.export.report import ExportReport, write_report
 from kws.io import check_writable, other_entries
-from kws.run import resolve_run
+from kws.run import pin_to_checkpoint, resolve_run
 from kws.stats import mcnemar_p
 from kws.train.evaluate import EVAL_SEED
 
@@ -96,7 +103,17 @@ def int8_gate(
             "mcnemar_p": mcnemar_p(only_float, only_int8),
         }
     gated = [b for b in _DEPLOYED_INT8 if b in drops] or list(drops)
+    # Below this many examples even "float right, int8 wrong on every one" is not significant:
+    # the gate could not fail, so it must not pass.
+    decidable = next(n for n in range(1, 64) if mcnemar_p(n, 0) < _SIGNIFICANCE)
     failures = [
+        f"{acc.backend}: only {acc.num_examples} test examples, and the paired test needs at least "
+        f"{decidable} to see any drop at all; evaluate on more (a larger test split, "
+        "export.eval_max_clips=0)"
+        for acc in accuracies
+        if acc.backend in gated and acc.num_examples < decidable
+    ]
+    failures += [
         f"{b} accuracy is {drops[b]:.2f} points below torch float (allowed {max_drop:g}; "
         f"{paired[b]['only_float_right']} examples right only in float vs "
         f"{paired[b]['only_int8_right']} only in int8, McNemar p = {paired[b]['mcnemar_p']:.3g}"
@@ -139,7 +156,7 @@ def export_run(
         overrides: dotted overrides of the run's config: `export.formats=[tflite,tflm]`,
             `budget.target=cortex-m4f`, `data.root=...`, `export.max_int8_drop_points=0.5`.
         out_dir: default `<run>/export`.
-        force: replace an existing export folder's files.
+        force: replace an existing export: its files (`EXPORT_ENTRIES`) are removed first.
 
     Returns:
         The report (also `report.md` / `report.json` in the export folder); `report.passed` is
@@ -149,11 +166,13 @@ def export_run(
         MissingExtraError: a format's packages are missing (checked before any slow work).
         UserError: an existing export or a folder of other files without `force`, a file as
             `out_dir`, an unwritable folder, an unknown target, labels that differ between
-            data and model, an empty split.
+            data and model, a front end that differs from the model's
+            (`kws.run.pin_to_checkpoint`), an empty split.
     """
     ref = resolve_run(path)
     ckpt = ref.checkpoint()
-    cfg = ref.run.config(overrides)
+    checkpoint = ref.checkpoint_path()
+    cfg = pin_to_checkpoint(ref.run.config(overrides), ckpt, checkpoint)
     formats = check_formats(tuple(cfg.export.formats or FORMATS))
     for fmt in formats:
         require_all(_EXTRAS[fmt])
@@ -167,6 +186,7 @@ def export_run(
     if out != ref.run.export_dir:  # the run's own export folder holds nothing else
         _refuse_foreign_folder(out, force)
     check_writable(out, "the export")
+    clear_export(out)  # --force: no file of the previous export outlives it
     model = ckpt.build_model()
     data = build_data(cfg, torch.device("cpu"), progress=progress)
     if list(data.labels) != list(ckpt.labels):
@@ -182,7 +202,7 @@ def export_run(
         raise UserError("the training split is empty; int8 calibration needs training examples")
     calibration = [calib_x[i : i + batch] for i in range(0, len(calib_x), batch)]
     art = export_model(model, ckpt.labels, cfg.features, calibration, out, formats=formats,
-                       name=cfg.name)  # fmt: skip
+                       name=cfg.name, checkpoint=checkpoint)  # fmt: skip
     # the evaluation seed: the same examples, silence noise included, as `kws evaluate`
     test_batches = data.batches("testing", 500, seed=EVAL_SEED)
     test_x, test_y = _collect(test_batches, cfg.export.eval_max_clips)
@@ -199,7 +219,7 @@ def export_run(
         if not ln["passed"]
     ]
     report = ExportReport(
-        checkpoint=str(ref.model_path or ref.run.checkpoint_path("best")),
+        checkpoint=str(checkpoint),
         export_dir=out,
         formats=list(formats),
         files={role: str(p.relative_to(out)) for role, p in art.files.items()},

@@ -13,6 +13,7 @@ per window on one thread in benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import torch
 
 from kws.config import FeatureConfig
 from kws.errors import UserError
+from kws.export.artifacts import file_sha256
 from kws.export.onnx_export import onnx_logits, onnx_session
 from kws.export.tflite_export import litert_interpreter, litert_logits
 from kws.run import RunRef, resolve_run
@@ -31,6 +33,7 @@ KINDS = ("torch", "onnx", "tflite")
 EXPORT_FILES = {"onnx": "model.onnx", "tflite": "model_int8.tflite"}
 SUFFIX_KINDS = {".pt": "torch", ".pth": "torch", ".onnx": "onnx", ".tflite": "tflite"}
 AUTO_ORDER = ("onnx", "tflite", "torch")  # fastest first
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,16 +83,42 @@ def _available(ref: RunRef, kind: str) -> bool:
     return _export_file(ref, kind).is_file()
 
 
+def stale_export(ref: RunRef) -> str | None:
+    """Why a run's export no longer is its model (None when it is, or cannot be told): the
+    manifest's checkpoint SHA-256 (`kws export` writes it) differs from the run's best
+    checkpoint's, as after `kws train --force` or `--resume`. Exports older than that record
+    are taken as they are."""
+    manifest = ref.run.export_dir / "manifest.json"
+    if ref.kind != "run" or not manifest.is_file():
+        return None
+    made_from = (json.loads(manifest.read_text()).get("checkpoint") or {}).get("sha256")
+    try:
+        best = ref.run.checkpoint_path("best")
+    except UserError:
+        return None
+    if made_from is None or made_from == file_sha256(best):
+        return None
+    return (
+        f"'{ref.run.export_dir}' was exported from another model than '{best}' (the run was "
+        f"trained again since); refresh it with `kws export {ref.run.root} --force`"
+    )
+
+
 def choose_kind(ref: RunRef, kind: str | None) -> str:
-    """The backend kind for a resolved path: the asked one, or the fastest available.
+    """The backend kind for a resolved path: the asked one, or the fastest available. A run's
+    exported files are used only while they are its model (`stale_export`).
 
     Raises:
-        UserError: unknown kind, a model file of another kind, a missing export.
+        UserError: unknown kind, a model file of another kind, a missing or stale export.
     """
     if kind in (None, "auto"):
         if ref.kind in KINDS[1:]:
             return ref.kind
         if ref.kind == "checkpoint":
+            return "torch"
+        stale = stale_export(ref)
+        if stale is not None:
+            log.warning("%s; using the checkpoint (torch) meanwhile", stale)
             return "torch"
         return next(k for k in AUTO_ORDER if _available(ref, k))
     if kind not in KINDS:
@@ -101,6 +130,9 @@ def choose_kind(ref: RunRef, kind: str | None) -> str:
         raise UserError(
             f"no {kind} model at '{_export_file(ref, kind)}'; run `kws export {ref.run.root}` first"
         )
+    stale = stale_export(ref) if kind != "torch" else None
+    if stale is not None:
+        raise UserError(f"{stale}, or use --backend torch")
     return kind
 
 

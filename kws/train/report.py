@@ -3,19 +3,24 @@
 Files land in the run folder: `evaluation_<name>.json` / `.txt` and
 `plots/confusion_<name>.png`, where the name is the split, then the held-out speaker groups
 (`holdout_kokoro`), then the data folder when it is not the one the run trained on
-(`testing_speech_commands_test_set_v0.02`), so evaluating elsewhere never replaces the run's
-own reports. Every accuracy carries n and its 95% Wilson interval.
+(`testing_speech_commands_test_set_v0.02`), then the checkpoint when it is not the run's best
+(`testing_last`); a report of another evaluation under the same name (a data folder of the same
+name elsewhere) is kept and the new one numbered (`testing_other-2`), so no evaluation replaces
+another. A held-out split must be speakers the run never trained on. Every accuracy carries n
+and its 95% Wilson interval.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 from kws.data.dataset import build_data
+from kws.data.gsc import index_folder
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text, check_writable
-from kws.run import resolve_run
+from kws.run import pin_to_checkpoint, resolve_run
 from kws.train.evaluate import EvalResult, evaluate, plot_confusion
 from kws.train.setup import resolve_device
 
@@ -43,21 +48,76 @@ def format_result(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def report_name(split: str, exclude_speakers: list[str], data_root: str, run_root: str) -> str:
-    """The name of a split's report files: `testing`, `holdout_kokoro`, `testing_<folder>`.
+def report_name(
+    split: str, exclude_speakers: list[str], data_root: str, run_root: str, checkpoint: str = ""
+) -> str:
+    """The name of a split's report files: `testing`, `holdout_kokoro`, `testing_<folder>`,
+    `testing_last`.
 
     Args:
         split: the evaluated split.
         exclude_speakers: the speaker-id prefixes held out (named only for `holdout`).
         data_root: the evaluated data folder; named when it is not `run_root`, the folder the
             run trained on.
+        checkpoint: the evaluated checkpoint file; its stem is named unless it is `best`.
     """
     parts = [split]
     if split == "holdout":
         parts += [prefix.strip("-_") for prefix in exclude_speakers]
-    if Path(data_root).expanduser().resolve() != Path(run_root).expanduser().resolve():
+    if not _same_path(data_root, run_root):
         parts.append(Path(data_root).name)
+    if checkpoint and Path(checkpoint).stem != "best":
+        parts.append(Path(checkpoint).stem)
     return "_".join(re.sub(r"[^A-Za-z0-9._-]+", "-", part) for part in parts if part)
+
+
+def _same_path(a, b) -> bool:
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _free_name(out: Path, name: str, data_root: str, checkpoint: str) -> str:
+    """`name`, or `name-2`, `name-3` ... when `evaluation_<name>.json` records another data
+    folder or checkpoint (evaluating the same model on the same folder again updates it)."""
+    candidate, k = name, 1
+    while (out / f"evaluation_{candidate}.json").is_file():
+        try:
+            old = json.loads((out / f"evaluation_{candidate}.json").read_text())
+            same = _same_path(old["data_root"], data_root) and _same_path(
+                old["checkpoint"], checkpoint
+            )
+        except (ValueError, KeyError, TypeError, OSError):
+            same = False  # unreadable: keep it, write beside it
+        if same:
+            return candidate
+        k += 1
+        candidate = f"{name}-{k}"
+    return candidate
+
+
+def refuse_trained_speakers(run_cfg, held: list[str]) -> None:
+    """A held-out number must be of speakers the run never trained on: refuse `held` prefixes
+    the run's own training split holds (its data.root, less its data.exclude_speakers).
+    A run whose training folder is gone cannot be checked and passes.
+
+    Raises:
+        UserError: naming the prefixes, the clip count and the ways on.
+    """
+    missing = tuple(p for p in held if p not in run_cfg.data.exclude_speakers)
+    root = Path(run_cfg.data.root)
+    if not missing or not root.is_dir():
+        return
+    index = index_folder(root, run_cfg.data.validation_percent, run_cfg.data.testing_percent)
+    held_out = tuple(run_cfg.data.exclude_speakers)
+    trained = [c for c in index.clips if c.split == "training" and c.speaker.startswith(missing)
+               and not (held_out and c.speaker.startswith(held_out))]  # fmt: skip
+    if trained:
+        raise UserError(
+            f"the run trained on {len(trained):,} clips of speakers {', '.join(missing)} "
+            f"('{root}', data.exclude_speakers={list(run_cfg.data.exclude_speakers)}), so "
+            "their accuracy is not a held-out number. Evaluate a run trained without them "
+            f'(kws train ... "data.exclude_speakers=[{missing[0]}]"), or their clips as '
+            "part of a split (--split testing)"
+        )
 
 
 def evaluate_run(
@@ -72,8 +132,10 @@ def evaluate_run(
         split: training | validation | testing | holdout | all (aliases test, val, train).
 
     Raises:
-        UserError: unknown split, labels that differ between data and model, an empty split,
-            an unwritable run folder.
+        UserError: unknown split, labels that differ between data and model, a front end that
+            differs from the model's (`kws.run.pin_to_checkpoint`), a held-out split of speakers
+            the run trained on (`refuse_trained_speakers`), an empty split, an unwritable run
+            folder.
     """
     split = SPLIT_ALIASES.get(split, split)
     if split not in SPLITS:
@@ -82,7 +144,7 @@ def evaluate_run(
     check_writable(ref.run.root, "evaluation reports")
     ckpt = ref.checkpoint()
     cfg = ref.run.config(overrides)
-    cfg.model = ckpt.config.model  # the checkpoint's architecture, whatever the overrides say
+    cfg = pin_to_checkpoint(cfg, ckpt, ref.checkpoint_path())
     device = resolve_device(cfg.train.device)
     data = build_data(cfg, device, check_training=False)  # evaluation: no training checks
     if list(data.labels) != list(ckpt.labels):
@@ -90,6 +152,8 @@ def evaluate_run(
             f"the data's labels {data.labels} differ from the model's {ckpt.labels}; point "
             "data.root at a set with the model's words (or data.task / data.words)"
         )
+    if split == "holdout":
+        refuse_trained_speakers(ref.run.config(), cfg.data.exclude_speakers)
     splits = ["training", "validation", "testing"] if split == "all" else [split]
     for name in splits:
         if data.num_examples(name) == 0:
@@ -101,16 +165,18 @@ def evaluate_run(
     results = [evaluate(model, data, s, cfg.train.eval_batch_size) for s in splits]
     if split == "all":
         results.append(EvalResult("all", list(ckpt.labels), sum(r.confusion for r in results)))
-    own_root = ref.run.config().data.root
+    own_root, checkpoint = ref.run.config().data.root, str(ref.checkpoint_path())
     for result in results:
         result.extra.update(data_root=cfg.data.root, layout=data.layout)
         out = ref.run.root
-        name = report_name(result.split, cfg.data.exclude_speakers, cfg.data.root, own_root)
+        name = report_name(
+            result.split, cfg.data.exclude_speakers, cfg.data.root, own_root, checkpoint
+        )
+        name = _free_name(out, name, cfg.data.root, checkpoint)
         atomic_write_json(
             out / f"evaluation_{name}.json",
             {**result.summary(), **result.extra, "confusion": result.confusion,
-             "labels": list(ckpt.labels),
-             "checkpoint": str(ref.model_path or ref.run.best_path)},
+             "labels": list(ckpt.labels), "checkpoint": checkpoint},
         )  # fmt: skip
         atomic_write_text(out / f"evaluation_{name}.txt", format_result(result) + "\n")
         plot_confusion(result, ref.run.plots_dir / f"confusion_{name}.png")

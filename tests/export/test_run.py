@@ -12,6 +12,7 @@ from kws.cli import main
 from kws.config import load_recipe
 from kws.data.dataset import KwsData
 from kws.errors import MissingExtraError, UserError
+from kws.export.artifacts import file_sha256
 from kws.export.evaluate import BackendAccuracy
 from kws.export.run import export_run, int8_gate
 from kws.models import ModelSpec, build_model
@@ -55,6 +56,11 @@ def test_cli_export_writes_report_and_tflm_files(run_dir):
     # a second export into the same folder is refused unless asked for
     assert main(["export", str(run_dir), "--formats", "tflite"]) == 2
     assert main(["export", str(run_dir), "--formats", "tflite", "--force"]) in (0, 1)
+    # ... and then nothing of the first is left: its TFLM arrays held the old model
+    assert not (run_dir / "export" / "tflm").exists()
+    manifest = json.loads((run_dir / "export" / "manifest.json").read_text())
+    best = run_dir / "checkpoints" / "best.pt"
+    assert manifest["checkpoint"] == {"path": str(best), "sha256": file_sha256(best)}
 
 
 def test_export_evaluates_the_test_examples_kws_evaluate_does(run_dir, monkeypatch):
@@ -105,6 +111,20 @@ def test_int8_gate_is_paired_and_ignores_noise():
     assert not int8_gate(accs, right, max_drop=12.0)[3]
 
 
+@pytest.mark.parametrize("n", [1, 5, 6])
+def test_int8_gate_fails_a_test_set_too_small_to_decide(n):
+    """On 5 examples float right and int8 wrong on all of them is p = 0.0625: the gate passed."""
+    right = {"torch_float": np.ones(n, bool), "tflite_int8": np.zeros(n, bool)}
+    accs = [BackendAccuracy("torch_float", 1.0, n, False, n),
+            BackendAccuracy("tflite_int8", 0.0, n, True, 0)]  # fmt: skip
+    failures = int8_gate(accs, right, max_drop=1.0)[3]
+    if n < 6:
+        assert len(failures) == 1 and f"only {n} test examples" in failures[0]
+        assert "needs at least 6" in failures[0]
+    else:  # decidable, and a 100-point drop fails on its own terms
+        assert len(failures) == 1 and "100.00 points below" in failures[0]
+
+
 def test_missing_extra_is_reported_before_any_work(run_dir, monkeypatch):
     import sys
 
@@ -142,3 +162,12 @@ def test_export_into_a_folder_of_other_files_is_refused(run_dir, tmp_path, capsy
     with pytest.raises(UserError, match="is a file; give a new or empty folder"):
         export_run(run_dir, ["export.formats=[onnx]"], out_dir=a_file, progress=False)
     assert a_file.read_text() == "mine"
+
+
+def test_a_front_end_other_than_the_model_s_is_refused(run_dir):
+    """`features.mel_high_hz=7000` used to evaluate (63% instead of 90%) and export (PASS, its
+    manifest telling devices the wrong front end) a model trained on 4000 Hz, exit 0."""
+    for verb in (export_run, evaluate_run):
+        with pytest.raises(UserError, match=r"features.mel_high_hz: 4000.0 in the model, 7000"):
+            verb(run_dir, ["features.mel_high_hz=7000"])
+    assert not (run_dir / "export").exists() and not list(run_dir.glob("evaluation_*"))

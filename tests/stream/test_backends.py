@@ -3,6 +3,9 @@ detector hears the same keywords through each of them."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -89,3 +92,29 @@ def test_auto_picks_the_fastest_exported_backend(exported_run, tmp_path):
     assert load_backend("auto", exported_run).kind == "onnx"
     assert load_backend(None, write_run(tmp_path / "unexported")).kind == "torch"
     assert load_backend(None, exported_run / "checkpoints" / "best.pt").kind == "torch"
+
+
+def test_a_stale_export_is_never_taken_for_the_run_s_model(exported_run, tmp_path, caplog):
+    """After `kws train --force` (or --resume) the old export stayed and `kws demo` streamed the
+    old model through ONNX Runtime. The manifest's checkpoint SHA-256 tells them apart."""
+    import logging
+    import shutil
+
+    from kws.export.artifacts import file_sha256
+
+    run = Path(shutil.copytree(exported_run, tmp_path / "run"))
+    best, manifest_path = run / "checkpoints" / "best.pt", run / "export" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["checkpoint"] = {"path": str(best), "sha256": file_sha256(best)}
+    manifest_path.write_text(json.dumps(manifest))
+    assert load_backend("auto", run).kind == "onnx"  # the export is this model
+    retrained = trained_tone_model()
+    retrained.state_dict = {k: v + 0.01 if v.is_floating_point() else v
+                            for k, v in retrained.state_dict.items()}  # fmt: skip
+    retrained.save(best)
+    with caplog.at_level(logging.WARNING):
+        assert load_backend("auto", run).kind == "torch"
+    assert "was exported from another model" in caplog.text and "--force" in caplog.text
+    for kind in ("onnx", "tflite"):
+        with pytest.raises(UserError, match=r"kws export .* --force`, or use --backend torch"):
+            load_backend(kind, run)

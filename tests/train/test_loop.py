@@ -99,8 +99,18 @@ def test_rerun_refuses_to_overwrite_a_run(trained, tmp_path, capsys):
     assert "already holds a run" in capsys.readouterr().err
     assert (run_dir / "checkpoints" / "best.pt").read_bytes() == best
     assert (run_dir / "metrics.jsonl").read_text() == metrics
+    # what was made from the old model goes with it (the demo streamed its export); mined
+    # hard negatives are training data and stay
+    made = ["export/manifest.json", "export/tflm/model_data.cc", "evaluation_testing.json",
+            "evaluation_holdout_flite_set.txt", "stream_eval.json", "stream_benchmark.json",
+            "report.md", "hard_negatives.npy"]  # fmt: skip
+    for name in made:
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text("old model")
     train(cfg, run_dir, epochs=1, force=True, progress=False)  # asked for: start over
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 1
+    assert [name for name in made if (run_dir / name).exists()] == ["hard_negatives.npy"]
+    assert not (run_dir / "export").exists()
 
 
 def test_resume_with_changed_settings_is_refused(trained, tmp_path, capsys):
