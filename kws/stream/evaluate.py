@@ -210,7 +210,7 @@ def stream_evaluate(
     if wav is not None:
         if labels_file is None:
             raise UserError("--wav needs --labels FILE (TensorFlow format: 'label, time_ms')")
-        stream = load_test_stream(wav, labels_file)
+        stream = load_test_stream(wav, labels_file, backend.labels)  # matched to its words
     elif data_root is not None:
         check_stream_minutes(minutes)
         stream = build_test_stream(data_root, backend.labels, minutes, seed=seed,

@@ -104,6 +104,11 @@ def test_stream_eval_cli_writes_json_plot_and_report(tone_dataset, tmp_path, cap
     assert main(argv) == 0
     again = json.loads((run_dir / "stream_eval.json").read_text())["scores"]
     assert again == pytest.approx(s, abs=1.0)  # labels file keeps whole ms
+    # "YES, 1500": the model's "yes" (it turned right detections into false accepts)
+    (tmp_path / "s.txt").write_text(labels_file_text(stream.truth).upper())
+    assert main(argv) == 0
+    upper = json.loads((run_dir / "stream_eval.json").read_text())["scores"]
+    assert upper == again
     report = (run_dir / "report.md").read_text()
     assert report.count(SECTION) == 1 and "## Accuracy\n\nkept" in report
     # a length that builds nothing is refused, and the results stay (it wrote NaNs over them)
