@@ -56,7 +56,9 @@ def add_export(sub) -> None:
         "test examples (accuracy with n and 95% interval) and write export/report.md. Exits 1 "
         "when the deployed int8 model is significantly worse than float by more than "
         "export.max_int8_drop_points (paired McNemar test) or the model breaks the target's "
-        "budget. An existing export is replaced only with --force.",
+        "budget, or when there are too few test examples for that test to decide. An existing "
+        "export is replaced only with --force, which removes its files first; the manifest "
+        "records the checkpoint's SHA-256, so `kws demo` knows an export of an older model.",
         ["kws export runs/quickstart",
          "kws export runs/quickstart/checkpoints/best.pt --formats tflite,tflm --target cortex-m4f",
          "kws export runs/gsc --data data/speech_commands_v0.02 --max-drop 0.5 --force"],
@@ -91,7 +93,9 @@ def add_demo(sub) -> None:
         "Stream audio through the model (a new window every stream.stride_ms) and show class "
         "posteriors, detected keywords, latency and the real-time factor. Plain lines when "
         "stdout is not a terminal; --json for one JSON event per line. Ctrl-C stops. The "
-        "backend defaults to the fastest one exported (ONNX Runtime, then LiteRT, then torch).",
+        "backend defaults to the fastest one exported (ONNX Runtime, then LiteRT, then torch); "
+        "an export made from an older checkpoint of the run is never used (torch instead, with "
+        "a warning to re-export).",
         ["kws demo runs/quickstart                  # default microphone",
          "kws demo runs/quickstart --mic USB        # device by name substring (or index)",
          "kws demo runs/quickstart stream.stride_ms=40 stream.detection_threshold=0.6",

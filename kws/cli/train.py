@@ -65,9 +65,12 @@ def add_evaluate(sub) -> None:
         "is in the per-class list), "
         "per-class recall and the confusion matrix; writes evaluation_<split>.json/.txt and "
         "plots/confusion_<split>.png in the run (evaluation_holdout_<E>.* for a held-out "
-        "engine, and the data folder's name appended when it is not the run's own, so no "
-        "evaluation replaces another). --holdout-engine E evaluates the speakers of "
-        "TTS engine E only (train without them: data.exclude_speakers=[E-]).",
+        "engine, the data folder's name appended when it is not the run's own, the "
+        "checkpoint's when it is not best.pt, and -2, -3 ... when that name holds another "
+        "evaluation, so no evaluation replaces another). --holdout-engine E evaluates the "
+        "speakers of TTS engine E only, and refuses a run that trained on them (train without "
+        "them: data.exclude_speakers=[E-]). The model's own front end is used; features.* "
+        "overrides that differ are refused.",
         ["kws evaluate runs/quickstart",
          "kws evaluate runs/quickstart --data data/speech_commands_test_set_v0.02",
          "kws evaluate runs/no_kokoro --holdout-engine kokoro",
