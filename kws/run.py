@@ -271,10 +271,16 @@ class Run:
         """The run's resolved config (config.yaml, else its checkpoint's) with overrides.
 
         Raises:
-            UserError: no config in the run, or an override/value that does not validate.
+            UserError: no config in the run, an empty config.yaml, or an override/value that
+                does not validate.
         """
         if self.config_path.is_file():
             values = read_recipe_file(self.config_path)
+            if not values:  # kws writes it whole (atomically): empty is damage, not defaults
+                raise UserError(
+                    f"'{self.config_path}' is empty, so this run's settings are unknown; restore "
+                    "it, or delete it to use the settings saved in the run's checkpoint"
+                )
         else:
             values = config_to_dict(self.checkpoint().config)
         values = apply_overrides(_drop_retired(values), list(overrides or []))

@@ -73,3 +73,10 @@ def test_a_held_out_split_of_trained_speakers_is_refused(untrained_run):
     with pytest.raises(UserError, match=r"the run trained on [\d,]+ clips of speakers 0, 1"):
         evaluate_run(untrained_run, [every_speaker], "holdout")
     assert not list(untrained_run.glob("evaluation_*"))
+
+
+def test_an_empty_run_config_is_not_taken_for_the_defaults(untrained_run):
+    """An emptied config.yaml used to evaluate with every default setting, exit 0."""
+    (untrained_run / "config.yaml").write_text("")
+    with pytest.raises(UserError, match=r"config.yaml' is empty.*delete it to use the settings"):
+        evaluate_run(untrained_run)
