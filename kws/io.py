@@ -8,6 +8,7 @@ result gets the permissions a plain `open(path, "w")` would give (0666 minus the
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -59,9 +60,27 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """Write indented JSON atomically; numpy/torch values via their `tolist()`."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+def atomic_write_json(path: str | Path, obj: Any, *, strict: bool = False) -> Path:
+    """Write indented JSON atomically; numpy/torch values via their `tolist()`. `strict`: NaN
+    and infinities (undefined rates, say a latency with no detection) become null, so any JSON
+    reader takes the file (Python's NaN is not JSON); without it they stay, for files kws reads
+    back itself."""
+    text = json.dumps(obj, default=json_default)
+    if strict:
+        obj = _finite(json.loads(text))
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, default=json_default, allow_nan=not strict) + "\n"
+    )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def append_jsonl(path: str | Path, obj: Any) -> None:

@@ -241,7 +241,7 @@ def stream_evaluate(
                        "latency_mean_ms": stats.latency_mean_ms,
                        "latency_p95_ms": stats.latency_p95_ms, "inferences": stats.inferences},
     }  # fmt: skip
-    atomic_write_json(out / "stream_eval.json", result)
+    atomic_write_json(out / "stream_eval.json", result, strict=True)
     update_report(out / "report.md", render_section(result))
     return result
 
@@ -333,7 +333,7 @@ def write_benchmark(result: dict, out: Path) -> str:
                     out / "plots" / "stream_det.png",
                     f"{result['backend']}: {result['negatives']} negatives")  # fmt: skip
     result["plot"] = str(plot.relative_to(out))
-    atomic_write_json(out / "stream_benchmark.json", result)
+    atomic_write_json(out / "stream_benchmark.json", result, strict=True)
     section = render_benchmark(result)
     update_report(out / "report.md", section, BENCH_SECTION)
     return section
