@@ -26,6 +26,16 @@ def _umask() -> int:
 
 
 FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
+def staging_dir(target: Path, suffix: str) -> Path:
+    """A new hidden folder beside `target` to build it in, then rename into place: with the
+    permissions `mkdir` would give (0777 minus the umask), not `mkdtemp`'s private 0700, so a
+    data set built there is readable by whoever may read its parent."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent))
+    tmp.chmod(DIR_MODE)
+    return tmp
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
 
@@ -22,6 +21,7 @@ from rich import progress as rp
 from rich.console import Console
 
 from kws.errors import UserError
+from kws.io import staging_dir
 
 MARKER_NAME = ".kws-complete"
 CHUNK_BYTES = 1 << 20
@@ -147,9 +147,11 @@ def extract_archive(archive_path: Path, dataset: Path, marker: dict, show: bool)
     Raises:
         UserError: a corrupt archive or an unsafe member (nothing is left behind).
     """
-    for stale in dataset.parent.glob(f".{dataset.name}.extract-*"):
+    stale_dirs = [*dataset.parent.glob(f".{dataset.name}.*.extract"),
+                  *dataset.parent.glob(f".{dataset.name}.extract-*")]  # fmt: skip
+    for stale in stale_dirs:
         shutil.rmtree(stale, ignore_errors=True)  # left by a killed earlier run
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dataset.name}.extract-", dir=dataset.parent))
+    tmp = staging_dir(dataset, ".extract")
     try:
         with progress_bar(show) as bar, open(archive_path, "rb") as raw:
             task = bar.add_task(f"extract {archive_path.name}", total=archive_path.stat().st_size)

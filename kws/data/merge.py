@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from kws.data.gsc import (
     index_folder,
 )
 from kws.errors import UserError
-from kws.io import atomic_write_json, atomic_write_text
+from kws.io import atomic_write_json, atomic_write_text, staging_dir
 
 
 @dataclass
@@ -76,7 +75,7 @@ def merge_sets(
     extras = [Path(extra) for extra in extras]
     _check_args(out_dir, base, extras, splits)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".merging", dir=out_dir.parent))
+    tmp = staging_dir(out_dir, ".merging")
     try:
         report = _merge_into(tmp, out_dir, base, extras, splits)
         if out_dir.is_dir():

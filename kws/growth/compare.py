@@ -12,7 +12,8 @@ same epochs (`growth.compare_total_epochs`, one per budget, else `growth.total_e
 - `grown_scratch`: the grown widths from scratch for the same total epochs;
 - `bn_prune`, `l1_prune`: a larger model of the same topology (trained once per seed, with the
   slimming L1 for `bn_prune`) pruned to the grown model's size and fine-tuned
-  (`kws.growth.prune`).
+  (`kws.growth.prune`), the two phases sharing the budget's epochs (fine-tuning takes
+  `growth.prune_finetune_epochs`).
 
 Each run is a run folder `<run>/<method>/b<budget>_s<seed>/` with a `record.json` once done, so
 an interrupted comparison resumes where it stopped. `comparison.json` holds one record per
@@ -33,10 +34,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from kws import distributed
+from kws.budget import budget_from_config
 from kws.config import RecipeConfig, copy_config
 from kws.data.dataset import KwsData, build_data
 from kws.errors import UserError
-from kws.growth.loop import grow
+from kws.growth.loop import check_seed_fits, grow
 from kws.growth.plots import plot_comparison
 from kws.growth.prune import prune
 from kws.growth.schedule import decay_lr
@@ -197,12 +199,15 @@ def _pruned(cfg, root, method, budget, seed_cfg, spec, total, run, data, progres
     start = time.perf_counter()
     large_width = cfg.growth.prune_from_width or 2 * _largest_uniform_width(cfg, spec)
     large_spec = spec.with_config(family_of(spec.config).uniform(spec.config, large_width))
+    # the larger model and the fine-tuning share the budget's epochs, as every method does
+    epochs = cfg.growth.prune_finetune_epochs or cfg.growth.final_epochs or total // 4 or 1
+    epochs = min(epochs, max(total - 1, 1))
+    large_epochs = max(total - epochs, 1)
     large_run, large_compute = _large_model(
-        cfg, root, method, seed_cfg, large_spec, total, data, progress, resume=False
+        cfg, root, method, seed_cfg, large_spec, large_epochs, data, progress, resume=False
     )
     large = distributed.main_value(Checkpoint.load, large_run.last_path).build_model()
     pruned, pruned_spec = prune(large, method, count_params(spec))
-    epochs = cfg.growth.prune_finetune_epochs or cfg.growth.final_epochs or total // 4 or 1
     tune_cfg = copy_config(seed_cfg)
     tune_cfg.model = pruned_spec.config
     resume = _exists(run.last_path)
@@ -210,7 +215,7 @@ def _pruned(cfg, root, method, budget, seed_cfg, spec, total, run, data, progres
           model=pruned.train(), data=data, epochs=epochs, lr_at=decay_lr(tune_cfg, epochs),
           tag=f"{method} fine-tune ", progress=progress)  # fmt: skip
     compute = large_compute + count_macs(pruned_spec) * data.num_examples("training") * epochs
-    return _record(method, budget, seed_cfg.train.seed, run, pruned_spec, total + epochs,
+    return _record(method, budget, seed_cfg.train.seed, run, pruned_spec, large_epochs + epochs,
                    time.perf_counter() - start, compute, data, cfg)  # fmt: skip
 
 
@@ -281,7 +286,8 @@ def compare(
     """Run the comparison (see the module docstring); returns the records.
 
     Raises:
-        UserError: no budgets, an existing comparison without resume/force, a resume with
+        UserError: no budgets, a budget the seed already breaks (`check_seed_fits`), an
+            existing comparison without resume/force, a resume with
             changed settings (`check_compare_resume_settings`), a family without units or a
             uniform knob.
     """
@@ -298,6 +304,11 @@ def compare(
         distributed.main_value(check_compare_resume_settings, run, cfg)
     budgets, seeds = _budgets(cfg), seeds or cfg.growth.compare_seeds
     data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
+    seed_spec = ModelSpec.of(cfg.model, cfg.features, len(data.labels))
+    for budget in budgets:  # every budget before any training, not the third one an hour in
+        cell_budget = copy_config(cfg)
+        cell_budget.budget.max_params = budget
+        check_seed_fits(budget_from_config(cell_budget.budget), seed_spec)
     distributed.on_main(run.save_config, cfg)
     records = []
     for seed in range(seeds):

@@ -38,7 +38,7 @@ from kws.growth.schedule import decay_lr, final_epochs, growth_lr, plateau_reach
 from kws.growth.scores import splitting_scores
 from kws.growth.surgery import apply_splits
 from kws.io import atomic_write_json
-from kws.models import count_macs, count_params, growable_family
+from kws.models import ModelSpec, count_macs, count_params, growable_family
 from kws.run import Checkpoint, Run
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
@@ -194,6 +194,22 @@ def _train_round(cfg, run, k, model, data, used, resume, progress, reference, hi
     return result, len(result.history), time.perf_counter() - start
 
 
+def check_seed_fits(budget: Budget, spec: ModelSpec) -> None:
+    """Growth only adds neurons, so a seed that breaks the budget can never meet it.
+
+    Raises:
+        UserError: naming each limit the seed breaks and the ways on.
+    """
+    broken = budget.violations(spec)
+    if broken:
+        said = "; ".join(f"{b.name} {b.value:,.6g} > {b.limit:,.6g} {b.unit}" for b in broken)
+        raise UserError(
+            f"the seed model ({count_params(spec):,} parameters) already breaks the budget: "
+            f"{said}. Growth by splitting only adds neurons: start from a smaller seed "
+            "(model.widths=[...]) or raise the budget (budget.max_params=..., budget.*)"
+        )
+
+
 @recipe_threads
 def grow(
     cfg: RecipeConfig,
@@ -222,7 +238,7 @@ def grow(
     Raises:
         UserError: a family without splittable units, a method that is not a growth method, an
             unknown budget target, an existing run without resume/force, changed settings
-            (`check_settings`).
+            (`check_settings`), a seed that already breaks the budget (`check_seed_fits`).
     """
     growable_family(cfg.model)
     if cfg.growth.method not in GROW_METHODS:
@@ -241,6 +257,7 @@ def grow(
     distributed.on_main(run.prepare, resume=resume_run, force=force, what="growth")
     progress = progress and distributed.is_main()
     data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
+    check_seed_fits(budget, ModelSpec.of(cfg.model, cfg.features, len(data.labels)))
     distributed.on_main(run.save_config, cfg)
     history, stop = distributed.main_value(_load_history, run, resume_run)
     used = sum(h["epochs"] for h in history)

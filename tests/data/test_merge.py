@@ -14,7 +14,7 @@ from kws.data.gsc import index_folder, which_set
 from kws.data.merge import merge_sets
 from kws.data.synth.build import _check_manifest
 from kws.errors import UserError
-from kws.io import atomic_write_bytes
+from kws.io import DIR_MODE, atomic_write_bytes
 
 RATE = 16000
 
@@ -66,6 +66,8 @@ def test_merge_adds_training_clips_and_keeps_evaluation_splits(sets, tmp_path):
     base, extra = sets
     before = _snapshot(base) | _snapshot(extra)
     report = merge_sets(tmp_path / "merged", base, [extra])
+    # readable as a synthesized set is (mkdtemp's 0700 kept it from other users)
+    assert (tmp_path / "merged").stat().st_mode & 0o777 == DIR_MODE
     out = index_folder(tmp_path / "merged")
     base_index, extra_index = index_folder(base), index_folder(extra)
 

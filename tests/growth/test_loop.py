@@ -194,11 +194,11 @@ def test_compare_gives_each_budget_its_own_epoch_budget(tone_recipe, tmp_path):
     from kws.growth.compare import compare
 
     cfg = growth_recipe(tone_recipe, growth__rounds=1)
-    cfg.growth.compare_budgets, cfg.growth.compare_total_epochs = [1500, 3000], [3, 4]
+    cfg.growth.compare_budgets, cfg.growth.compare_total_epochs = [2000, 3000], [3, 4]
     cfg.growth.compare_methods = ["splitting", "uniform"]
     records = compare(cfg, tmp_path / "cmp", seeds=1, progress=False)
     epochs = {(r["method"], r["budget_params"]): r["epochs"] for r in records}
-    assert epochs == {("splitting", 1500): 3, ("uniform", 1500): 3,
+    assert epochs == {("splitting", 2000): 3, ("uniform", 2000): 3,
                       ("splitting", 3000): 4, ("uniform", 3000): 4}  # fmt: skip
 
 
@@ -223,8 +223,8 @@ def test_compare_runs_every_method_and_writes_the_schema(tone_recipe, tmp_path):
         assert by[name]["widths"] == split["widths"] and by[name]["epochs"] == split["epochs"]
     assert abs(by["uniform"]["params"] - split["params"]) < 0.25 * split["params"]
     assert len(set(by["uniform"]["widths"])) == 1 and by["uniform"]["epochs"] == split["epochs"]
-    for name in ("bn_prune", "l1_prune"):
-        assert by[name]["params"] <= split["params"]
+    for name in ("bn_prune", "l1_prune"):  # larger model + fine-tuning: the same epochs too
+        assert by[name]["params"] <= split["params"] and by[name]["epochs"] == split["epochs"]
         assert by[name]["train_compute_macs"] > by["uniform"]["train_compute_macs"]
     saved = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert saved == records
@@ -241,3 +241,19 @@ def test_compare_runs_every_method_and_writes_the_schema(tone_recipe, tmp_path):
     with pytest.raises(UserError, match=r"differ: growth.grow_fraction: .* there, 0.9 here\.") as e:
         compare(changed, tmp_path / "cmp", seeds=1, resume=True, progress=False)
     assert "--compare --resume" in str(e.value)
+
+
+def test_a_seed_that_already_breaks_the_budget_is_refused(tone_recipe, tmp_path, monkeypatch):
+    """A seed over budget.max_params grew nothing, exited 0 with an over-budget model, and
+    `--compare` listed over-budget models under that budget."""
+    from kws.growth import compare as compare_module
+
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(compare_module, "train", lambda *a, **k: pytest.fail("training started"))
+    cfg = growth_recipe(tone_recipe, budget__max_params=100)
+    with pytest.raises(UserError, match=r"seed model \([\d,]+ parameters\) already breaks the "
+                       r"budget: params [\d,]+ > 100 params.*smaller seed"):  # fmt: skip
+        grow(cfg, tmp_path / "g", progress=False)
+    cfg.growth.compare_budgets = [3000, 100]
+    with pytest.raises(UserError, match="already breaks the budget: params"):
+        compare_module.compare(cfg, tmp_path / "cmp", seeds=1, progress=False)

@@ -17,6 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import soundfile as sf
+
 from kws.data.gsc import BACKGROUND_DIR, NEGATIVES_DIR
 from kws.data.gsc import SYNTH_MANIFEST as MANIFEST
 from kws.data.synth.accents import MAX_RULES, RULES
@@ -215,6 +217,24 @@ def _speaker_calls(out_dir: Path, plan: Plan, speakers: list[Speaker], seed: int
     return calls, kept
 
 
+def _check_noise_length(out_dir: Path, seconds: float) -> None:
+    """A resumed set keeps its background recordings: refuse another `--noise-seconds` (it
+    silently rewrote the noise existing runs trained with, or left a README saying 0 s)."""
+    for kind in NOISE_TYPES:
+        path = out_dir / BACKGROUND_DIR / f"{kind}.wav"
+        if not path.is_file() or noise_ok(path, seconds):
+            continue
+        try:
+            have = sf.info(path).duration
+        except (RuntimeError, sf.LibsndfileError):
+            continue  # unreadable: rewritten like a missing one
+        raise UserError(
+            f"'{path}' is {have:g} s long: this set was synthesized with --noise-seconds {have:g}, "
+            f"not {seconds:g}; pass --noise-seconds {have:g} to resume it, or choose a new --out "
+            "folder (its runs trained with that noise)"
+        )
+
+
 def _noise_calls(out_dir: Path, found: dict[str, EngineInfo], seed: int, seconds: float):
     if seconds <= 0:
         return []
@@ -297,6 +317,7 @@ def synthesize(
     if accent_rules != MAX_RULES:
         key["accent_rules"] = accent_rules
     _check_manifest(out_dir, seed, key)
+    _check_noise_length(out_dir, noise_seconds)
     _announce(found, plan, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Words long negative speech must never contain: for the default vocabulary all 35 of GSC's.

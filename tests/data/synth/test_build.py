@@ -240,3 +240,16 @@ def test_simulated_rooms_reverberate_as_drawn():
         room = draw_room(np.random.default_rng(seed))
         measured = pra.experimental.measure_rt60(impulse_response(room, seed), fs=16000)
         assert measured == pytest.approx(room.rt60_s, rel=0.25), room
+
+
+def test_a_resume_keeps_the_sets_background_noise(tmp_path):
+    """Another --noise-seconds on a finished set rewrote its noise recordings (the noise its runs
+    trained with), exit 0; --noise-seconds 0 left them and a README saying 0 s."""
+    from kws.data.synth.build import _check_noise_length
+    from kws.data.synth.jobs import write_wav
+
+    write_wav(tmp_path / "_background_noise_" / "pink_noise.wav", np.zeros(2 * 16000, np.float32))
+    _check_noise_length(tmp_path, 2.0)  # the same length: resumes
+    for other in (5.0, 0.0):
+        with pytest.raises(UserError, match=r"is 2 s long: .* pass --noise-seconds 2 to resume"):
+            _check_noise_length(tmp_path, other)
