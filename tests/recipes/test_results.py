@@ -109,3 +109,15 @@ def test_recipes_readme_states_the_rhvoice_transfer_table():
         assert (r["validation_engine_mbrola"] is None) == ("MBROLA" in r["training"]), r["run"]
     rows = _assert_transfer_table(records, {"kokoro": 1653, "flite": 4828})
     assert {held_out for _, held_out in rows} == {"flite", "kokoro"}
+
+
+def test_recipes_readme_states_the_combined_levers_per_seed():
+    """Two seeds only: the README gives each seed's numbers (from transfer_combined.json) and
+    the gaps, and no three-seed interval."""
+    records = json.loads((RESULTS / "transfer_combined.json").read_text())
+    text = (ROOT / "recipes" / "README.md").read_text()
+    for r in records:
+        assert r["held_out_engine"]["examples"] == 1653 and r["in_domain"]["examples"] == 1567
+        ind, held = r["in_domain"]["accuracy_percent"], r["held_out_engine"]["accuracy_percent"]
+        assert f"| {r['seed']} | {ind:.2f}%" in text and f"{held:.2f}%" in text, r["run"]
+        assert f"| {ind - held:.1f} |" in text, r["run"]
