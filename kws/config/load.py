@@ -58,28 +58,25 @@ def _load_yaml(text: str, source: str, loader: type) -> Any:
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
 
 
-class _IntText(int):
-    """An int read from a plain YAML scalar, with the text it was written as (`010` is 8)."""
+class _NumberText:
+    """A number read from a plain YAML scalar, with the text it was written as (`010` is 8,
+    `1.50` is 1.5); mixed into int and float."""
 
-    def __new__(cls, value: int = 0, text: str = ""):
+    def __new__(cls, value=0, text: str = ""):
         obj = super().__new__(cls, value)
         obj.text = text
         return obj
 
-    def plain(self) -> int:
-        return int(self)
+    def plain(self):
+        return self.number_type(self)
 
 
-class _FloatText(float):
-    """A float read from a plain YAML scalar, with the text it was written as (`1.50`)."""
+class _IntText(_NumberText, int):
+    number_type = int
 
-    def __new__(cls, value: float = 0.0, text: str = ""):
-        obj = super().__new__(cls, value)
-        obj.text = text
-        return obj
 
-    def plain(self) -> float:
-        return float(self)
+class _FloatText(_NumberText, float):
+    number_type = float
 
 
 class _BoolText:
