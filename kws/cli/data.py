@@ -73,11 +73,11 @@ def add(sub) -> None:
     s.add_argument("--workers", type=int, default=0, help="parallel workers (0 = all cores)")
     s.add_argument("--noise-seconds", type=float, default=None, help="default: the size's (60)")
     s.add_argument("--engines", nargs="+", default=None,
-                   help="espeak-ng, flite, festival, kokoro, piper, mbrola, rhvoice (default: "
-                   "all found but the opt-in piper, a single US voice; mbrola, twenty "
-                   "diphone voices from Debian contrib/non-free, sixteen of them "
-                   "foreign-accented; and rhvoice, six HTS voices from Debian non-free, two of "
-                   "them Russian-accented)")  # fmt: skip
+                   help="espeak-ng, flite, festival, kokoro, piper, mbrola, rhvoice. Default: "
+                   "espeak-ng, flite, festival and kokoro, those installed. Opt-in, named "
+                   "here only: piper (one US voice), mbrola (twenty diphone voices from Debian "
+                   "contrib/non-free, sixteen foreign-accented) and rhvoice (six HTS voices from "
+                   "Debian non-free, two Russian-accented)")  # fmt: skip
     s.add_argument(
         "--accents",
         type=float,
@@ -86,8 +86,7 @@ def add(sub) -> None:
         help="give this fraction (0-1) of the espeak-ng and MBROLA speakers a random foreign "
         "accent: 1-4 (see --accent-rules) second-language phoneme rules each (l/r, strut -> ah, "
         "th -> t, a vowel after a final consonant, ...; kws.data.synth.accents), for voices "
-        "that say words in "
-        "more ways than the engines' lexicons (default 0)",
+        "that say words in more ways than the engines' lexicons (default 0)",
     )
     s.add_argument(
         "--accent-rules",
