@@ -120,7 +120,8 @@ def add_grow(sub) -> None:
         "the same epochs, and writes comparison.json/.md and accuracy_vs_params.png.",
         ["kws grow recipes/synth/grow.yaml",
          "kws grow recipes/synth/grow.yaml budget.target=hello-edge-small",
-         "kws grow recipes/synth/grow.yaml growth.solver=fast --resume",
+         "kws grow recipes/synth/grow.yaml name=grow_fast growth.solver=fast",
+         "kws grow recipes/synth/grow.yaml --resume train.num_threads=2  # same plan, 2 threads",
          "kws grow recipes/synth/grow.yaml --compare --seeds 3",
          "torchrun --nproc-per-node 2 -m kws grow recipes/synth/grow.yaml  # 2 GPUs"],
     )  # fmt: skip
