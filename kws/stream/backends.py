@@ -86,10 +86,14 @@ def _available(ref: RunRef, kind: str) -> bool:
 def stale_export(ref: RunRef) -> str | None:
     """Why a run's export no longer is its model (None when it is, or cannot be told): the
     manifest's checkpoint SHA-256 (`kws export` writes it) differs from the run's best
-    checkpoint's, as after `kws train --force` or `--resume`. Exports older than that record
-    are taken as they are."""
+    checkpoint's, as after `kws train --force` or `--resume`. `ref` is the run, or a file of
+    its export folder (`<run>/export/model.onnx`). Exports older than that record are taken as
+    they are."""
     manifest = ref.run.export_dir / "manifest.json"
-    if ref.kind != "run" or not manifest.is_file():
+    in_export = ref.kind in KINDS[1:] and ref.model_path.parent.resolve() == (
+        ref.run.export_dir.resolve()
+    )
+    if not (ref.kind == "run" or in_export) or not manifest.is_file():
         return None
     made_from = (json.loads(manifest.read_text()).get("checkpoint") or {}).get("sha256")
     try:
@@ -111,6 +115,9 @@ def choose_kind(ref: RunRef, kind: str | None) -> str:
     Raises:
         UserError: unknown kind, a model file of another kind, a missing or stale export.
     """
+    if ref.kind in KINDS[1:] and (stale := stale_export(ref)) is not None:
+        # The user named this very file: stream it as asked, but never silently.
+        log.warning("%s; streaming '%s' as asked", stale, ref.model_path)
     if kind in (None, "auto"):
         if ref.kind in KINDS[1:]:
             return ref.kind
@@ -130,7 +137,7 @@ def choose_kind(ref: RunRef, kind: str | None) -> str:
         raise UserError(
             f"no {kind} model at '{_export_file(ref, kind)}'; run `kws export {ref.run.root}` first"
         )
-    stale = stale_export(ref) if kind != "torch" else None
+    stale = stale_export(ref) if kind != "torch" and ref.kind == "run" else None
     if stale is not None:
         raise UserError(f"{stale}, or use --backend torch")
     return kind

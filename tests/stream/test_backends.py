@@ -12,7 +12,7 @@ import pytest
 from kws.config import FeatureConfig
 from kws.errors import UserError
 from kws.run import resolve_run
-from kws.stream.backends import choose_kind, load_backend
+from kws.stream.backends import EXPORT_FILES, choose_kind, load_backend
 from kws.stream.detector import StreamingDetector, run_detector
 from tests.stream.tones import (
     LABELS,
@@ -118,3 +118,7 @@ def test_a_stale_export_is_never_taken_for_the_run_s_model(exported_run, tmp_pat
     for kind in ("onnx", "tflite"):
         with pytest.raises(UserError, match=r"kws export .* --force`, or use --backend torch"):
             load_backend(kind, run)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # the export's own file, named: as asked, not silently
+        assert load_backend(None, run / "export" / EXPORT_FILES["onnx"]).kind == "onnx"
+    assert "was exported from another model" in caplog.text and "as asked" in caplog.text
