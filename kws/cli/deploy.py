@@ -126,9 +126,20 @@ def add_demo(sub) -> None:
 
 
 def run_demo(args) -> int:
-    """`kws demo` with parsed arguments; returns the exit status."""
+    """`kws demo` with parsed arguments; returns the exit status.
+
+    Raises:
+        UserError: a --mic value that is an override (and what `demo` raises).
+    """
     from kws.stream.demo import demo
 
+    # --mic takes an optional device, so argparse gives it the override that follows it
+    if args.mic and "=" in args.mic:
+        raise UserError(
+            f"--mic takes an optional device name, so it read '{args.mic}' as one; put "
+            f"overrides before --mic (kws demo RUN {args.mic} --mic), or a device after it "
+            "(--mic USB)"
+        )
     demo(
         args.model, flag_overrides(args), mic=args.mic, wav=args.wav, stdin=args.stdin,
         json_lines=args.json, realtime=args.realtime, list_devices=args.list_devices,

@@ -75,3 +75,11 @@ def test_benchmark_writes_its_results_into_out(tmp_path, monkeypatch, capsys):
     assert calls[0]["minutes"] == 10.0 and "per_command" not in calls[0]
     assert main(["stream-eval", str(run), "--benchmark", "--out", str(out)]) == 0
     assert "minutes" not in calls[1]  # the benchmark's own default (20)
+
+
+def test_demo_refuses_an_override_taken_as_the_mic_device(tmp_path, capsys):
+    """`kws demo RUN --mic stream.detection_threshold=0.6` looked for an input device of that
+    name ("no input device matches ...")."""
+    assert main(["demo", str(tmp_path), "--mic", "stream.detection_threshold=0.6"]) == 2
+    err = capsys.readouterr().err
+    assert "put overrides before --mic (kws demo RUN stream.detection_threshold=0.6 --mic)" in err
