@@ -62,9 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run one verb; a `UserError` is printed without a traceback and exits 2."""
-    parser = build_parser()
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """`argv` parsed as `kws` reads it: dotted overrides may follow the flags too.
+
+    Raises:
+        SystemExit: argparse's exit (2) on a flag or argument the verb does not take.
+    """
     # Overrides may come after flags too (`kws demo RUN --wav f.wav stream.stride_ms=40`):
     # argparse stops filling a positional list at the first flag, so the rest is collected here.
     args, extra = parser.parse_known_args(argv)
@@ -73,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         if stray or not hasattr(args, "overrides"):
             parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
         args.overrides = [*(args.overrides or []), *extra]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb; a `UserError` is printed without a traceback and exits 2."""
+    parser = build_parser()
+    args = parse_args(parser, argv)
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
