@@ -4,6 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.kws-setup-stamp
 TORCH_VERSION ?= 2.13.0
+# Empty: pip's configured index (PyPI serves Linux a CUDA build). A CPU-only machine without a
+# local CPU wheel: make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 APT_PACKAGES := espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts \
                 sox libportaudio2 libasound2-plugins pulseaudio pulseaudio-utils g++
 
@@ -23,8 +26,8 @@ $(STAMP): pyproject.toml Makefile
 	else echo "apt-get not found: install espeak-ng, flite, festival, sox, libportaudio2 yourself"; fi
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	@# The exact torch first, so this CPU machine takes the local CPU wheel, not a CUDA build.
-	$(PY) -m pip install -q torch==$(TORCH_VERSION)
+	@# The exact torch first, so a machine with a local CPU wheel takes it, not a CUDA build.
+	$(PY) -m pip install -q torch==$(TORCH_VERSION) $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install -q -e '.[all]'
 	@touch $(STAMP)
 
