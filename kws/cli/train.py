@@ -6,6 +6,7 @@ every process runs the verb, rank 0 alone prints and writes.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from kws.cli.common import add_overrides, flag_overrides, verb_parser
@@ -167,10 +168,21 @@ def add_quickstart(sub) -> None:
     p.add_argument("--recipe", default="recipes/quickstart.yaml")
     add_overrides(p)
     p.add_argument(
-        "--skip", nargs="*", default=[], choices=["grow", "export", "stream"],
+        "--skip", nargs="*", default=[], choices=["grow", "export", "stream"], type=_skip_step,
         help="steps to leave out",
     )  # fmt: skip
     p.set_defaults(run=run_quickstart)
+
+
+def _skip_step(value: str) -> str:
+    """A --skip step. --skip takes every word after it, so an override that follows it lands
+    here; argparse's "invalid choice" would not say that the override is only misplaced."""
+    if "=" in value:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is an override, not a step; put overrides before --skip "
+            f"(kws quickstart {value} --skip STEP ...)"
+        )
+    return value
 
 
 def run_quickstart(args) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kws.cli import main
 from kws.cli import train as train_cli
 
@@ -15,3 +17,12 @@ def test_ctrl_c_says_how_to_continue(monkeypatch, capsys):
     assert capsys.readouterr().err.endswith(
         "interrupted; continue it: the same command with --resume (instead of --force)\n"
     )
+
+
+def test_quickstart_says_overrides_go_before_skip(capsys):
+    """`kws quickstart --skip grow train.epochs=5` said only "invalid choice: 'train.epochs=5'"."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["quickstart", "--skip", "grow", "train.epochs=5"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "'train.epochs=5' is an override, not a step; put overrides before --skip" in err
