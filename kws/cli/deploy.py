@@ -158,7 +158,8 @@ def add_stream_eval(sub) -> None:
         "threshold, and writes stream_eval.json, a plot and report.md's 'Streaming evaluation' "
         "section in the run folder (or --out). Flags the chosen stream does not read are "
         "refused, not ignored.",
-        ["kws stream-eval runs/quickstart --data data/synth",
+        ["kws stream-eval runs/quickstart            # a stream from the run's data.root",
+         "kws stream-eval runs/quickstart --data data/synth stream.detection_threshold=0.6",
          "kws stream-eval runs/medium --benchmark --target-fa-per-hour 2",
          "kws stream-eval runs/gsc --data data/speech_commands_v0.02 --minutes 10 --backend tflite",
          "kws stream-eval runs/medium --benchmark --out results/medium_bench",
@@ -166,7 +167,9 @@ def add_stream_eval(sub) -> None:
     )  # fmt: skip
     p.add_argument("model", help="run folder or model file (.pt, .onnx, .tflite)")
     add_overrides(p)
-    p.add_argument("--data", default=None, help="GSC-layout data root to build the stream from")
+    p.add_argument("--data", default=None,
+                   help="GSC-layout data root to build the stream from (default: the run's "
+                   "data.root; a model file outside a run needs it)")  # fmt: skip
     p.add_argument("--minutes", type=float, default=None,
                    help="built stream length (default 10; 20 with --benchmark)")  # fmt: skip
     p.add_argument("--wav", default=None, help="use this stream instead (needs --labels)")

@@ -183,6 +183,33 @@ def update_report(path: Path, section: str, heading: str = SECTION) -> Path:
     return atomic_write_text(path, text)
 
 
+def stream_data_root(
+    model: str | Path, data_root: str | Path | None, overrides: list[str] | None = None
+) -> Path:
+    """The folder a test stream is built from: `data_root`, else the `data.root` of the run
+    `model` belongs to (with `overrides`), as `--benchmark` uses.
+
+    Raises:
+        UserError: no `data_root` for a model file outside a run, or a run's data.root that is
+            not a folder.
+    """
+    if data_root is not None:
+        return Path(data_root)
+    ref = resolve_run(model)
+    if not (ref.run.config_path.is_file() or ref.run.checkpoints_dir.is_dir()):
+        raise UserError(
+            f"'{model}' is not in a run folder, so it has no data.root to build a test stream "
+            "from; give --data DIR (a GSC-layout folder), or --wav FILE --labels FILE"
+        )
+    root = Path(ref.run.config(overrides).data.root)
+    if not root.is_dir():
+        raise UserError(
+            f"the run's data.root '{root}' is not a folder, so no test stream can be built from "
+            "it; give --data DIR (a GSC-layout folder), or --wav FILE --labels FILE"
+        )
+    return root
+
+
 def stream_evaluate(
     model: str | Path,
     overrides: list[str] | None = None,
@@ -196,27 +223,29 @@ def stream_evaluate(
 ) -> dict:
     """Streaming accuracy of `model` on a built (`data_root`) or given (`wav`) stream.
 
-    Detection settings and backend: the run's `stream` section with dotted `overrides`.
-    Writes `stream_eval.json`, `plots/stream_far_vs_miss.png` and the report.md section under
+    Detection settings and backend: the run's `stream` section with dotted `overrides`. The
+    built stream's data: `data_root`, else the run's `data.root` (with `overrides`). Writes
+    `stream_eval.json`, `plots/stream_far_vs_miss.png` and the report.md section under
     `out_dir` (default: the run folder). Returns the result written to the JSON.
 
     Raises:
-        UserError: no stream source given, a missing labels file, a bad override, a stream
+        UserError: no stream source (a model outside a run, no `data_root` and no `wav`), a run
+            whose data.root is no folder, a missing labels file, a bad override, a stream
             length that is not above 0.
     """
     model = Path(model)
     cfg = stream_config_for(model, overrides)
+    if wav is not None and labels_file is None:
+        raise UserError("--wav needs --labels FILE (TensorFlow format: 'label, time_ms')")
+    if wav is None:  # checked before the model loads
+        data_root = stream_data_root(model, data_root, overrides)
+        check_stream_minutes(minutes)
     backend = load_backend(cfg.backend, model)
     if wav is not None:
-        if labels_file is None:
-            raise UserError("--wav needs --labels FILE (TensorFlow format: 'label, time_ms')")
         stream = load_test_stream(wav, labels_file, backend.labels)  # matched to its words
-    elif data_root is not None:
-        check_stream_minutes(minutes)
+    else:
         stream = build_test_stream(data_root, backend.labels, minutes, seed=seed,
                                    clip_ms=backend.feature_cfg.clip_ms)  # fmt: skip
-    else:
-        raise UserError("give --data DIR (build a test stream) or --wav FILE --labels FILE")
     detector = StreamingDetector(backend, stream_cfg=cfg)
     track = record_track(detector, stream.audio)
     keywords = [label for label in backend.labels if is_keyword(label)]

@@ -10,8 +10,10 @@ import pytest
 import soundfile
 
 from kws.cli import main
+from kws.config import load_recipe, save_yaml
 from kws.errors import UserError
-from kws.stream.evaluate import SECTION, score_events, update_report
+from kws.run import Run
+from kws.stream.evaluate import SECTION, score_events, stream_evaluate, update_report
 from kws.stream.testset import build_test_stream, labels_file_text, read_labels_file
 from tests.stream.tones import RATE_HZ, noise, word, write_run
 
@@ -129,9 +131,24 @@ def test_update_report_replaces_only_its_section(tmp_path):
     assert "stays" in text
 
 
-def test_stream_eval_needs_a_stream(tmp_path):
-    run_dir = write_run(tmp_path / "run")
-    with pytest.raises(UserError, match="--data DIR"):
-        from kws.stream.evaluate import stream_evaluate
+def test_stream_eval_builds_its_stream_from_the_runs_data_root(tone_dataset, tmp_path):
+    """Without --data it said "give --data DIR" although the run names its data (and
+    --benchmark used it)."""
+    run = Run(write_run(tmp_path / "run"))
+    run.save_config(run.config([f"data.root={tone_dataset}"]))
+    assert main(["stream-eval", str(run.root), "--minutes", "0.25"]) == 0
+    result = json.loads((run.root / "stream_eval.json").read_text())
+    assert f"from the test split of {tone_dataset}:" in result["stream"]
 
-        stream_evaluate(run_dir)
+
+def test_stream_eval_needs_a_stream(tmp_path):
+    """A model file outside a run has no data.root to build from; a run's must be a folder."""
+    (tmp_path / "model.onnx").write_bytes(b"")
+    with pytest.raises(UserError, match="not in a run folder, so it has no data.root to build"):
+        stream_evaluate(tmp_path / "model.onnx")
+    save_yaml(load_recipe(None, [f"data.root={tmp_path / 'gone'}"]), tmp_path / "config.yaml")
+    with pytest.raises(UserError, match=r"the run's data.root '.*gone' is not a folder"):
+        stream_evaluate(tmp_path)
+    elsewhere = tmp_path / "elsewhere"  # a data.root override is the run's data.root too
+    with pytest.raises(UserError, match=r"the run's data.root '.*elsewhere' is not a folder"):
+        stream_evaluate(tmp_path, [f"data.root={elsewhere}", "stream.detection_threshold=0.6"])
