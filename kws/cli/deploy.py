@@ -156,8 +156,8 @@ def add_stream_eval(sub) -> None:
         "or a given WAV with a TensorFlow labels file ('label, time_ms' lines). Reports "
         "matched/correct/wrong, false accepts per hour, miss rate and latency, sweeps the "
         "threshold, and writes stream_eval.json, a plot and report.md's 'Streaming evaluation' "
-        "section in the run folder (or --out). Flags the chosen stream does not read are "
-        "refused, not ignored.",
+        "section in the run folder (or --out). Flags and overrides the chosen stream does not "
+        "read are refused, not ignored.",
         ["kws stream-eval runs/quickstart            # a stream from the run's data.root",
          "kws stream-eval runs/quickstart --data data/synth stream.detection_threshold=0.6",
          "kws stream-eval runs/medium --benchmark --target-fa-per-hour 2",
@@ -227,10 +227,11 @@ def run_stream_eval(args) -> int:
     """`kws stream-eval` with parsed arguments; returns the exit status.
 
     Raises:
-        UserError: a flag the chosen mode does not read (`check_stream_eval_flags`), an --out
-            that is not a folder (`stream_eval_out`).
+        UserError: a flag the chosen mode does not read (`check_stream_eval_flags`), an
+            override it does not read (`check_stream_eval_overrides`), an --out that is not a
+            folder (`stream_eval_out`).
     """
-    from kws.stream.evaluate import render_section, stream_evaluate
+    from kws.stream.evaluate import check_stream_eval_overrides, render_section, stream_evaluate
 
     check_stream_eval_flags(args)
     out = stream_eval_out(args.model, args.out)
@@ -242,6 +243,7 @@ def run_stream_eval(args) -> int:
         from kws.stream.benchmark import run_benchmark
         from kws.stream.evaluate import write_benchmark
 
+        check_stream_eval_overrides(flag_overrides(args), data_root_read=True)
         result = run_benchmark(
             args.model, flag_overrides(args), target_fa_per_hour=args.target_fa_per_hour,
             stream_fa_per_hour=args.stream_fa_per_hour,

@@ -183,6 +183,28 @@ def update_report(path: Path, section: str, heading: str = SECTION) -> Path:
     return atomic_write_text(path, text)
 
 
+def check_stream_eval_overrides(overrides: list[str] | None, data_root_read: bool) -> None:
+    """Refuse dotted overrides `kws stream-eval` would ignore. It reads the run's `stream`
+    section, and `data.root` only where it builds the stream from the run's data
+    (`data_root_read`: the benchmark, or no --data and no --wav); the model's own front end
+    and architecture are used (its checkpoint's or its export's).
+
+    Raises:
+        UserError: naming the ignored overrides and what to give instead.
+    """
+    keys = [(o, o.split("=", 1)[0].strip()) for o in overrides or [] if "=" in o]
+    ignored = [o for o, key in keys if key != "stream" and not key.startswith("stream.")
+               and not (data_root_read and key == "data.root")]  # fmt: skip
+    if ignored:
+        read = "the run's stream section" + (" and data.root" if data_root_read else "")
+        raise UserError(
+            f"kws stream-eval reads only {read}, so {' '.join(ignored)} would change nothing; "
+            "give stream.* overrides (stream.detection_threshold=0.6 stream.backend=onnx) or "
+            "--data DIR (the folder the test stream is built from), and retrain or export to "
+            "change the model"
+        )
+
+
 def stream_data_root(
     model: str | Path, data_root: str | Path | None, overrides: list[str] | None = None
 ) -> Path:
@@ -230,10 +252,12 @@ def stream_evaluate(
 
     Raises:
         UserError: no stream source (a model outside a run, no `data_root` and no `wav`), a run
-            whose data.root is no folder, a missing labels file, a bad override, a stream
-            length that is not above 0.
+            whose data.root is no folder, a missing labels file, a bad override or one the
+            evaluation does not read (`check_stream_eval_overrides`), a stream length that is
+            not above 0.
     """
     model = Path(model)
+    check_stream_eval_overrides(overrides, data_root_read=wav is None and data_root is None)
     cfg = stream_config_for(model, overrides)
     if wav is not None and labels_file is None:
         raise UserError("--wav needs --labels FILE (TensorFlow format: 'label, time_ms')")

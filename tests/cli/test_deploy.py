@@ -83,3 +83,15 @@ def test_demo_refuses_an_override_taken_as_the_mic_device(tmp_path, capsys):
     assert main(["demo", str(tmp_path), "--mic", "stream.detection_threshold=0.6"]) == 2
     err = capsys.readouterr().err
     assert "put overrides before --mic (kws demo RUN stream.detection_threshold=0.6 --mic)" in err
+
+
+def test_benchmark_refuses_overrides_it_does_not_read(tmp_path, monkeypatch, capsys):
+    """`kws stream-eval RUN --benchmark train.epochs=5` ran as if nothing had been asked."""
+
+    def no_benchmark(*args, **kwargs):
+        raise AssertionError("the benchmark ran despite an ignored override")
+
+    monkeypatch.setattr("kws.stream.benchmark.run_benchmark", no_benchmark)
+    assert main(["stream-eval", str(tmp_path), "--benchmark", "train.epochs=5"]) == 2
+    err = capsys.readouterr().err
+    assert "reads only the run's stream section and data.root, so train.epochs=5 would" in err

@@ -152,3 +152,19 @@ def test_stream_eval_needs_a_stream(tmp_path):
     elsewhere = tmp_path / "elsewhere"  # a data.root override is the run's data.root too
     with pytest.raises(UserError, match=r"the run's data.root '.*elsewhere' is not a folder"):
         stream_evaluate(tmp_path, [f"data.root={elsewhere}", "stream.detection_threshold=0.6"])
+
+
+@pytest.mark.parametrize(
+    "given, refused",
+    [
+        (["train.epochs=5"], "stream section and data.root, so train.epochs=5 would change"),
+        (["--data", "d", "data.root=e"], "only the run's stream section, so data.root=e would"),
+        (["--wav", "s.wav", "--labels", "l.txt", "features.num_mfcc=20"],
+         "stream section, so features.num_mfcc=20 would change nothing"),
+    ],
+)  # fmt: skip
+def test_stream_eval_refuses_overrides_it_does_not_read(tmp_path, capsys, given, refused):
+    """`kws stream-eval RUN train.epochs=5` used to run as if nothing had been asked."""
+    assert main(["stream-eval", str(tmp_path), *given]) == 2
+    err = capsys.readouterr().err
+    assert refused in err and "--data DIR (the folder the test stream is built from)" in err
