@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from kws.cli.common import add_overrides, flag_overrides, verb_parser
+from kws.errors import UserError
 
 
 def _run_folder(args, cfg) -> Path:
@@ -92,16 +93,37 @@ def add_evaluate(sub) -> None:
 
 
 def run_evaluate(args) -> int:
-    """`kws evaluate` with parsed arguments; returns the exit status."""
+    """`kws evaluate` with parsed arguments; returns the exit status.
+
+    Raises:
+        UserError: an unknown --holdout-engine (and what `evaluate_run` raises).
+    """
     from kws.train.report import evaluate_run, format_result
 
     overrides, split = flag_overrides(args), args.split
     if args.holdout_engine:
-        overrides.append(f'data.exclude_speakers=["{args.holdout_engine}-"]')
+        overrides.append(f'data.exclude_speakers=["{_speaker_engine(args.holdout_engine)}-"]')
         split = "holdout"
     for result in evaluate_run(args.model, overrides, split):
         print(format_result(result))
     return 0
+
+
+def _speaker_engine(name: str) -> str:
+    """The engine's name as speaker ids spell it (`espeak-ng` -> `espeak`: ids `espeak-...`).
+
+    Raises:
+        UserError: not a TTS engine of `kws data synth`, with the way to hold out other speakers.
+    """
+    from kws.data.synth.engines import canonical_engine
+
+    try:
+        return canonical_engine(name)
+    except UserError as exc:
+        raise UserError(
+            f"--holdout-engine: {exc}; to evaluate other held-out speakers, give their id "
+            'prefix: kws evaluate RUN "data.exclude_speakers=[PREFIX]" --split holdout'
+        ) from None
 
 
 def add_grow(sub) -> None:

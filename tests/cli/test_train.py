@@ -26,3 +26,22 @@ def test_quickstart_says_overrides_go_before_skip(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "'train.epochs=5' is an override, not a step; put overrides before --skip" in err
+
+
+def test_holdout_engine_takes_the_engines_long_name(monkeypatch, capsys):
+    """`--holdout-engine espeak-ng` held out speakers `espeak-ng-*`, and matched none: the
+    speaker ids of a synthesized set start `espeak-`."""
+    import kws.train.report
+
+    asked = []
+
+    def evaluate_run(model, overrides, split):
+        asked.append((overrides, split))
+        return []
+
+    monkeypatch.setattr(kws.train.report, "evaluate_run", evaluate_run)
+    assert main(["evaluate", "runs/x", "--holdout-engine", "espeak-ng"]) == 0
+    assert asked == [(['data.exclude_speakers=["espeak-"]'], "holdout")]
+    assert main(["evaluate", "runs/x", "--holdout-engine", "espeak-n"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown TTS engine 'espeak-n'" in err and "data.exclude_speakers=[PREFIX]" in err
