@@ -71,7 +71,8 @@ def add_evaluate(sub) -> None:
         "checkpoint's when it is not best.pt, and -2, -3 ... when that name holds another "
         "evaluation, so no evaluation replaces another). --holdout-engine E evaluates the "
         "speakers of TTS engine E only, and refuses a run that trained on them (train without "
-        "them: data.exclude_speakers=[E-]). The model's own front end is used; features.* "
+        "them: data.exclude_speakers=[E-], espeak- for espeak-ng). The model's own front end "
+        "is used; features.* "
         "overrides that differ are refused.",
         ["kws evaluate runs/quickstart",
          "kws evaluate runs/quickstart --data data/speech_commands_test_set_v0.02",
