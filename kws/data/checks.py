@@ -24,9 +24,21 @@ def _split_sizes(index: ClipIndex) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in ("training", "validation", "testing"))
 
 
+def _speaker_ids(speakers: list[str]) -> str:
+    """What the speaker ids of a set look like: the engine prefixes of a synthesized set
+    (`<engine>-<hash>`), a few of the other ids (GSC's are 8 hex digits)."""
+    prefixes = sorted({s.split("-", 1)[0] + "-" for s in speakers if "-" in s})
+    plain = [s for s in speakers if "-" not in s]
+    parts = [f"speaker ids there start with {', '.join(prefixes)}"] if prefixes else []
+    if plain:
+        parts.append(f"{'other ' if prefixes else ''}speaker ids look like {', '.join(plain[:3])}")
+    return "; ".join(parts)
+
+
 def check_training_index(index: ClipIndex, cfg: DataConfig, root: Path) -> None:
-    """Before decoding: the layout must have training clips, and `data.exclude_speakers` must
-    match at least one speaker.
+    """Before decoding: the layout must have training clips, and every prefix of
+    `data.exclude_speakers` must match a speaker (a misspelt one would train on the speakers it
+    was meant to hold out).
 
     Raises:
         UserError: naming the problem and how to get usable data.
@@ -39,15 +51,19 @@ def check_training_index(index: ClipIndex, cfg: DataConfig, root: Path) -> None:
             "--version v2 --root data, then data.root=data/speech_commands_v0.02) and evaluate "
             f"on this folder: kws evaluate RUN --data {root}"
         )
-    held = tuple(cfg.exclude_speakers)
-    if not held or any(c.speaker.startswith(held) for c in index.clips):
-        return
+    held = list(cfg.exclude_speakers)
     speakers = sorted({c.speaker for c in index.clips})
+    unmatched = [prefix for prefix in held if not any(s.startswith(prefix) for s in speakers)]
+    if not unmatched:
+        return
+    one = len(unmatched) == 1
+    empty = " and the holdout split would be empty" if len(unmatched) == len(held) else ""
     raise UserError(
-        f"data.exclude_speakers={list(held)} matches no speaker of the {len(index.clips)} "
-        f"clips under '{root}', so the holdout split would be empty (speaker ids there look "
-        f"like {', '.join(speakers[:3])}); give prefixes of those ids (e.g. [flite-] holds one "
-        "engine of a synthesized set out), or drop data.exclude_speakers"
+        f"data.exclude_speakers={held}: {', '.join(map(repr, unmatched))} "
+        f"match{'es' if one else ''} no speaker of the {len(index.clips)} clips under '{root}', "
+        f"so {'it holds' if one else 'they hold'} nothing out{empty}; {_speaker_ids(speakers)}. "
+        "Give prefixes of those ids (e.g. [flite-] holds one engine of a synthesized set out), "
+        f"or drop {'it' if one else 'them'}"
     )
 
 

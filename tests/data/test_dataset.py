@@ -228,7 +228,7 @@ def test_held_out_speakers_must_exist(tone_recipe, tmp_path):
     with pytest.raises(UserError, match="no speakers are held out: train with data.exclude_spe"):
         next(data.batches("holdout", 8))  # was: 0.00% over 0 examples
     tone_recipe.data.exclude_speakers = ["flite-"]
-    with pytest.raises(UserError, match=r"exclude_speakers=\['flite-'\] matches no speaker"):
+    with pytest.raises(UserError, match=r"speakers=\['flite-'\]: 'flite-' matches no speaker"):
         build_data(tone_recipe, "cpu", progress=False)
     clips = index_clips(tone_recipe.data.root)
     unknown_only = next(c.speaker for c in clips if c.word == "bed")
