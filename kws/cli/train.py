@@ -161,7 +161,16 @@ def add_grow(sub) -> None:
 
 
 def run_grow(args) -> int:
-    """`kws grow` with parsed arguments; returns the exit status."""
+    """`kws grow` with parsed arguments; returns the exit status.
+
+    Raises:
+        UserError: --seeds without --compare (and what growth raises).
+    """
+    if args.seeds is not None and not args.compare:
+        raise UserError(
+            f"--seeds {args.seeds} sets how many seeds the comparison harness runs, and a plain "
+            "growth run has one (train.seed); add --compare, or drop --seeds"
+        )
     from kws import distributed
     from kws.config import load_recipe
     from kws.growth.compare import compare

@@ -45,3 +45,10 @@ def test_holdout_engine_takes_the_engines_long_name(monkeypatch, capsys):
     assert main(["evaluate", "runs/x", "--holdout-engine", "espeak-n"]) == 2
     err = capsys.readouterr().err
     assert "unknown TTS engine 'espeak-n'" in err and "data.exclude_speakers=[PREFIX]" in err
+
+
+def test_grow_refuses_seeds_without_compare(tmp_path, capsys):
+    """`kws grow RECIPE --seeds 3` grew one model, as if --seeds had not been given."""
+    # a recipe that does not exist: refused before it is read, and nothing can start growing
+    assert main(["grow", str(tmp_path / "grow.yaml"), "--seeds", "3"]) == 2
+    assert "--seeds 3 sets how many seeds the comparison harness runs" in capsys.readouterr().err
