@@ -262,8 +262,8 @@ def demo(
     `json_lines`. Returns the keyword events.
 
     Raises:
-        UserError: no model, several sources, a bad override or one outside `stream.` (the demo
-            reads nothing else), a missing file or device.
+        UserError: no model, several sources, `realtime` without `wav`, a bad override or one
+            outside `stream.` (the demo reads nothing else), a missing file or device.
     """
     keys = [(o, o.split("=", 1)[0].strip()) for o in overrides or [] if "=" in o]
     ignored = [o for o, key in keys if key != "stream" and not key.startswith("stream.")]
@@ -280,6 +280,11 @@ def demo(
         raise UserError("kws demo needs a run folder or model file, e.g. kws demo runs/quickstart")
     if sum([wav is not None, stdin, mic is not None]) > 1:
         raise UserError("choose one source: --mic [DEVICE], --wav FILE or --stdin")
+    if realtime and wav is None:
+        raise UserError(
+            "--realtime paces a --wav file as a microphone would deliver it; add --wav FILE, or "
+            "drop --realtime (a microphone and stdin arrive in real time already)"
+        )
     stream_cfg = stream_config_for(model, overrides)
     source = open_source(mic, wav, stdin, realtime)
     mode = "json" if json_lines else "live" if sys.stdout.isatty() else "plain"

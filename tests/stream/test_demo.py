@@ -15,6 +15,7 @@ import soundfile
 
 from kws.cli import main
 from kws.errors import UserError
+from kws.stream.demo import demo
 from tests.stream.tones import RATE_HZ, WORD_MS, noise, synth_stream, training_clip, word, write_run
 
 WORDS = ["yes", "no", "_unknown_", "yes", "no"]
@@ -83,6 +84,12 @@ def test_demo_refuses_overrides_it_would_ignore(run_dir, stream_wav, capsys):
     assert main([*argv, "train.lr=0.1", "stream.stride_ms=40"]) == 2
     err = capsys.readouterr().err
     assert "reads only the run's stream section, so train.lr=0.1 would change nothing" in err
+
+
+def test_demo_refuses_realtime_without_a_wav(tmp_path):
+    """`kws demo RUN --stdin --realtime` ran as if --realtime had not been given."""
+    with pytest.raises(UserError, match="--realtime paces a --wav file .*; add --wav FILE, or"):
+        demo(tmp_path, stdin=True, realtime=True)
 
 
 def test_demo_wav_given_a_folder(run_dir, stream_wav, capsys):
