@@ -121,10 +121,21 @@ def run_profile(
     """`kws profile`: print the profile and budget lines; 1 when a budget line fails, else 0.
 
     The target is `budget.target` of the run/recipe (override it: `budget.target=cortex-m7`),
-    its latency model `budget.runtime` (default the target's).
+    its latency model `budget.runtime` (default the target's); `targets_file` adds targets to
+    choose from.
+
+    Raises:
+        UserError: a `targets_file` but no target chosen (it would be ignored), and what
+            `resolve_model` and `load_target` raise.
     """
     spec, cfg, tflite = resolve_model(source, preset, overrides)
     name = cfg.budget.target or None
+    if targets_file is not None and name is None:
+        raise UserError(
+            f"--targets {targets_file} adds targets to check the model against, but no target "
+            "is chosen, so it would be ignored; add --target NAME (one of that file's or a "
+            "built-in one), or drop --targets"
+        )
     target = load_target(name, targets_file, cfg.budget.runtime or None) if name else None
     prof = profile(spec, tflite_path=tflite, target=target)
     lines = budget_lines(prof, target) if target is not None else []

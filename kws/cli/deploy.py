@@ -32,7 +32,7 @@ def add_profile(sub) -> None:
     p.add_argument("--model", dest="preset", default=None, help="a preset instead, e.g. ds_cnn_s")
     p.add_argument("--target", default=None, help="budget target (sets budget.target)")
     p.add_argument("--runtime", default=None, help="latency model: tflm | vendor (budget.runtime)")
-    p.add_argument("--targets", default=None, help="YAML file with extra targets (same schema)")
+    p.add_argument("--targets", default=None, help="YAML file of extra targets for --target")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(run=run_profile)
 
