@@ -156,11 +156,20 @@ def run_synth(args) -> int:
 
     Raises:
         UserError: a numeric flag out of its range (see `_check_synth_numbers`),
-            `--negatives-only` without `--negatives-minutes` (and what synthesis raises).
+            `--negatives-only` without `--negatives-minutes`, `--no-negatives` without
+            `--words` or with `--negatives-only` (and what synthesis raises).
     """
     from kws.data.synth import synthesize
 
     _check_synth_numbers(args)
+    # the default vocabulary has no negative words to leave out; the set records the flag,
+    # so a later plain resume of it would be refused
+    if args.no_negatives and (args.words is None or args.negatives_only):
+        raise UserError(
+            "--no-negatives leaves out the negative words chosen for --words, so without "
+            "--words (the default vocabulary) or with --negatives-only (no words) it changes "
+            "nothing; add --words WORD ..., or drop --no-negatives"
+        )
     common = {"seed": args.seed, "workers": args.workers, "engines": args.engines}
     if args.accent_rules is not None and args.accents <= 0:
         raise UserError(
