@@ -128,6 +128,15 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
     return {name: found[name] for name in names}
 
 
+def _comparable(plan):
+    """A set's options as a resume compares them. Only custom words get a negative
+    vocabulary, so without them `negatives` changes nothing; sets made with a meaningless
+    `--no-negatives` (before the CLI refused it) resume with the plain command."""
+    if isinstance(plan, dict) and plan.get("words") is None and "negatives" in plan:
+        return {**plan, "negatives": True}
+    return plan
+
+
 def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
     path = out_dir / MANIFEST
     if out_dir.exists() and not out_dir.is_dir():
@@ -161,7 +170,7 @@ def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
             f"'{out_dir}' was made by another version of `kws data synth` (format "
             f"{old.get('format', 1)}, now {_FORMAT}); delete it or choose a new --out folder"
         )
-    if old.get("plan") != key:
+    if _comparable(old.get("plan")) != _comparable(key):
         raise UserError(
             f"'{out_dir}' was synthesized with other options ({old.get('plan')}); pass the same "
             "options to resume it, or choose a new --out folder"

@@ -182,6 +182,21 @@ def test_a_folder_or_file_that_is_no_set_is_refused(tmp_path):
     build._check_manifest(negatives_first, 0, {})
 
 
+def test_a_set_made_with_a_meaningless_no_negatives_resumes_plainly(tmp_path):
+    """`kws data synth --no-negatives` without --words recorded negatives=false, so the plain
+    command (the one its README gives) was refused as "other options"."""
+    plan = {"size": "quick", "words": None, "clips_per_word": None, "speakers": 9,
+            "engines": ["espeak"], "negatives": False}  # fmt: skip
+    (tmp_path / build.MANIFEST).write_text(json.dumps({"format": build._FORMAT, "seed": 0,
+                                                       "plan": plan}))  # fmt: skip
+    build._check_manifest(tmp_path, 0, {**plan, "negatives": True})
+    custom = {**plan, "words": ["marvin"]}  # custom words: negatives is a real difference
+    (tmp_path / build.MANIFEST).write_text(json.dumps({"format": build._FORMAT, "seed": 0,
+                                                       "plan": custom}))  # fmt: skip
+    with pytest.raises(UserError, match="other options"):
+        build._check_manifest(tmp_path, 0, {**custom, "negatives": True})
+
+
 def test_clear_errors_for_bad_engine_size_and_words(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="unknown TTS engine 'nonexistent'"):
         synthesize(tmp_path, engines=["nonexistent"], progress=False)
