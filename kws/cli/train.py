@@ -194,7 +194,8 @@ def add_quickstart(sub) -> None:
         sub, "quickstart", "the whole pipeline on a synthesized set (what `make quickstart` runs)",
         "Synthesize a small 12-class set, train a DS-CNN-S, evaluate it, grow a compact seed by "
         "splitting, export int8 TFLite/TFLite Micro/ONNX and evaluate streaming detection. "
-        "Every step is resumable; rerunning skips finished steps.",
+        "Rerunning resumes: synthesis, training and growth continue where they stopped, an "
+        "export of the current model is kept; the test and streaming evaluations are redone.",
         ["kws quickstart", "kws quickstart --skip grow stream"],
     )  # fmt: skip
     p.add_argument("--recipe", default="recipes/quickstart.yaml")
