@@ -34,8 +34,12 @@ def resolve_model(
         UserError: neither or both given, an unknown preset, a path that is no run or recipe.
     """
     overrides = list(overrides or [])
-    if (source is None) == (preset is None):
-        raise UserError("give a run folder, checkpoint or recipe, or --model PRESET (not both)")
+    if source is None and preset is None:
+        raise UserError(
+            "nothing to profile: give a run folder, checkpoint or recipe, or --model PRESET"
+        )
+    if source is not None and preset is not None:
+        raise UserError(f"give '{source}' or --model {preset}, not both")
     if preset is not None or str(source).endswith((".yaml", ".yml")):
         if preset is not None:
             overrides = [f"model.preset={preset}", *overrides]

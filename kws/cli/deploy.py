@@ -41,6 +41,10 @@ def run_profile(args) -> int:
     """`kws profile` with parsed arguments; returns the exit status."""
     from kws.budget.report import run_profile as profile
 
+    # argparse fills the optional positional `model` first, so with --model PRESET the first
+    # KEY=VALUE lands there; one that is no existing path is the override it looks like
+    if args.model is not None and "=" in args.model and not Path(args.model).exists():
+        args.model, args.overrides = None, [args.model, *(args.overrides or [])]
     return profile(
         args.model, preset=args.preset, overrides=flag_overrides(args),
         targets_file=args.targets, as_json=args.json,

@@ -95,3 +95,33 @@ def test_benchmark_refuses_overrides_it_does_not_read(tmp_path, monkeypatch, cap
     assert main(["stream-eval", str(tmp_path), "--benchmark", "train.epochs=5"]) == 2
     err = capsys.readouterr().err
     assert "reads only the run's stream section and data.root, so train.epochs=5 would" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["profile", "--model", "ds_cnn_s", "budget.target=cortex-m7"],
+        ["profile", "budget.target=cortex-m7", "--model", "ds_cnn_s"],
+        ["profile", "--model", "bc_resnet_1", "features.kind=logmel", "features.num_mel=40"],
+    ],
+)
+def test_profile_takes_overrides_after_a_preset(capsys, argv):
+    """`kws profile --model ds_cnn_s budget.target=cortex-m7` read the override as the run
+    folder ("give a run folder ... or --model PRESET (not both)"), so a preset could take no
+    override at all."""
+    assert main([*argv, "--json"]) in (0, 1)  # 1: a budget line fails, still profiled
+    out = json.loads(capsys.readouterr().out)
+    if "budget.target=cortex-m7" in argv:
+        assert out["target"]["name"] == "cortex-m7" and out["budget"]
+    else:
+        assert out["profile"]["model"].startswith("bc_resnet")
+
+
+def test_profile_keeps_an_existing_path_with_equals_as_the_model(tmp_path, capsys):
+    """Only a positional that is no existing path is taken for an override."""
+    recipe = tmp_path / "a=b.yaml"
+    recipe.write_text("model:\n  preset: ds_cnn_s\n")
+    assert main(["profile", str(recipe), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["profile"]["params"] == 23180
+    assert main(["profile", "budget.target=cortex-m7"]) == 2
+    assert "nothing to profile: give a run folder" in capsys.readouterr().err
