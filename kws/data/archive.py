@@ -7,6 +7,7 @@ is checked, and extraction goes to a temp folder renamed into place only when co
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -27,6 +28,15 @@ MARKER_NAME = ".kws-complete"
 CHUNK_BYTES = 1 << 20
 _TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
 CORRUPT_ERRORS = (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error)
+
+
+class MemberWriteError(Exception):
+    """Writing archive member `name` (None: between members) failed with the OSError `error`;
+    not corruption, which tarfile and gzip report: e.g. a file and a folder of one name."""
+
+    def __init__(self, name: str | None, error: OSError):
+        super().__init__(name, error)
+        self.name, self.error = name, error
 
 
 def verify_archive(part: Path, total: int | None, show: bool) -> None:
@@ -67,22 +77,30 @@ def walk_archive(reader, dest: Path | None = None) -> int:
     Raises:
         tarfile.ReadError: an archive without members (corrupt archives raise tarfile's or
         gzip's own errors).
+        MemberWriteError: a member could not be written into `dest`.
     """
-    count = 0
+    count, writing = 0, None
     with gzip.GzipFile(fileobj=reader, mode="rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
 
         def checked():
-            nonlocal count
+            nonlocal count, writing
             for member in tar:
                 check_member(member, dest)
                 count += 1
+                writing = member.name  # extractall writes it between this yield and the next
                 yield member
+                writing = None
 
         if dest is None:
             for _ in checked():  # a stream skips member data by reading it
                 pass
         else:  # extractall sets folder permissions last: a read-only folder cannot block files
-            tar.extractall(dest, members=checked(), **_TAR_FILTER)
+            try:
+                tar.extractall(dest, members=checked(), **_TAR_FILTER)
+            except CORRUPT_ERRORS:
+                raise  # gzip.BadGzipFile is an OSError too, but it is corruption
+            except OSError as exc:
+                raise MemberWriteError(writing, exc) from exc
         while gz.read(CHUNK_BYTES):  # past the tar end marker, up to the gzip CRC and size
             pass
     if count == 0:
@@ -145,7 +163,8 @@ def extract_archive(archive_path: Path, dataset: Path, marker: dict, show: bool)
     archive's name, size, SHA-256 and member count), then rename it into place.
 
     Raises:
-        UserError: a corrupt archive or an unsafe member (nothing is left behind).
+        UserError: a corrupt archive, an unsafe member, or a member that cannot be written
+            (named, with the archive and what to do); nothing is left behind.
     """
     stale_dirs = [*dataset.parent.glob(f".{dataset.name}.*.extract"),
                   *dataset.parent.glob(f".{dataset.name}.extract-*")]  # fmt: skip
@@ -172,10 +191,38 @@ def extract_archive(archive_path: Path, dataset: Path, marker: dict, show: bool)
             f"{archive_path} is corrupt ({type(exc).__name__}: {exc}); delete it and rerun "
             "to download it again"
         ) from None
+    except MemberWriteError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(_write_failure(archive_path, tmp, exc)) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(dataset.parent)
+
+
+def _write_failure(archive_path: Path, tmp: Path, exc: MemberWriteError) -> str:
+    """Why member `exc.name` could not be written, and the fix: the archive was verified, so
+    it keeps its name and every rerun would fail the same way unless the message says what to
+    change."""
+    error = exc.error
+    member = f"member {exc.name!r} of " if exc.name is not None else ""
+    what = (
+        f"cannot extract {member}{archive_path} "
+        f"({errno.errorcode.get(error.errno, 'error')}: {error.strerror or error})"
+    )
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"{what}: the disk is full; free space in {tmp.parent} (the clips take about as "
+            "much again as the archive) and rerun, the archive is kept"
+        )
+    if not os.access(tmp.parent, os.W_OK | os.X_OK):
+        return f"{what}: {tmp.parent} is not writable; fix its permissions and rerun"
+    return (
+        f"{what}: its members cannot all be written (e.g. a file and a folder of the same "
+        f"name), so it is not a genuine Speech Commands archive; delete {archive_path} and "
+        "rerun to download it again, and check the base URL (--base-url / $KWS_GSC_BASE_URL) "
+        "if the mirror serves it again"
+    )
 
 
 def fsync_dir(folder: Path) -> None:

@@ -1,0 +1,72 @@
+"""Extracting a verified archive (kws/data/archive.py): a member that cannot be written is a
+`UserError` naming it, the archive and the fix, and leaves nothing behind. The archives are
+built in memory and placed by hand, so no server is needed (placed archives skip the download,
+not the checks)."""
+
+from __future__ import annotations
+
+import errno
+import tarfile
+
+import pytest
+
+from kws.cli import main
+from kws.data import archive
+from kws.data.download import download_gsc
+from kws.errors import UserError
+from tests.data.test_download import ARCHIVE, _tar_gz, _wav_bytes
+
+CLIP = "./yes/0a7c2a8d_nohash_0.wav"
+
+
+def _member(name: str, data: bytes | None = None) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    if data is None:
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+    return info, data
+
+
+# a file and a folder both named ./yes, in either order: each member is safe on its own
+FILE_AND_FOLDER = {
+    "folder first": ([_member("./yes"), _member(CLIP, _wav_bytes(0)), _member("./yes", b"x")],
+                     "./yes", "EISDIR"),
+    "file first": ([_member("./yes", b"x"), _member("./yes"), _member(CLIP, _wav_bytes(0))],
+                   CLIP, "ENOTDIR"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", FILE_AND_FOLDER)
+def test_a_member_that_cannot_be_written_is_a_user_error(tmp_path, case):
+    """An archive holding a file and a folder of one name crashed with IsADirectoryError /
+    NotADirectoryError from tarfile, and since the verified archive keeps its final name, every
+    rerun crashed the same way."""
+    members, name, code = FILE_AND_FOLDER[case]
+    (tmp_path / ARCHIVE).write_bytes(_tar_gz(members))
+    for _ in range(2):  # a rerun says the same: the message is what gets the user out
+        with pytest.raises(UserError) as caught:
+            download_gsc("v0.02", tmp_path, base_url="http://127.0.0.1:9/", progress=False)
+        message = str(caught.value)
+        assert f"cannot extract member {name!r} of {tmp_path / ARCHIVE} ({code}" in message
+        assert f"delete {tmp_path / ARCHIVE} and rerun to download it again" in message
+        assert sorted(p.name for p in tmp_path.iterdir()) == [ARCHIVE]  # no temp folder left
+
+
+def test_cli_reports_an_unwritable_member_without_traceback(tmp_path, capsys):
+    members, _, _ = FILE_AND_FOLDER["file first"]
+    (tmp_path / ARCHIVE).write_bytes(_tar_gz(members))
+    argv = ["data", "download", "--root", str(tmp_path), "--base-url", "http://127.0.0.1:9/"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"cannot extract member '{CLIP}'" in err and "Traceback" not in err
+
+
+def test_a_full_disk_says_to_free_space(tmp_path, monkeypatch):
+    (tmp_path / ARCHIVE).write_bytes(_tar_gz([_member("./yes"), _member(CLIP, _wav_bytes(0))]))
+
+    def full(self, tarinfo, targetpath):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", full)
+    with pytest.raises(UserError, match=rf"member '{CLIP}' .*\(ENOSPC: .*free space in"):
+        archive.extract_archive(tmp_path / ARCHIVE, tmp_path / "set", {}, show=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ARCHIVE]
