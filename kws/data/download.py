@@ -139,12 +139,12 @@ def download_gsc(
         keep_archive: keep the .tar.gz after a successful extraction.
 
     Raises:
-        UserError: unknown version, network/HTTP failure (partial file kept for resuming), size
-            mismatch, corrupt archive, or an unsafe member (named in the message).
+        UserError: unknown version, a `root` that is a file or cannot be created, network/HTTP
+            failure (partial file kept for resuming), size mismatch, corrupt archive, an unsafe
+            member or one that cannot be extracted (named in the message).
     """
     archive = gsc_archive(version, test_set)
-    root = Path(root).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
+    root = _data_root(Path(root).expanduser())
     dataset = root / archive.folder
     if (dataset / MARKER_NAME).is_file():
         return dataset  # done before: no network, no extraction
@@ -173,6 +173,27 @@ def download_gsc(
     if not keep_archive:
         final.unlink()
     return dataset
+
+
+def _data_root(root: Path) -> Path:
+    """`root`, created if missing.
+
+    Raises:
+        UserError: `root` is a file (or a parent is), or cannot be created.
+    """
+    if root.exists() and not root.is_dir():
+        raise UserError(
+            f"data root '{root}' (--root) is a file, not a folder; choose a folder (it is "
+            "created if missing), e.g. --root data"
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent that is a file, a dangling link, no permission
+        raise UserError(
+            f"cannot create the data root '{root}' (--root): {exc.strerror or exc}; choose "
+            "another folder"
+        ) from None
+    return root
 
 
 def _download_with_retries(

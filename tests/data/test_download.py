@@ -407,3 +407,15 @@ def test_cli_download_failure_exits_nonzero(server, tmp_path, capsys):
     assert main([*argv, server.url]) == 2  # v0.01 is not on this server
     assert "HTTP 404" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("root", ["taken", "taken/data"])
+def test_a_root_that_is_a_file_is_refused(tmp_path, capsys, root):
+    """`--root FILE` crashed with FileExistsError from mkdir; FILE/data with NotADirectoryError."""
+    (tmp_path / "taken").write_text("mine")
+    argv = ["data", "download", "--root", str(tmp_path / root), "--base-url", "http://127.0.0.1:9/"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    said = {"taken": "(--root) is a file, not a folder", "taken/data": "(--root): Not a dir"}
+    assert f"data root '{tmp_path / root}' {said[root]}" in err
+    assert "Traceback" not in err and (tmp_path / "taken").read_text() == "mine"
