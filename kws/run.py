@@ -267,8 +267,12 @@ class Run:
         """Load `checkpoint_path(which)` (see `Checkpoint.load`)."""
         return Checkpoint.load(self.checkpoint_path(which))
 
-    def config(self, overrides: list[str] | None = None) -> RecipeConfig:
-        """The run's resolved config (config.yaml, else its checkpoint's) with overrides.
+    def config(
+        self, overrides: list[str] | None = None, checkpoint: Checkpoint | None = None
+    ) -> RecipeConfig:
+        """The run's resolved config (config.yaml, else `checkpoint`'s, by default the run's
+        best's) with overrides. Pass the checkpoint a user named: a lone `.pt` has no run
+        around it, only its own config.
 
         Raises:
             UserError: no config in the run, an empty config.yaml, or an override/value that
@@ -282,7 +286,9 @@ class Run:
                     "it, or delete it to use the settings saved in the run's checkpoint"
                 )
         else:
-            values = config_to_dict(self.checkpoint().config)
+            values = config_to_dict(
+                (checkpoint if checkpoint is not None else self.checkpoint()).config
+            )
         values = apply_overrides(_drop_retired(values), list(overrides or []))
         return from_dict(values)
 

@@ -31,7 +31,8 @@ def resolve_model(
     default front end and the 12-class task unless overrides say otherwise).
 
     Raises:
-        UserError: neither or both given, an unknown preset, a path that is no run or recipe.
+        UserError: neither or both given, an unknown preset, a path that is no run or recipe,
+            an exported model (.onnx, .tflite) with no run checkpoint beside it.
     """
     overrides = list(overrides or [])
     if source is None and preset is None:
@@ -46,8 +47,23 @@ def resolve_model(
         cfg = load_recipe(source if preset is None else None, overrides)
         return ModelSpec.of(cfg.model, cfg.features, num_classes_for(cfg.data)), cfg, None
     ref = resolve_run(source)
+    if ref.model_path is not None and ref.kind == "run":  # a file, but of no model kind
+        raise UserError(
+            f"'{source}' is not a run folder, checkpoint (.pt) or recipe (.yaml); profile "
+            "reads the model's architecture from one of those, or use --model PRESET"
+        )
+    if ref.kind in ("onnx", "tflite"):
+        try:  # an export inside a run: the run's checkpoint is the model
+            ref.run.checkpoint_path("best")
+        except UserError:
+            raise UserError(
+                f"'{source}' is an exported model with no run checkpoint beside it; profile "
+                "reads the architecture from the checkpoint (.pt) it was exported from or its "
+                "run folder: pass one of those"
+            ) from None
     ckpt = ref.checkpoint()
-    cfg = ref.run.config(overrides)
+    # the named checkpoint's own config when no config.yaml is beside it (not the folder's best)
+    cfg = ref.run.config(overrides, checkpoint=ckpt)
     tflite = ref.run.root / TFLITE_IN_RUN
     return ckpt.spec, cfg, (tflite if tflite.is_file() else None)
 

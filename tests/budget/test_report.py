@@ -1,8 +1,17 @@
-"""`kws profile` (kws.budget.report): flags that would change nothing are refused."""
+"""`kws profile` (kws.budget.report): what it profiles, and flags that would change nothing
+are refused."""
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from kws.cli import main
+from kws.config import RecipeConfig
+from kws.models import build_model
+from kws.run import Checkpoint
+from tests.helpers import preset_spec
 
 
 def test_targets_file_without_a_target_is_refused(tmp_path, capsys):
@@ -13,3 +22,40 @@ def test_targets_file_without_a_target_is_refused(tmp_path, capsys):
     assert main(["profile", "--model", "ds_cnn_s", "--targets", str(boards)]) == 2
     err = capsys.readouterr().err
     assert f"--targets {boards} adds targets to check the model against, but no target" in err
+
+
+def _checkpoint(path):
+    """An untrained ds_cnn_s checkpoint saved at `path` (no config.yaml beside it)."""
+    spec = preset_spec("ds_cnn_s")
+    cfg = RecipeConfig(model=spec.config)
+    cfg.budget.target = "hello-edge-small"  # the checkpoint's own setting, to see it is read
+    return Checkpoint(cfg, build_model(spec).state_dict(), [str(i) for i in range(12)]).save(path)
+
+
+def test_a_checkpoint_outside_a_run_is_profiled_with_its_own_config(tmp_path, capsys):
+    """`kws profile /tmp/p/x.pt` said "no checkpoint in '/tmp/p' (expected checkpoints/best.pt)
+    ... or pass a checkpoint file": the config came from the folder's best.pt."""
+    path = _checkpoint(tmp_path / "x.pt")
+    assert main(["profile", str(path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["profile"]["params"] == 23180 and out["target"]["name"] == "hello-edge-small"
+    assert main(["profile", str(path), "budget.target=cortex-m7", "--json"]) in (0, 1)
+    assert json.loads(capsys.readouterr().out)["target"]["name"] == "cortex-m7"
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model_int8.tflite", "notes.txt"])
+def test_a_file_profile_cannot_read_is_refused_saying_what_it_needs(tmp_path, capsys, name):
+    """A lone .onnx / .tflite (no architecture to profile) said "train it first"."""
+    (tmp_path / name).write_bytes(b"\0" * 16)
+    assert main(["profile", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint (.pt)" in err and "train it first" not in err and "Traceback" not in err
+
+
+def test_an_export_inside_a_run_profiles_the_runs_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    _checkpoint(run / "checkpoints" / "best.pt")
+    (run / "export").mkdir()
+    (run / "export" / "model.onnx").write_bytes(b"\0" * 16)
+    assert main(["profile", str(run / "export" / "model.onnx"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["profile"]["params"] == 23180
