@@ -16,6 +16,7 @@ import re
 import shutil
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from rich import progress as rp
@@ -158,13 +159,21 @@ def _inside(folder: Path, path: Path) -> bool:
     return target == base or target.startswith(base + os.sep)  # "." itself is a member too
 
 
-def extract_archive(archive_path: Path, dataset: Path, marker: dict, show: bool) -> None:
-    """Extract into a temp folder next to `dataset`, write the marker (`marker` plus the
-    archive's name, size, SHA-256 and member count), then rename it into place.
+def extract_archive(
+    archive_path: Path,
+    dataset: Path,
+    marker: dict,
+    show: bool,
+    check: Callable[[Path], None] | None = None,
+) -> None:
+    """Extract into a temp folder next to `dataset`, `check(temp folder)` what came out (it
+    raises to refuse it), write the marker (`marker` plus the archive's name, size, SHA-256
+    and member count), then rename it into place.
 
     Raises:
         UserError: a corrupt archive, an unsafe member, or a member that cannot be written
-            (named, with the archive and what to do); nothing is left behind.
+            (named, with the archive and what to do), or what `check` raises; nothing is left
+            behind.
     """
     stale_dirs = [*dataset.parent.glob(f".{dataset.name}.*.extract"),
                   *dataset.parent.glob(f".{dataset.name}.extract-*")]  # fmt: skip
@@ -176,6 +185,8 @@ def extract_archive(archive_path: Path, dataset: Path, marker: dict, show: bool)
             task = bar.add_task(f"extract {archive_path.name}", total=archive_path.stat().st_size)
             reader = CountingReader(raw, lambda n: bar.update(task, completed=n))
             count = walk_archive(reader, tmp)
+        if check is not None:
+            check(tmp)  # before the marker: a refused extraction is never taken for done
         marker = {
             **marker,
             "archive": archive_path.name,

@@ -28,7 +28,9 @@ from kws.data.archive import (
     progress_bar,
     verify_archive,
 )
+from kws.data.gsc import SILENCE_LABEL, UNKNOWN_LABEL
 from kws.errors import UserError
+from kws.io import other_entries
 
 DEFAULT_BASE_URL = "http://download.tensorflow.org/data/"
 MIRROR_BASE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
@@ -147,6 +149,7 @@ def download_gsc(
     root = _data_root(Path(root).expanduser())
     dataset = root / archive.folder
     if (dataset / MARKER_NAME).is_file():
+        _check_clips(dataset, root / archive.filename, extracted=True)
         return dataset  # done before: no network, no extraction
     if dataset.exists():
         raise UserError(
@@ -168,11 +171,36 @@ def download_gsc(
             f"{final} has {final.stat().st_size} bytes but should have {expected}; "
             "delete it and rerun to download it again"
         )
-    extract_archive(final, dataset, {"version": archive.version, "test_set": archive.test_set},
-                    show)  # fmt: skip
+    marker = {"version": archive.version, "test_set": archive.test_set}
+    extract_archive(final, dataset, marker, show, lambda tmp: _check_clips(tmp, final))
     if not keep_archive:
         final.unlink()
     return dataset
+
+
+def _check_clips(folder: Path, archive_path: Path, extracted: bool = False) -> None:
+    """Refuse an extraction without a `<word>/*.wav` clip (say a mirror's HTML error page
+    packed as the archive): training on it would fail later, far from the cause.
+
+    Raises:
+        UserError: naming the archive, what it held and the fix.
+    """
+    for entry in folder.iterdir():
+        word = not entry.name.startswith(("_", ".")) or entry.name in (SILENCE_LABEL, UNKNOWN_LABEL)
+        if word and entry.is_dir() and next(entry.glob("*.wav"), None) is not None:
+            return
+    found = other_entries(folder)
+    held = f"only {found}" if found else "nothing"
+    fix = (
+        f"delete {folder} and {archive_path}"
+        if extracted  # extracted by an earlier kws that did not check
+        else f"delete {archive_path}"
+    )
+    raise UserError(
+        f"{archive_path} holds no Speech Commands clips (word folders of .wav files), "
+        f"{held}: it is not the GSC archive; {fix} and rerun to download it again, and check "
+        f"the base URL (--base-url / {BASE_URL_ENV})"
+    )
 
 
 def _data_root(root: Path) -> Path:

@@ -419,3 +419,19 @@ def test_a_root_that_is_a_file_is_refused(tmp_path, capsys, root):
     said = {"taken": "(--root) is a file, not a folder", "taken/data": "(--root): Not a dir"}
     assert f"data root '{tmp_path / root}' {said[root]}" in err
     assert "Traceback" not in err and (tmp_path / "taken").read_text() == "mine"
+
+
+def test_an_archive_without_clips_is_refused(server, tmp_path, capsys):
+    """An archive holding only index.html said "dataset ready" and exited 0."""
+    server.data = _archive_of({"index.html": b"<html>Not the file</html>"})
+    argv = ["data", "download", "--root", str(tmp_path), "--base-url", server.url]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / ARCHIVE} holds no Speech Commands clips (word folders of .wav " in err
+    assert f"only index.html: it is not the GSC archive; delete {tmp_path / ARCHIVE} and" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ARCHIVE]  # nothing marked done
+    done = tmp_path / "speech_commands_v0.02"  # extracted by a kws that did not check
+    (done / "yes").mkdir(parents=True)
+    (done / MARKER_NAME).write_text("{}")
+    assert main(argv) == 2
+    assert f"delete {done} and {tmp_path / ARCHIVE} and rerun" in capsys.readouterr().err
