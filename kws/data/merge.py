@@ -66,10 +66,11 @@ def merge_sets(
         splits: which of the extras' splits to add (`training`, `validation`, `testing`).
 
     Raises:
-        UserError: `out_dir` exists with files in it, is inside a source, a source is missing or
-            has no clips or is an official test set, an unknown split, an added clip's speaker
-            already in another split of the result (test leakage), or two different files with
-            the same name (e.g. one set merged twice after it changed).
+        UserError: `out_dir` exists with files in it, is a symbolic link or is inside a
+            source, a source is missing or has no clips or is an official test set, an unknown
+            split, an added clip's speaker already in another split of the result (test
+            leakage), or two different files with the same name (e.g. one set merged twice
+            after it changed).
     """
     out_dir, base = Path(out_dir), Path(base)
     extras = [Path(extra) for extra in extras]
@@ -91,6 +92,12 @@ def _check_args(out_dir: Path, base: Path, extras: list[Path], splits: tuple[str
     bad = [split for split in splits if split not in SPLITS]
     if bad or not splits:
         raise UserError(f"--splits {' '.join(bad)}: choose from {', '.join(SPLITS)}")
+    if out_dir.is_symlink():  # the result would be renamed over the link, not into its target
+        raise UserError(
+            f"--out '{out_dir}' is a symbolic link (to '{os.readlink(out_dir)}'); kws data merge "
+            "writes a new folder and does not follow links: give a new folder, or the link's "
+            "target itself if it is an empty folder"
+        )
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise UserError(
             f"'{out_dir}' already exists and is not empty; kws data merge never writes into an "

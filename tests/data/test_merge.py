@@ -182,3 +182,19 @@ def test_cli_merge_as_the_readme_writes_it(sets, tmp_path, capsys):
     assert "choose a new --out folder" in capsys.readouterr().err
     assert main(["data", "merge", str(base), str(tmp_path / "nope"), "--out", "x"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["empty", "missing"])
+def test_merge_refuses_a_symlink_as_out(sets, tmp_path, capsys, target):
+    """A link to an empty folder crashed in rmdir, a dangling one in rename (NotADirectoryError)."""
+    base, extra = sets
+    link = tmp_path / "link"
+    if target == "empty":
+        (tmp_path / target).mkdir()
+    link.symlink_to(tmp_path / target)
+    assert main(["data", "merge", str(base), str(extra), "--out", str(link)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out '{link}' is a symbolic link (to '{tmp_path / target}')" in err
+    assert "Traceback" not in err and os.readlink(link) == str(tmp_path / target)
+    left = {"base", "extra", "link"} | ({"empty"} if target == "empty" else set())
+    assert {p.name for p in tmp_path.iterdir()} == left  # no staging folder either
