@@ -26,6 +26,7 @@ from kws.data.audio import checked_source
 from kws.errors import UserError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
+_UNKNOWN_SIZE = 0xFFFFFFFF  # the RIFF size a writer streaming to a pipe puts in the header
 
 
 @dataclass
@@ -90,10 +91,10 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int]:
-    """Read a WAV header after its first bytes `start` up to the data; (rate_hz, channels).
-
-    The data chunk's size is ignored: `arecord` writing to a pipe cannot know it.
+def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int, int | None]:
+    """Read a WAV header after its first bytes `start` up to the data; (rate_hz, channels,
+    data bytes). The data size is None when the header does not know it: a writer streaming to
+    a pipe (`arecord`) puts 0 or 0xFFFFFFFF there, and the audio then runs to the end of stdin.
     """
     start += _read_exactly(stream, 12 - len(start))
     if start[8:12] != b"WAVE":
@@ -116,7 +117,7 @@ def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int]:
                 )
     if rate is None:
         raise UserError("the WAV stream on stdin has no 'fmt ' chunk before its data")
-    return int(rate), int(channels)
+    return int(rate), int(channels), None if size in (0, _UNKNOWN_SIZE) else size
 
 
 def stdin_source(
@@ -124,22 +125,26 @@ def stdin_source(
 ) -> Source:
     """16-bit PCM from a binary stream (default: stdin): raw s16le mono at `sample_rate_hz`, or
     a WAV stream (detected by its 'RIFF' header, which then gives the rate and channels; more
-    than one channel is down-mixed). Reading the header waits for the first bytes."""
+    than one channel is down-mixed). A WAV stream ends where its data chunk says (chunks after
+    it, such as LIST, are not audio) or, with an unknown size, at the end of the stream.
+    Reading the header waits for the first bytes."""
     stream = stream if stream is not None else sys.stdin.buffer
     start = _read_exactly(stream, 4)
-    channels, name = 1, "stdin (s16le mono)"
+    channels, name, left = 1, "stdin (s16le mono)", None  # left: data bytes not yet read
     if start == b"RIFF":
-        sample_rate_hz, channels = _wav_header(stream, start)
+        sample_rate_hz, channels, left = _wav_header(stream, start)
         name, start = f"stdin (WAV, {channels} ch)", b""
     frame_bytes = 2 * channels
     chunk_bytes = frame_bytes * max(1, int(round(sample_rate_hz * chunk_ms / 1000)))
 
     def chunks() -> Iterator[np.ndarray]:
-        carry = start
-        while True:
-            data = stream.read(chunk_bytes)
+        carry, remaining = start, left
+        while remaining is None or remaining > 0:
+            data = stream.read(chunk_bytes if remaining is None else min(chunk_bytes, remaining))
             if not data:
                 return
+            if remaining is not None:
+                remaining -= len(data)
             data = carry + data
             usable = len(data) - len(data) % frame_bytes  # a pipe may split a sample
             carry = data[usable:]

@@ -5,6 +5,7 @@ that refuses everything) and the real one's error paths."""
 from __future__ import annotations
 
 import io
+import struct
 import sys
 import threading
 
@@ -121,6 +122,19 @@ def test_stdin_wav_stream_uses_its_header(rate_hz, channels):
     assert source.sample_rate_hz == rate_hz and str(channels) in source.name
     got = np.concatenate(list(source.chunks)).astype(np.float64) / 32768
     np.testing.assert_allclose(got, audio.mean(axis=1), atol=1 / 32768)
+
+
+def test_stdin_wav_stream_stops_at_its_data_size():
+    """A LIST chunk after the audio (20 KB after 2 s) used to be played as 0.6 s more audio."""
+    pcm = (np.arange(32000) % 2000 - 1000).astype("<i2")
+    raw = wav_bytes(pcm, 16000)
+    trailer = b"LIST" + struct.pack("<I", 20000) + b"INFO" + bytes(19996)
+    source = stdin_source(Trickle(raw + trailer), chunk_ms=10)
+    np.testing.assert_array_equal(np.concatenate(list(source.chunks)), pcm)
+    # a streaming writer's 0 ("length unknown"): the audio runs to the end of the stream
+    size_at = raw.index(b"data") + 4
+    zero = raw[:size_at] + bytes(4) + raw[size_at + 4 :]
+    assert len(np.concatenate(list(stdin_source(io.BytesIO(zero)).chunks))) == len(pcm)
 
 
 def test_stdin_wav_stream_of_another_format_is_refused():
