@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
+from kws.config import parse_yaml
 from kws.errors import UserError
 
 LAYER_KINDS = ("conv", "depthwise", "pointwise", "linear")
@@ -127,6 +126,10 @@ def _check_core(where: str, name: str, runtimes) -> None:
     if not isinstance(runtimes, dict):
         raise UserError(f"{what} must map runtimes to latency models (e.g. tflm: {{...}})")
     for runtime, entry in runtimes.items():
+        if not isinstance(runtime, str):  # budget.runtime names it by text
+            raise UserError(
+                f"{what}: runtime name {runtime!r} is not text; quote it ('{runtime}':)"
+            )
         where_rt = f"{what}, runtime '{runtime}'"
         if not isinstance(entry, dict):
             raise UserError(f"{where_rt} must be a mapping with keys {', '.join(_CORE_KEYS)}")
@@ -159,13 +162,12 @@ def _read_yaml(text: str, where: str) -> TargetTable:
     """Parse a targets file and check every entry's types and ranges.
 
     Raises:
-        UserError: invalid YAML, unknown keys, or a value of the wrong type or range (naming
-            the file, the target or core, the key and what it must be).
+        UserError: invalid YAML, unknown keys, a target, core or runtime name that is not text,
+            or a value of the wrong type or range (naming the file, the target or core, the key
+            and what it must be).
     """
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"targets file '{where}' is not valid YAML ({exc})") from None
+    # the recipes' YAML: yes/no/on/off stay text, as names and values do there
+    data = parse_yaml(text, f"targets file '{where}'") or {}
     unknown = set(data) - {"targets", "cores"} if isinstance(data, dict) else {"<not a mapping>"}
     if unknown:
         raise UserError(
@@ -179,6 +181,13 @@ def _read_yaml(text: str, where: str) -> TargetTable:
                 f"targets file '{where}': '{key}:' must be a mapping of names to entries, got "
                 f"{type(section).__name__}"
             )
+    for key, section, namer in (("target", targets, "--target"), ("core", cores, "core:")):
+        for name in section:
+            if not isinstance(name, str):  # --target and `core:` name entries by text
+                raise UserError(
+                    f"targets file '{where}': {key} name {name!r} is not text, so {namer} "
+                    f"cannot name it; quote it ('{name}':)"
+                )
     for name, entry in {**targets, **cores}.items():
         if not isinstance(entry, dict):
             raise UserError(f"targets file '{where}': entry '{name}' must be a mapping")
@@ -193,9 +202,10 @@ def load_target_table(extra_file: str | Path | None = None) -> TargetTable:
     """The shipped targets, merged with `extra_file` (its entries replace same-named ones).
 
     Raises:
-        UserError: a missing or malformed targets file: bad YAML, unknown keys, a value of the
-            wrong type, a negative limit, a core without clock_hz > 0, or cycles_per_mac that
-            are not numbers > 0 (the message names the target or core and the key).
+        UserError: a missing or malformed targets file: bad YAML, unknown keys, a name that
+            is not text, a value of the wrong type, a negative limit, a core without
+            clock_hz > 0, or cycles_per_mac that are not numbers > 0 (the message names the
+            target or core and the key).
     """
     shipped = resources.files("kws.budget").joinpath("targets.yaml").read_text()
     table = _read_yaml(shipped, "kws/budget/targets.yaml")

@@ -113,3 +113,31 @@ def test_a_well_formed_targets_file_still_loads(tmp_path):
     assert board.core.cycles_per_mac["conv"] == 10.0 and board.clock_hz == 48e6
     no_core = _targets_file(tmp_path, target="    clock_hz: 0\n")
     assert load_target("board", no_core).core is None  # no core: no clock needed
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        ("targets:\n  123: {flash_bytes: 10}\n", "target name 123 is not text"),
+        ("targets:\n  1.5: {flash_bytes: 10}\n", "target name 1.5 is not text"),
+        ("targets:\n  b: {flash_bytes: 10}\ncores:\n  7: {tflm: {}}\n", "core name 7 is not"),
+        ("targets:\n  b: {flash_bytes: 10}\ncores:\n  c:\n    2:\n" + GOOD_CORE,
+         "core 'c': runtime name 2 is not text"),
+    ],
+    ids=["int-target", "float-target", "core", "runtime"],
+)  # fmt: skip
+def test_names_that_are_not_text_are_refused(tmp_path, capsys, text, named):
+    """`targets: {123: ...}` then `--target 123` crashed: TypeError sorting int and str names."""
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    argv = ["profile", "--model", "ds_cnn_s", "--targets", str(path), "--target", "123"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and "quote it" in err and "Traceback" not in err
+
+
+def test_quoted_numeric_and_yes_no_names_are_text(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("targets:\n  '123': {flash_bytes: 10}\n  on: {max_ops: 5}\n")
+    assert load_target("123", path).flash_bytes == 10
+    assert load_target("on", path).max_ops == 5  # as in recipes, on/off/yes/no are words
