@@ -87,7 +87,8 @@ def _is_number(value) -> bool:
 
 
 def _check_target(where: str, name: str, entry: dict) -> None:
-    """Refuse a target entry whose values have the wrong type or range, naming key and rule."""
+    """Refuse a target entry whose values have the wrong type or range, naming key and rule,
+    or that sets no limit at all."""
     what = f"targets file '{where}': target '{name}'"
     bad = set(entry) - _TARGET_KEYS
     if bad:
@@ -117,6 +118,14 @@ def _check_target(where: str, name: str, entry: dict) -> None:
         raise UserError(
             f"{what}: core '{entry['core']}' needs clock_hz > 0 for the latency estimate "
             f"({got}); give the clock in Hz, e.g. clock_hz: 64000000, or drop core"
+        )
+    # a target with no limit would PASS every model with not one budget line checked
+    timed = entry.get("inferences_per_second") and entry.get("core")
+    if not any(entry.get(key) for key in _COUNT_KEYS) and not timed:
+        raise UserError(
+            f"{what} sets no limit, so every model would pass with nothing checked; set at "
+            f"least one of {', '.join(_COUNT_KEYS)} (> 0), or inferences_per_second with core "
+            "and clock_hz (for the latency line)"
         )
 
 
@@ -204,8 +213,8 @@ def load_target_table(extra_file: str | Path | None = None) -> TargetTable:
     Raises:
         UserError: a missing or malformed targets file: bad YAML, unknown keys, a name that
             is not text, a value of the wrong type, a negative limit, a core without
-            clock_hz > 0, or cycles_per_mac that are not numbers > 0 (the message names the
-            target or core and the key).
+            clock_hz > 0, a target that sets no limit, or cycles_per_mac that are not numbers
+            > 0 (the message names the target or core and the key).
     """
     shipped = resources.files("kws.budget").joinpath("targets.yaml").read_text()
     table = _read_yaml(shipped, "kws/budget/targets.yaml")

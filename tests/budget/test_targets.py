@@ -141,3 +141,25 @@ def test_quoted_numeric_and_yes_no_names_are_text(tmp_path):
     path.write_text("targets:\n  '123': {flash_bytes: 10}\n  on: {max_ops: 5}\n")
     assert load_target("123", path).flash_bytes == 10
     assert load_target("on", path).max_ops == 5  # as in recipes, on/off/yes/no are words
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["{}", "{flash_bytes: 0, sram_bytes: 0, memory_bytes: 0, max_ops: 0}",
+     "{description: x, inferences_per_second: 10}", "{reserve_fraction: 0.5}"],
+    ids=["empty", "all-zero", "rate-without-core", "reserve-only"],
+)  # fmt: skip
+def test_a_target_that_sets_no_limit_is_refused(tmp_path, capsys, entry):
+    """`targets: {b: {}}` printed an empty budget table and exited 0: PASS, nothing checked."""
+    path = tmp_path / "t.yaml"
+    path.write_text(f"targets:\n  b: {entry}\n")
+    assert main(["profile", "--model", "ds_cnn_s", "--targets", str(path), "--target", "b"]) == 2
+    err = capsys.readouterr().err
+    assert "target 'b' sets no limit, so every model would pass with nothing checked" in err
+    assert "flash_bytes, sram_bytes, memory_bytes, max_ops (> 0), or inferences_per_second" in err
+
+
+def test_a_rate_with_a_core_is_a_limit(tmp_path):
+    path = _targets_file(tmp_path)  # flash_bytes and a timed core
+    path.write_text(path.read_text().replace("    flash_bytes: 65536\n", ""))
+    assert load_target("board", path).core is not None
