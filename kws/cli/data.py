@@ -265,7 +265,12 @@ def run_merge(args) -> int:
     )
     added = ", ".join(f"{n:,} from {extra}" for extra, n in report.added.items())
     splits = ", ".join(f"{n:,} {split}" for split, n in report.split_clips.items())
-    how = "hard links" if report.hard_links else "copies (another file system)"
+    how = "hard links"
+    if not report.hard_links:  # the real errno: EXDEV, but also EMLINK (too many links), ...
+        how = f"{report.copies:,} files copied as links failed: {'; '.join(report.copy_reasons)}"
+    if report.swept:
+        print(f"removed {len(report.swept)} staging folder(s) left by killed merges: "
+              + ", ".join(str(path) for path in report.swept))  # fmt: skip
     print(
         f"merged {report.base_clips:,} clips of {args.base} + {added} -> {report.out_dir} "
         f"({splits}; {report.duplicates} identical clips kept once; {how})"

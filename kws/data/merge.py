@@ -10,20 +10,28 @@ the base's training split only.
 Files are hard links into the sources (copies across file systems), so a merge of 100 K clips
 takes seconds and no disk. Every kws write is atomic (a new file replaces the link), so writing
 into the merged set never changes a source. The merged set is built in a hidden folder beside
-`out_dir` and renamed into place at the end: an interrupted merge leaves no half set.
+`out_dir` and renamed into place at the end: an interrupted merge leaves no half set, and the
+hidden folder of a killed one is removed by the next merge into the same `out_dir`.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import filecmp
 import io
 import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no staging folder is ever judged abandoned
+    fcntl = None
 
 from kws.data.gsc import (
     LAYOUT_TEST_SET,
@@ -36,6 +44,19 @@ from kws.data.gsc import (
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text, staging_dir
 
+STAGING_SUFFIX = ".merging"
+# In a staging folder while its merge holds an flock on the folder: the kernel drops the lock
+# when the process ends, even killed by SIGKILL, so an unlocked folder with this file is dead.
+OWNER_FILE = ".kws-merge-owner"
+# Staging folders of kws versions that took no lock count as abandoned after this long.
+UNLOCKED_AGE_S = 3600.0
+# Why a hard link failed, where the errno alone says little to a user.
+_LINK_FAILURES = {
+    errno.EXDEV: "another file system",
+    errno.EMLINK: "too many hard links to one file, EMLINK",
+    errno.EPERM: "the file system refuses hard links here, EPERM",
+}
+
 
 @dataclass
 class MergeReport:
@@ -45,7 +66,10 @@ class MergeReport:
     base_clips: int  # clips of the base set (every split)
     added: dict[str, int] = field(default_factory=dict)  # extra set -> clips added
     duplicates: int = 0  # clips already in the merged set with identical bytes (kept once)
-    hard_links: bool = True  # False: some files were copied (another file system)
+    hard_links: bool = True  # False: some files were copied (see copy_reasons)
+    copies: int = 0  # files copied because a hard link failed
+    copy_reasons: list[str] = field(default_factory=list)  # why the links failed (errno)
+    swept: list[Path] = field(default_factory=list)  # staging folders of killed merges removed
     split_clips: dict[str, int] = field(default_factory=dict)  # split -> clips in the result
 
 
@@ -76,16 +100,69 @@ def merge_sets(
     extras = [Path(extra) for extra in extras]
     _check_args(out_dir, base, extras, splits)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = staging_dir(out_dir, ".merging")
+    swept = sweep_staging(out_dir)
+    tmp = staging_dir(out_dir, STAGING_SUFFIX)
+    lock = _claim(tmp)
     try:
         report = _merge_into(tmp, out_dir, base, extras, splits)
+        (tmp / OWNER_FILE).unlink(missing_ok=True)  # still locked: no sweep can take it now
         if out_dir.is_dir():
             out_dir.rmdir()  # empty (checked); replaced by the finished set
         os.rename(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+    report.swept = swept
     return report
+
+
+def _claim(tmp: Path) -> int | None:
+    """Lock the new staging folder for this process, then mark it claimed; the open folder
+    (None where flock is missing or refused) must stay open until the merge ends."""
+    if fcntl is None:
+        return None
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits out a sweep that is looking at it right now
+    except OSError:  # a file system without flock: no owner file, so never swept as dead
+        os.close(fd)
+        return None
+    (tmp / OWNER_FILE).write_text(f"{os.getpid()}\n")
+    return fd
+
+
+def sweep_staging(out_dir: Path) -> list[Path]:
+    """Remove the hidden staging folders of earlier merges into `out_dir` that died (killed,
+    say by SIGTERM, or a machine crash); return them. A folder is removed only when no process
+    holds its lock and it was claimed (its merge ended without finishing), or, made by a kws
+    that took no lock, when it is older than `UNLOCKED_AGE_S`. A live merge holds its lock
+    from just after creating its folder; in that instant the folder is new and unclaimed, so
+    it is kept either way."""
+    if fcntl is None:
+        return []
+    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}{re.escape(STAGING_SUFFIX)}")
+    swept = []
+    for folder in sorted(out_dir.parent.glob(f".{out_dir.name}.*{STAGING_SUFFIX}")):
+        if not pattern.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            claimed = (folder / OWNER_FILE).is_file()
+            if claimed or time.time() - folder.stat().st_mtime > UNLOCKED_AGE_S:
+                shutil.rmtree(folder, ignore_errors=True)
+                swept.append(folder)
+        except OSError:
+            pass  # locked: a live merge (or no flock here), keep it
+        finally:
+            os.close(fd)
+    return swept
 
 
 def _check_args(out_dir: Path, base: Path, extras: list[Path], splits: tuple[str, ...]) -> None:
@@ -119,29 +196,33 @@ def _check_args(out_dir: Path, base: Path, extras: list[Path], splits: tuple[str
         raise UserError("a set is named twice; name each set once")
 
 
-def _link(src: Path, dst: Path) -> bool:
-    """Hard-link `src` to `dst` (a copy where links cannot be made); True for a link."""
+def _link(src: Path, dst: Path, report: MergeReport) -> None:
+    """Hard-link `src` to `dst`; where the link fails, copy and record why in `report`."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
-        return True
-    except OSError:
+        return
+    except OSError as exc:
         shutil.copy2(src, dst)
-        return False
+        code = errno.errorcode.get(exc.errno, "error")
+        why = _LINK_FAILURES.get(exc.errno, f"{exc.strerror or exc}, {code}")
+    report.hard_links = False
+    report.copies += 1
+    if why not in report.copy_reasons:
+        report.copy_reasons.append(why)
 
 
 def _merge_into(tmp: Path, out_dir: Path, base: Path, extras: list[Path], splits: tuple[str, ...]):
     base_index = _index(base)
-    linked = True
+    report = MergeReport(out_dir=out_dir, base_clips=len(base_index.clips))
     for root, dirs, files in os.walk(base):  # every file: clips, lists, README, _-folders
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in (f for f in files if not f.startswith(".")):  # not temp files
             src = Path(root) / name
-            linked &= _link(src, tmp / src.relative_to(base))
+            _link(src, tmp / src.relative_to(base), report)
     listed = {split: [f"{c.word}/{c.path.name}" for c in base_index.clips if c.split == split]
               for split in SPLIT_LISTS}  # fmt: skip
     speaker_split = {clip.speaker: clip.split for clip in base_index.clips}
-    report = MergeReport(out_dir=out_dir, base_clips=len(base_index.clips))
     for extra in extras:
         added = 0
         for clip in _index(extra).clips:
@@ -159,7 +240,7 @@ def _merge_into(tmp: Path, out_dir: Path, base: Path, extras: list[Path], splits
                     )
                 report.duplicates += 1
                 continue
-            linked &= _link(clip.path, dst)
+            _link(clip.path, dst, report)
             speaker_split.setdefault(clip.speaker, clip.split)
             if clip.split in listed:
                 listed[clip.split].append(rel)
@@ -167,7 +248,6 @@ def _merge_into(tmp: Path, out_dir: Path, base: Path, extras: list[Path], splits
         report.added[str(extra)] = added
     for split, name in SPLIT_LISTS.items():  # the base's lists, plus added clips of those splits
         atomic_write_text(tmp / name, "".join(f"{rel}\n" for rel in sorted(listed[split])))
-    report.hard_links = linked
     total = report.base_clips + sum(report.added.values())
     report.split_clips = {split: len(listed[split]) for split in SPLIT_LISTS}
     report.split_clips["training"] = total - sum(report.split_clips.values())

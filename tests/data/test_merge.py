@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 from kws.cli import main
+from kws.data import merge
 from kws.data.gsc import index_folder, which_set
-from kws.data.merge import merge_sets
+from kws.data.merge import OWNER_FILE, merge_sets
 from kws.data.synth.build import _check_manifest
 from kws.errors import UserError
 from kws.io import DIR_MODE, atomic_write_bytes
@@ -198,3 +204,60 @@ def test_merge_refuses_a_symlink_as_out(sets, tmp_path, capsys, target):
     assert "Traceback" not in err and os.readlink(link) == str(tmp_path / target)
     left = {"base", "extra", "link"} | ({"empty"} if target == "empty" else set())
     assert {p.name for p in tmp_path.iterdir()} == left  # no staging folder either
+
+
+def _staging(tmp_path, name: str, claimed: bool = True, age_s: float = 0.0):
+    folder = tmp_path / f".merged.{name}.merging"
+    (folder / "yes").mkdir(parents=True)
+    (folder / "yes" / "clip.wav").write_bytes(b"x" * 1000)
+    if claimed:
+        (folder / OWNER_FILE).write_text("1\n")
+    os.utime(folder, (time.time() - age_s,) * 2)
+    return folder
+
+
+def test_merge_sweeps_staging_folders_of_killed_merges_only(sets, tmp_path, capsys):
+    """A merge killed by SIGTERM left its hidden staging folder forever (one was 61 MB)."""
+    base, extra = sets
+    code = (  # a merge that claimed its staging folder, then was killed
+        "import os, signal, sys; from pathlib import Path; from kws.data import merge; "
+        "tmp = merge.staging_dir(Path(sys.argv[1]), merge.STAGING_SUFFIX); merge._claim(tmp); "
+        "(tmp / 'yes').mkdir(); os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "merged")], check=False)
+    [killed] = tmp_path.glob(".merged.*.merging")
+    old = _staging(tmp_path, "oldoldol", claimed=False, age_s=2 * 3600)  # kws without locks
+    new = _staging(tmp_path, "newnewne", claimed=False)  # just made: not claimed yet
+    live = _staging(tmp_path, "livelive")
+    lock = os.open(live, os.O_RDONLY)  # held as a running merge holds it
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    other = tmp_path / ".merged.v2.abcdefgh.merging"  # another --out's (merged.v2)
+    other.mkdir()
+    (other / OWNER_FILE).write_text("1\n")
+    try:
+        assert (
+            main(["data", "merge", str(base), str(extra), "--out", str(tmp_path / "merged")]) == 0
+        )
+    finally:
+        os.close(lock)
+    out = capsys.readouterr().out
+    swept = ", ".join(map(str, sorted([killed, old])))
+    assert f"removed 2 staging folder(s) left by killed merges: {swept}\n" in out
+    assert not killed.exists() and not old.exists()
+    assert new.is_dir() and live.is_dir() and other.is_dir()
+    assert (live / "yes" / "clip.wav").stat().st_size == 1000
+    assert not (tmp_path / "merged" / OWNER_FILE).exists()
+
+
+def test_merge_names_the_real_reason_links_failed(sets, tmp_path, capsys, monkeypatch):
+    """A link refused with EMLINK (too many links) was reported as "another file system"."""
+    base, extra = sets
+
+    def too_many(src, dst):
+        raise OSError(errno.EMLINK, "Too many links")
+
+    monkeypatch.setattr(merge.os, "link", too_many)
+    assert main(["data", "merge", str(base), str(extra), "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "files copied as links failed: too many hard links to one file, EMLINK)" in out
+    assert "another file system" not in out
