@@ -12,7 +12,7 @@ from rich.table import Table
 
 from kws.budget.check import BudgetLine, budget_lines
 from kws.budget.profile import Profile, profile
-from kws.budget.targets import Target, load_target
+from kws.budget.targets import Target, load_target, runtime_names
 from kws.config import RecipeConfig, load_recipe
 from kws.data.gsc import num_classes_for
 from kws.errors import UserError
@@ -145,8 +145,8 @@ def run_profile(
     choose from.
 
     Raises:
-        UserError: a `targets_file` but no target chosen (it would be ignored), and what
-            `resolve_model` and `load_target` raise.
+        UserError: a `targets_file` or a runtime but no target chosen (either would be
+            ignored), and what `resolve_model` and `load_target` raise.
     """
     spec, cfg, tflite = resolve_model(source, preset, overrides)
     name = cfg.budget.target or None
@@ -156,7 +156,16 @@ def run_profile(
             "is chosen, so it would be ignored; add --target NAME (one of that file's or a "
             "built-in one), or drop --targets"
         )
-    target = load_target(name, targets_file, cfg.budget.runtime or None) if name else None
+    runtime = cfg.budget.runtime or None
+    if runtime and name is None:
+        known = runtime_names()
+        unknown = "" if runtime in known else f" ('{runtime}' is none of {', '.join(known)})"
+        raise UserError(
+            f"--runtime {runtime} (budget.runtime) picks the latency model of the target's "
+            f"core, but no target is chosen, so it would be ignored{unknown}; add --target NAME "
+            "(e.g. cortex-m4f), or drop --runtime"
+        )
+    target = load_target(name, targets_file, runtime) if name else None
     prof = profile(spec, tflite_path=tflite, target=target)
     lines = budget_lines(prof, target) if target is not None else []
     passed = all(line.passed for line in lines)

@@ -99,6 +99,11 @@ def _check_target(where: str, name: str, entry: dict) -> None:
     for key in _TEXT_KEYS:
         if entry.get(key) is not None and not isinstance(entry[key], str):
             raise UserError(f"{what}: {key}={entry[key]!r} must be a name (text), e.g. {key}: x")
+    if entry.get("runtime") and not entry.get("core"):  # it picks the core's latency model
+        raise UserError(
+            f"{what}: runtime '{entry['runtime']}' picks a core's latency model, but the target "
+            "has no core; add core: NAME and clock_hz, or drop runtime"
+        )
     for key in _COUNT_KEYS:
         value = entry.get(key)
         if value is not None and not (
@@ -260,7 +265,8 @@ def load_target(
     target's default.
 
     Raises:
-        UserError: unknown target (the message lists the known names) or a malformed entry.
+        UserError: unknown target (the message lists the known names), a malformed entry, or
+            a `runtime` the target's core has no latency model for (or the target no core).
     """
     table = load_target_table(extra_file)
     if name not in table.targets:
@@ -280,6 +286,13 @@ def load_target(
         raise UserError(f"target '{name}': bad value ({exc})") from None
     if not 0.0 <= target.reserve_fraction < 1.0:
         raise UserError(f"target '{name}': reserve_fraction must be in [0, 1)")
+    if runtime and not core_name:  # the runtime picks a core's latency model: none to pick
+        with_core = sorted(n for n, t in table.targets.items() if t.get("core"))
+        raise UserError(
+            f"target '{name}' has no core, so it has no latency estimate for runtime "
+            f"'{runtime}' (--runtime, budget.runtime) to pick; drop --runtime, or choose a "
+            f"target with a core: {', '.join(with_core)}"
+        )
     if runtime:
         target.runtime = runtime
     if core_name:
@@ -290,3 +303,9 @@ def load_target(
 def target_names(extra_file: str | Path | None = None) -> list[str]:
     """Names of every target (shipped plus `extra_file`'s), sorted."""
     return sorted(load_target_table(extra_file).targets)
+
+
+def runtime_names(extra_file: str | Path | None = None) -> list[str]:
+    """Every runtime some core has a latency model for (shipped plus `extra_file`'s), sorted."""
+    cores = load_target_table(extra_file).cores.values()
+    return sorted({runtime for runtimes in cores for runtime in runtimes})

@@ -59,3 +59,28 @@ def test_an_export_inside_a_run_profiles_the_runs_checkpoint(tmp_path, capsys):
     (run / "export" / "model.onnx").write_bytes(b"\0" * 16)
     assert main(["profile", str(run / "export" / "model.onnx"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["profile"]["params"] == 23180
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--runtime", "bogus"], "--runtime bogus (budget.runtime) picks the latency model of "
+         "the target's core, but no target is chosen, so it would be ignored ('bogus' is none "
+         "of "),
+        (["--runtime", "vendor"], "so it would be ignored; add --target NAME"),
+        (["budget.runtime=vendor"], "--runtime vendor (budget.runtime) picks"),
+        (["--target", "hello-edge-small", "--runtime", "vendor"],
+         "target 'hello-edge-small' has no core, so it has no latency estimate for runtime "
+         "'vendor' (--runtime, budget.runtime) to pick; drop --runtime, or choose a target "
+         "with a core: cortex-m33"),
+        (["--target", "cortex-m7", "--runtime", "bogus"],
+         "core 'cortex-m7' has no latency model for runtime 'bogus'"),
+    ],
+    ids=["unknown", "no-target", "override", "coreless-target", "core-lacks-it"],
+)  # fmt: skip
+def test_a_runtime_that_would_be_ignored_or_is_unknown_is_refused(capsys, flags, named):
+    """`kws profile --model ds_cnn_s --runtime bogus` exited 0: without a target (or with one
+    that has no core) the runtime was silently ignored."""
+    assert main(["profile", "--model", "ds_cnn_s", *flags]) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err

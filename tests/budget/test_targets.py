@@ -163,3 +163,13 @@ def test_a_rate_with_a_core_is_a_limit(tmp_path):
     path = _targets_file(tmp_path)  # flash_bytes and a timed core
     path.write_text(path.read_text().replace("    flash_bytes: 65536\n", ""))
     assert load_target("board", path).core is not None
+
+
+def test_a_runtime_for_a_target_without_a_core_is_refused(tmp_path):
+    """The runtime picks a core's latency model; on a coreless target it was ignored."""
+    with pytest.raises(UserError, match="target 'hello-edge-small' has no core, so it has no"):
+        load_target("hello-edge-small", runtime="vendor")
+    path = _targets_file(tmp_path, target="    runtime: vendor\n")
+    with pytest.raises(UserError, match="runtime 'vendor' picks a core's latency model, but"):
+        load_target("board", path)
+    assert load_target("hello-edge-small").core is None  # no runtime asked: fine
