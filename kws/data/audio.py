@@ -9,7 +9,8 @@ example of its folder's word). The policy, one named kind per fault:
 
 | kind                 | what                                              | action   |
 |----------------------|---------------------------------------------------|----------|
-| `unreadable`         | missing, a folder, or libsndfile cannot decode it | skipped  |
+| `unreadable`         | missing, a folder, undecodable, or a rate no      | skipped  |
+|                      | recording has (outside 4-384 kHz)                 |          |
 | `empty`              | no samples at all                                 | skipped  |
 | `truncated`          | less audio data than the WAV header says          | skipped  |
 | `non_finite`         | NaN or infinite samples (float WAVs)              | skipped  |
@@ -47,7 +48,7 @@ from kws.errors import UserError
 
 # What each kind means, as printed after "N file(s) skipped/repaired, <kind>".
 SKIPPED = {
-    "unreadable": "missing, or not decodable as audio",
+    "unreadable": "missing, not decodable as audio, or an impossible sample rate",
     "empty": "no samples at all",
     "truncated": "less audio than the WAV header says: cut-off recordings",
     "non_finite": "NaN or infinite samples: corrupt float WAVs",
@@ -65,6 +66,9 @@ REPAIRED = {
 # warning.
 ROUTINE = {"padded"}
 _UNKNOWN_LENGTH = 0xFFFFFFFF  # RIFF size of a WAV streamed to a pipe
+# Sample rates a recording can plausibly have (telephone 4 kHz .. studio 384 kHz); anything
+# outside is a damaged header: 1 Hz made 0.1 s of audio into 1,600 s of near-silence.
+MIN_SAMPLE_RATE_HZ, MAX_SAMPLE_RATE_HZ = 4_000, 384_000
 
 
 class AudioError(UserError):
@@ -162,11 +166,28 @@ def checked_source(path: str | Path) -> str | io.BytesIO:
     return _checked_source(Path(path))[0]
 
 
+def check_sample_rate(rate_hz: int, what: str) -> int:
+    """`rate_hz` if a recording can have it; the one check every reader shares.
+
+    Raises:
+        UserError: a rate outside `MIN_SAMPLE_RATE_HZ`..`MAX_SAMPLE_RATE_HZ` (a damaged header),
+            naming `what` ("'a.wav'", "the WAV stream on stdin"), the rate read and the range.
+    """
+    if not MIN_SAMPLE_RATE_HZ <= rate_hz <= MAX_SAMPLE_RATE_HZ:
+        raise UserError(
+            f"{what} gives a sample rate of {rate_hz} Hz; kws reads {MIN_SAMPLE_RATE_HZ}-"
+            f"{MAX_SAMPLE_RATE_HZ} Hz audio (resampled to the model's rate, 16000 Hz by "
+            "default), so the header is damaged: write the audio again with its real rate"
+        )
+    return rate_hz
+
+
 def read_audio(path: str | Path) -> Decoded:
     """Decode one file under the policy: mono float32 at the file's own rate.
 
     Raises:
-        AudioError: a skipped kind (unreadable, empty, truncated, non_finite), named in `kind`.
+        AudioError: a skipped kind (unreadable, empty, truncated, non_finite), named in `kind`;
+            a sample rate no recording has is `unreadable`.
     """
     path = Path(path)
     source, tags = _checked_source(path)
@@ -176,6 +197,10 @@ def read_audio(path: str | Path) -> Decoded:
         raise AudioError("unreadable", path, f"cannot decode '{path}': {exc}") from None
     if data.shape[0] == 0:
         raise AudioError("empty", path, f"'{path}' holds no samples; delete it")
+    try:
+        check_sample_rate(int(rate), f"'{path}'")
+    except UserError as exc:
+        raise AudioError("unreadable", path, str(exc)) from None
     bad = int(data.size - np.count_nonzero(np.isfinite(data)))
     if bad:
         raise AudioError(

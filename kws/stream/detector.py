@@ -21,6 +21,7 @@ import numpy as np
 import soxr
 
 from kws.config import FeatureConfig, StreamConfig
+from kws.data.audio import check_sample_rate
 from kws.features import NumpyFrontEnd
 from kws.stream.backends import Backend
 from kws.stream.recognize import Decision, RecognizeCommands, StreamWarning, is_keyword, recognize
@@ -137,6 +138,7 @@ class StreamingDetector:
 
     Raises:
         ConfigError: stream settings out of range or under which no keyword could fire.
+        UserError: an input sample rate no recording has (0 Hz, 1 Hz, ...).
     """
 
     def __init__(
@@ -158,7 +160,12 @@ class StreamingDetector:
         )
         cfg = self.feature_cfg
         self.rate_hz = cfg.sample_rate_hz
-        self.input_rate_hz = int(input_sample_rate_hz or cfg.sample_rate_hz)
+        # `is None`, not `or`: a header's 0 Hz used to pass silently as the model's 16 kHz
+        self.input_rate_hz = (
+            cfg.sample_rate_hz
+            if input_sample_rate_hz is None
+            else check_sample_rate(int(input_sample_rate_hz), "the input audio")
+        )
         self._resampler = self._new_resampler()
         self._pending = np.zeros(0, np.float32)  # samples from the next frame's start on
         self._ring = np.zeros((cfg.num_frames, cfg.num_coeffs), np.float32)

@@ -22,7 +22,7 @@ from typing import BinaryIO
 import numpy as np
 import soundfile
 
-from kws.data.audio import checked_source
+from kws.data.audio import check_sample_rate, checked_source
 from kws.errors import UserError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
@@ -48,8 +48,9 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
         realtime: sleep so chunks arrive no faster than real time (like a microphone).
 
     Raises:
-        UserError: a missing file, a folder, undecodable audio, or a WAV that holds less audio
-            than its header says (`kws.data.audio`'s policy: a cut-off recording).
+        UserError: a missing file, a folder, undecodable audio, a WAV that holds less audio
+            than its header says (`kws.data.audio`'s policy: a cut-off recording), a sample rate
+            no recording has.
     """
     path = Path(path)
     if path.is_dir():
@@ -64,7 +65,7 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
         info = soundfile.info(source)
     except RuntimeError as exc:
         raise UserError(f"cannot read '{path}' as audio ({exc})") from None
-    rate = int(info.samplerate)
+    rate = check_sample_rate(int(info.samplerate), f"'{path}'")
     block = max(1, int(round(rate * chunk_ms / 1000)))
 
     def chunks() -> Iterator[np.ndarray]:
@@ -109,6 +110,9 @@ def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int, int | None]:
             break
         body = _read_exactly(stream, size + size % 2)  # chunks are padded to even sizes
         if kind == b"fmt ":
+            if len(body) < 16:
+                raise UserError("the WAV stream on stdin has a cut-off 'fmt ' chunk; send a "
+                                "whole WAV stream or raw s16le PCM")  # fmt: skip
             fmt, channels, rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
             if fmt not in (1, 0xFFFE) or bits != 16:  # 1: PCM; 0xFFFE: extensible
                 raise UserError(
@@ -117,6 +121,10 @@ def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int, int | None]:
                 )
     if rate is None:
         raise UserError("the WAV stream on stdin has no 'fmt ' chunk before its data")
+    if channels == 0:  # read as is, no sample would ever come out
+        raise UserError("the WAV stream on stdin says it has 0 channels, so its header is "
+                        "damaged; send a whole WAV stream or raw s16le PCM")  # fmt: skip
+    check_sample_rate(rate, "the WAV stream on stdin")
     return int(rate), int(channels), None if size in (0, _UNKNOWN_SIZE) else size
 
 
@@ -127,13 +135,19 @@ def stdin_source(
     a WAV stream (detected by its 'RIFF' header, which then gives the rate and channels; more
     than one channel is down-mixed). A WAV stream ends where its data chunk says (chunks after
     it, such as LIST, are not audio) or, with an unknown size, at the end of the stream.
-    Reading the header waits for the first bytes."""
+    Reading the header waits for the first bytes.
+
+    Raises:
+        UserError: a WAV stream that is not 16-bit PCM, or whose header is damaged (no or a
+            cut-off 'fmt ' chunk, 0 channels, a sample rate no recording has).
+    """
     stream = stream if stream is not None else sys.stdin.buffer
     start = _read_exactly(stream, 4)
     channels, name, left = 1, "stdin (s16le mono)", None  # left: data bytes not yet read
     if start == b"RIFF":
         sample_rate_hz, channels, left = _wav_header(stream, start)
         name, start = f"stdin (WAV, {channels} ch)", b""
+    check_sample_rate(sample_rate_hz, "stdin")
     frame_bytes = 2 * channels
     chunk_bytes = frame_bytes * max(1, int(round(sample_rate_hz * chunk_ms / 1000)))
 

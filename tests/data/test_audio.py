@@ -13,6 +13,7 @@ import soundfile as sf
 from kws.data.audio import (
     AudioError,
     AudioReport,
+    check_sample_rate,
     decode_clip,
     load_audio,
     read_audio,
@@ -179,6 +180,20 @@ def test_load_audio_warns_at_once_without_a_report(tmp_path, capsys):
     assert audio.shape == (RATE,)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "resampled" in err and str(path) in err
+
+
+@pytest.mark.parametrize("rate_hz", [1, 3999, 384_001])
+def test_a_sample_rate_no_recording_has_is_unreadable(tmp_path, rate_hz):
+    """A 1 Hz header made 0.1 s of audio into 1,600 s of near-silence, without a word."""
+    data = bytearray(_wav_bytes(_tone(1600)))
+    struct.pack_into("<II", data, 24, rate_hz, 2 * rate_hz)  # fmt: rate, byte rate
+    path = tmp_path / "odd_rate.wav"
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError, match=rf"sample rate of {rate_hz} Hz; .* 4000-384000 Hz"):
+        load_audio(path, RATE)
+    report = AudioReport()
+    assert report.load(path, RATE) is None and report.skips == {"unreadable": 1}
+    assert [check_sample_rate(r, "x") for r in (4000, 8000, 384_000)] == [4000, 8000, 384_000]
 
 
 def test_sanitize_samples_zeroes_and_counts():

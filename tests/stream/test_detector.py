@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from kws.config import ConfigError, FeatureConfig, StreamConfig
+from kws.errors import UserError
 from kws.features import NumpyFrontEnd, compute_features
 from kws.stream.backends import Backend, load_backend
 from kws.stream.detector import StreamingDetector, frame_levels_db, run_detector
@@ -134,6 +135,14 @@ def test_other_sample_rates_are_resampled(torch_backend, rate_hz):
     # A stream may go on after a flush (a microphone restarted): the same words again.
     again = [i.event for i in run_detector(detector, np.array_split(resampled, 7)) if i.event]
     assert [e.label for e in again] == words
+
+
+@pytest.mark.parametrize("rate_hz", [0, 1, -16000])
+def test_an_input_rate_no_recording_has_is_refused(torch_backend, rate_hz):
+    """0 Hz (a damaged header) used to be taken silently as the model's 16 kHz."""
+    with pytest.raises(UserError, match=f"sample rate of {rate_hz} Hz"):
+        StreamingDetector(torch_backend, input_sample_rate_hz=rate_hz)
+    assert StreamingDetector(torch_backend).input_rate_hz == RATE_HZ  # None: the model's
 
 
 def test_settings_are_validated_against_the_front_end(torch_backend):

@@ -143,6 +143,33 @@ def test_stdin_wav_stream_of_another_format_is_refused():
         stdin_source(io.BytesIO(raw))
 
 
+def _with_fmt(raw: bytes, channels: int, rate_hz: int) -> bytes:
+    """`raw` (a WAV) with the 'fmt ' chunk's channel count and sample rate replaced."""
+    out = bytearray(raw)
+    struct.pack_into("<HI", out, raw.index(b"fmt ") + 10, channels, rate_hz)
+    return bytes(out)
+
+
+@pytest.mark.parametrize(
+    ("channels", "rate_hz", "message"),
+    [(0, 16000, "0 channels"), (1, 0, "sample rate of 0 Hz"), (1, 1, "sample rate of 1 Hz"),
+     (2, 10**9, "sample rate of 1000000000 Hz")],
+)  # fmt: skip
+def test_stdin_wav_stream_with_a_damaged_header_is_refused(channels, rate_hz, message):
+    """0 channels gave '0.0 s of audio' and exit 0; 0 Hz was taken as 16 kHz, 1 Hz as 1 Hz."""
+    raw = _with_fmt(wav_bytes(np.zeros(1600, np.float32), 16000), channels, rate_hz)
+    with pytest.raises(UserError, match=f"WAV stream on stdin .*{message}"):
+        stdin_source(io.BytesIO(raw))
+
+
+def test_wav_source_refuses_a_sample_rate_no_recording_has(tmp_path):
+    """A 1 Hz WAV was streamed as 1,600 s of audio (80,026 inferences), exit 0."""
+    path = tmp_path / "rate1.wav"
+    path.write_bytes(_with_fmt(wav_bytes(np.zeros(1600, np.float32), 16000), 1, 1))
+    with pytest.raises(UserError, match=r"'.*rate1.wav' gives a sample rate of 1 Hz; .*4000-"):
+        wav_source(path)
+
+
 class FakeSoundDevice:
     """What the kws sources use of sounddevice, over one device that accepts only `channels`
     and `rates_hz`, and "records" `signal` `(samples, channels)` int16 in real-time blocks."""
