@@ -86,6 +86,41 @@ def _is_number(value) -> bool:
     return isinstance(value, int) or math.isfinite(value)
 
 
+def _number_text(value):
+    """`value`, or the finite number a text spells: YAML 1.1 reads `1e6` (no dot) as text, and
+    recipes take such text as the number (kws.config.load), so targets files do too."""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if math.isfinite(number):
+            return number
+    return value
+
+
+def _numbers_in(entry, keys) -> dict:
+    """`entry` with `_number_text` applied to `keys` (a non-mapping is left to the checks)."""
+    if not isinstance(entry, dict):
+        return entry
+    return {k: _number_text(v) if k in keys else v for k, v in entry.items()}
+
+
+def _core_numbers(runtimes):
+    """A core's runtimes with `_number_text` applied to every cycle count."""
+    if not isinstance(runtimes, dict):
+        return runtimes
+    out = {}
+    for runtime, entry in runtimes.items():
+        entry = _numbers_in(entry, ("cycles_per_layer",))
+        if isinstance(entry, dict) and isinstance(entry.get("cycles_per_mac"), dict):
+            entry["cycles_per_mac"] = {
+                kind: _number_text(cycles) for kind, cycles in entry["cycles_per_mac"].items()
+            }
+        out[runtime] = entry
+    return out
+
+
 def _check_target(where: str, name: str, entry: dict) -> None:
     """Refuse a target entry whose values have the wrong type or range, naming key and rule,
     or that sets no limit at all."""
@@ -205,6 +240,9 @@ def _read_yaml(text: str, where: str) -> TargetTable:
     for name, entry in {**targets, **cores}.items():
         if not isinstance(entry, dict):
             raise UserError(f"targets file '{where}': entry '{name}' must be a mapping")
+    number_keys = (*_COUNT_KEYS, *_RATE_KEYS, "reserve_fraction")
+    targets = {name: _numbers_in(entry, number_keys) for name, entry in targets.items()}
+    cores = {name: _core_numbers(runtimes) for name, runtimes in cores.items()}
     for name, entry in targets.items():
         _check_target(where, name, entry)
     for name, runtimes in cores.items():

@@ -1,5 +1,7 @@
 """Latency models per core and runtime, calibrated on published board measurements (8.16)."""
 
+import json
+
 import pytest
 
 from kws.budget import load_target, profile
@@ -173,3 +175,25 @@ def test_a_runtime_for_a_target_without_a_core_is_refused(tmp_path):
     with pytest.raises(UserError, match="runtime 'vendor' picks a core's latency model, but"):
         load_target("board", path)
     assert load_target("hello-edge-small").core is None  # no runtime asked: fine
+
+
+def test_numbers_written_like_1e6_are_numbers_as_in_recipes(tmp_path, capsys):
+    """`clock_hz: 1e6` (text to YAML 1.1: no dot) was refused as "must be a number"; recipes
+    read such text as the number, so targets files do too."""
+    path = _targets_file(
+        tmp_path,
+        target="    core: slow-core\n    clock_hz: 48e6\n    sram_bytes: 16e3\n"
+        "    reserve_fraction: '0.1'\n",
+        core="      cycles_per_mac: {conv: 1e1, pointwise: 10, depthwise: 10, linear: 10}\n"
+        "      cycles_per_layer: 2e2\n",
+    )
+    board = load_target("board", path)
+    assert board.clock_hz == 48e6 and board.sram_bytes == 16000 and board.reserve_fraction == 0.1
+    assert board.core.cycles_per_mac["conv"] == 10.0 and board.core.cycles_per_layer == 200.0
+    assert main(["profile", "--model", "ds_cnn_s", "--targets", str(path), "--target", "board",
+                 "--json"]) in (0, 1)  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["target"]["clock_hz"] == 48e6
+    for bad, named in (("1e6x", "clock_hz='1e6x' must be a number"), ("nan", "clock_hz='nan'")):
+        path = _targets_file(tmp_path, target=f"    core: slow-core\n    clock_hz: {bad}\n")
+        with pytest.raises(UserError, match=named):
+            load_target("board", path)
