@@ -39,6 +39,7 @@ from kws.data.gsc import (
     SPLIT_LISTS,
     SPLITS,
     SYNTH_MANIFEST,
+    detect_layout,
     index_folder,
 )
 from kws.errors import UserError
@@ -91,10 +92,10 @@ def merge_sets(
 
     Raises:
         UserError: `out_dir` exists with files in it, is a symbolic link or is inside a
-            source, a source is missing or has no clips or is an official test set, an unknown
-            split, an added clip's speaker already in another split of the result (test
-            leakage), or two different files with the same name (e.g. one set merged twice
-            after it changed).
+            source, a source is missing, lacks the split lists (not a GSC-layout set), has no
+            clips or is an official test set, an unknown split, an added clip's speaker already
+            in another split of the result (test leakage), or two different files with the
+            same name (e.g. one set merged twice after it changed).
     """
     out_dir, base = Path(out_dir), Path(base)
     extras = [Path(extra) for extra in extras]
@@ -188,12 +189,30 @@ def _check_args(out_dir: Path, base: Path, extras: list[Path], splits: tuple[str
                 f"set '{source}' does not exist; make it with `kws data synth --out {source} "
                 "--seed N` (a new seed gives new speakers)"
             )
+        _check_gsc_layout(source)
         resolved = out_dir.resolve()
         if resolved == source.resolve() or source.resolve() in resolved.parents:
             raise UserError(f"--out '{out_dir}' is inside the set '{source}'; choose a folder "
                             "outside every source")  # fmt: skip
     if len({source.resolve() for source in [base, *extras]}) != len(extras) + 1:
         raise UserError("a set is named twice; name each set once")
+
+
+def _check_gsc_layout(source: Path) -> None:
+    """A merge keeps the base's split lists and extends them, so every source must have them:
+    a folder without them (say `<dir>/recordings/*.wav`) is not a set, and as the base its
+    hash-rule splits would all turn into training.
+
+    Raises:
+        UserError: `source` lacks a split list (an official test set is refused by `_index`).
+    """
+    missing = [name for name in SPLIT_LISTS.values() if not (source / name).is_file()]
+    if missing and detect_layout(source) != LAYOUT_TEST_SET:
+        raise UserError(
+            f"'{source}' is not a Speech Commands-layout set: it has no {' and no '.join(missing)}"
+            ", which every set from `kws data download` or `kws data synth` has (they fix its "
+            "validation and test clips); merge only such sets"
+        )
 
 
 def _link(src: Path, dst: Path, report: MergeReport) -> None:

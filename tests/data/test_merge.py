@@ -261,3 +261,18 @@ def test_merge_names_the_real_reason_links_failed(sets, tmp_path, capsys, monkey
     out = capsys.readouterr().out
     assert "files copied as links failed: too many hard links to one file, EMLINK)" in out
     assert "another file system" not in out
+
+
+@pytest.mark.parametrize("role", ["extra", "base"])
+def test_merge_refuses_a_folder_that_is_not_a_gsc_set(sets, tmp_path, capsys, role):
+    """`ng2/recordings/*.wav` was merged as a word "recordings" (a 10-minute and a 48 kHz
+    file); as the base, the result had 0 validation and 0 testing clips, exit 0."""
+    base, _ = sets
+    (tmp_path / "ng2" / "recordings").mkdir(parents=True)
+    sf.write(tmp_path / "ng2" / "recordings" / "talk.wav", np.zeros(48000), 48000)
+    sources = [base, tmp_path / "ng2"] if role == "extra" else [tmp_path / "ng2", base]
+    assert main(["data", "merge", *map(str, sources), "--out", str(tmp_path / "m8")]) == 2
+    err = capsys.readouterr().err
+    assert f"'{tmp_path / 'ng2'}' is not a Speech Commands-layout set: it has no " in err
+    assert "validation_list.txt and no testing_list.txt, which every set from" in err
+    assert not (tmp_path / "m8").exists() and not list(tmp_path.glob(".m8.*"))
