@@ -308,7 +308,8 @@ def _write_manifest(tmp: Path, base: Path, extras: list[Path]) -> None:
     merged = dict(manifests[0])
     for key in ("exclude", "words", "keywords"):
         merged[key] = sorted({word for m in manifests for word in m.get(key, [])})
-    merged["merged_from"] = [str(source) for source in [base, *extras]]
+    # absolute: the set is used (and `kws data synth` names its sources) from anywhere
+    merged["merged_from"] = [os.path.abspath(source) for source in [base, *extras]]
     atomic_write_json(tmp / SYNTH_MANIFEST, merged)
 
 

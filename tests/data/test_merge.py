@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -276,3 +277,11 @@ def test_merge_refuses_a_folder_that_is_not_a_gsc_set(sets, tmp_path, capsys, ro
     assert f"'{tmp_path / 'ng2'}' is not a Speech Commands-layout set: it has no " in err
     assert "validation_list.txt and no testing_list.txt, which every set from" in err
     assert not (tmp_path / "m8").exists() and not list(tmp_path.glob(".m8.*"))
+
+
+def test_merge_records_its_sources_as_absolute_paths(sets, tmp_path, monkeypatch):
+    """synth.json's merged_from held the paths relative to the folder the merge ran in."""
+    monkeypatch.chdir(tmp_path)
+    merge_sets(Path("merged"), Path("base"), [Path("extra")])
+    manifest = json.loads((tmp_path / "merged" / "synth.json").read_text())
+    assert manifest["merged_from"] == [str(tmp_path / "base"), str(tmp_path / "extra")]
