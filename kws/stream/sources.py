@@ -27,6 +27,14 @@ from kws.errors import UserError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 _UNKNOWN_SIZE = 0xFFFFFFFF  # the RIFF size a writer streaming to a pipe puts in the header
+# Containers stdin cannot decode, by their first 4 bytes; read as raw s16le they were noise.
+# Raw PCM has no header, so only these magic numbers are refused, never other audio bytes.
+_CONTAINERS = {b"fLaC": "FLAC", b"OggS": "Ogg", b"RF64": "RF64", b"FORM": "AIFF"}
+_SUFFIXES = {"FLAC": "flac", "Ogg": "ogg", "RF64": "wav", "AIFF": "aiff", "MP3": "mp3"}
+# MPEG audio layer III frame headers: bitrates (kbit/s) and rates (Hz) by version bits.
+_MP3_KBPS = {3: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)}
+_MP3_KBPS[2] = _MP3_KBPS[0] = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)
+_MP3_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 
 
 @dataclass
@@ -92,6 +100,39 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
+def _mp3_frame_bytes(head: bytes) -> int:
+    """Length of the MP3 (MPEG layer III) frame whose header `head` (4 bytes) is; 0 if it is
+    none. Layer III frames: 144 (MPEG-1) or 72 (MPEG-2/2.5) x bitrate / rate, + padding."""
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE6 != 0xE2:  # sync, layer III
+        return 0
+    version, kbps_index, hz_index = head[1] >> 3 & 3, head[2] >> 4, head[2] >> 2 & 3
+    if version == 1 or kbps_index in (0, 15) or hz_index == 3:  # reserved / free format
+        return 0
+    per_kbps = 144_000 if version == 3 else 72_000
+    return per_kbps * _MP3_KBPS[version][kbps_index] // _MP3_HZ[version][hz_index] + (
+        head[2] >> 1 & 1
+    )
+
+
+def _container(stream: BinaryIO, start: bytes) -> tuple[str | None, bytes]:
+    """The container stdin's first bytes `start` open (None: raw PCM or WAV), and `start`.
+
+    An MP3 frame sync (0xFFFB, 0xFFF3, ...) is two ordinary samples in raw PCM (-1025, -3073),
+    so MP3 is named only when a second frame header follows where the first frame ends; the
+    bytes read for that are returned in `start` to be played when they are raw PCM after all.
+    """
+    if start in _CONTAINERS:
+        return _CONTAINERS[start], start
+    if start[:3] == b"ID3":  # an ID3v2 tag: MP3's usual opening
+        return "MP3", start
+    length = _mp3_frame_bytes(start)
+    if length:
+        start += _read_exactly(stream, length + 4 - len(start))
+        if _mp3_frame_bytes(start[length : length + 4]):
+            return "MP3", start
+    return None, start
+
+
 def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int, int | None]:
     """Read a WAV header after its first bytes `start` up to the data; (rate_hz, channels,
     data bytes). The data size is None when the header does not know it: a writer streaming to
@@ -139,10 +180,17 @@ def stdin_source(
 
     Raises:
         UserError: a WAV stream that is not 16-bit PCM, or whose header is damaged (no or a
-            cut-off 'fmt ' chunk, 0 channels, a sample rate no recording has).
+            cut-off 'fmt ' chunk, 0 channels, a sample rate no recording has); FLAC, Ogg, MP3,
+            RF64 or AIFF (recognised by their first bytes; naming --wav and a conversion).
     """
     stream = stream if stream is not None else sys.stdin.buffer
-    start = _read_exactly(stream, 4)
+    kind, start = _container(stream, _read_exactly(stream, 4))
+    if kind is not None:
+        raise UserError(
+            f"stdin holds {kind} audio, but --stdin takes a WAV stream or raw s16le PCM; pass "
+            f"the file with --wav FILE (which decodes {kind}), or convert it, e.g. sox "
+            f"in.{_SUFFIXES[kind]} -t raw -r 16000 -e signed -b 16 -c 1 - | kws demo RUN --stdin"
+        )
     channels, name, left = 1, "stdin (s16le mono)", None  # left: data bytes not yet read
     if start == b"RIFF":
         sample_rate_hz, channels, left = _wav_header(stream, start)

@@ -143,6 +143,32 @@ def test_stdin_wav_stream_of_another_format_is_refused():
         stdin_source(io.BytesIO(raw))
 
 
+@pytest.mark.parametrize(
+    ("kind", "fmt"),
+    [("FLAC", "FLAC"), ("Ogg", "OGG"), ("RF64", "RF64"), ("AIFF", "AIFF"), ("MP3", "MP3")],
+)
+def test_stdin_refuses_containers_it_cannot_decode(kind, fmt):
+    """FLAC, Ogg, RF64, MP3 on stdin were played as raw s16le noise, exit 0."""
+    buffer = io.BytesIO()
+    tone = 0.3 * np.sin(np.arange(16000) / 3)
+    soundfile.write(buffer, tone, 16000, format=fmt)
+    message = rf"stdin holds {kind} audio, .*--wav FILE .*sox in\.\w+ -t raw -r 16000"
+    with pytest.raises(UserError, match=message):
+        stdin_source(Trickle(buffer.getvalue()))
+    if kind == "MP3":  # with an ID3 tag in front, as most MP3 files start
+        with pytest.raises(UserError, match="stdin holds MP3 audio"):
+            stdin_source(io.BytesIO(b"ID3\x04\0\0\0\0\0\0" + buffer.getvalue()))
+
+
+def test_stdin_plays_raw_pcm_that_starts_like_an_mp3_frame():
+    """Raw samples -1025, 25744 are the bytes of an MP3 frame header: still raw PCM, since no
+    second frame header follows where that frame would end."""
+    pcm = np.concatenate([[-1025, 25744], np.arange(4000) % 300]).astype("<i2")
+    assert pcm.tobytes()[:4] == bytes([0xFF, 0xFB, 0x90, 0x64])
+    got = np.concatenate(list(stdin_source(Trickle(pcm.tobytes()), chunk_ms=10).chunks))
+    np.testing.assert_array_equal(got, pcm)
+
+
 def _with_fmt(raw: bytes, channels: int, rate_hz: int) -> bytes:
     """`raw` (a WAV) with the 'fmt ' chunk's channel count and sample rate replaced."""
     out = bytearray(raw)
