@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -30,12 +31,14 @@ _WORD_RE = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
 
 def check_words(words: Iterable[str]) -> list[str]:
-    """Lowercased, de-duplicated words that can be folder names; `UserError` otherwise.
+    """Lowercased words that can be folder names, each once; says on stderr (one line) which
+    it lowercased, since data.words must then name the lower-case folders.
 
     Raises:
-        UserError: a word that cannot be a folder name, or no words.
+        UserError: a word that cannot be a folder name, a word given twice (also in another
+            case: `hey-robot Hey-Robot` would be one folder), or no words.
     """
-    out: list[str] = []
+    given: dict[str, list[str]] = {}
     for raw in words:
         word = raw.strip().lower()
         if not _WORD_RE.fullmatch(word):
@@ -43,11 +46,22 @@ def check_words(words: Iterable[str]) -> list[str]:
                 f"word {raw!r} cannot be a folder name; use letters and digits, with - between "
                 "parts of a phrase (e.g. hey-robot) and ' inside words"
             )
-        if word not in out:
-            out.append(word)
-    if not out:
+        given.setdefault(word, []).append(raw.strip())
+    if not given:
         raise UserError("no words to synthesize; pass at least one word")
-    return out
+    repeated = {word: said for word, said in given.items() if len(said) > 1}
+    if repeated:
+        names = "; ".join(f"{word!r} as {', '.join(map(repr, said))}"
+                          for word, said in repeated.items())  # fmt: skip
+        raise UserError(
+            f"--words names a word more than once ({names}); words are lower-case folder "
+            "names, so these would be one word: name each word once"
+        )
+    lowered = [f"{said[0]} -> {word}" for word, said in given.items() if said[0] != word]
+    if lowered:  # else `data.words=[Marvin]` fails later, far from the cause
+        print(f"note: words are lower case: {', '.join(lowered)} (name them so in data.words)",
+              file=sys.stderr)  # fmt: skip
+    return list(given)
 
 
 def is_valid_clip(path: Path) -> bool:
