@@ -172,7 +172,7 @@ def export_run(
     ref = resolve_run(path)
     ckpt = ref.checkpoint()
     checkpoint = ref.checkpoint_path()
-    cfg = pin_to_checkpoint(ref.run.config(overrides), ckpt, checkpoint)
+    cfg = pin_to_checkpoint(ref.run.config(overrides, checkpoint=ckpt), ckpt, checkpoint)
     formats = check_formats(tuple(cfg.export.formats or FORMATS))
     for fmt in formats:
         require_all(_EXTRAS[fmt])

@@ -143,7 +143,7 @@ def evaluate_run(
     ref = resolve_run(path)
     check_writable(ref.run.root, "evaluation reports")
     ckpt = ref.checkpoint()
-    cfg = ref.run.config(overrides)
+    cfg = ref.run.config(overrides, checkpoint=ckpt)  # a lone .pt: its own config
     cfg = pin_to_checkpoint(cfg, ckpt, ref.checkpoint_path())
     device = resolve_device(cfg.train.device)
     data = build_data(cfg, device, check_training=False)  # evaluation: no training checks
@@ -153,7 +153,7 @@ def evaluate_run(
             "data.root at a set with the model's words (or data.task / data.words)"
         )
     if split == "holdout":
-        refuse_trained_speakers(ref.run.config(), cfg.data.exclude_speakers)
+        refuse_trained_speakers(ref.run.config(checkpoint=ckpt), cfg.data.exclude_speakers)
     splits = ["training", "validation", "testing"] if split == "all" else [split]
     for name in splits:
         if data.num_examples(name) == 0:
@@ -165,7 +165,7 @@ def evaluate_run(
     results = [evaluate(model, data, s, cfg.train.eval_batch_size) for s in splits]
     if split == "all":
         results.append(EvalResult("all", list(ckpt.labels), sum(r.confusion for r in results)))
-    own_root, checkpoint = ref.run.config().data.root, str(ref.checkpoint_path())
+    own_root, checkpoint = ref.run.config(checkpoint=ckpt).data.root, str(ref.checkpoint_path())
     for result in results:
         result.extra.update(data_root=cfg.data.root, layout=data.layout)
         out = ref.run.root

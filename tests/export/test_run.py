@@ -171,3 +171,13 @@ def test_a_front_end_other_than_the_model_s_is_refused(run_dir):
         with pytest.raises(UserError, match=r"features.mel_high_hz: 4000.0 in the model, 7000"):
             verb(run_dir, ["features.mel_high_hz=7000"])
     assert not (run_dir / "export").exists() and not list(run_dir.glob("evaluation_*"))
+
+
+def test_a_checkpoint_outside_a_run_is_read_with_its_own_config(run_dir, tmp_path):
+    """A lone .pt looked for checkpoints/best.pt beside it ('no checkpoint in ...'); it gets as
+    far as its export settings now (the unknown target, checked before any slow work)."""
+    lone = tmp_path / "elsewhere" / "model.pt"
+    lone.parent.mkdir()
+    lone.write_bytes((run_dir / "checkpoints" / "best.pt").read_bytes())
+    with pytest.raises(UserError, match="unknown target 'no-such-mcu'"):
+        export_run(lone, ["budget.target=no-such-mcu"])

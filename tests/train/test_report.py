@@ -80,3 +80,14 @@ def test_an_empty_run_config_is_not_taken_for_the_defaults(untrained_run):
     (untrained_run / "config.yaml").write_text("")
     with pytest.raises(UserError, match=r"config.yaml' is empty.*delete it to use the settings"):
         evaluate_run(untrained_run)
+
+
+def test_a_checkpoint_outside_a_run_is_evaluated_with_its_own_config(untrained_run, tmp_path):
+    """A lone .pt (no config.yaml, no checkpoints/ around it) looked for the folder's
+    checkpoints/best.pt and said 'no checkpoint', although a checkpoint was given."""
+    lone = tmp_path / "elsewhere" / "model.pt"
+    lone.parent.mkdir()
+    shutil.copy(untrained_run / "checkpoints" / "best.pt", lone)
+    [result] = evaluate_run(lone)
+    assert result.num_examples > 0
+    assert (lone.parent / "evaluation_testing_model.json").is_file()
