@@ -67,6 +67,41 @@ def check_training_index(index: ClipIndex, cfg: DataConfig, root: Path) -> None:
     )
 
 
+def check_keyword_folders(wanted: list[str], index: ClipIndex, root: Path) -> None:
+    """Every keyword must have a word folder; one that differs only in case is named (`kws data
+    synth --words Marvin` writes `marvin/`, so `data.words=[Marvin]` found nothing).
+
+    Raises:
+        UserError: naming the keywords without a folder, the folder of another case where one
+            exists, and the fix.
+    """
+    missing = [word for word in wanted if word not in index.words]
+    if not missing:
+        return
+    folders = {word.lower(): word for word in index.words}
+    cased = {word: folders[word.lower()] for word in missing if word.lower() in folders}
+    others = [word for word in missing if word not in cased]
+    found = ", ".join(index.words[:12]) + (", ..." if len(index.words) > 12 else "")
+    parts = []
+    if others:
+        parts.append(
+            f"keyword(s) {others} have no folder under '{root}' (found: {found}); synthesize "
+            "them (kws data synth --words ...) or change data.words"
+        )
+    if cased:
+        why = (
+            "words are lower case"
+            if all(folder == folder.lower() for folder in cased.values())
+            else "folder names are case-sensitive"
+        )
+        fixed = ",".join(cased.get(word, word) for word in wanted)
+        where = "" if others else f" under '{root}'"  # else named in the sentence before
+        hints = [f"{word!r} has no folder{where if i == 0 else ''}; {folder!r} does"
+                 for i, (word, folder) in enumerate(cased.items())]  # fmt: skip
+        parts.append(f"{'; '.join(hints)}: {why}, so use data.words=[{fixed}]")
+    raise UserError(". ".join(parts))
+
+
 def _empty_class_fix(name: str, wanted: list[str], index: ClipIndex, cfg: DataConfig) -> str:
     """Why class `name` has no training examples, and what to do about it."""
     if name == SILENCE_LABEL:

@@ -25,7 +25,11 @@ from kws.config import DataConfig, RecipeConfig
 from kws.data import augment as aug
 from kws.data.audio import AudioReport
 from kws.data.bank import decode_bank, load_noise
-from kws.data.checks import check_training_examples, check_training_index
+from kws.data.checks import (
+    check_keyword_folders,
+    check_training_examples,
+    check_training_index,
+)
 from kws.data.gsc import (
     LAYOUT_FOLDERS,
     LAYOUT_TEST_SET,
@@ -340,13 +344,7 @@ def build_data(
     if not index.clips:
         raise UserError(f"no '<word>/*.wav' clips under '{root}'; is data.root right? Or {make}")
     wanted = task_words(cfg.data.task, cfg.data.words, index.words)
-    missing = [w for w in wanted if w not in index.words]
-    if missing:
-        raise UserError(
-            f"keyword(s) {missing} have no folder under '{root}' (found: "
-            f"{', '.join(index.words[:12])}); synthesize them (kws data synth --words ...) or "
-            "change data.words"
-        )
+    check_keyword_folders(wanted, index, root)
     labels = labels_for(cfg.data.task, wanted)
     if index.layout == LAYOUT_TEST_SET and UNKNOWN_LABEL not in labels:
         raise UserError(

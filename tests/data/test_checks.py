@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kws.config import DataConfig
-from kws.data.checks import check_training_index
+from kws.data.checks import check_keyword_folders, check_training_index
 from kws.data.gsc import LAYOUT_FOLDERS, Clip, ClipIndex
 from kws.errors import UserError
 
@@ -45,3 +45,28 @@ def test_unmatched_prefixes_on_gsc_speaker_ids():
         "out and the holdout split would be empty; speaker ids look like 0a7c2a8d, 1b2c3d4e. "
     ) in str(error.value)
     assert str(error.value).endswith("or drop them")
+
+
+def _words(*words: str) -> ClipIndex:
+    clips = [Clip(Path(f"/set/{w}/a_nohash_0.wav"), w, "a", "training") for w in words]
+    return ClipIndex(LAYOUT_FOLDERS, clips)
+
+
+def test_a_keyword_differing_in_case_from_its_folder_is_named():
+    """`kws data synth --words Marvin SHEILA` writes marvin/ and sheila/; `data.words=[Marvin,
+    SHEILA]` then listed unrelated folders with no hint of the case."""
+    index = _words("chair", "marvin", "sheila", "yes")
+    with pytest.raises(UserError) as error:
+        check_keyword_folders(["Marvin", "SHEILA", "yes"], index, Path("/set"))
+    assert str(error.value) == (
+        "'Marvin' has no folder under '/set'; 'marvin' does; 'SHEILA' has no folder; 'sheila' "
+        "does: words are lower case, so use data.words=[marvin,sheila,yes]"
+    )
+    with pytest.raises(UserError) as error:
+        check_keyword_folders(["Marvin", "martin"], index, Path("/set"))
+    assert str(error.value) == (
+        "keyword(s) ['martin'] have no folder under '/set' (found: chair, marvin, sheila, yes); "
+        "synthesize them (kws data synth --words ...) or change data.words. 'Marvin' has no "
+        "folder; 'marvin' does: words are lower case, so use data.words=[marvin,martin]"
+    )
+    check_keyword_folders(["marvin", "yes"], index, Path("/set"))

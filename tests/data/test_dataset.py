@@ -247,6 +247,15 @@ def test_missing_keyword_folder(tone_dataset, tmp_path):
         build_data(cfg, "cpu", progress=False)
 
 
+def test_a_keyword_in_another_case_names_its_folder(tone_dataset, tmp_path):
+    """`data.words=[Marvin,SHEILA]` after `kws data synth --words Marvin SHEILA` (which wrote
+    marvin/, sheila/) listed unrelated folders with no hint of the case."""
+    cfg = _custom(tone_dataset, tmp_path, ["YES", "no"])
+    with pytest.raises(UserError, match=r"^'YES' has no folder under '.*'; 'yes' does: words are "
+                       r"lower case, so use data.words=\[yes,no\]$"):  # fmt: skip
+        build_data(cfg, "cpu", progress=False)
+
+
 def test_custom_task_without_words_is_a_user_error(tone_dataset, tmp_path):
     with pytest.raises(UserError, match="data.task=custom needs data.words"):
         build_data(_recipe(tone_dataset, tmp_path, "data.task=custom"), "cpu")  # at load
