@@ -58,7 +58,7 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
     Raises:
         UserError: a missing file, a folder, undecodable audio, a WAV that holds less audio
             than its header says (`kws.data.audio`'s policy: a cut-off recording), a sample rate
-            no recording has.
+            no recording has, a file without a single sample.
     """
     path = Path(path)
     if path.is_dir():
@@ -74,6 +74,8 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
     except RuntimeError as exc:
         raise UserError(f"cannot read '{path}' as audio ({exc})") from None
     rate = check_sample_rate(int(info.samplerate), f"'{path}'")
+    if info.frames == 0:  # (a WAV's empty data chunk is caught by `checked_source`)
+        raise UserError(f"no audio was read: '{path}' holds no samples; pass a recording")
     block = max(1, int(round(rate * chunk_ms / 1000)))
 
     def chunks() -> Iterator[np.ndarray]:
@@ -182,6 +184,7 @@ def stdin_source(
         UserError: a WAV stream that is not 16-bit PCM, or whose header is damaged (no or a
             cut-off 'fmt ' chunk, 0 channels, a sample rate no recording has); FLAC, Ogg, MP3,
             RF64 or AIFF (recognised by their first bytes; naming --wav and a conversion).
+            Iterating `chunks` raises it when the stream ends without a single sample.
     """
     stream = stream if stream is not None else sys.stdin.buffer
     kind, start = _container(stream, _read_exactly(stream, 4))
@@ -200,18 +203,25 @@ def stdin_source(
     chunk_bytes = frame_bytes * max(1, int(round(sample_rate_hz * chunk_ms / 1000)))
 
     def chunks() -> Iterator[np.ndarray]:
-        carry, remaining = start, left
+        carry, remaining, sent = start, left, 0
         while remaining is None or remaining > 0:
             data = stream.read(chunk_bytes if remaining is None else min(chunk_bytes, remaining))
             if not data:
-                return
+                break
             if remaining is not None:
                 remaining -= len(data)
             data = carry + data
             usable = len(data) - len(data) % frame_bytes  # a pipe may split a sample
-            carry = data[usable:]
+            carry, sent = data[usable:], sent + usable
             if usable:
                 yield downmix(np.frombuffer(data[:usable], dtype="<i2").reshape(-1, channels))
+        if not sent:  # an empty pipe, a header alone: "0.0 s of audio" read like a success
+            what = "the WAV stream on stdin" if "WAV" in name else "stdin"
+            raise UserError(
+                f"no audio was read: {what} ended before its first sample; send audio to stdin, "
+                "e.g. arecord -t raw -f S16_LE "
+                "-r 16000 -c 1 | kws demo RUN --stdin, or give a file with --wav FILE"
+            )
 
     return Source(name, sample_rate_hz, chunks())
 

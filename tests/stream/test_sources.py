@@ -169,6 +169,24 @@ def test_stdin_plays_raw_pcm_that_starts_like_an_mp3_frame():
     np.testing.assert_array_equal(got, pcm)
 
 
+@pytest.mark.parametrize("header_only", [False, True])
+def test_stdin_without_audio_is_an_error(run_dir, monkeypatch, capsys, header_only):
+    """An empty stdin or a header-only WAV stream said "0.0 s of audio" and exited 0."""
+    raw = wav_bytes(np.zeros(0, np.float32), 16000) if header_only else b""
+    with pytest.raises(UserError, match="no audio was read: .*stdin ended before its first"):
+        list(stdin_source(io.BytesIO(raw)).chunks)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert main(["demo", str(run_dir), "--stdin", "--json"]) == 2
+    assert "no audio was read" in capsys.readouterr().err
+
+
+def test_wav_source_without_samples_is_an_error(tmp_path):
+    """A sample-less AIFF (a WAV's empty data chunk was refused already) ran as 0.0 s, exit 0."""
+    soundfile.write(tmp_path / "empty.aiff", np.zeros(0, np.float32), 16000)
+    with pytest.raises(UserError, match="no audio was read: '.*empty.aiff' holds no samples"):
+        wav_source(tmp_path / "empty.aiff")
+
+
 def _with_fmt(raw: bytes, channels: int, rate_hz: int) -> bytes:
     """`raw` (a WAV) with the 'fmt ' chunk's channel count and sample rate replaced."""
     out = bytearray(raw)
