@@ -4,11 +4,13 @@ Run before anything trains (issue 8 item 7, issue 10 item 7): an official test s
 training, held-out speakers that match nobody, an empty training or validation split, and a
 class of the training split with no examples (a custom task whose `_unknown_` class is empty
 trains a model that can never reject other speech). Each is a `UserError` naming the split or
-class and the fix.
+class and the fix. A class with no validation or testing examples only gets a warning on
+stderr: the model can still learn it, but its accuracy there says nothing about it.
 """
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -121,19 +123,24 @@ def _empty_class_fix(name: str, wanted: list[str], index: ClipIndex, cfg: DataCo
                 f"{' '.join(wanted)} dog house happy tree bird` and train on DIR"
             )
         return f"the clips of the other words ({', '.join(others[:5])}) are all outside it"
-    where = Counter(c.split for c in index.clips if c.word == name)
-    found = ", ".join(f"{n} {s}" for s, n in sorted(where.items())) or "none readable"
     return (
-        f"its clips are elsewhere ({found}); add clips from more speakers (a speaker's clips "
-        "all land in one split)"
+        f"its clips are elsewhere ({_clip_counts(name, index)}); add clips from more speakers "
+        "(a speaker's clips all land in one split)"
     )
+
+
+def _clip_counts(word: str, index: ClipIndex) -> str:
+    """'1 testing, 2 training': where the clips of `word` are."""
+    where = Counter(c.split for c in index.clips if c.word == word)
+    return ", ".join(f"{n} {s}" for s, n in sorted(where.items())) or "none readable"
 
 
 def check_training_examples(
     examples: dict, labels: list[str], wanted: list[str], index: ClipIndex, cfg: DataConfig
 ) -> None:
     """Refuse data that cannot train a working model: an empty training or validation split,
-    or a class of the training split with no examples.
+    or a class of the training split with no examples; warn (stderr) about classes without
+    validation or testing examples.
 
     Raises:
         UserError: an empty split or class, naming the fix.
@@ -147,11 +154,14 @@ def check_training_examples(
                 if cfg.exclude_speakers
                 else ""
             )
-            raise UserError(
-                f"the {split} split of '{root}' is empty (clips: {_split_sizes(index)}{held}), "
-                f"so there is nothing for {role}; add clips from more speakers (a speaker's "
-                "clips all land in one split) or check validation_list.txt/testing_list.txt"
-            )
+            if not any(clip.split == split for clip in index.clips):
+                raise UserError(
+                    f"the {split} split of '{root}' is empty (clips: {_split_sizes(index)}"
+                    f"{held}), so there is nothing for {role}; add clips from more speakers (a "
+                    "speaker's clips all land in one split) or check validation_list.txt/"
+                    "testing_list.txt"
+                )
+            raise UserError(_no_keyword_examples(split, role, labels, wanted, index, root))
     if cfg.exclude_speakers and len(examples["holdout"].labels) == 0:
         raise UserError(
             f"data.exclude_speakers={list(cfg.exclude_speakers)} matches only clips of words "
@@ -165,4 +175,52 @@ def check_training_examples(
         raise UserError(
             f"class(es) {empty} have no training examples in '{root}', so the model could "
             f"never predict them. {reasons}"
+        )
+    _warn_unmeasured_classes(examples, labels, index, root)
+
+
+def _no_keyword_examples(split, role, labels, wanted, index: ClipIndex, root: Path) -> str:
+    """Why a split with clips has no examples: none of its clips is of a keyword (or those
+    are held out), and `_unknown_`/`_silence_` are sized from the keyword examples."""
+    clips = [clip for clip in index.clips if clip.split == split]
+    keyword = sum(clip.word in wanted for clip in clips)
+    why = (
+        f"its {len(clips)} clips are all of other words"
+        if keyword == 0
+        else f"its {keyword} keyword clips are held out by data.exclude_speakers or over "
+        "data.max_clips_per_word"
+    )
+    sized = [name for name in (UNKNOWN_LABEL, SILENCE_LABEL) if name in labels]
+    none = (
+        f", and {' and '.join(sized)} examples number a percentage of the keyword examples, "
+        "so there are none of them either"
+        if sized
+        else ""
+    )
+    return (
+        f"the {split} split of '{root}' has no examples of the keywords {wanted}: {why}{none}. "
+        f"Nothing is left for {role}: add keyword clips from more speakers (a speaker's clips "
+        "all land in one split), or check validation_list.txt/testing_list.txt"
+    )
+
+
+def _warn_unmeasured_classes(examples: dict, labels: list[str], index, root: Path) -> None:
+    """Warn about classes without validation or testing examples: training succeeds, but the
+    accuracy that picks best.pt (validation) or reports the model (testing) ignores them."""
+    effects = {
+        "validation": "best.pt is chosen without them",
+        "testing": "the test accuracy says nothing about them",
+    }
+    for split, effect in effects.items():
+        counts = np.bincount(examples[split].labels, minlength=len(labels))
+        absent = [name for name, count in zip(labels, counts) if count == 0]
+        if not absent:
+            continue
+        words = [name for name in absent if name not in (SILENCE_LABEL, UNKNOWN_LABEL)]
+        found = "; ".join(f"{name}: {_clip_counts(name, index)}" for name in words)
+        print(
+            f"warning: class(es) {absent} have no {split} examples in '{root}', so {effect}"
+            + (f" (their clips: {found})" if found else "")
+            + "; add clips from more speakers (a speaker's clips all land in one split)",
+            file=sys.stderr,
         )

@@ -7,8 +7,13 @@ from pathlib import Path
 import pytest
 
 from kws.config import DataConfig
-from kws.data.checks import check_keyword_folders, check_training_index
-from kws.data.gsc import LAYOUT_FOLDERS, Clip, ClipIndex
+from kws.data.checks import (
+    check_keyword_folders,
+    check_training_examples,
+    check_training_index,
+)
+from kws.data.dataset import select_examples
+from kws.data.gsc import LAYOUT_ARCHIVE, LAYOUT_FOLDERS, Clip, ClipIndex
 from kws.errors import UserError
 
 SPEAKERS = ["espeak-0a1b2c3d", "flite-11111111", "kokoro-22222222", "kokoro-33333333"]
@@ -70,3 +75,44 @@ def test_a_keyword_differing_in_case_from_its_folder_is_named():
         "folder; 'marvin' does: words are lower case, so use data.words=[marvin,martin]"
     )
     check_keyword_folders(["marvin", "yes"], index, Path("/set"))
+
+
+def _checked(plan: dict[str, list[str]], wanted: list[str]) -> None:
+    """`check_training_examples` on a custom task over `plan[word]`: each clip's split."""
+    clips = [Clip(Path(f"/set/{word}/{word}{i}_nohash_0.wav"), word, f"{word}{i}", split)
+             for word, splits in plan.items() for i, split in enumerate(splits)]  # fmt: skip
+    cfg = DataConfig(root="/set", task="custom", words=wanted)
+    labels = ["_silence_", "_unknown_", *wanted]
+    examples = select_examples(clips, cfg, labels, LAYOUT_ARCHIVE)
+    check_training_examples(examples, labels, wanted, ClipIndex(LAYOUT_ARCHIVE, clips), cfg)
+
+
+def test_a_split_with_clips_but_no_keyword_examples_says_so():
+    """The message said the validation split "is empty (clips: 60 training, 7 validation, ...)":
+    its clips exist, what it lacks is keyword clips, so unknown and silence are sized 0."""
+    plan = {"marvin": ["training"] * 3, "dog": ["training", "validation", "validation"]}
+    with pytest.raises(UserError) as error:
+        _checked(plan, ["marvin"])
+    assert str(error.value).startswith(
+        "the validation split of '/set' has no examples of the keywords ['marvin']: its 2 clips "
+        "are all of other words, and _unknown_ and _silence_ examples number a percentage of the "
+        "keyword examples, so there are none of them either. Nothing is left for choosing best.pt"
+    )
+
+
+def test_a_class_without_validation_or_test_examples_is_warned_about(capsys):
+    """`data.words=[marvin,sheila,martin]`, martin with 1 training clip, trained with exit 0 and
+    val 0.00%, without a word about martin."""
+    both = ["training", "training", "validation", "testing"]
+    plan = {"marvin": both, "sheila": both, "martin": ["training"], "dog": both}
+    _checked(plan, ["marvin", "sheila", "martin"])  # trains: warned, not refused
+    err = capsys.readouterr().err
+    for split, effect in [("validation", "best.pt is chosen without them"),
+                          ("testing", "the test accuracy says nothing about them")]:  # fmt: skip
+        assert (
+            f"warning: class(es) ['martin'] have no {split} examples in '/set', so {effect} "
+            "(their clips: martin: 1 training); add clips from more speakers" in err
+        )
+    assert err.count("warning:") == 2
+    _checked({"marvin": both, "dog": both}, ["marvin"])
+    assert capsys.readouterr().err == ""
