@@ -122,6 +122,15 @@ def event_json(event: KeywordEvent) -> str:
     )  # fmt: skip
 
 
+def conversion_line(source: Source, model_rate_hz: int) -> str | None:
+    """What is done to the input before the model hears it, e.g. "stdin (WAV, 2 ch): 48000 Hz
+    stereo -> 16000 Hz mono"; None when nothing is (mono at the model's rate)."""
+    if source.sample_rate_hz == model_rate_hz and source.channels == 1:
+        return None
+    layout = {1: "mono", 2: "stereo"}.get(source.channels, f"{source.channels} channels")
+    return f"{source.name}: {source.sample_rate_hz} Hz {layout} -> {model_rate_hz} Hz mono"
+
+
 def summary_line(source: Source, backend: Backend, stats: DetectorStats, events: int) -> str:
     """The end-of-stream summary: audio seconds, events, inferences, latency, speed, repairs."""
     repaired = ""
@@ -182,6 +191,9 @@ def run_demo(
         backend, stream_cfg=stream_cfg or stream_config_for(model),
         input_sample_rate_hz=source.sample_rate_hz,
     )  # fmt: skip
+    converted = conversion_line(source, detector.rate_hz)
+    if converted:  # resampling and down-mixing change what the model hears: say so
+        print(converted, file=sys.stderr)
     events: list[KeywordEvent] = []
     if mode == "live":
         _run_live(detector, source, backend, events)

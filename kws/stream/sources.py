@@ -39,12 +39,14 @@ _MP3_HZ = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000,
 
 @dataclass
 class Source:
-    """Chunks `(samples,)` (int16 or float32) at `sample_rate_hz`; `overflows()` counts drops."""
+    """Chunks `(samples,)` (int16 or float32) at `sample_rate_hz`; `overflows()` counts drops;
+    `channels`: how many the input had before the source down-mixed them."""
 
     name: str
     sample_rate_hz: int
     chunks: Iterator[np.ndarray]
     overflows: Callable[[], int] = lambda: 0
+    channels: int = 1
 
 
 def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False) -> Source:
@@ -88,7 +90,7 @@ def wav_source(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False
             sent += data.shape[0]
             yield data.mean(axis=1)  # (samples, channels) -> (samples,)
 
-    return Source(f"file {path.name}", rate, chunks())
+    return Source(f"file {path.name}", rate, chunks(), channels=int(info.channels))
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
@@ -223,7 +225,7 @@ def stdin_source(
                 "-r 16000 -c 1 | kws demo RUN --stdin, or give a file with --wav FILE"
             )
 
-    return Source(name, sample_rate_hz, chunks())
+    return Source(name, sample_rate_hz, chunks(), channels=channels)
 
 
 def downmix(pcm: np.ndarray) -> np.ndarray:
@@ -388,4 +390,4 @@ def microphone_source(
     name = f"mic {chosen['index']}: {chosen['name']}" + (
         f" ({channels} ch)" if channels > 1 else ""
     )
-    return Source(name, rate, chunks(), lambda: overflows[0])
+    return Source(name, rate, chunks(), lambda: overflows[0], channels)

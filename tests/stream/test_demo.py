@@ -117,6 +117,25 @@ def test_demo_stdin_through_a_pipe(stream_wav, run_dir, as_wav):
     assert b"faster than real time" in result.stderr
 
 
+def test_demo_says_when_the_input_is_resampled_or_down_mixed(stream_wav, run_dir, capsys):
+    """A 44.1 kHz stereo stream was resampled and down-mixed without a word."""
+    import soxr
+
+    from kws.stream.demo import run_demo
+    from kws.stream.sources import stdin_source
+
+    audio = soxr.resample(stream_wav[1], RATE_HZ, 44100)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.stack([audio, audio], 1), 44100, format="WAV", subtype="PCM_16")
+    buffer.seek(0)
+    events = run_demo(run_dir, stdin_source(buffer), "torch", mode="json", out=io.StringIO())
+    assert [e.label for e in events] == KEYWORDS
+    assert "stdin (WAV, 2 ch): 44100 Hz stereo -> 16000 Hz mono\n" in capsys.readouterr().err
+    buffer = io.BytesIO(np.round(stream_wav[1][:RATE_HZ] * 32767).astype("<i2").tobytes())
+    run_demo(run_dir, stdin_source(buffer), "torch", mode="json", out=io.StringIO())
+    assert "->" not in capsys.readouterr().err  # mono at the model's rate: nothing to say
+
+
 def test_live_view_renders_bars_and_log(run_dir):
     from rich.console import Console
 
