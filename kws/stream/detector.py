@@ -170,7 +170,8 @@ class StreamingDetector:
         self._pending = np.zeros(0, np.float32)  # samples from the next frame's start on
         self._ring = np.zeros((cfg.num_frames, cfg.num_coeffs), np.float32)
         self.frames_done = 0
-        self._audio_samples = 0
+        self._audio_samples = 0  # at the model's rate, after resampling
+        self._input_samples = 0  # at the input rate: where in the input a bad sample was
         self._compute_s = 0.0
         self._latencies_ms: deque[float] = deque(maxlen=LATENCY_HISTORY)
         self._model_s = 0.0
@@ -196,6 +197,7 @@ class StreamingDetector:
         """
         start = time.perf_counter()
         audio = self._sanitized(to_mono_float(chunk))
+        self._input_samples += audio.shape[0]
         if self._resampler is not None:
             audio = self._resampler.resample_chunk(audio, last=False)
         self._flushed = False
@@ -234,11 +236,11 @@ class StreamingDetector:
         bad = ~np.isfinite(audio)
         if not bad.any():
             return audio
-        if self._nonfinite_samples == 0:
-            at_s = self._audio_samples / self.rate_hz
+        if self._nonfinite_samples == 0:  # the first bad sample's time, not its chunk's
+            at_s = (self._input_samples + int(np.argmax(bad))) / self.input_rate_hz
             warnings.warn(
-                f"{int(bad.sum())} NaN/inf audio sample(s) at {at_s:.2f} s replaced by silence "
-                "(a broken file or driver?); later ones are counted in the detector's stats",
+                f"NaN/inf audio sample(s) replaced by silence, the first at {at_s:.2f} s (a "
+                "broken file or driver?); the detector's stats count them all",
                 StreamWarning,
                 stacklevel=3,
             )

@@ -136,6 +136,18 @@ def test_demo_says_when_the_input_is_resampled_or_down_mixed(stream_wav, run_dir
     assert "->" not in capsys.readouterr().err  # mono at the model's rate: nothing to say
 
 
+def test_demo_shows_repaired_nan_audio_as_a_plain_warning_line(run_dir, tmp_path, capsys):
+    """The NaN warning came out as Python's "demo.py:191: StreamWarning: ..." plus a source
+    line, at the time of the chunk (1.20 s) rather than of the first bad sample (1.25 s)."""
+    audio = noise(RATE_HZ * 2, np.random.default_rng(0))
+    audio[RATE_HZ * 5 // 4 : RATE_HZ * 5 // 4 + 10] = np.nan
+    soundfile.write(tmp_path / "nan.wav", audio, RATE_HZ, subtype="FLOAT")
+    assert main(["demo", str(run_dir), "--wav", str(tmp_path / "nan.wav"), "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: NaN/inf audio sample(s) replaced by silence, the first at 1.25 s" in err
+    assert "StreamWarning" not in err and "10 NaN/inf sample(s) replaced" in err
+
+
 def test_live_view_renders_bars_and_log(run_dir):
     from rich.console import Console
 

@@ -211,6 +211,18 @@ def test_nonfinite_audio_is_replaced_and_counted(torch_backend):
     assert detector.stats().skipped_posteriors == 0
 
 
+@pytest.mark.parametrize("rate_hz", [RATE_HZ, 48000])
+def test_nonfinite_audio_warning_names_the_first_bad_sample_s_time(torch_backend, rate_hz):
+    """The warning gave the time of the chunk holding the bad samples (1.20 s), not theirs."""
+    audio = np.zeros(rate_hz * 2, np.float32)
+    audio[rate_hz * 5 // 4 : rate_hz * 5 // 4 + 10] = np.nan  # at 1.25 s, inside a chunk
+    detector = StreamingDetector(torch_backend, input_sample_rate_hz=rate_hz)
+    with pytest.warns(StreamWarning, match="the first at 1.25 s") as caught:
+        for start in range(0, len(audio), rate_hz // 5):  # 0.2 s chunks: one starts at 1.2 s
+            detector.push(audio[start : start + rate_hz // 5])
+    assert len(caught) == 1 and detector.stats().nonfinite_samples == 10
+
+
 def test_nonfinite_posteriors_are_skipped(torch_backend):
     """A model that returns NaN now and then: skipped, counted, and the stream still works."""
     calls = [0]
