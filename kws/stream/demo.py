@@ -39,18 +39,22 @@ BAR_WIDTH = 30
 
 
 def stream_config_for(path: str | Path, overrides: list[str] | None = None) -> StreamConfig:
-    """The run's `stream` section with dotted overrides (`stream.stride_ms=40`). For a bare
-    exported model outside a run: the `stream` block of the `manifest.json` beside it (the
-    settings `kws stream-eval --benchmark --target-fa-per-hour` calibrated), else the defaults,
-    with the overrides on top.
+    """The run's `stream` section with dotted overrides (`stream.stride_ms=40`). For a
+    checkpoint outside a run: the `stream` section saved in it. For a bare exported model
+    outside a run: the `stream` block of the `manifest.json` beside it (the settings
+    `kws stream-eval --benchmark --target-fa-per-hour` calibrated), else the defaults, with
+    the overrides on top.
 
     Raises:
         UserError: a path that does not exist, an override that does not validate, a manifest
             that is not JSON or whose stream block does not validate.
+        CheckpointError: a checkpoint outside a run that cannot be read.
     """
     ref = resolve_run(path)
     if ref.run.config_path.is_file() or ref.run.checkpoints_dir.is_dir():
         return ref.run.config(overrides).stream
+    if ref.kind == "checkpoint":  # its own settings, not the defaults
+        return ref.run.config(overrides, checkpoint=ref.checkpoint()).stream
     saved = manifest_stream(ref.model_path.parent / "manifest.json") if ref.model_path else {}
     return from_dict(apply_overrides({"stream": saved}, list(overrides or []))).stream
 

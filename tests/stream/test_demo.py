@@ -203,3 +203,20 @@ def test_a_bare_models_demo_reads_the_threshold_calibrated_into_its_manifest(tmp
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match="manifest.json' holds stream settings that do not"):
         stream_config_for(model)
+
+
+def test_a_checkpoint_outside_a_run_streams_with_its_own_settings(tmp_path):
+    """A lone .pt streamed with the default settings, not the stream section saved in it."""
+    import dataclasses
+
+    from kws.stream.demo import stream_config_for
+    from tests.stream.tones import trained_tone_model
+
+    ckpt = trained_tone_model()
+    cfg = dataclasses.replace(ckpt.config)
+    cfg.stream = dataclasses.replace(cfg.stream, detection_threshold=0.85, stride_ms=40.0)
+    lone = tmp_path / "model.pt"
+    dataclasses.replace(ckpt, config=cfg).save(lone)
+    got = stream_config_for(lone)
+    assert (got.detection_threshold, got.stride_ms) == (0.85, 40.0)
+    assert stream_config_for(lone, ["stream.detection_threshold=0.6"]).detection_threshold == 0.6
