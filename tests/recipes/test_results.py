@@ -121,3 +121,14 @@ def test_recipes_readme_states_the_combined_levers_per_seed():
         ind, held = r["in_domain"]["accuracy_percent"], r["held_out_engine"]["accuracy_percent"]
         assert f"| {r['seed']} | {ind:.2f}%" in text and f"{held:.2f}%" in text, r["run"]
         assert f"| {ind - held:.1f} |" in text, r["run"]
+
+
+def test_recipes_readme_states_twice_the_rhvoice_clips():
+    """The doubled-RHVoice table and its same-seed rerun of the recipe it changes are typed
+    from transfer_rhvoice_x2.json (both arms trained in one session, on one machine)."""
+    records = json.loads((RESULTS / "transfer_rhvoice_x2.json").read_text())
+    assert all(r["validation_engine_mbrola"] is None for r in records)  # MBROLA in training
+    rows = _assert_transfer_table(records, {"flite": 4828})
+    assert {training for training, _ in rows} == {
+        "medium + MBROLA + RHVoice, rerun", "medium + MBROLA + 2x RHVoice"
+    }
