@@ -130,5 +130,6 @@ def test_recipes_readme_states_twice_the_rhvoice_clips():
     assert all(r["validation_engine_mbrola"] is None for r in records)  # MBROLA in training
     rows = _assert_transfer_table(records, {"flite": 4828})
     assert {training for training, _ in rows} == {
-        "medium + MBROLA + RHVoice, rerun", "medium + MBROLA + 2x RHVoice"
+        "medium + MBROLA + RHVoice, rerun",
+        "medium + MBROLA + 2x RHVoice",
     }
