@@ -28,9 +28,16 @@ def test_a_negative_worker_count_is_refused(tmp_path, capsys):
         (["--accents", "2"], "--accents 2: give the fraction of speakers with an accent, 0 to 1"),
         (["--accents", "nan"], "--accents nan: give the fraction"),
         (["--accents", "1", "--accent-rules", "0"], "--accent-rules 0: give a number of phoneme"),
+        # --no-negatives changed nothing here but was recorded in the set, so a later plain
+        # `kws data synth` (the README's command) was refused as "other options"
+        (["--no-negatives"], "--no-negatives leaves out the negative words chosen for --words"),
+        (
+            ["--words", "marvin", "--no-negatives", "--negatives-only", "--negatives-minutes", "1"],
+            "--no-negatives leaves out the negative words chosen for --words",
+        ),
     ],
 )
-def test_numeric_flags_out_of_range_are_refused_naming_flag_and_range(
+def test_out_of_range_or_idle_flags_are_refused_before_any_synthesis(
     tmp_path, capsys, monkeypatch, flags, message
 ):
     import kws.data.synth
@@ -44,25 +51,4 @@ def test_numeric_flags_out_of_range_are_refused_naming_flag_and_range(
     assert main(["data", "synth", "--out", str(out), *flags]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
-    assert not out.exists()
-
-
-@pytest.mark.parametrize(
-    "flags", [["--no-negatives"], ["--words", "marvin", "--no-negatives", "--negatives-only",
-                                    "--negatives-minutes", "1"]],
-)  # fmt: skip
-def test_no_negatives_without_custom_words_is_refused(tmp_path, capsys, monkeypatch, flags):
-    """`kws data synth --no-negatives` changed nothing but was recorded in the set, so a later
-    plain `kws data synth` (the README's command) was refused as "other options"."""
-    import kws.data.synth
-
-    def no_synthesis(*args, **kwargs):
-        raise AssertionError(f"synthesis started despite {flags}")
-
-    monkeypatch.setattr(kws.data.synth, "synthesize", no_synthesis)
-    monkeypatch.setattr(kws.data.synth, "synthesize_negatives", no_synthesis)
-    out = tmp_path / "set"
-    assert main(["data", "synth", "--out", str(out), *flags]) == 2
-    err = capsys.readouterr().err
-    assert "--no-negatives leaves out the negative words chosen for --words" in err
     assert not out.exists()
