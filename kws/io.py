@@ -1,4 +1,4 @@
-"""Atomic file writes: a temp file in the same folder, fsync, rename.
+"""Atomic file writes: a temp file in the same folder, fsync, rename; staging folders.
 
 A reader never sees a half-written file, and a crash leaves the previous version intact. The
 result gets the permissions a plain `open(path, "w")` would give (0666 minus the umask), not
@@ -10,12 +10,20 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from kws.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so no staging folder is ever judged abandoned
+    fcntl = None
 
 
 def _umask() -> int:
@@ -36,6 +44,60 @@ def staging_dir(target: Path, suffix: str) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent))
     tmp.chmod(DIR_MODE)
     return tmp
+
+
+# In a staging folder while its owner holds an flock on the folder: the kernel drops the lock
+# when the process ends, even killed by SIGKILL, so an unlocked folder with this file is dead.
+STAGING_OWNER_FILE = ".kws-staging-owner"
+# Staging folders of kws versions that took no lock count as abandoned after this long.
+STAGING_UNLOCKED_AGE_S = 3600.0
+
+
+def claim_staging(tmp: Path) -> int | None:
+    """Lock a new `staging_dir` folder for this process, then mark it claimed, so that
+    `sweep_staging` can tell it from a dead one. Returns the open folder's descriptor (None
+    where flock is missing or refused): keep it open until the work ends, then close it."""
+    if fcntl is None:
+        return None
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits out a sweep that is looking at it right now
+    except OSError:  # a file system without flock: no owner file, so never swept as dead
+        os.close(fd)
+        return None
+    (tmp / STAGING_OWNER_FILE).write_text(f"{os.getpid()}\n")
+    return fd
+
+
+def sweep_staging(target: Path, suffix: str) -> list[Path]:
+    """Remove the `staging_dir(target, suffix)` folders of earlier runs that died (killed, say
+    by SIGTERM, or a machine crash); return them. A folder is removed only when no process
+    holds its lock and it was claimed (`claim_staging`: its owner ended without finishing),
+    or, made by a kws that took no lock, when it is older than `STAGING_UNLOCKED_AGE_S`. A
+    live owner holds its lock from just after creating its folder; in that instant the folder
+    is new and unclaimed, so it is kept either way."""
+    if fcntl is None:
+        return []
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}")
+    swept = []
+    for folder in sorted(target.parent.glob(f".{target.name}.*{suffix}")):
+        if not pattern.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            claimed = (folder / STAGING_OWNER_FILE).is_file()
+            if claimed or time.time() - folder.stat().st_mtime > STAGING_UNLOCKED_AGE_S:
+                shutil.rmtree(folder, ignore_errors=True)
+                swept.append(folder)
+        except OSError:
+            pass  # locked: a live owner (or no flock here), keep it
+        finally:
+            os.close(fd)
+    return swept
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:

@@ -24,14 +24,8 @@ import json
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so no staging folder is ever judged abandoned
-    fcntl = None
 
 from kws.data.gsc import (
     LAYOUT_TEST_SET,
@@ -43,14 +37,16 @@ from kws.data.gsc import (
     index_folder,
 )
 from kws.errors import UserError
-from kws.io import atomic_write_json, atomic_write_text, staging_dir
+from kws.io import (
+    STAGING_OWNER_FILE,
+    atomic_write_json,
+    atomic_write_text,
+    claim_staging,
+    staging_dir,
+    sweep_staging,
+)
 
 STAGING_SUFFIX = ".merging"
-# In a staging folder while its merge holds an flock on the folder: the kernel drops the lock
-# when the process ends, even killed by SIGKILL, so an unlocked folder with this file is dead.
-OWNER_FILE = ".kws-merge-owner"
-# Staging folders of kws versions that took no lock count as abandoned after this long.
-UNLOCKED_AGE_S = 3600.0
 # Why a hard link failed, where the errno alone says little to a user.
 _LINK_FAILURES = {
     errno.EXDEV: "another file system",
@@ -101,12 +97,12 @@ def merge_sets(
     extras = [Path(extra) for extra in extras]
     _check_args(out_dir, base, extras, splits)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    swept = sweep_staging(out_dir)
+    swept = sweep_staging(out_dir, STAGING_SUFFIX)
     tmp = staging_dir(out_dir, STAGING_SUFFIX)
-    lock = _claim(tmp)
+    lock = claim_staging(tmp)
     try:
         report = _merge_into(tmp, out_dir, base, extras, splits)
-        (tmp / OWNER_FILE).unlink(missing_ok=True)  # still locked: no sweep can take it now
+        (tmp / STAGING_OWNER_FILE).unlink(missing_ok=True)  # still locked: no sweep takes it
         if out_dir.is_dir():
             out_dir.rmdir()  # empty (checked); replaced by the finished set
         os.rename(tmp, out_dir)
@@ -118,52 +114,6 @@ def merge_sets(
             os.close(lock)
     report.swept = swept
     return report
-
-
-def _claim(tmp: Path) -> int | None:
-    """Lock the new staging folder for this process, then mark it claimed; the open folder
-    (None where flock is missing or refused) must stay open until the merge ends."""
-    if fcntl is None:
-        return None
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # waits out a sweep that is looking at it right now
-    except OSError:  # a file system without flock: no owner file, so never swept as dead
-        os.close(fd)
-        return None
-    (tmp / OWNER_FILE).write_text(f"{os.getpid()}\n")
-    return fd
-
-
-def sweep_staging(out_dir: Path) -> list[Path]:
-    """Remove the hidden staging folders of earlier merges into `out_dir` that died (killed,
-    say by SIGTERM, or a machine crash); return them. A folder is removed only when no process
-    holds its lock and it was claimed (its merge ended without finishing), or, made by a kws
-    that took no lock, when it is older than `UNLOCKED_AGE_S`. A live merge holds its lock
-    from just after creating its folder; in that instant the folder is new and unclaimed, so
-    it is kept either way."""
-    if fcntl is None:
-        return []
-    pattern = re.compile(rf"\.{re.escape(out_dir.name)}\.[a-z0-9_]{{8}}{re.escape(STAGING_SUFFIX)}")
-    swept = []
-    for folder in sorted(out_dir.parent.glob(f".{out_dir.name}.*{STAGING_SUFFIX}")):
-        if not pattern.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
-            continue
-        try:
-            fd = os.open(folder, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            claimed = (folder / OWNER_FILE).is_file()
-            if claimed or time.time() - folder.stat().st_mtime > UNLOCKED_AGE_S:
-                shutil.rmtree(folder, ignore_errors=True)
-                swept.append(folder)
-        except OSError:
-            pass  # locked: a live merge (or no flock here), keep it
-        finally:
-            os.close(fd)
-    return swept
 
 
 def _check_args(out_dir: Path, base: Path, extras: list[Path], splits: tuple[str, ...]) -> None:

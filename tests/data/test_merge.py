@@ -18,10 +18,10 @@ import soundfile as sf
 from kws.cli import main
 from kws.data import merge
 from kws.data.gsc import index_folder, which_set
-from kws.data.merge import OWNER_FILE, merge_sets
+from kws.data.merge import merge_sets
 from kws.data.synth.build import _check_manifest
 from kws.errors import UserError
-from kws.io import DIR_MODE, atomic_write_bytes
+from kws.io import DIR_MODE, STAGING_OWNER_FILE, atomic_write_bytes
 
 RATE = 16000
 
@@ -212,7 +212,7 @@ def _staging(tmp_path, name: str, claimed: bool = True, age_s: float = 0.0):
     (folder / "yes").mkdir(parents=True)
     (folder / "yes" / "clip.wav").write_bytes(b"x" * 1000)
     if claimed:
-        (folder / OWNER_FILE).write_text("1\n")
+        (folder / STAGING_OWNER_FILE).write_text("1\n")
     os.utime(folder, (time.time() - age_s,) * 2)
     return folder
 
@@ -222,7 +222,8 @@ def test_merge_sweeps_staging_folders_of_killed_merges_only(sets, tmp_path, caps
     base, extra = sets
     code = (  # a merge that claimed its staging folder, then was killed
         "import os, signal, sys; from pathlib import Path; from kws.data import merge; "
-        "tmp = merge.staging_dir(Path(sys.argv[1]), merge.STAGING_SUFFIX); merge._claim(tmp); "
+        "tmp = merge.staging_dir(Path(sys.argv[1]), merge.STAGING_SUFFIX); "
+        "merge.claim_staging(tmp); "
         "(tmp / 'yes').mkdir(); os.kill(os.getpid(), signal.SIGKILL)"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "merged")], check=False)
@@ -234,7 +235,7 @@ def test_merge_sweeps_staging_folders_of_killed_merges_only(sets, tmp_path, caps
     fcntl.flock(lock, fcntl.LOCK_EX)
     other = tmp_path / ".merged.v2.abcdefgh.merging"  # another --out's (merged.v2)
     other.mkdir()
-    (other / OWNER_FILE).write_text("1\n")
+    (other / STAGING_OWNER_FILE).write_text("1\n")
     try:
         assert (
             main(["data", "merge", str(base), str(extra), "--out", str(tmp_path / "merged")]) == 0
@@ -247,7 +248,7 @@ def test_merge_sweeps_staging_folders_of_killed_merges_only(sets, tmp_path, caps
     assert not killed.exists() and not old.exists()
     assert new.is_dir() and live.is_dir() and other.is_dir()
     assert (live / "yes" / "clip.wav").stat().st_size == 1000
-    assert not (tmp_path / "merged" / OWNER_FILE).exists()
+    assert not (tmp_path / "merged" / STAGING_OWNER_FILE).exists()
 
 
 def test_merge_names_the_real_reason_links_failed(sets, tmp_path, capsys, monkeypatch):
