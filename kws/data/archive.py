@@ -23,7 +23,7 @@ from rich import progress as rp
 from rich.console import Console
 
 from kws.errors import UserError
-from kws.io import staging_dir
+from kws.io import STAGING_OWNER_FILE, claim_staging, staging_dir, sweep_staging
 
 MARKER_NAME = ".kws-complete"
 CHUNK_BYTES = 1 << 20
@@ -175,11 +175,11 @@ def extract_archive(
             (named, with the archive and what to do), or what `check` raises; nothing is left
             behind.
     """
-    stale_dirs = [*dataset.parent.glob(f".{dataset.name}.*.extract"),
-                  *dataset.parent.glob(f".{dataset.name}.extract-*")]  # fmt: skip
-    for stale in stale_dirs:
-        shutil.rmtree(stale, ignore_errors=True)  # left by a killed earlier run
+    for stale in dataset.parent.glob(f".{dataset.name}.extract-*"):  # an older kws's naming
+        shutil.rmtree(stale, ignore_errors=True)
+    sweep_staging(dataset, ".extract")  # killed runs' folders; a live extraction's is locked
     tmp = staging_dir(dataset, ".extract")
+    lock = claim_staging(tmp)
     try:
         with progress_bar(show) as bar, open(archive_path, "rb") as raw:
             task = bar.add_task(f"extract {archive_path.name}", total=archive_path.stat().st_size)
@@ -195,6 +195,7 @@ def extract_archive(
             "members": count,
         }
         (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+        (tmp / STAGING_OWNER_FILE).unlink(missing_ok=True)  # still locked: no sweep takes it
         os.rename(tmp, dataset)  # the folder appears complete, or not at all
     except CORRUPT_ERRORS as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -208,6 +209,9 @@ def extract_archive(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     fsync_dir(dataset.parent)
 
 

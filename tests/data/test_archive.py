@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,30 @@ def test_a_full_disk_says_to_free_space(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=rf"member '{CLIP}' .*\(ENOSPC: .*free space in"):
         archive.extract_archive(tmp_path / ARCHIVE, tmp_path / "set", {}, show=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [ARCHIVE]
+
+
+def test_extraction_sweeps_only_the_folders_of_killed_extractions(tmp_path):
+    """Every stale-looking staging folder was removed unconditionally, so a second download
+    into the same root removed a running one's folder; now only dead ones go (kws.io)."""
+    import fcntl
+    import os
+
+    from kws.io import STAGING_OWNER_FILE
+
+    def staging(name: str) -> Path:
+        folder = tmp_path / f".set.{name}.extract"
+        (folder / "yes").mkdir(parents=True)
+        (folder / STAGING_OWNER_FILE).write_text("1\n")  # claimed by a run
+        return folder
+
+    dead, live = staging("deaddead"), staging("livelive")
+    lock = os.open(live, os.O_RDONLY)  # held as a running extraction holds it
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    (tmp_path / ARCHIVE).write_bytes(_tar_gz([_member("./yes"), _member(CLIP, _wav_bytes(0))]))
+    try:
+        archive.extract_archive(tmp_path / ARCHIVE, tmp_path / "set", {}, show=False)
+    finally:
+        os.close(lock)
+    assert not dead.exists() and live.is_dir()
+    assert (tmp_path / "set" / CLIP).is_file()
+    assert not (tmp_path / "set" / STAGING_OWNER_FILE).exists()
