@@ -16,7 +16,7 @@ from kws.config import load_recipe
 from kws.data.dataset import build_data
 from kws.data.synth import synthesize
 from kws.export import export_run
-from kws.export.artifacts import file_sha256
+from kws.export.artifacts import exported_checkpoint_sha256, file_sha256
 from kws.growth.loop import grow
 from kws.io import atomic_write_text
 from kws.run import Run
@@ -41,11 +41,11 @@ def _done(start: float) -> None:
 def current_export(run: Run) -> dict | None:
     """The run's export report (report.json) when its manifest records the run's best checkpoint
     (SHA-256) as the model exported; None when there is no export or it is of another model."""
-    manifest, report = run.export_dir / "manifest.json", run.export_dir / "report.json"
-    if not (manifest.is_file() and report.is_file()):
+    report = run.export_dir / "report.json"
+    made_from = exported_checkpoint_sha256(run.export_dir)
+    if not report.is_file() or made_from is None:
         return None
-    made_from = (json.loads(manifest.read_text()).get("checkpoint") or {}).get("sha256")
-    if made_from is None or made_from != file_sha256(run.checkpoint_path("best")):
+    if made_from != file_sha256(run.checkpoint_path("best")):
         return None
     return json.loads(report.read_text())
 

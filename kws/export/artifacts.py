@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.metadata
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,15 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def exported_checkpoint_sha256(export_dir: Path) -> str | None:
+    """The SHA-256 of the checkpoint an export was made from, as its `manifest.json` records
+    it; None without a manifest or that record (exports older than it)."""
+    manifest = Path(export_dir) / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return (json.loads(manifest.read_text()).get("checkpoint") or {}).get("sha256")
 
 
 def check_formats(formats: tuple[str, ...] | list[str]) -> tuple[str, ...]:

@@ -24,7 +24,7 @@ import torch
 
 from kws.config import FeatureConfig
 from kws.errors import UserError
-from kws.export.artifacts import file_sha256
+from kws.export.artifacts import exported_checkpoint_sha256, file_sha256
 from kws.export.onnx_export import onnx_logits, onnx_session
 from kws.export.tflite_export import litert_interpreter, litert_logits
 from kws.run import RunRef, resolve_run
@@ -89,18 +89,17 @@ def stale_export(ref: RunRef) -> str | None:
     checkpoint's, as after `kws train --force` or `--resume`. `ref` is the run, or a file of
     its export folder (`<run>/export/model.onnx`). Exports older than that record are taken as
     they are."""
-    manifest = ref.run.export_dir / "manifest.json"
     in_export = ref.kind in KINDS[1:] and ref.model_path.parent.resolve() == (
         ref.run.export_dir.resolve()
     )
-    if not (ref.kind == "run" or in_export) or not manifest.is_file():
+    made_from = exported_checkpoint_sha256(ref.run.export_dir)
+    if not (ref.kind == "run" or in_export) or made_from is None:
         return None
-    made_from = (json.loads(manifest.read_text()).get("checkpoint") or {}).get("sha256")
     try:
         best = ref.run.checkpoint_path("best")
     except UserError:
         return None
-    if made_from is None or made_from == file_sha256(best):
+    if made_from == file_sha256(best):
         return None
     return (
         f"'{ref.run.export_dir}' was exported from another model than '{best}' (the run was "
