@@ -235,6 +235,13 @@ def run_stream_eval(args) -> int:
             override it does not read (`check_stream_eval_overrides`), an --out that is not a
             folder (`stream_eval_out`).
     """
+    from kws.stream.recognize import plain_stream_warnings
+
+    with plain_stream_warnings():  # repaired NaN/inf audio: a "warning:" line, as in kws demo
+        return _stream_eval(args)
+
+
+def _stream_eval(args) -> int:
     from kws.stream.evaluate import check_stream_eval_overrides, render_section, stream_evaluate
 
     check_stream_eval_flags(args)

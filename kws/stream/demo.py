@@ -10,11 +10,9 @@ summary goes to stderr.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import TextIO
 
@@ -25,7 +23,7 @@ from kws.errors import ConfigError, UserError
 from kws.run import resolve_run
 from kws.stream.backends import Backend, load_backend
 from kws.stream.detector import DetectorStats, Inference, KeywordEvent, StreamingDetector
-from kws.stream.recognize import StreamWarning
+from kws.stream.recognize import plain_stream_warnings
 from kws.stream.sources import (
     Source,
     list_input_devices,
@@ -214,23 +212,6 @@ def run_demo(
             _emit(detector.flush(), events, mode, out)
     print(summary_line(source, backend, detector.stats(), len(events)), file=sys.stderr)
     return events
-
-
-@contextlib.contextmanager
-def plain_stream_warnings():
-    """Show `StreamWarning`s (repaired NaN/inf audio or posteriors) as "warning: ..." lines on
-    stderr, like the rest of the CLI's notes, not as Python's "demo.py:203: StreamWarning:"
-    with a source line; other warnings keep Python's format."""
-    with warnings.catch_warnings():
-        shown = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):
-            if not issubclass(category, StreamWarning):
-                return shown(message, category, filename, lineno, file, line)
-            print(f"warning: {message}", file=file or sys.stderr, flush=True)
-
-        warnings.showwarning = show
-        yield
 
 
 def _emit(inferences: list[Inference], events: list, mode: str, out: TextIO) -> None:

@@ -31,7 +31,9 @@ one word fires every suppression time (three words, six events).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import sys
 import warnings
 from collections import deque
 from dataclasses import dataclass
@@ -46,6 +48,23 @@ MAX_PENDING_WORDS = 8  # word starts awaiting their cutoff (the C++ twin has the
 
 class StreamWarning(UserWarning):
     """Bad data in a stream (non-finite audio or posteriors) that the detector repaired."""
+
+
+@contextlib.contextmanager
+def plain_stream_warnings():
+    """Show `StreamWarning`s (repaired NaN/inf audio or posteriors) as "warning: ..." lines on
+    stderr, like the rest of the CLI's notes (`kws demo`, `kws stream-eval`), not as Python's
+    "demo.py:203: StreamWarning:" with a source line; other warnings keep Python's format."""
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, StreamWarning):
+                return shown(message, category, filename, lineno, file, line)
+            print(f"warning: {message}", file=file or sys.stderr, flush=True)
+
+        warnings.showwarning = show
+        yield
 
 
 @dataclass

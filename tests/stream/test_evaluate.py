@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from kws.cli import main
 from kws.config import load_recipe, save_yaml
@@ -15,7 +16,7 @@ from kws.errors import UserError
 from kws.run import Run
 from kws.stream.evaluate import SECTION, score_events, stream_evaluate, update_report
 from kws.stream.testset import build_test_stream, labels_file_text, read_labels_file
-from tests.stream.tones import RATE_HZ, noise, word, write_run
+from tests.stream.tones import RATE_HZ, noise, trained_tone_model, word, write_run
 
 LABELS = ["_silence_", "_unknown_", "yes", "no"]
 
@@ -168,3 +169,20 @@ def test_stream_eval_refuses_overrides_it_does_not_read(tmp_path, capsys, given,
     assert main(["stream-eval", str(tmp_path), *given]) == 2
     err = capsys.readouterr().err
     assert refused in err and "--data DIR (the folder the test stream is built from)" in err
+
+
+def test_stream_eval_shows_skipped_nan_posteriors_as_a_plain_warning_line(tmp_path, capsys):
+    """stream-eval printed Python's "recognize.py:208: StreamWarning: ..." and a source line,
+    where kws demo prints "warning: ..." for the same repair (a model that outputs NaN)."""
+    checkpoint = trained_tone_model()
+    bias = [name for name, value in checkpoint.state_dict.items() if name.endswith("bias")][-1]
+    checkpoint.state_dict[bias] = torch.full_like(checkpoint.state_dict[bias], float("nan"))
+    checkpoint.save(tmp_path / "run" / "checkpoints" / "best.pt")
+    soundfile.write(tmp_path / "s.wav", noise(RATE_HZ * 3, np.random.default_rng(0)), RATE_HZ)
+    (tmp_path / "s.txt").write_text(labels_file_text([("yes", 500.0)]))
+    argv = ["stream-eval", str(tmp_path / "run"), "--wav", str(tmp_path / "s.wav"),
+            "--labels", str(tmp_path / "s.txt")]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "warning: skipped posteriors with NaN/inf values at " in err
+    assert "StreamWarning" not in err
