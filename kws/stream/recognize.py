@@ -47,7 +47,8 @@ MAX_PENDING_WORDS = 8  # word starts awaiting their cutoff (the C++ twin has the
 
 
 class StreamWarning(UserWarning):
-    """Bad data in a stream (non-finite audio or posteriors) that the detector repaired."""
+    """Bad data in a stream that was repaired or decided anyway: non-finite audio or posteriors,
+    a WAV stream on stdin that ends before the size its header declares."""
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import queue
 import struct
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import soundfile
 
 from kws.data.audio import check_sample_rate, checked_source
 from kws.errors import UserError
+from kws.stream.recognize import StreamWarning
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 _UNKNOWN_SIZE = 0xFFFFFFFF  # the RIFF size a writer streaming to a pipe puts in the header
@@ -187,6 +189,10 @@ def stdin_source(
             cut-off 'fmt ' chunk, 0 channels, a sample rate no recording has); FLAC, Ogg, MP3,
             RF64 or AIFF (recognised by their first bytes; naming --wav and a conversion).
             Iterating `chunks` raises it when the stream ends without a single sample.
+
+    Warns:
+        StreamWarning: while iterating `chunks`, when a WAV stream ends before the data size
+            its header declares.
     """
     stream = stream if stream is not None else sys.stdin.buffer
     kind, start = _container(stream, _read_exactly(stream, 4))
@@ -217,6 +223,15 @@ def stdin_source(
             carry, sent = data[usable:], sent + usable
             if usable:
                 yield downmix(np.frombuffer(data[:usable], dtype="<i2").reshape(-1, channels))
+        if remaining and sent:  # the header promised more: a killed writer, a cut-off file
+            frames, promised = sent // frame_bytes, (sent + remaining) // frame_bytes
+            warnings.warn(
+                f"the WAV stream on stdin ended after {frames / sample_rate_hz:.2f} s of the "
+                f"{promised / sample_rate_hz:.2f} s its header declares (cut short: a stopped "
+                "writer or a truncated file?); what arrived was decided",
+                StreamWarning,
+                stacklevel=2,
+            )
         if not sent:  # an empty pipe, a header alone: "0.0 s of audio" read like a success
             what = "the WAV stream on stdin" if "WAV" in name else "stdin"
             raise UserError(

@@ -8,6 +8,7 @@ import io
 import struct
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from kws.cli import main
 from kws.errors import UserError
 from kws.stream import sources
 from kws.stream.demo import run_demo
+from kws.stream.recognize import StreamWarning
 from kws.stream.sources import pick_input_device, stdin_source, wav_source
 from tests.stream.tones import RATE_HZ, synth_stream, write_run
 
@@ -135,6 +137,25 @@ def test_stdin_wav_stream_stops_at_its_data_size():
     size_at = raw.index(b"data") + 4
     zero = raw[:size_at] + bytes(4) + raw[size_at + 4 :]
     assert len(np.concatenate(list(stdin_source(io.BytesIO(zero)).chunks))) == len(pcm)
+
+
+def test_stdin_wav_stream_cut_short_is_said(run_dir, monkeypatch, capsys):
+    """A WAV stream whose header declares 2 s but that ends after 0.5 s (a killed writer) played
+    the 0.5 s without a word; it still plays it, and says the rest never came."""
+    pcm = (np.arange(32000) % 2000 - 1000).astype("<i2")
+    raw = wav_bytes(pcm, 16000)[: 44 + 16000]
+    with pytest.warns(StreamWarning, match=r"ended after 0.50 s of the 2.00 s its header declares"):
+        got = np.concatenate(list(stdin_source(io.BytesIO(raw)).chunks))
+    np.testing.assert_array_equal(got, pcm[:8000])
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert main(["demo", str(run_dir), "--stdin", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the WAV stream on stdin ended after 0.50 s of the 2.00 s its header" in err
+    assert "StreamWarning" not in err
+    with warnings.catch_warnings():  # whole streams and unknown sizes: nothing to say
+        warnings.simplefilter("error")
+        list(stdin_source(io.BytesIO(wav_bytes(pcm, 16000))).chunks)
+        list(stdin_source(io.BytesIO(raw[:40] + b"\xff\xff\xff\xff" + raw[44:])).chunks)
 
 
 def test_stdin_wav_stream_of_another_format_is_refused():
