@@ -5,7 +5,15 @@ import pytest
 import soundfile as sf
 
 from kws.config import save_yaml
-from tests.stream.tones import RATE_HZ, noise, trained_tone_model, word
+from tests.stream.tones import (
+    RATE_HZ,
+    STREAM_WORDS,
+    noise,
+    synth_stream,
+    trained_tone_model,
+    word,
+    write_run,
+)
 
 
 def tone_set(root, per_word=60, seed=0):
@@ -47,3 +55,18 @@ def make_tone_run(tmp):
     ckpt.save(run / "checkpoints" / "best.pt")
     save_yaml(cfg, run / "config.yaml")
     return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder holding the tone model as checkpoints/best.pt (tones.write_run)."""
+    return write_run(tmp_path_factory.mktemp("tone_run"))
+
+
+@pytest.fixture(scope="module")
+def stream_wav(tmp_path_factory):
+    """`(path, audio)`: STREAM_WORDS as a 16-bit WAV over noise (tones.synth_stream, seed 8)."""
+    folder = tmp_path_factory.mktemp("demo")
+    audio, _ = synth_stream(STREAM_WORDS, seed=8)
+    sf.write(folder / "stream.wav", audio, RATE_HZ, subtype="PCM_16")
+    return folder / "stream.wav", audio

@@ -16,24 +16,17 @@ import soundfile
 from kws.cli import main
 from kws.errors import UserError
 from kws.stream.demo import demo
-from tests.stream.tones import RATE_HZ, WORD_MS, noise, synth_stream, training_clip, word, write_run
+from tests.stream.tones import (
+    RATE_HZ,
+    STREAM_KEYWORDS,
+    WORD_MS,
+    noise,
+    synth_stream,
+    training_clip,
+    word,
+)
 
-WORDS = ["yes", "no", "_unknown_", "yes", "no"]
-KEYWORDS = ["yes", "no", "yes", "no"]
 CLI = "import sys; from kws.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
-@pytest.fixture(scope="module")
-def stream_wav(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
-    audio, _ = synth_stream(WORDS, seed=8)
-    soundfile.write(folder / "stream.wav", audio, RATE_HZ, subtype="PCM_16")
-    return folder / "stream.wav", audio
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_run(tmp_path_factory.mktemp("demo_run"))
 
 
 def demo_json(run_dir, wav, capsys) -> list[dict]:
@@ -44,12 +37,12 @@ def demo_json(run_dir, wav, capsys) -> list[dict]:
 def test_demo_wav_prints_keywords_in_order(stream_wav, run_dir, capsys):
     assert main(["demo", str(run_dir), "--wav", str(stream_wav[0])]) == 0
     lines = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert [line[2] for line in lines] == KEYWORDS  # "<time> s <label> score <score>"
+    assert [line[2] for line in lines] == STREAM_KEYWORDS  # "<time> s <label> score <score>"
 
 
 def test_demo_json_lines(stream_wav, run_dir, capsys):
     events = demo_json(run_dir, stream_wav[0], capsys)
-    assert [e["label"] for e in events] == KEYWORDS
+    assert [e["label"] for e in events] == STREAM_KEYWORDS
     assert all(e["event"] == "keyword" and 0.7 < e["score"] <= 1.0 for e in events)
     assert [e["time_ms"] for e in events] == sorted(e["time_ms"] for e in events)
 
@@ -113,7 +106,7 @@ def test_demo_stdin_through_a_pipe(stream_wav, run_dir, as_wav):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr.decode()
     labels = [json.loads(line)["label"] for line in result.stdout.decode().splitlines()]
-    assert labels == KEYWORDS
+    assert labels == STREAM_KEYWORDS
     assert b"faster than real time" in result.stderr
 
 
@@ -129,7 +122,7 @@ def test_demo_says_when_the_input_is_resampled_or_down_mixed(stream_wav, run_dir
     soundfile.write(buffer, np.stack([audio, audio], 1), 44100, format="WAV", subtype="PCM_16")
     buffer.seek(0)
     events = run_demo(run_dir, stdin_source(buffer), "torch", mode="json", out=io.StringIO())
-    assert [e.label for e in events] == KEYWORDS
+    assert [e.label for e in events] == STREAM_KEYWORDS
     assert "stdin (WAV, 2 ch): 44100 Hz stereo -> 16000 Hz mono\n" in capsys.readouterr().err
     buffer = io.BytesIO(np.round(stream_wav[1][:RATE_HZ] * 32767).astype("<i2").tobytes())
     run_demo(run_dir, stdin_source(buffer), "torch", mode="json", out=io.StringIO())

@@ -25,13 +25,7 @@ from tests.stream.tones import (
     trained_tone_model,
     training_clip,
     word,
-    write_run,
 )
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_run(tmp_path_factory.mktemp("tone_run"))
 
 
 @pytest.fixture(scope="module")

@@ -22,22 +22,6 @@ from kws.stream.recognize import StreamWarning
 from kws.stream.sources import pick_input_device, stdin_source, wav_source
 from tests.stream.tones import RATE_HZ, synth_stream, write_run
 
-WORDS = ["yes", "no", "_unknown_", "yes", "no"]
-KEYWORDS = ["yes", "no", "yes", "no"]
-
-
-@pytest.fixture(scope="module")
-def stream_wav(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
-    audio, _ = synth_stream(WORDS, seed=8)
-    soundfile.write(folder / "stream.wav", audio, RATE_HZ, subtype="PCM_16")
-    return folder / "stream.wav", audio
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return write_run(tmp_path_factory.mktemp("demo_run"))
-
 
 def test_wav_source_yields_the_whole_file(stream_wav, tmp_path):
     path, audio = stream_wav

@@ -24,6 +24,9 @@ TONES_HZ = {"yes": 600.0, "no": 1500.0, "_unknown_": 3000.0}
 RATE_HZ = 16000
 WORD_MS = 500
 STEPS = 80
+# the words of the `stream_wav` fixture (tests/stream/conftest.py) and the keywords among them
+STREAM_WORDS = ["yes", "no", "_unknown_", "yes", "no"]
+STREAM_KEYWORDS = ["yes", "no", "yes", "no"]
 
 
 def word(label: str, rng: np.random.Generator) -> np.ndarray:
