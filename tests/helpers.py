@@ -128,3 +128,16 @@ def planned(plan: dict) -> dict:
     return {key: plan[key] for key in ("splits", "new_widths", "params", "macs")} | {
         "chosen": chosen
     }
+
+
+def randomize_batchnorm(model: torch.nn.Module, seed: int) -> None:
+    """Random running statistics and affine parameters for every BatchNorm2d (SubSpectral
+    Norm's included), so an export that drops or misfolds a norm cannot pass unnoticed."""
+    gen = torch.Generator().manual_seed(seed)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            c = module.num_features
+            module.running_mean.copy_(torch.randn(c, generator=gen))
+            module.running_var.copy_(torch.rand(c, generator=gen) * 2 + 0.5)
+            module.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
+            module.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)

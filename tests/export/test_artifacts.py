@@ -21,7 +21,7 @@ from kws.config import DSCNNConfig, FeatureConfig
 from kws.errors import MissingExtraError, UserError
 from kws.export import export_model
 from kws.models import ModelSpec, build_model
-from tests.helpers import preset_spec
+from tests.helpers import preset_spec, randomize_batchnorm
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["a", "b", "c", "d"]
@@ -38,17 +38,6 @@ def mfcc_like(n: int, rng: np.random.Generator, classes: int = 4) -> tuple[np.nd
     for i in range(n):
         x[i] += np.roll(templates[labels[i]], shift[i], axis=0)
     return x.astype(np.float32), labels
-
-
-def randomize_bn(model: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            c = module.num_features
-            module.running_mean.copy_(torch.randn(c, generator=gen))
-            module.running_var.copy_(torch.rand(c, generator=gen) * 2 + 0.5)
-            module.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
-            module.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)
 
 
 def train_few_steps(model: torch.nn.Module, steps: int = 80) -> None:
@@ -184,7 +173,7 @@ def test_grown_model_with_uneven_widths_exports(tmp_path):
 
     torch.manual_seed(1)
     model = ds_cnn([8, 12, 6, 10], [[1, 1], [2, 2], [1, 1]]).eval()
-    randomize_bn(model, 1)
+    randomize_batchnorm(model, 1)
     x, _ = mfcc_like(32, np.random.default_rng(5))
     art = export_model(model, [str(i) for i in range(12)], FeatureConfig(), [x], tmp_path,
                        formats=("tflite", "tflm"), name="grown")  # fmt: skip
@@ -199,7 +188,7 @@ def test_grown_model_with_uneven_widths_exports(tmp_path):
 def test_ds_cnn_s_fits_flash_and_reports_arena(tmp_path):
     torch.manual_seed(2)
     model = build_model(preset_spec("ds_cnn_s")).eval()
-    randomize_bn(model, 2)
+    randomize_batchnorm(model, 2)
     calibration = [mfcc_like(32, np.random.default_rng(7), classes=4)[0]]
     art = export_model(model, [str(i) for i in range(12)], FeatureConfig(), calibration,
                        tmp_path, formats=("tflm",), name="ds_cnn_s")  # fmt: skip

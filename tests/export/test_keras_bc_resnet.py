@@ -19,6 +19,7 @@ from kws.config import FeatureConfig, preset_config
 from kws.export import export_model
 from kws.export.keras_bc_resnet import fold_sub_spectral_norm
 from kws.models import ModelSpec, build_model
+from tests.helpers import randomize_batchnorm
 
 
 def create_model(cfg, input_shape, classes):
@@ -42,18 +43,6 @@ def logmel_like(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     for i in range(n):
         x[i] += np.roll(templates[labels[i]], shift[i], axis=0)
     return x.astype(np.float32), labels
-
-
-def randomize_norms(model: torch.nn.Module, seed: int) -> None:
-    """Random running statistics and affine parameters for every BN (SSN's included)."""
-    gen = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            c = module.num_features
-            module.running_mean.copy_(torch.randn(c, generator=gen))
-            module.running_var.copy_(torch.rand(c, generator=gen) * 2 + 0.5)
-            module.weight.data.copy_(torch.rand(c, generator=gen) + 0.5)
-            module.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)
 
 
 def estimate_norm_statistics(model: torch.nn.Module, batches: list[np.ndarray]) -> None:
@@ -207,7 +196,7 @@ def test_manifest_describes_the_bc_resnet(exported):
 def test_folded_sub_spectral_norm_reproduces_conv_and_ssn():
     torch.manual_seed(3)
     model = create_model(preset_config("bc_resnet_1"), (FRAMES, COEFFS), 4).eval()
-    randomize_norms(model, 3)
+    randomize_batchnorm(model, 3)
     block = model.stages[1][0]  # 12 channels, 20 -> 10 frequency rows
     kernel, bias, scale, shift = fold_sub_spectral_norm(block, 10)
     assert kernel.shape == (1, 3, 12, 1) and bias.shape == (12,)
