@@ -223,6 +223,15 @@ def resample(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     return soxr.resample(audio, from_hz, to_hz, quality="HQ").astype(np.float32)
 
 
+def _read_at(path: str | Path, sample_rate_hz: int) -> tuple[np.ndarray, list[str]]:
+    """`read_audio` resampled to `sample_rate_hz`: (mono float32 audio, its repair tags)."""
+    decoded = read_audio(path)
+    tags = list(decoded.tags)
+    if decoded.sample_rate_hz == sample_rate_hz:
+        return decoded.audio, tags
+    return resample(decoded.audio, decoded.sample_rate_hz, sample_rate_hz), [*tags, "resampled"]
+
+
 def load_audio(
     path: str | Path, sample_rate_hz: int = 16000, report: AudioReport | None = None
 ) -> np.ndarray:
@@ -233,12 +242,7 @@ def load_audio(
     Raises:
         AudioError: a skipped kind; nothing is recorded for it (`AudioReport.load` does that).
     """
-    decoded = read_audio(path)
-    tags = list(decoded.tags)
-    audio = decoded.audio
-    if decoded.sample_rate_hz != sample_rate_hz:
-        audio = resample(audio, decoded.sample_rate_hz, sample_rate_hz)
-        tags.append("resampled")
+    audio, tags = _read_at(path, sample_rate_hz)
     _record(report, path, tags)
     return audio
 
@@ -263,12 +267,7 @@ def decode_clip(
     Raises:
         AudioError: a skipped kind (unreadable, empty, truncated, non_finite).
     """
-    decoded = read_audio(path)
-    tags = list(decoded.tags)
-    audio = decoded.audio
-    if decoded.sample_rate_hz != sample_rate_hz:
-        audio = resample(audio, decoded.sample_rate_hz, sample_rate_hz)
-        tags.append("resampled")
+    audio, tags = _read_at(path, sample_rate_hz)
     if len(audio) > clip_samples:
         audio = loudest_window(audio, clip_samples)
         tags.append("trimmed")
