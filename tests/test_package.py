@@ -106,7 +106,7 @@ def test_public_functions_that_raise_say_what():
 def test_tests_mirror_the_package():
     """Every test file sits in the folder of the package part it pins and is named after a
     module there, optionally with an aspect (tests/growth/test_scores.py pins
-    kws/growth/scores.py; tests/stream/test_sources_virtual_mic.py pins kws/stream/sources.py).
+    kws/growth/scores.py; tests/stream/test_microphone_virtual.py pins kws/stream/microphone.py).
     tests/recipes pins recipes/, tests/benchmarks pins benchmarks/ (by script name); this file
     pins the package as a whole."""
     orphans = []

@@ -23,14 +23,9 @@ from kws.errors import ConfigError, UserError
 from kws.run import resolve_run
 from kws.stream.backends import Backend, load_backend
 from kws.stream.detector import DetectorStats, Inference, KeywordEvent, StreamingDetector
+from kws.stream.microphone import list_input_devices, microphone_source
 from kws.stream.recognize import plain_stream_warnings
-from kws.stream.sources import (
-    Source,
-    list_input_devices,
-    microphone_source,
-    stdin_source,
-    wav_source,
-)
+from kws.stream.sources import Source, stdin_source, wav_source
 
 LOG_LINES = 10
 BAR_WIDTH = 30

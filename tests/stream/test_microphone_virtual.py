@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from kws.stream import sources
+from kws.stream import microphone
 from kws.stream.demo import run_demo
 from kws.stream.sources import Source
 from tests.stream.tones import RATE_HZ, synth_stream, write_run
@@ -64,7 +64,7 @@ def pulse_null_sink(tmp_path, monkeypatch):
     finally:
         server.terminate()
         server.wait(timeout=10)
-        sources.list_input_devices(refresh=True)  # PortAudio forgets the server again
+        microphone.list_input_devices(refresh=True)  # PortAudio forgets the server again
 
 
 def test_detector_hears_keywords_through_virtual_microphone(pulse_null_sink, tmp_path):
@@ -73,9 +73,9 @@ def test_detector_hears_keywords_through_virtual_microphone(pulse_null_sink, tmp
     audio, _ = synth_stream(["yes", "no"], seed=3, gap_ms=1200, lead_ms=600)
     wav = tmp_path / "words.wav"
     soundfile.write(wav, audio, RATE_HZ, subtype="PCM_16")
-    names = [d["name"] for d in sources.list_input_devices(refresh=True)]
+    names = [d["name"] for d in microphone.list_input_devices(refresh=True)]
     assert "pulse" in names, f"PortAudio does not see PulseAudio (libasound2-plugins?): {names}"
-    mic = sources.microphone_source("pulse", refresh=False)
+    mic = microphone.microphone_source("pulse", refresh=False)
     captured: list[np.ndarray] = []
     wanted = int(mic.sample_rate_hz * (len(audio) / RATE_HZ + 1.0))
 
