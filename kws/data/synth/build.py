@@ -26,6 +26,7 @@ from kws.data.synth.engines import (
     INSTALL_HINT,
     MBROLA_HINT,
     OPT_IN_ENGINES,
+    PICO_HINT,
     RHVOICE_HINT,
     EngineInfo,
     canonical_engine,
@@ -98,7 +99,7 @@ def available_engines() -> dict[str, list[str]]:
 
 def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
     """The engines to use: those named, or every engine found but the opt-in ones (piper, mbrola,
-    rhvoice); kokoro or piper asked for without the `tts` extra names `kws[tts]`.
+    rhvoice, pico); kokoro or piper asked for without the `tts` extra names `kws[tts]`.
 
     Raises:
         UserError: no engine found, or a named engine missing (names the package to install).
@@ -116,7 +117,7 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
         require_kokoro()  # raises naming the extra when a package is missing
     if "piper" in names and "piper" not in found:
         require_piper()
-    for name, hint in (("mbrola", MBROLA_HINT), ("rhvoice", RHVOICE_HINT)):
+    for name, hint in (("mbrola", MBROLA_HINT), ("rhvoice", RHVOICE_HINT), ("pico", PICO_HINT)):
         if name in names and name not in found:
             raise UserError(f"TTS engine {name} not found on this machine; {hint}")
     missing = [name for name in names if name not in found]

@@ -1,5 +1,5 @@
 """Offline TTS engines for the synthesized GSC stand-in: espeak-ng, flite, festival, kokoro, piper,
-mbrola, rhvoice.
+mbrola, rhvoice, pico.
 
 The Debian engines are driven through `subprocess` with argument lists (never a shell string),
 write a WAV into a private temporary folder, and are read back with soundfile. Discovery asks the
@@ -13,7 +13,11 @@ when Debian's contrib/non-free `mbrola` packages are installed. Piper and MBROLA
 every machine (espeak-ng's `mb-*` voices never count as espeak voices). RHVoice (Yakovleva;
 statistical parametric synthesis in the HTS tradition) is opt-in too, from Debian's non-free
 `rhvoice-english`: alan, bdl, clb and slt (the last three CMU ARCTIC's US speakers) and two
-Russian-accented voices, evgeniy-eng and lyubov; voices are found by their `voice.info`.
+Russian-accented voices, evgeniy-eng and lyubov; voices are found by their `voice.info`. SVOX
+Pico (the Android TTS of 2009; HMM-based statistical parametric synthesis) is opt-in, from
+Debian's non-free `libttspico-utils`: its two English voices, en-US and en-GB (its German,
+Spanish, French and Italian voices would read English spelling by their own language's rules,
+so they are not offered).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 import soundfile as sf
@@ -35,8 +40,9 @@ from kws.data.synth.piper import missing as piper_missing
 from kws.data.synth.piper import version as piper_version
 from kws.errors import UserError
 
-ENGINES = ("espeak", "flite", "festival", "kokoro", "piper", "mbrola", "rhvoice")
-OPT_IN_ENGINES = ("piper", "mbrola", "rhvoice")  # used only when named (`--engines ... piper`)
+ENGINES = ("espeak", "flite", "festival", "kokoro", "piper", "mbrola", "rhvoice", "pico")
+# used only when named (`--engines ... piper`)
+OPT_IN_ENGINES = ("piper", "mbrola", "rhvoice", "pico")
 ENGINE_ALIASES = {"espeak-ng": "espeak"}
 INSTALL_HINT = (
     "install them with `sudo apt-get install espeak-ng flite festival festvox-kallpc16k "
@@ -54,6 +60,12 @@ RHVOICE_HINT = (
 )
 RHVOICE_DATA_DIR = Path("/usr/share/RHVoice/voices")
 RHVOICE_PROGRAM = "RHVoice-test"  # the standalone synthesizer (no speech-dispatcher service)
+PICO_HINT = (
+    "SVOX Pico is in Debian's non-free component: `sudo apt-get install libttspico-utils` "
+    "(voices en-US, en-GB)"
+)
+PICO_LANG_DIR = Path("/usr/share/pico/lang")
+PICO_VOICES = ("en-US", "en-GB")  # English text analysis; the other languages' would misread it
 _TIMEOUT_S = 120
 # espeak-ng variants that are sound effects rather than voices (whisper, robot, demon, buzzing
 # "RicishayMax", announcer, croak, sped-up test voice): nothing like a command-word recording.
@@ -184,6 +196,14 @@ def _rhvoice_info() -> EngineInfo | None:
     return EngineInfo("rhvoice", tuple(voices))
 
 
+def _pico_info() -> EngineInfo | None:
+    """Pico's English voices whose text-analysis file (`<voice>_ta.bin`) is installed."""
+    if shutil.which("pico2wave") is None:
+        return None
+    voices = tuple(v for v in PICO_VOICES if (PICO_LANG_DIR / f"{v}_ta.bin").is_file())
+    return EngineInfo("pico", voices)
+
+
 def _kokoro_info() -> EngineInfo | None:
     """Kokoro when the `tts` extra is installed; its variants are the shipped style vectors."""
     if missing() or shutil.which("espeak-ng") is None:  # espeak-ng gives it phonemes
@@ -205,6 +225,8 @@ def _version(engine: str) -> str:
         return piper_version()
     if engine == "rhvoice":  # RHVoice-test has no version of its own: the package's
         return _package_version("rhvoice-english")
+    if engine == "pico":  # pico2wave has no --version either
+        return _package_version("libttspico-utils")
     program = {"espeak": "espeak-ng", "mbrola": "espeak-ng"}.get(engine, engine)
     try:  # flite prints its version and exits 1, so the exit status is ignored here
         done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
@@ -229,7 +251,7 @@ def discover() -> dict[str, EngineInfo]:
     """Engines on this machine that have at least one voice, keyed by canonical name."""
     found = {}
     probes = (_espeak_info, _flite_info, _festival_info, _kokoro_info, _piper_info, _mbrola_info,
-              _rhvoice_info)  # fmt: skip
+              _rhvoice_info, _pico_info)  # fmt: skip
     for probe in probes:
         try:
             info = probe()
@@ -284,6 +306,17 @@ def rhvoice(text: str, voice: str, pitch: float, stretch: float, tmp: Path):
     source.write_text(text + "\n")
     args = [RHVOICE_PROGRAM, "-p", voice, "-t", str(round(100 * pitch)), "-r"]
     _run([*args, str(round(100 / stretch)), "-i", str(source), "-o", str(out)])
+    return _read_wav(out)
+
+
+def pico(text: str, voice: str, pitch: float, stretch: float, tmp: Path):
+    """SVOX Pico: pitch as a factor on the voice's own and duration stretch as the inverse of
+    its speed, both as Pico's markup levels (percent); the text is XML-escaped inside the
+    markup, so it can only be spoken, never read as markup."""
+    out = _fresh(tmp / "pico.wav")  # pico2wave picks its output format by the .wav suffix
+    markup = (f"<pitch level='{round(100 * pitch)}'><speed level='{round(100 / stretch)}'>"
+              f"{xml_escape(text)}</speed></pitch>")  # fmt: skip
+    _run(["pico2wave", "-l", voice, "-w", str(out), markup])
     return _read_wav(out)
 
 

@@ -38,6 +38,12 @@ LICENSES = {
         "(/usr/share/doc/rhvoice-english/copyright): a set with their speakers carries those "
         "terms"
     ),
+    "pico": (
+        "SVOX Pico (SVOX AG, the Android Open Source Project): pico2wave and its library "
+        "Apache-2.0, run as a separate process; its lingware (the voices' data files) is "
+        "redistributable but ships without its source, so Debian carries it in non-free "
+        "(/usr/share/doc/libttspico-data/copyright)"
+    ),
 }
 
 

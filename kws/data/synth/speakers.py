@@ -28,6 +28,7 @@ from kws.data.synth.engines import (
     espeak,
     festival_batch,
     flite,
+    pico,
     rhvoice,
 )
 from kws.data.synth.kokoro import SAMPLE_RATE_HZ as KOKORO_RATE_HZ
@@ -48,8 +49,8 @@ class Speaker:
     engine: str
     voice: str  # engine voice; kokoro: the espeak-ng accent its phonemes come from
     variant: str  # espeak-ng variant ("" for none / other engines)
-    pitch: float  # espeak/mbrola: -p 0..99; flite/rhvoice: factor on the voice's F0; others: 1.0
-    speed: float  # espeak/mbrola: words per minute; flite/festival/piper/rhvoice: stretch;
+    pitch: float  # espeak/mbrola: -p 0..99; flite/rhvoice/pico: factor on the voice's F0; else 1
+    speed: float  # espeak/mbrola: words per minute; flite/festival/piper/rhvoice/pico: stretch;
     # kokoro: speed
     warp: float  # resampling factor: >1 raises pitch and formants and shortens (vocal tract)
     intonation: float  # flite: factor on the F0 spread; piper: noise_w (duration variation)
@@ -107,7 +108,7 @@ def _engine_params(info: EngineInfo, rng: np.random.Generator) -> dict:
     if info.name == "flite":
         return {"pitch": float(rng.uniform(0.82, 1.22)), "speed": float(rng.uniform(0.8, 1.3)),
                 "intonation": float(rng.uniform(0.5, 2.0))}  # fmt: skip
-    if info.name == "rhvoice":  # its voices span 77-226 Hz at pitch 0.5-1.5 (clb, measured)
+    if info.name in ("rhvoice", "pico"):  # RHVoice: 77-226 Hz at pitch 0.5-1.5 (clb, measured)
         return {"pitch": float(rng.uniform(0.85, 1.2)), "speed": float(rng.uniform(0.8, 1.3))}
     if info.name == "kokoro":
         return {"speed": float(rng.uniform(0.85, 1.2)), "blend": _blend(rng, info.variants),
@@ -238,8 +239,8 @@ def _speak_neural(speaker: Speaker, texts: list[str]) -> list:
 def speak(speaker: Speaker, texts: list[str], tmp: Path) -> list:
     """Raw TTS for each text: `(audio (samples,) float32, rate_hz)` or a `SynthesisError`.
 
-    espeak-ng (mbrola through it), flite and RHVoice start in ~20-150 ms, so they run once per
-    text;
+    espeak-ng (mbrola through it), flite, RHVoice and Pico start in ~10-150 ms, so they run once
+    per text;
     festival takes ~0.4 s to start, so one festival process says all of a speaker's texts;
     kokoro and piper phonemize all texts in one espeak-ng call and run their model (loaded once
     per process) per text.
@@ -264,6 +265,8 @@ def speak(speaker: Speaker, texts: list[str], tmp: Path) -> list:
                 results.append(espeak(text, speaker.voice, speaker.variant, pitch, wpm, tmp))
             elif speaker.engine == "rhvoice":
                 results.append(rhvoice(text, speaker.voice, speaker.pitch, speaker.speed, tmp))
+            elif speaker.engine == "pico":
+                results.append(pico(text, speaker.voice, speaker.pitch, speaker.speed, tmp))
             else:
                 s = speaker
                 results.append(flite(text, s.voice, s.pitch, s.intonation, s.speed, tmp))

@@ -1,4 +1,4 @@
-"""Engine discovery; MBROLA (espeak-ng's mb-* voices) and RHVoice: opt-in, real audio."""
+"""Engine discovery; MBROLA (espeak-ng's mb-* voices), RHVoice and Pico: opt-in, real audio."""
 
 from __future__ import annotations
 
@@ -123,6 +123,54 @@ def test_rhvoice_speaks_a_word_in_the_speakers_voice_pitch_and_rate(tmp_path):
     assert base.id.startswith("rhvoice-") and (tmp_path / "rhvoice.txt").is_file()
     with pytest.raises(engines.SynthesisError, match="no audio"):
         engines.rhvoice("привет", "slt", 1.0, 1.0, tmp_path)  # English voices say nothing here
+
+
+def test_pico_lists_its_english_voices_only(monkeypatch, tmp_path):
+    """A voice is there when its text-analysis file is; the other languages' are never offered
+    (they would read English spelling by their own rules)."""
+    for name in ("en-US_ta.bin", "en-US_lh0_sg.bin", "de-DE_ta.bin", "fr-FR_ta.bin"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(engines.shutil, "which", lambda program: f"/usr/bin/{program}")
+    monkeypatch.setattr(engines, "PICO_LANG_DIR", tmp_path)
+    assert engines._pico_info().voices == ("en-US",)
+    monkeypatch.setattr(engines.shutil, "which", lambda program: None)
+    assert engines._pico_info() is None
+
+
+def test_pico_is_opt_in_and_its_absence_names_the_package(monkeypatch):
+    found = {"flite": EngineInfo("flite", ("slt",)), "pico": EngineInfo("pico", ("en-US",))}
+    monkeypatch.setattr(build, "discover", lambda: found)
+    assert list(build.select_engines(None)) == ["flite"]
+    assert sorted(build.select_engines(["pico", "flite"])) == ["flite", "pico"]
+    monkeypatch.setattr(build, "discover", lambda: {"flite": found["flite"]})
+    with pytest.raises(UserError, match=r"pico not found.*apt-get install libttspico-utils"):
+        build.select_engines(["pico"])
+
+
+@pytest.mark.skipif(
+    "pico" not in engines.discover(),
+    reason="SVOX Pico is not installed (Debian non-free: apt-get install libttspico-utils)",
+)
+def test_pico_speaks_a_word_in_the_speakers_voice_pitch_and_rate(tmp_path):
+    """The voice is the speaker's, a higher pitch factor raises F0, a larger stretch makes the
+    word longer, and markup in the text is spoken, not obeyed (a speed tag would halve it)."""
+    info = engines.discover()["pico"]
+    if set(info.voices) != {"en-US", "en-GB"}:
+        pytest.skip("needs Pico's en-US and en-GB voices (libttspico-data)")
+    base = replace(make_speaker(info, "en-US", seed=0, index=0), pitch=1.0, speed=1.0)
+    say = lambda s, text="yes": speak(s, [text], tmp_path)[0]  # noqa: E731
+    (plain, rate), (high, _), (slow, _) = (
+        say(s) for s in (base, replace(base, pitch=1.2), replace(base, speed=1.3))
+    )
+    british, _ = say(replace(base, voice="en-GB"))
+    assert rate == 16000 and np.sqrt(np.mean(plain**2)) > 1e-3
+    assert not np.array_equal(plain, british)
+    assert 1.1 < _f0_hz(high, rate) / _f0_hz(plain, rate) < 1.3
+    assert 1.15 < slow.size / plain.size < 1.45
+    assert base.id.startswith("pico-") and (tmp_path / "pico.wav").is_file()
+    tagged, _ = say(base, "<speed level='300'>yes yes yes yes</speed>")
+    clean, _ = say(base, "yes yes yes yes")
+    assert tagged.size >= clean.size  # obeyed, the tag would have made it ~3x shorter
 
 
 def _f0_hz(audio: np.ndarray, rate: int) -> float:
