@@ -7,6 +7,7 @@ result gets the permissions a plain `open(path, "w")` would give (0666 minus the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,7 +15,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -98,6 +99,34 @@ def sweep_staging(target: Path, suffix: str) -> list[Path]:
         finally:
             os.close(fd)
     return swept
+
+
+@contextlib.contextmanager
+def staged_folder(target: Path, suffix: str) -> Iterator[Path]:
+    """Build `target` in a new claimed staging folder beside it (`staging_dir`, then
+    `claim_staging`): yields the folder, which the body hands to `publish_staging` once it is
+    complete. On any exception the folder is removed and the exception goes on; the claim
+    ends either way."""
+    tmp = staging_dir(target, suffix)
+    lock = claim_staging(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if lock is not None:
+            os.close(lock)
+
+
+def publish_staging(tmp: Path, target: Path) -> None:
+    """Rename the complete staging folder `tmp` to `target` (absent, or an empty folder that
+    it replaces): the folder appears complete or not at all. The owner mark goes first, while
+    the claim still holds, so no `sweep_staging` can take the folder in between."""
+    (tmp / STAGING_OWNER_FILE).unlink(missing_ok=True)
+    if target.is_dir():
+        target.rmdir()
+    os.rename(tmp, target)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:

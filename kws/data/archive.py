@@ -23,7 +23,7 @@ from rich import progress as rp
 from rich.console import Console
 
 from kws.errors import UserError
-from kws.io import STAGING_OWNER_FILE, claim_staging, staging_dir, sweep_staging
+from kws.io import publish_staging, staged_folder, sweep_staging
 
 MARKER_NAME = ".kws-complete"
 CHUNK_BYTES = 1 << 20
@@ -178,40 +178,33 @@ def extract_archive(
     for stale in dataset.parent.glob(f".{dataset.name}.extract-*"):  # an older kws's naming
         shutil.rmtree(stale, ignore_errors=True)
     sweep_staging(dataset, ".extract")  # killed runs' folders; a live extraction's is locked
-    tmp = staging_dir(dataset, ".extract")
-    lock = claim_staging(tmp)
+    tmp = None
     try:
-        with progress_bar(show) as bar, open(archive_path, "rb") as raw:
-            task = bar.add_task(f"extract {archive_path.name}", total=archive_path.stat().st_size)
-            reader = CountingReader(raw, lambda n: bar.update(task, completed=n))
-            count = walk_archive(reader, tmp)
-        if check is not None:
-            check(tmp)  # before the marker: a refused extraction is never taken for done
-        marker = {
-            **marker,
-            "archive": archive_path.name,
-            "size_bytes": reader.position,
-            "sha256": reader.sha256.hexdigest(),
-            "members": count,
-        }
-        (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
-        (tmp / STAGING_OWNER_FILE).unlink(missing_ok=True)  # still locked: no sweep takes it
-        os.rename(tmp, dataset)  # the folder appears complete, or not at all
+        with staged_folder(dataset, ".extract") as tmp:
+            with progress_bar(show) as bar, open(archive_path, "rb") as raw:
+                task = bar.add_task(
+                    f"extract {archive_path.name}", total=archive_path.stat().st_size
+                )
+                reader = CountingReader(raw, lambda n: bar.update(task, completed=n))
+                count = walk_archive(reader, tmp)
+            if check is not None:
+                check(tmp)  # before the marker: a refused extraction is never taken for done
+            marker = {
+                **marker,
+                "archive": archive_path.name,
+                "size_bytes": reader.position,
+                "sha256": reader.sha256.hexdigest(),
+                "members": count,
+            }
+            (tmp / MARKER_NAME).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
+            publish_staging(tmp, dataset)  # the folder appears complete, or not at all
     except CORRUPT_ERRORS as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(
             f"{archive_path} is corrupt ({type(exc).__name__}: {exc}); delete it and rerun "
             "to download it again"
         ) from None
     except MemberWriteError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(_write_failure(archive_path, tmp, exc)) from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if lock is not None:
-            os.close(lock)
     fsync_dir(dataset.parent)
 
 

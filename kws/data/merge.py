@@ -38,11 +38,10 @@ from kws.data.gsc import (
 )
 from kws.errors import UserError
 from kws.io import (
-    STAGING_OWNER_FILE,
     atomic_write_json,
     atomic_write_text,
-    claim_staging,
-    staging_dir,
+    publish_staging,
+    staged_folder,
     sweep_staging,
 )
 
@@ -98,20 +97,9 @@ def merge_sets(
     _check_args(out_dir, base, extras, splits)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     swept = sweep_staging(out_dir, STAGING_SUFFIX)
-    tmp = staging_dir(out_dir, STAGING_SUFFIX)
-    lock = claim_staging(tmp)
-    try:
+    with staged_folder(out_dir, STAGING_SUFFIX) as tmp:
         report = _merge_into(tmp, out_dir, base, extras, splits)
-        (tmp / STAGING_OWNER_FILE).unlink(missing_ok=True)  # still locked: no sweep takes it
-        if out_dir.is_dir():
-            out_dir.rmdir()  # empty (checked); replaced by the finished set
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        if lock is not None:
-            os.close(lock)
+        publish_staging(tmp, out_dir)  # an empty out_dir (checked) is replaced
     report.swept = swept
     return report
 

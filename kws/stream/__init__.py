@@ -1,11 +1,11 @@
 """Streaming stage: streaming keyword detection, sources, live demo and streaming evaluation.
 
 `StreamingDetector` (detector.py) takes audio chunks from any `Source` (sources.py: WAV file,
-stdin; microphone.py: a sound card through PortAudio), computes only the new feature frames, runs a `Backend` (backends.py: torch,
-ONNX Runtime, LiteRT int8) every stride, and turns posteriors into keyword events (recognize.py:
-smoothing, hysteresis and word segmentation, one event per word). `kws demo` (demo.py) shows it
-live; `kws stream-eval` (evaluate.py, testset.py) measures false accepts per hour, misses and
-latency.
+stdin; microphone.py: a sound card through PortAudio), computes only the new feature frames, runs a
+`Backend` (backends.py: torch, ONNX Runtime, LiteRT int8) every stride, and turns posteriors into
+keyword events (recognize.py: smoothing, hysteresis and word segmentation, one event per word).
+`kws demo` (demo.py) shows it live; `kws stream-eval` (evaluate.py, testset.py) measures false
+accepts per hour, misses and latency.
 """
 
 from kws.stream.backends import Backend, load_backend

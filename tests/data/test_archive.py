@@ -15,7 +15,7 @@ from kws.cli import main
 from kws.data import archive
 from kws.data.download import download_gsc
 from kws.errors import UserError
-from tests.data.test_download import ARCHIVE, _tar_gz, _wav_bytes
+from tests.data.gsc_server import ARCHIVE, tar_gz, wav_bytes
 
 CLIP = "./yes/0a7c2a8d_nohash_0.wav"
 
@@ -29,9 +29,9 @@ def _member(name: str, data: bytes | None = None) -> tuple[tarfile.TarInfo, byte
 
 # a file and a folder both named ./yes, in either order: each member is safe on its own
 FILE_AND_FOLDER = {
-    "folder first": ([_member("./yes"), _member(CLIP, _wav_bytes(0)), _member("./yes", b"x")],
+    "folder first": ([_member("./yes"), _member(CLIP, wav_bytes(0)), _member("./yes", b"x")],
                      "./yes", "EISDIR"),
-    "file first": ([_member("./yes", b"x"), _member("./yes"), _member(CLIP, _wav_bytes(0))],
+    "file first": ([_member("./yes", b"x"), _member("./yes"), _member(CLIP, wav_bytes(0))],
                    CLIP, "ENOTDIR"),
 }  # fmt: skip
 
@@ -42,7 +42,7 @@ def test_a_member_that_cannot_be_written_is_a_user_error(tmp_path, case):
     NotADirectoryError from tarfile, and since the verified archive keeps its final name, every
     rerun crashed the same way."""
     members, name, code = FILE_AND_FOLDER[case]
-    (tmp_path / ARCHIVE).write_bytes(_tar_gz(members))
+    (tmp_path / ARCHIVE).write_bytes(tar_gz(members))
     for _ in range(2):  # a rerun says the same: the message is what gets the user out
         with pytest.raises(UserError) as caught:
             download_gsc("v0.02", tmp_path, base_url="http://127.0.0.1:9/", progress=False)
@@ -54,7 +54,7 @@ def test_a_member_that_cannot_be_written_is_a_user_error(tmp_path, case):
 
 def test_cli_reports_an_unwritable_member_without_traceback(tmp_path, capsys):
     members, _, _ = FILE_AND_FOLDER["file first"]
-    (tmp_path / ARCHIVE).write_bytes(_tar_gz(members))
+    (tmp_path / ARCHIVE).write_bytes(tar_gz(members))
     argv = ["data", "download", "--root", str(tmp_path), "--base-url", "http://127.0.0.1:9/"]
     assert main(argv) == 2
     err = capsys.readouterr().err
@@ -62,7 +62,7 @@ def test_cli_reports_an_unwritable_member_without_traceback(tmp_path, capsys):
 
 
 def test_a_full_disk_says_to_free_space(tmp_path, monkeypatch):
-    (tmp_path / ARCHIVE).write_bytes(_tar_gz([_member("./yes"), _member(CLIP, _wav_bytes(0))]))
+    (tmp_path / ARCHIVE).write_bytes(tar_gz([_member("./yes"), _member(CLIP, wav_bytes(0))]))
 
     def full(self, tarinfo, targetpath):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -90,7 +90,7 @@ def test_extraction_sweeps_only_the_folders_of_killed_extractions(tmp_path):
     dead, live = staging("deaddead"), staging("livelive")
     lock = os.open(live, os.O_RDONLY)  # held as a running extraction holds it
     fcntl.flock(lock, fcntl.LOCK_EX)
-    (tmp_path / ARCHIVE).write_bytes(_tar_gz([_member("./yes"), _member(CLIP, _wav_bytes(0))]))
+    (tmp_path / ARCHIVE).write_bytes(tar_gz([_member("./yes"), _member(CLIP, wav_bytes(0))]))
     try:
         archive.extract_archive(tmp_path / ARCHIVE, tmp_path / "set", {}, show=False)
     finally:

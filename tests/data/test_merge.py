@@ -222,9 +222,9 @@ def test_merge_sweeps_staging_folders_of_killed_merges_only(sets, tmp_path, caps
     base, extra = sets
     code = (  # a merge that claimed its staging folder, then was killed
         "import os, signal, sys; from pathlib import Path; from kws.data import merge; "
-        "tmp = merge.staging_dir(Path(sys.argv[1]), merge.STAGING_SUFFIX); "
-        "merge.claim_staging(tmp); "
-        "(tmp / 'yes').mkdir(); os.kill(os.getpid(), signal.SIGKILL)"
+        "from kws.io import staged_folder; "
+        "stage = staged_folder(Path(sys.argv[1]), merge.STAGING_SUFFIX); "
+        "tmp = stage.__enter__(); (tmp / 'yes').mkdir(); os.kill(os.getpid(), signal.SIGKILL)"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "merged")], check=False)
     [killed] = tmp_path.glob(".merged.*.merging")
