@@ -105,8 +105,12 @@ def sweep_staging(target: Path, suffix: str) -> list[Path]:
 def staged_folder(target: Path, suffix: str) -> Iterator[Path]:
     """Build `target` in a new claimed staging folder beside it (`staging_dir`, then
     `claim_staging`): yields the folder, which the body hands to `publish_staging` once it is
-    complete. On any exception the folder is removed and the exception goes on; the claim
-    ends either way."""
+    complete. The claim ends either way.
+
+    Raises:
+        OSError: the folder cannot be made beside `target`.
+        BaseException: whatever the body raises, re-raised after the folder is removed.
+    """
     tmp = staging_dir(target, suffix)
     lock = claim_staging(tmp)
     try:
@@ -122,7 +126,11 @@ def staged_folder(target: Path, suffix: str) -> Iterator[Path]:
 def publish_staging(tmp: Path, target: Path) -> None:
     """Rename the complete staging folder `tmp` to `target` (absent, or an empty folder that
     it replaces): the folder appears complete or not at all. The owner mark goes first, while
-    the claim still holds, so no `sweep_staging` can take the folder in between."""
+    the claim still holds, so no `sweep_staging` can take the folder in between.
+
+    Raises:
+        OSError: `target` is a file or a folder with files in it (callers check first).
+    """
     (tmp / STAGING_OWNER_FILE).unlink(missing_ok=True)
     if target.is_dir():
         target.rmdir()

@@ -178,7 +178,6 @@ def extract_archive(
     for stale in dataset.parent.glob(f".{dataset.name}.extract-*"):  # an older kws's naming
         shutil.rmtree(stale, ignore_errors=True)
     sweep_staging(dataset, ".extract")  # killed runs' folders; a live extraction's is locked
-    tmp = None
     try:
         with staged_folder(dataset, ".extract") as tmp:
             with progress_bar(show) as bar, open(archive_path, "rb") as raw:
@@ -204,11 +203,11 @@ def extract_archive(
             "to download it again"
         ) from None
     except MemberWriteError as exc:
-        raise UserError(_write_failure(archive_path, tmp, exc)) from None
+        raise UserError(_write_failure(archive_path, dataset.parent, exc)) from None
     fsync_dir(dataset.parent)
 
 
-def _write_failure(archive_path: Path, tmp: Path, exc: MemberWriteError) -> str:
+def _write_failure(archive_path: Path, folder: Path, exc: MemberWriteError) -> str:
     """Why member `exc.name` could not be written, and the fix: the archive was verified, so
     it keeps its name and every rerun would fail the same way unless the message says what to
     change."""
@@ -220,11 +219,11 @@ def _write_failure(archive_path: Path, tmp: Path, exc: MemberWriteError) -> str:
     )
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return (
-            f"{what}: the disk is full; free space in {tmp.parent} (the clips take about as "
+            f"{what}: the disk is full; free space in {folder} (the clips take about as "
             "much again as the archive) and rerun, the archive is kept"
         )
-    if not os.access(tmp.parent, os.W_OK | os.X_OK):
-        return f"{what}: {tmp.parent} is not writable; fix its permissions and rerun"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{what}: {folder} is not writable; fix its permissions and rerun"
     return (
         f"{what}: its members cannot all be written (e.g. a file and a folder of the same "
         f"name), so it is not a genuine Speech Commands archive; delete {archive_path} and "

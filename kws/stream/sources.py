@@ -27,7 +27,9 @@ from kws.errors import UserError
 from kws.stream.recognize import StreamWarning
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".aiff", ".aif")
-_UNKNOWN_SIZE = 0xFFFFFFFF  # the RIFF size a writer streaming to a pipe puts in the header
+# Data sizes of writers streaming to a pipe, which cannot know it: 0, 0xFFFFFFFF, or arecord's
+# 0x80000000 (its 2 GiB cap when no duration is given); no recording declares 2 GiB or more.
+_UNKNOWN_SIZE_MIN = 0x7FFFF000
 # Containers stdin cannot decode, by their first 4 bytes; read as raw s16le they were noise.
 # Raw PCM has no header, so only these magic numbers are refused, never other audio bytes.
 _CONTAINERS = {b"fLaC": "FLAC", b"OggS": "Ogg", b"RF64": "RF64", b"FORM": "AIFF"}
@@ -141,7 +143,8 @@ def _container(stream: BinaryIO, start: bytes) -> tuple[str | None, bytes]:
 def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int, int | None]:
     """Read a WAV header after its first bytes `start` up to the data; (rate_hz, channels,
     data bytes). The data size is None when the header does not know it: a writer streaming to
-    a pipe (`arecord`) puts 0 or 0xFFFFFFFF there, and the audio then runs to the end of stdin.
+    a pipe puts 0, 0xFFFFFFFF or (`arecord` without a duration) 0x80000000 there, and the audio
+    then runs to the end of stdin.
     """
     start += _read_exactly(stream, 12 - len(start))
     if start[8:12] != b"WAVE":
@@ -171,7 +174,7 @@ def _wav_header(stream: BinaryIO, start: bytes) -> tuple[int, int, int | None]:
         raise UserError("the WAV stream on stdin says it has 0 channels, so its header is "
                         "damaged; send a whole WAV stream or raw s16le PCM")  # fmt: skip
     check_sample_rate(rate, "the WAV stream on stdin")
-    return int(rate), int(channels), None if size in (0, _UNKNOWN_SIZE) else size
+    return int(rate), int(channels), None if size == 0 or size >= _UNKNOWN_SIZE_MIN else size
 
 
 def stdin_source(
@@ -222,8 +225,8 @@ def stdin_source(
             carry, sent = data[usable:], sent + usable
             if usable:
                 yield downmix(np.frombuffer(data[:usable], dtype="<i2").reshape(-1, channels))
-        if remaining and sent:  # the header promised more: a killed writer, a cut-off file
-            frames, promised = sent // frame_bytes, (sent + remaining) // frame_bytes
+        frames, promised = sent // frame_bytes, (sent + (remaining or 0)) // frame_bytes
+        if frames and promised > frames:  # the header promised more: a stopped writer, a cut file
             warnings.warn(
                 f"the WAV stream on stdin ended after {frames / sample_rate_hz:.2f} s of the "
                 f"{promised / sample_rate_hz:.2f} s its header declares (cut short: a stopped "

@@ -136,7 +136,10 @@ def test_stdin_wav_stream_cut_short_is_said(run_dir, monkeypatch, capsys):
     with warnings.catch_warnings():  # whole streams and unknown sizes: nothing to say
         warnings.simplefilter("error")
         list(stdin_source(io.BytesIO(wav_bytes(pcm, 16000))).chunks)
-        list(stdin_source(io.BytesIO(raw[:40] + b"\xff\xff\xff\xff" + raw[44:])).chunks)
+        for unknown in (b"\xff\xff\xff\xff", struct.pack("<I", 0x80000000)):  # arecord's 2 GiB
+            list(stdin_source(io.BytesIO(raw[:40] + unknown + raw[44:])).chunks)
+        stereo = wav_bytes(np.zeros((16000, 2)), 16000)  # short of a whole frame: nothing lost
+        list(stdin_source(io.BytesIO(stereo[:-2])).chunks)
 
 
 def test_stdin_wav_stream_of_another_format_is_refused():

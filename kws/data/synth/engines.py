@@ -29,7 +29,6 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 import soundfile as sf
@@ -309,13 +308,21 @@ def rhvoice(text: str, voice: str, pitch: float, stretch: float, tmp: Path):
     return _read_wav(out)
 
 
+_PICO_PLAIN = re.compile(r"[<>&]")
+
+
+def _pico_plain(match: re.Match) -> str:
+    return " and " if match.group(0) == "&" else " "
+
+
 def pico(text: str, voice: str, pitch: float, stretch: float, tmp: Path):
     """SVOX Pico: pitch as a factor on the voice's own and duration stretch as the inverse of
-    its speed, both as Pico's markup levels (percent); the text is XML-escaped inside the
-    markup, so it can only be spoken, never read as markup."""
+    its speed, both as Pico's markup levels (percent). Pico decodes no XML entities, so the
+    text's `<` and `>` become spaces and `&` "and": it can only be spoken, never read as
+    markup."""
     out = _fresh(tmp / "pico.wav")  # pico2wave picks its output format by the .wav suffix
     markup = (f"<pitch level='{round(100 * pitch)}'><speed level='{round(100 / stretch)}'>"
-              f"{xml_escape(text)}</speed></pitch>")  # fmt: skip
+              f"{_PICO_PLAIN.sub(_pico_plain, text)}</speed></pitch>")  # fmt: skip
     _run(["pico2wave", "-l", voice, "-w", str(out), markup])
     return _read_wav(out)
 

@@ -147,6 +147,21 @@ def test_pico_is_opt_in_and_its_absence_names_the_package(monkeypatch):
         build.select_engines(["pico"])
 
 
+def test_pico_text_cannot_become_markup(monkeypatch, tmp_path):
+    """Pico reads its argument as markup and decodes no XML entities: the text's `<`, `>` and `&`
+    must leave the text, never reach Pico as tags (or as spoken "&lt;")."""
+    calls = []
+    monkeypatch.setattr(engines, "_run", lambda args, timeout_s=0: calls.append(args))
+    with pytest.raises(engines.SynthesisError, match="no audio"):  # nothing ran, nothing written
+        engines.pico("<speed level='500'>rock & roll</speed>", "en-US", 1.1, 1.25, tmp_path)
+    [args] = calls
+    assert args[:4] == ["pico2wave", "-l", "en-US", "-w"]
+    assert args[5] == (
+        "<pitch level='110'><speed level='80'> speed level='500' rock  and  roll /speed "
+        "</speed></pitch>"
+    )
+
+
 @pytest.mark.skipif(
     "pico" not in engines.discover(),
     reason="SVOX Pico is not installed (Debian non-free: apt-get install libttspico-utils)",
