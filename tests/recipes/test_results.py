@@ -133,3 +133,26 @@ def test_recipes_readme_states_twice_the_rhvoice_clips():
         "medium + MBROLA + RHVoice, rerun",
         "medium + MBROLA + 2x RHVoice",
     }
+
+
+def test_recipes_readme_states_the_flite_levers_paired_with_their_baseline():
+    """Label smoothing and Pico (transfer_flite_levers.json) change the doubled-RHVoice recipe
+    (transfer_rhvoice_x2.json, same machine and seeds); the README states each arm's table row
+    and its paired steps in held-out flite and in the gap, recomputed here."""
+    records = json.loads((RESULTS / "transfer_flite_levers.json").read_text())
+    rows = _assert_transfer_table(records, {"flite": 4828})
+    base = {r["seed"]: r for r in json.loads((RESULTS / "transfer_rhvoice_x2.json").read_text())
+            if r["training"] == "medium + MBROLA + 2x RHVoice"}  # fmt: skip
+    text = (ROOT / "recipes" / "README.md").read_text()
+
+    def gap(r: dict) -> float:
+        return r["in_domain"]["accuracy_percent"] - r["held_out_engine"]["accuracy_percent"]
+
+    for key, runs in rows.items():
+        held = [r["held_out_engine"]["accuracy_percent"]
+                - base[r["seed"]]["held_out_engine"]["accuracy_percent"] for r in runs]  # fmt: skip
+        stat = mean_interval(held)
+        assert f"{stat.mean:+.2f} +- {stat.half_width:.2f} points" in text, (key, "held-out step")
+        assert ", ".join(f"{d:+.2f}" for d in held) in text, (key, "steps per seed")
+        stat = mean_interval([gap(r) - gap(base[r["seed"]]) for r in runs])
+        assert f"gap {stat.mean:+.2f} +- {stat.half_width:.2f}" in text, (key, "gap step")
