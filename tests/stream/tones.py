@@ -8,6 +8,7 @@ events are meaningful rather than faked.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -65,9 +66,15 @@ def make_dataset(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-@functools.lru_cache(maxsize=1)
 def trained_tone_model() -> Checkpoint:
-    """Checkpoint of a DS-CNN trained on tone words (a few seconds on one CPU thread)."""
+    """Checkpoint of a DS-CNN trained on tone words (a few seconds on one CPU thread, once per
+    process): a copy of its own each call, so a test that breaks its weights or changes its
+    config breaks no other test's model."""
+    return copy.deepcopy(_trained_tone_model())
+
+
+@functools.lru_cache(maxsize=1)
+def _trained_tone_model() -> Checkpoint:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny batches: extra threads only add contention on a busy box
     try:
