@@ -89,14 +89,20 @@ def test_rhvoice_lists_its_english_voices_only(monkeypatch, tmp_path):
     assert engines._rhvoice_info() is None
 
 
-def test_rhvoice_is_opt_in_and_its_absence_names_the_packages(monkeypatch):
-    found = {"flite": EngineInfo("flite", ("slt",)), "rhvoice": EngineInfo("rhvoice", ("clb",))}
+@pytest.mark.parametrize(
+    ("engine", "voice", "packages"),
+    [("rhvoice", "clb", "rhvoice rhvoice-english"), ("pico", "en-US", "libttspico-utils")],
+)
+def test_non_free_engines_are_opt_in_and_their_absence_names_the_packages(
+    monkeypatch, engine, voice, packages
+):
+    found = {"flite": EngineInfo("flite", ("slt",)), engine: EngineInfo(engine, (voice,))}
     monkeypatch.setattr(build, "discover", lambda: found)
     assert list(build.select_engines(None)) == ["flite"]
-    assert sorted(build.select_engines(["rhvoice", "flite"])) == ["flite", "rhvoice"]
+    assert sorted(build.select_engines([engine, "flite"])) == sorted(["flite", engine])
     monkeypatch.setattr(build, "discover", lambda: {"flite": found["flite"]})
-    with pytest.raises(UserError, match=r"rhvoice not found.*apt-get install rhvoice rhvoice-en"):
-        build.select_engines(["rhvoice"])
+    with pytest.raises(UserError, match=rf"{engine} not found.*apt-get install {packages}"):
+        build.select_engines([engine])
 
 
 @pytest.mark.skipif(
@@ -135,16 +141,6 @@ def test_pico_lists_its_english_voices_only(monkeypatch, tmp_path):
     assert engines._pico_info().voices == ("en-US",)
     monkeypatch.setattr(engines.shutil, "which", lambda program: None)
     assert engines._pico_info() is None
-
-
-def test_pico_is_opt_in_and_its_absence_names_the_package(monkeypatch):
-    found = {"flite": EngineInfo("flite", ("slt",)), "pico": EngineInfo("pico", ("en-US",))}
-    monkeypatch.setattr(build, "discover", lambda: found)
-    assert list(build.select_engines(None)) == ["flite"]
-    assert sorted(build.select_engines(["pico", "flite"])) == ["flite", "pico"]
-    monkeypatch.setattr(build, "discover", lambda: {"flite": found["flite"]})
-    with pytest.raises(UserError, match=r"pico not found.*apt-get install libttspico-utils"):
-        build.select_engines(["pico"])
 
 
 def test_pico_text_cannot_become_markup(monkeypatch, tmp_path):
