@@ -31,6 +31,8 @@ def add_train(sub) -> None:
          "kws train recipes/quickstart.yaml name=silu model.activation=silu",
          "kws train recipes/quickstart.yaml name=small train.teacher=runs/big  # distil "
          "a larger run of the same task (train.distill_weight, train.distill_temperature)",
+         "kws train recipes/quickstart.yaml name=small \"train.teacher=[runs/a,runs/b]\"  "
+         "# distil an ensemble of runs (their mean logits)",
          "torchrun --nproc-per-node 4 -m kws train recipes/gsc12/ds_cnn_s.yaml  # 4 GPUs"],
     )  # fmt: skip
     p.add_argument("recipe", help="YAML recipe (see recipes/)")

@@ -46,8 +46,9 @@ class TrainConfig:
     weight_decay: float = option(0.0, minimum=0.0)
     label_smoothing: float = option(0.0, minimum=0.0, below=1.0)
     # Knowledge distillation (kws.train.distill): a trained run (same labels and features) whose
-    # soft posteriors at this temperature make up distill_weight of the loss; "" = none.
-    teacher: str = ""
+    # soft posteriors at this temperature make up distill_weight of the loss; "" = none; a list
+    # of runs teaches as their ensemble (mean logits).
+    teacher: str | list[str] = ""
     distill_weight: float = option(0.5, minimum=0.0, maximum=1.0)
     distill_temperature: float = option(2.0, above=0.0)
     bn_l1: float = option(0.0, minimum=0.0)  # L1 on BatchNorm scales (network slimming)

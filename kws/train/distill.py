@@ -5,7 +5,10 @@ is `(1 - w) * CE(student, labels) + w * T^2 * KL(softmax(teacher / T) || softmax
 `w = train.distill_weight`, `T = train.distill_temperature` (the T^2 keeps the soft term's
 gradients on the hard term's scale as T changes). The teacher is any trained run with the same
 labels and front end (`train.teacher=runs/<name>`); it sees exactly the student's augmented
-batch, so the soft targets describe what the student is shown.
+batch, so the soft targets describe what the student is shown. Several runs
+(`"train.teacher=[runs/a,runs/b,runs/c]"`) teach as one ensemble, the mean of their logits (Hinton
+et al. distil an ensemble the same way; the mean logit is the normalised geometric mean of the
+members' posteriors).
 """
 
 from __future__ import annotations
@@ -21,13 +24,31 @@ from kws.errors import UserError
 from kws.run import resolve_run
 
 
-def load_teacher(path: str, labels: list[str], features: FeatureConfig) -> nn.Module:
-    """The teacher run's best checkpoint as a frozen module in eval mode (on the CPU).
+class EnsembleTeacher(nn.Module):
+    """Several trained models as one teacher: `forward` gives the mean of their logits,
+    `(batch, classes)`, for input `(batch, 1, frames, coefficients)`."""
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(features) for member in self.members]).mean(dim=0)
+
+
+def load_teacher(
+    path: str | list[str], labels: list[str], features: FeatureConfig
+) -> nn.Module:
+    """The teacher run's best checkpoint as a frozen module in eval mode (on the CPU); a list
+    of runs gives their `EnsembleTeacher`.
 
     Raises:
         UserError: the path is no run or checkpoint, or its labels or front end differ from
             the student's (soft targets must mean the same classes of the same input).
     """
+    if isinstance(path, list):
+        members = [load_teacher(member, labels, features) for member in path]
+        return members[0] if len(members) == 1 else EnsembleTeacher(members)
     checkpoint = resolve_run(path).checkpoint()
     if list(checkpoint.labels) != list(labels):
         raise UserError(

@@ -1,6 +1,6 @@
 """Knowledge distillation: the loss is Hinton et al.'s, a weight of 0 is plain training, the
-soft term pulls the student to the teacher, and a teacher of another task or front end is
-refused."""
+soft term pulls the student to the teacher, a list of teachers teaches their mean logits, and a
+teacher of another task or front end is refused."""
 
 import pytest
 import torch
@@ -11,7 +11,7 @@ from kws.cli import main
 from kws.config import copy_config, load_recipe
 from kws.data.dataset import build_data
 from kws.errors import UserError
-from kws.train.distill import distillation_loss
+from kws.train.distill import EnsembleTeacher, distillation_loss, load_teacher
 from kws.train.loop import train
 from tests.helpers import tone_recipe_overrides
 
@@ -115,3 +115,26 @@ def test_cli_distils_from_the_run_the_readme_names(teacher, tmp_path):
     argv[2] = f"train.teacher={tmp_path / 'missing'}"
     argv[3] = "name=other"
     assert main(argv) != 0  # a teacher that does not exist is a clear error, not a crash
+
+
+def test_a_list_of_teachers_teaches_their_mean_logits(teacher, tone_dataset, tmp_path):
+    cfg, teacher_dir, first = teacher
+    other_cfg = copy_config(cfg)
+    other_cfg.train.seed, other_cfg.train.epochs = 1, 2
+    second = train(other_cfg, tmp_path / "second", progress=False).model
+    data = build_data(cfg, torch.device("cpu"), progress=False)
+    features, _ = next(iter(data.batches("validation", 64, shuffle=False, augment=False, seed=0)))
+    labels = data.labels
+    ensemble = load_teacher([str(teacher_dir), str(tmp_path / "second")], labels, cfg.features)
+    assert isinstance(ensemble, EnsembleTeacher)
+    with torch.no_grad():
+        want = (first.eval()(features) + second.eval()(features)) / 2
+        torch.testing.assert_close(ensemble(features), want)
+        alone = load_teacher([str(teacher_dir)], labels, cfg.features)  # a list of one: itself
+        torch.testing.assert_close(alone(features), first(features))
+    argv = ["train", str(teacher_dir / "config.yaml"), "name=small", f"runs_dir={tmp_path}",
+            f"train.teacher=[{teacher_dir},{tmp_path / 'second'}]", "model.widths=[8,8,8]",
+            "train.epochs=1", "train.max_steps_per_epoch=2"]  # fmt: skip
+    assert main(argv) == 0
+    saved = (tmp_path / "small" / "config.yaml").read_text()
+    assert f"- {teacher_dir}" in saved and f"- {tmp_path / 'second'}" in saved
