@@ -36,9 +36,7 @@ class EnsembleTeacher(nn.Module):
         return torch.stack([member(features) for member in self.members]).mean(dim=0)
 
 
-def load_teacher(
-    path: str | list[str], labels: list[str], features: FeatureConfig
-) -> nn.Module:
+def load_teacher(path: str | list[str], labels: list[str], features: FeatureConfig) -> nn.Module:
     """The teacher run's best checkpoint as a frozen module in eval mode (on the CPU); a list
     of runs gives their `EnsembleTeacher`.
 
