@@ -135,14 +135,9 @@ def test_recipes_readme_states_twice_the_rhvoice_clips():
     }
 
 
-def test_recipes_readme_states_the_flite_levers_paired_with_their_baseline():
-    """Label smoothing and Pico (transfer_flite_levers.json) change the doubled-RHVoice recipe
-    (transfer_rhvoice_x2.json, same machine and seeds); the README states each arm's table row
-    and its paired steps in held-out flite and in the gap, recomputed here."""
-    records = json.loads((RESULTS / "transfer_flite_levers.json").read_text())
-    rows = _assert_transfer_table(records, {"flite": 4828})
-    base = {r["seed"]: r for r in json.loads((RESULTS / "transfer_rhvoice_x2.json").read_text())
-            if r["training"] == "medium + MBROLA + 2x RHVoice"}  # fmt: skip
+def _assert_paired_steps(rows: dict, base: dict) -> None:
+    """The README states each arm's paired steps over `base` (seed -> row of the recipe the arm
+    changes): held-out accuracy and gap, mean +- interval and per seed, recomputed here."""
     text = (ROOT / "recipes" / "README.md").read_text()
 
     def gap(r: dict) -> float:
@@ -156,3 +151,29 @@ def test_recipes_readme_states_the_flite_levers_paired_with_their_baseline():
         assert ", ".join(f"{d:+.2f}" for d in held) in text, (key, "steps per seed")
         stat = mean_interval([gap(r) - gap(base[r["seed"]]) for r in runs])
         assert f"gap {stat.mean:+.2f} +- {stat.half_width:.2f}" in text, (key, "gap step")
+
+
+def _arm(name: str, training: str) -> dict:
+    """Seed -> row of one training arm of a committed transfer table."""
+    records = json.loads((RESULTS / name).read_text())
+    return {r["seed"]: r for r in records if r["training"] == training}
+
+
+def test_recipes_readme_states_the_flite_levers_paired_with_their_baseline():
+    """Label smoothing and Pico (transfer_flite_levers.json) change the doubled-RHVoice recipe
+    (transfer_rhvoice_x2.json, same machine and seeds); the README states each arm's table row
+    and its paired steps in held-out flite and in the gap, recomputed here."""
+    records = json.loads((RESULTS / "transfer_flite_levers.json").read_text())
+    rows = _assert_transfer_table(records, {"flite": 4828})
+    _assert_paired_steps(rows, _arm("transfer_rhvoice_x2.json", "medium + MBROLA + 2x RHVoice"))
+
+
+def test_recipes_readme_states_the_distilled_flite_recipes_paired_with_the_teachers_recipe():
+    """Distillation (transfer_flite_distill.json) changes only the loss of the Pico recipe
+    (its data, machine and seeds; the teachers are that recipe's runs): each arm's row and its
+    paired steps over the Pico arm are in the README."""
+    records = json.loads((RESULTS / "transfer_flite_distill.json").read_text())
+    rows = _assert_transfer_table(records, {"flite": 4828})
+    _assert_paired_steps(
+        rows, _arm("transfer_flite_levers.json", "medium + MBROLA + 2x RHVoice + Pico")
+    )
