@@ -26,7 +26,7 @@ from kws.run import resolve_run
 
 class EnsembleTeacher(nn.Module):
     """Several trained models as one teacher: `forward` gives the mean of their logits,
-    `(batch, classes)`, for input `(batch, 1, frames, coefficients)`."""
+    `(batch, classes)`, for features `(batch, frames, coeffs)`."""
 
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
