@@ -79,8 +79,13 @@ class TrainConfig:
     divergence_loss: float = option(100.0, above=0.0)
 
     def validate(self) -> None:
-        """Raises `ConfigError` for milestones outside the run and batch parts combined with
-        what they cannot keep bit for bit."""
+        """Raises `ConfigError` for milestones outside the run, batch parts combined with what
+        they cannot keep bit for bit, and an empty list of teachers."""
+        if self.teacher == []:
+            raise ConfigError(
+                "train.teacher=[] names no run: give one or more runs "
+                '("train.teacher=[runs/a,runs/b]"), or train.teacher="" for no distillation'
+            )
         if any(m > 1 for m in self.lr_milestones):
             raise ConfigError(
                 f"train.lr_milestones={self.lr_milestones}: milestones are fractions of the run "

@@ -6,9 +6,9 @@ is `(1 - w) * CE(student, labels) + w * T^2 * KL(softmax(teacher / T) || softmax
 gradients on the hard term's scale as T changes). The teacher is any trained run with the same
 labels and front end (`train.teacher=runs/<name>`); it sees exactly the student's augmented
 batch, so the soft targets describe what the student is shown. Several runs
-(`"train.teacher=[runs/a,runs/b,runs/c]"`) teach as one ensemble, the mean of their logits (Hinton
-et al. distil an ensemble the same way; the mean logit is the normalised geometric mean of the
-members' posteriors).
+(`"train.teacher=[runs/a,runs/b,runs/c]"`) teach as one ensemble, the mean of their logits: the
+normalised geometric mean of the members' posteriors, the geometric of the two ensemble means
+Hinton et al. name.
 """
 
 from __future__ import annotations
@@ -26,11 +26,22 @@ from kws.run import resolve_run
 
 class EnsembleTeacher(nn.Module):
     """Several trained models as one teacher: `forward` gives the mean of their logits,
-    `(batch, classes)`, for features `(batch, frames, coeffs)`."""
+    `(batch, classes)`, for features `(batch, frames, coeffs)`. A teacher never trains: it
+    stays in eval mode whatever `train()` asks (BatchNorm on its running statistics).
+
+    Raises:
+        ValueError: no members.
+    """
 
     def __init__(self, members: list[nn.Module]) -> None:
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.eval()
+
+    def train(self, mode: bool = True) -> EnsembleTeacher:
+        return super().train(False)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.stack([member(features) for member in self.members]).mean(dim=0)
@@ -42,8 +53,11 @@ def load_teacher(path: str | list[str], labels: list[str], features: FeatureConf
 
     Raises:
         UserError: the path is no run or checkpoint, or its labels or front end differ from
-            the student's (soft targets must mean the same classes of the same input).
+            the student's (soft targets must mean the same classes of the same input); an
+            empty list.
     """
+    if isinstance(path, list) and not path:
+        raise UserError("train.teacher=[] names no run; give one or more runs, or train.teacher=''")
     if isinstance(path, list):
         members = [load_teacher(member, labels, features) for member in path]
         return members[0] if len(members) == 1 else EnsembleTeacher(members)

@@ -252,7 +252,11 @@ def _refuse_changes(run, cfg, started: bool, sections, free, how) -> RecipeConfi
 
 
 def _comparable(key: str, value):
-    if key not in RESUME_PATHS or not value:
+    if key not in RESUME_PATHS:
+        return value
+    if isinstance(value, list) and len(value) <= 1:  # [] is "", [x] is x (one teacher, one set)
+        value = value[0] if value else ""
+    if not value:
         return value
     if isinstance(value, list):
         return [str(Path(v).resolve()) for v in value]

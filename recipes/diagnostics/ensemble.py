@@ -5,6 +5,9 @@ distils, so this says how much an ensemble teacher knows that its members do not
     python recipes/diagnostics/ensemble.py RUN RUN... [--holdout-engine ENGINE | --split S]
         [KEY=VALUE ...]
 
+(S: training, validation or testing, default testing; an argument with `=` that is no existing
+path is an override.)
+
 Data and front end are the first run's (overrides apply, e.g. `data.root=data/synth_medium`);
 every run must have its labels and front end. Each accuracy carries n and its 95% Wilson
 interval (`kws.stats.format_accuracy`); all models see the very same examples (kws's evaluation
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import torch
 
@@ -23,9 +27,11 @@ from kws.data.synth.engines import canonical_engine
 from kws.errors import UserError
 from kws.run import pin_to_checkpoint, resolve_run
 from kws.stats import format_accuracy
-from kws.train.distill import load_teacher
+from kws.train.distill import EnsembleTeacher, load_teacher
 from kws.train.evaluate import evaluate
-from kws.train.report import refuse_trained_speakers
+from kws.train.report import SPLIT_ALIASES, refuse_trained_speakers
+
+SPLITS = ("training", "validation", "testing")
 
 
 def ensemble_accuracies(runs: list[str], overrides: list[str], split: str) -> list[str]:
@@ -48,9 +54,8 @@ def ensemble_accuracies(runs: list[str], overrides: list[str], split: str) -> li
     if data.num_examples(split) == 0:
         raise UserError(f"the {split} split of '{cfg.data.root}' has no examples")
     members = [load_teacher(run, data.labels, cfg.features) for run in runs]
-    ensemble = load_teacher(list(runs), data.labels, cfg.features)
     lines = []
-    for name, model in [*zip(runs, members), ("ensemble (mean logits)", ensemble)]:
+    for name, model in [*zip(runs, members), ("ensemble (mean logits)", EnsembleTeacher(members))]:
         result = evaluate(model, data, split, cfg.train.eval_batch_size)
         lines.append(f"{name}: {format_accuracy(result.num_correct, result.num_examples)}")
     return lines
@@ -59,12 +64,15 @@ def ensemble_accuracies(runs: list[str], overrides: list[str], split: str) -> li
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", metavar="RUN|KEY=VALUE")
-    parser.add_argument("--holdout-engine", default=None, metavar="ENGINE")
-    parser.add_argument("--split", default="testing")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--holdout-engine", default=None, metavar="ENGINE")
+    where.add_argument("--split", default="testing", choices=[*SPLITS, *SPLIT_ALIASES])
     args = parser.parse_intermixed_args(argv)
-    runs = [r for r in args.runs if "=" not in r]
-    overrides = [r for r in args.runs if "=" in r]
-    split = args.split
+    overrides = [a for a in args.runs if "=" in a and not Path(a).exists()]
+    runs = [a for a in args.runs if a not in overrides]
+    if not runs:
+        parser.error("give at least one RUN (a run folder or checkpoint)")
+    split = SPLIT_ALIASES.get(args.split, args.split)
     torch.set_num_threads(1)
     try:
         if args.holdout_engine:

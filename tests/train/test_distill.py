@@ -11,6 +11,7 @@ from kws.cli import main
 from kws.config import copy_config, load_recipe
 from kws.data.dataset import build_data
 from kws.errors import UserError
+from kws.run import resolve_run
 from kws.train.distill import EnsembleTeacher, distillation_loss, load_teacher
 from kws.train.loop import train
 from tests.helpers import tone_recipe_overrides
@@ -117,24 +118,33 @@ def test_cli_distils_from_the_run_the_readme_names(teacher, tmp_path):
     assert main(argv) != 0  # a teacher that does not exist is a clear error, not a crash
 
 
-def test_a_list_of_teachers_teaches_their_mean_logits(teacher, tone_dataset, tmp_path):
-    cfg, teacher_dir, first = teacher
+def test_a_list_of_teachers_teaches_their_mean_logits(teacher, tmp_path):
+    cfg, teacher_dir, _ = teacher
     other_cfg = copy_config(cfg)
     other_cfg.train.seed, other_cfg.train.epochs = 1, 2
-    second = train(other_cfg, tmp_path / "second", progress=False).model
+    train(other_cfg, tmp_path / "second", progress=False)
+    dirs = [str(teacher_dir), str(tmp_path / "second")]
+    first, second = (resolve_run(d).checkpoint().build_model().eval() for d in dirs)
     data = build_data(cfg, torch.device("cpu"), progress=False)
     features, _ = next(iter(data.batches("validation", 64, shuffle=False, augment=False, seed=0)))
-    labels = data.labels
-    ensemble = load_teacher([str(teacher_dir), str(tmp_path / "second")], labels, cfg.features)
+    ensemble = load_teacher(dirs, data.labels, cfg.features)
     assert isinstance(ensemble, EnsembleTeacher)
     with torch.no_grad():
-        want = (first.eval()(features) + second.eval()(features)) / 2
+        want = (first(features) + second(features)) / 2
+        assert not torch.allclose(first(features), second(features))  # two different teachers
         torch.testing.assert_close(ensemble(features), want)
-        alone = load_teacher([str(teacher_dir)], labels, cfg.features)  # a list of one: itself
+        ensemble.train()  # a teacher never trains: BatchNorm keeps its running statistics
+        assert not any(m.training for m in ensemble.modules())
+        torch.testing.assert_close(ensemble(features), want)
+        alone = load_teacher(dirs[:1], data.labels, cfg.features)  # a list of one: that run
         torch.testing.assert_close(alone(features), first(features))
+    with pytest.raises(UserError, match=r"train.teacher=\[\] names no run"):
+        load_teacher([], data.labels, cfg.features)
     argv = ["train", str(teacher_dir / "config.yaml"), "name=small", f"runs_dir={tmp_path}",
-            f"train.teacher=[{teacher_dir},{tmp_path / 'second'}]", "model.widths=[8,8,8]",
+            f"train.teacher=[{dirs[0]},{dirs[1]}]", "model.widths=[8,8,8]",
             "train.epochs=1", "train.max_steps_per_epoch=2"]  # fmt: skip
     assert main(argv) == 0
     saved = (tmp_path / "small" / "config.yaml").read_text()
-    assert f"- {teacher_dir}" in saved and f"- {tmp_path / 'second'}" in saved
+    assert f"- {dirs[0]}" in saved and f"- {dirs[1]}" in saved
+    argv[2:4] = ["name=none", "train.teacher=[]"]
+    assert main(argv) != 0  # an empty list is refused, not read as "no teacher"

@@ -9,7 +9,13 @@ import torch
 from kws.config import load_recipe
 from kws.errors import UserError
 from kws.run import Run
-from kws.train.setup import check_resume_settings, make_optimizer, resolve_device, schedule
+from kws.train.setup import (
+    check_resume_settings,
+    make_optimizer,
+    resolve_device,
+    resume_changes,
+    schedule,
+)
 
 
 def test_step_schedule_with_warmup():
@@ -61,3 +67,15 @@ def test_resume_with_more_epochs_says_the_schedule_stretches(tmp_path, caplog):
         assert "schedule" not in caplog.text
         check_resume_settings(run, load_recipe(None, ["train.epochs=60"]))
     assert "train.epochs 30 -> 60: the learning-rate schedule now spans 60 epochs" in caplog.text
+
+
+def test_resume_reads_one_teacher_alike_as_a_path_or_a_list_of_one(tmp_path):
+    """`train.teacher=runs/a` and `"train.teacher=[runs/a]"` are one teacher: a resume that spells
+    it the other way continues; another teacher (or a second one) is refused."""
+    saved = load_recipe(None, [f"train.teacher={tmp_path / 'a'}"])
+    same = load_recipe(None, [f"train.teacher=[{tmp_path / 'a'}]"])
+    assert resume_changes(saved, same) == []
+    for other in (f"train.teacher=[{tmp_path / 'a'},{tmp_path / 'b'}]", "train.teacher=''"):
+        assert [c.split(":")[0] for c in resume_changes(saved, load_recipe(None, [other]))] == [
+            "train.teacher"
+        ]
