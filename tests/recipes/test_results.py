@@ -174,6 +174,40 @@ def test_recipes_readme_states_the_distilled_flite_recipes_paired_with_the_teach
     paired steps over the Pico arm are in the README."""
     records = json.loads((RESULTS / "transfer_flite_distill.json").read_text())
     rows = _assert_transfer_table(records, {"flite": 4828})
-    _assert_paired_steps(
-        rows, _arm("transfer_flite_levers.json", "medium + MBROLA + 2x RHVoice + Pico")
+    base = _arm("transfer_flite_levers.json", "medium + MBROLA + 2x RHVoice + Pico")
+    _assert_paired_steps(rows, base)
+    for r in records:  # the teachers the README names: seed s+1 mod 3, or all three runs
+        seeds = range(3) if r["training"].endswith("ensemble") else [(r["seed"] + 1) % 3]
+        want = [base[t]["run"] for t in seeds]
+        assert r["teacher_runs"] == want, r["run"]
+    text = (ROOT / "recipes" / "README.md").read_text()
+    for runs in [*rows.values(), [base[seed] for seed in range(3)]]:  # Piper, heard by none
+        piper = [r["unheard_engine_piper"]["accuracy_percent"] for r in runs]
+        stated = f"{sum(piper) / 3:.2f}% (" + ", ".join(f"{a:.2f}%" for a in piper) + ")"
+        assert stated in text, runs[0]["training"]
+
+
+def test_recipes_readme_states_the_ensemble_distilled_recipe_over_five_seeds():
+    """Seeds 3 and 4 (transfer_flite_distill_seeds34.json, same teachers, no paired run) join
+    the ensemble arm's seeds 0-2: the README states their gaps and the five-seed statistics."""
+    arm = "medium + MBROLA + 2x RHVoice + Pico, distilled from the three runs' ensemble"
+    runs = sorted(_arm("transfer_flite_distill.json", arm).values(), key=lambda r: r["seed"])
+    more = json.loads((RESULTS / "transfer_flite_distill_seeds34.json").read_text())
+    assert [r["seed"] for r in more] == [3, 4] and {r["training"] for r in more} == {arm}
+    assert all(r["teacher_runs"] == runs[0]["teacher_runs"] for r in more)
+    runs += more
+    text = (ROOT / "recipes" / "README.md").read_text()
+    gaps = [r["in_domain"]["accuracy_percent"] - r["held_out_engine"]["accuracy_percent"]
+            for r in runs]  # fmt: skip
+    stat = mean_interval(gaps)
+    assert (
+        f"**{stat.mean:.1f} +- {stat.half_width:.1f}** ("
+        + ", ".join(f"{g:.1f}" for g in gaps)
+        + ")"
+        in text
     )
+    for field in ("held_out_engine", "in_domain"):
+        stat = mean_interval([r[field]["accuracy_percent"] for r in runs])
+        assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in text, field
+    within = ("none", "one", "two", "three", "four", "all five")[sum(g <= 8 for g in gaps)]
+    assert f"{within} seeds of five within 8" in text
