@@ -118,7 +118,7 @@ def test_cli_distils_from_the_run_the_readme_names(teacher, tmp_path):
     assert main(argv) != 0  # a teacher that does not exist is a clear error, not a crash
 
 
-def test_a_list_of_teachers_teaches_their_mean_logits(teacher, tmp_path):
+def test_a_list_of_teachers_teaches_their_mean_logits(teacher, tmp_path, capsys):
     cfg, teacher_dir, _ = teacher
     other_cfg = copy_config(cfg)
     other_cfg.train.seed, other_cfg.train.epochs = 1, 2
@@ -146,5 +146,8 @@ def test_a_list_of_teachers_teaches_their_mean_logits(teacher, tmp_path):
     assert main(argv) == 0
     saved = (tmp_path / "small" / "config.yaml").read_text()
     assert f"- {dirs[0]}" in saved and f"- {dirs[1]}" in saved
-    argv[2:4] = ["name=none", "train.teacher=[]"]
+    argv[2], argv[4] = "name=none", "train.teacher=[]"
+    capsys.readouterr()
     assert main(argv) != 0  # an empty list is refused, not read as "no teacher"
+    assert "train.teacher=[] names no run" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
