@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from kws.data.dataset import build_data
+from kws.data.gsc import SPLITS
 from kws.data.synth.engines import canonical_engine
 from kws.errors import UserError
 from kws.run import pin_to_checkpoint, resolve_run
@@ -30,8 +31,6 @@ from kws.stats import format_accuracy
 from kws.train.distill import EnsembleTeacher, load_teacher
 from kws.train.evaluate import evaluate
 from kws.train.report import SPLIT_ALIASES, refuse_trained_speakers
-
-SPLITS = ("training", "validation", "testing")
 
 
 def ensemble_accuracies(runs: list[str], overrides: list[str], split: str) -> list[str]:
