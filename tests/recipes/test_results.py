@@ -211,3 +211,33 @@ def test_recipes_readme_states_the_ensemble_distilled_recipe_over_five_seeds():
         assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in text, field
     within = ("none", "one", "two", "three", "four", "all five")[sum(g <= 8 for g in gaps)]
     assert f"{within} seeds of five within 8" in text
+
+
+def test_recipes_readme_states_the_kokoro_distillation_paired_with_its_teachers():
+    """The kokoro half of the ensemble distillation (transfer_kokoro_distill.json): the Pico
+    recipe with kokoro held out (the teachers) and its students, paired by seed; the README
+    states both rows, the paired steps, the teachers and the Piper step, recomputed here."""
+    records = json.loads((RESULTS / "transfer_kokoro_distill.json").read_text())
+    rows = _assert_transfer_table(records, {"kokoro": 1653})
+    base_arm = "medium + MBROLA + 2x RHVoice + Pico"
+    base = _arm("transfer_kokoro_distill.json", base_arm)
+    students = {key: runs for key, runs in rows.items() if key[0] != base_arm}
+    assert len(students) == 1
+    _assert_paired_steps(students, base)
+    (runs,) = students.values()
+    text = (ROOT / "recipes" / "README.md").read_text()
+    for r in runs:
+        assert r["teacher_runs"] == [base[t]["run"] for t in range(3)], r["run"]
+        assert (r["distill_weight"], r["distill_temperature"]) == (0.5, 2.0)
+    for arm in (runs, [base[seed] for seed in range(3)]):
+        stat = mean_interval([r["unheard_engine_piper"]["accuracy_percent"] for r in arm])
+        assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in text, arm[0]["training"]
+
+    def piper(r: dict) -> float:
+        return r["unheard_engine_piper"]["accuracy_percent"]
+
+    steps = [piper(r) - piper(base[r["seed"]]) for r in runs]
+    stat = mean_interval(steps)
+    assert f"{stat.mean:+.2f} +- {stat.half_width:.2f} points** paired (" in text
+    flowing = " ".join(text.split())  # the per-seed steps wrap across a line
+    assert "(" + ", ".join(f"{d:+.2f}" for d in steps) + "), every seed alike" in flowing
