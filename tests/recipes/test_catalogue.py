@@ -19,20 +19,24 @@ def _expand(pattern: str) -> list[str]:
 
 
 def catalogued() -> set[str]:
-    text = (RECIPES / "README.md").read_text()
-    table = text.split("\n\n", 2)[1]  # after the title: the first paragraph is the table
+    """The names in the first cell of every row of the table headed `| recipe |`."""
+    lines = (RECIPES / "README.md").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| recipe |"))
     names = set()
-    for line in table.splitlines():
-        first_cell = line.split("|")[1] if line.startswith("|") else ""
+    for line in lines[start + 2 :]:  # past the header and its |---| line
+        if not line.startswith("|"):
+            break  # the table ends at its first non-row line
+        first_cell = re.split(r"(?<!\\)\|", line)[1]  # `\|` is a pipe inside a cell
         match = re.match(r"\s*`([^` ]+)", first_cell)
         if match:
             names.update(_expand(match.group(1)))
+    assert "quickstart.yaml" in names, "the catalogue table was not found or not parsed"
     return names
 
 
 def shipped() -> set[str]:
     files = {p for p in RECIPES.rglob("*.yaml")}
-    files |= {p for p in RECIPES.rglob("*.py") if "__main__" in p.read_text()}
+    files |= {p for p in RECIPES.rglob("*.py") if 'if __name__ == "__main__"' in p.read_text()}
     return {str(p.relative_to(RECIPES)) for p in files}
 
 

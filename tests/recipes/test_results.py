@@ -213,31 +213,106 @@ def test_recipes_readme_states_the_ensemble_distilled_recipe_over_five_seeds():
     assert f"{within} seeds of five within 8" in text
 
 
+def _flowing(text: str, start: str, end: str) -> str:
+    """The text from `start` to `end`, its line breaks and runs of spaces made single spaces."""
+    section = text[text.index(start) :]
+    return " ".join(section[: section.index(end)].split())
+
+
+KOKORO_SECTION = ("**Distillation with kokoro held out", "**Every lever at once")
+
+
+def _kokoro_arms() -> tuple[dict, dict]:
+    """Seed -> row of the kokoro-held-out Pico recipe (the teachers) and of its students."""
+    base = _arm("transfer_kokoro_distill.json", "medium + MBROLA + 2x RHVoice + Pico")
+    arm = "medium + MBROLA + 2x RHVoice + Pico, distilled from the three runs' ensemble"
+    kd = _arm("transfer_kokoro_distill.json", arm)
+    assert sorted(base) == sorted(kd) == [0, 1, 2]
+    return base, kd
+
+
+def _value(r: dict, field: str) -> float:
+    """A row's accuracy (percent) of `field`, or its gap (in-domain minus held-out, points)."""
+    if field == "gap":
+        return _value(r, "in_domain") - _value(r, "held_out_engine")
+    return r[field]["accuracy_percent"]
+
+
+def _paired(base: dict, kd: dict, field: str) -> tuple[list[float], object]:
+    """Per-seed steps of `field` from `base` to `kd`, and their mean interval."""
+    steps = [_value(kd[s], field) - _value(base[s], field) for s in range(3)]
+    return steps, mean_interval(steps)
+
+
 def test_recipes_readme_states_the_kokoro_distillation_paired_with_its_teachers():
-    """The kokoro half of the ensemble distillation (transfer_kokoro_distill.json): the Pico
-    recipe with kokoro held out (the teachers) and its students, paired by seed; the README
-    states both rows, the paired steps, the teachers and the Piper step, recomputed here."""
+    """The kokoro half of the ensemble distillation (transfer_kokoro_distill.json): its own
+    section states each arm's accuracies and gaps and the paired steps (held-out, gap, Piper)
+    with their per-seed values, recomputed here; the students' teachers and dose are the ones
+    their configs recorded."""
     records = json.loads((RESULTS / "transfer_kokoro_distill.json").read_text())
-    rows = _assert_transfer_table(records, {"kokoro": 1653})
-    base_arm = "medium + MBROLA + 2x RHVoice + Pico"
-    base = _arm("transfer_kokoro_distill.json", base_arm)
-    students = {key: runs for key, runs in rows.items() if key[0] != base_arm}
-    assert len(students) == 1
-    _assert_paired_steps(students, base)
-    (runs,) = students.values()
-    text = (ROOT / "recipes" / "README.md").read_text()
-    for r in runs:
+    _assert_transfer_table(records, {"kokoro": 1653})
+    base, kd = _kokoro_arms()
+    for r in kd.values():
         assert r["teacher_runs"] == [base[t]["run"] for t in range(3)], r["run"]
         assert (r["distill_weight"], r["distill_temperature"]) == (0.5, 2.0)
-    for arm in (runs, [base[seed] for seed in range(3)]):
-        stat = mean_interval([r["unheard_engine_piper"]["accuracy_percent"] for r in arm])
-        assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in text, arm[0]["training"]
+    section = _flowing((ROOT / "recipes" / "README.md").read_text(), *KOKORO_SECTION)
+    for runs in (base, kd):
+        for field in ("in_domain", "held_out_engine", "unheard_engine_piper"):
+            stat = mean_interval([_value(runs[s], field) for s in range(3)])
+            assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in section, field
+        gaps = [_value(runs[s], "gap") for s in range(3)]
+        stat = mean_interval(gaps)
+        assert f"{stat.mean:.1f} +- {stat.half_width:.1f}" in section
+        assert ", ".join(f"{g:.1f}" for g in gaps) in section
+    (held_steps, held), (_, gap) = _paired(base, kd, "held_out_engine"), _paired(base, kd, "gap")
+    seeds = ", ".join(f"{d:+.2f}" for d in held_steps)
+    assert (
+        f"{held.mean:+.2f} +- {held.half_width:.2f} points** ({seeds}; "
+        f"gap {gap.mean:+.2f} +- {gap.half_width:.2f})" in section
+    )
+    piper_steps, piper = _paired(base, kd, "unheard_engine_piper")
+    seeds = ", ".join(f"{d:+.2f}" for d in piper_steps)
+    assert (
+        f"{piper.mean:+.2f} +- {piper.half_width:.2f} points** paired ({seeds}), every seed alike"
+        in section
+    )
 
-    def piper(r: dict) -> float:
-        return r["unheard_engine_piper"]["accuracy_percent"]
 
-    steps = [piper(r) - piper(base[r["seed"]]) for r in runs]
-    stat = mean_interval(steps)
-    assert f"{stat.mean:+.2f} +- {stat.half_width:.2f} points** paired (" in text
-    flowing = " ".join(text.split())  # the per-seed steps wrap across a line
-    assert "(" + ", ".join(f"{d:+.2f}" for d in steps) + "), every seed alike" in flowing
+def test_recipes_readme_states_the_kokoro_distillations_recall_per_word():
+    """Each command's held-out recall (mean of three seeds, both arms) is stated, and each word
+    is said to rise on every seed, fall on every seed, or neither, as the seeds have it."""
+    base, kd = _kokoro_arms()
+    section = _flowing((ROOT / "recipes" / "README.md").read_text(), *KOKORO_SECTION)
+    phrases = {
+        "rise": r"stop [^;]*? rise on every seed",
+        "fall": r"down [^;]*? falls on every seed",
+        "mixed": r"yes [^;]*? do not move the same way",
+    }
+    said = {key: re.search(pattern, section).group(0) for key, pattern in phrases.items()}
+    for word in ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"):
+        recall = [
+            [runs[s]["held_out_commands_recall"][word] for s in range(3)] for runs in (base, kd)
+        ]
+        b, k = (sum(r) / 3 for r in recall)
+        assert f"{word} {b:.1f}% -> {k:.1f}%" in section, word
+        diffs = [after - before for before, after in zip(*recall)]
+        where = next(key for key, phrase in said.items() if f"{word} {b:.1f}%" in phrase)
+        rises, falls = all(d > 0 for d in diffs), all(d < 0 for d in diffs)
+        assert where == ("rise" if rises else "fall" if falls else "mixed"), word
+
+
+def test_the_transfer_opening_and_readme_state_the_kokoro_distillation():
+    """The transfer section's opening and README.md's summary give the same gaps (one decimal)."""
+    base, kd = _kokoro_arms()
+    text = (ROOT / "recipes" / "README.md").read_text()
+    opening = _flowing(text, "## Transfer to an unheard TTS engine", "| held-out engine |")
+    summary = " ".join((ROOT / "README.md").read_text().split())
+    g_kd, g_base = (mean_interval([_value(r[s], "gap") for s in range(3)]) for r in (kd, base))
+    (_, gap), (_, piper) = _paired(base, kd, "gap"), _paired(base, kd, "unheard_engine_piper")
+    for doc, joint in ((opening, ","), (summary, ";")):
+        assert (
+            f"leaves its gap at {g_kd.mean:.1f} +- {g_kd.half_width:.1f} ({g_base.mean:.1f} +- "
+            f"{g_base.half_width:.1f} without{joint} {gap.mean:+.1f} +- {gap.half_width:.1f} "
+            "paired" in doc
+        )
+    assert f"neither arm heard, {piper.mean:+.1f} +- {piper.half_width:.1f})" in summary
