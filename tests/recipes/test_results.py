@@ -316,3 +316,23 @@ def test_the_transfer_opening_and_readme_state_the_kokoro_distillation():
             "paired" in doc
         )
     assert f"neither arm heard, {piper.mean:+.1f} +- {piper.half_width:.1f})" in summary
+
+
+def test_recipes_readme_states_the_kokoro_students_over_five_seeds():
+    """Seeds 3 and 4 (transfer_kokoro_distill_seeds34.json, same teachers, no paired baseline)
+    join the students' seeds 0-2: the section states their gaps and the five-seed statistics."""
+    base, kd = _kokoro_arms()
+    more = json.loads((RESULTS / "transfer_kokoro_distill_seeds34.json").read_text())
+    assert [r["seed"] for r in more] == [3, 4]
+    assert all(r["training"] == kd[0]["training"] for r in more)
+    assert all(r["teacher_runs"] == kd[0]["teacher_runs"] for r in more)
+    runs = [kd[s] for s in range(3)] + more
+    section = _flowing((ROOT / "recipes" / "README.md").read_text(), *KOKORO_SECTION)
+    gaps = [_value(r, "gap") for r in runs]
+    stat = mean_interval(gaps)
+    five = ", ".join(f"{g:.1f}" for g in gaps)
+    assert f"**{stat.mean:.1f} +- {stat.half_width:.1f}** ({five})" in section
+    assert f"gaps of {gaps[3]:.1f} and {gaps[4]:.1f}" in section
+    for field in ("held_out_engine", "in_domain", "unheard_engine_piper"):
+        stat = mean_interval([_value(r, field) for r in runs])
+        assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in section, field
