@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kws.stats import mean_interval
+from kws.stats import MeanInterval, mean_interval
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "recipes" / "results"
@@ -66,6 +66,13 @@ def test_relative_links_resolve(doc):
     assert missing == []
 
 
+def _value(r: dict, field: str) -> float:
+    """A row's accuracy (percent) of `field`, or its gap (in-domain minus held-out, points)."""
+    if field == "gap":
+        return _value(r, "in_domain") - _value(r, "held_out_engine")
+    return r[field]["accuracy_percent"]
+
+
 def _assert_transfer_table(records: list[dict], held_out_examples: dict[str, int]) -> dict:
     """Every row (training set, held-out engine) of a transfer table has seeds 0-2, and the
     README states its means and intervals (accuracies to 0.01, gaps to 0.1 points) and its gaps
@@ -86,8 +93,7 @@ def _assert_transfer_table(records: list[dict], held_out_examples: dict[str, int
                 continue
             stat = mean_interval([r[field]["accuracy_percent"] for r in runs])
             assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in text, (key, field)
-        gaps = [r["in_domain"]["accuracy_percent"] - r["held_out_engine"]["accuracy_percent"]
-                for r in runs]  # fmt: skip
+        gaps = [_value(r, "gap") for r in runs]
         stat = mean_interval(gaps)
         assert f"{stat.mean:.1f} +- {stat.half_width:.1f}" in text, (key, "gap")
         assert ", ".join(f"{g:.1f}" for g in gaps) in text, (key, "gap per seed")
@@ -139,17 +145,13 @@ def _assert_paired_steps(rows: dict, base: dict) -> None:
     """The README states each arm's paired steps over `base` (seed -> row of the recipe the arm
     changes): held-out accuracy and gap, mean +- interval and per seed, recomputed here."""
     text = (ROOT / "recipes" / "README.md").read_text()
-
-    def gap(r: dict) -> float:
-        return r["in_domain"]["accuracy_percent"] - r["held_out_engine"]["accuracy_percent"]
-
     for key, runs in rows.items():
         held = [r["held_out_engine"]["accuracy_percent"]
                 - base[r["seed"]]["held_out_engine"]["accuracy_percent"] for r in runs]  # fmt: skip
         stat = mean_interval(held)
         assert f"{stat.mean:+.2f} +- {stat.half_width:.2f} points" in text, (key, "held-out step")
         assert ", ".join(f"{d:+.2f}" for d in held) in text, (key, "steps per seed")
-        stat = mean_interval([gap(r) - gap(base[r["seed"]]) for r in runs])
+        stat = mean_interval([_value(r, "gap") - _value(base[r["seed"]], "gap") for r in runs])
         assert f"gap {stat.mean:+.2f} +- {stat.half_width:.2f}" in text, (key, "gap step")
 
 
@@ -197,8 +199,7 @@ def test_recipes_readme_states_the_ensemble_distilled_recipe_over_five_seeds():
     assert all(r["teacher_runs"] == runs[0]["teacher_runs"] for r in more)
     runs += more
     text = (ROOT / "recipes" / "README.md").read_text()
-    gaps = [r["in_domain"]["accuracy_percent"] - r["held_out_engine"]["accuracy_percent"]
-            for r in runs]  # fmt: skip
+    gaps = [_value(r, "gap") for r in runs]
     stat = mean_interval(gaps)
     assert (
         f"**{stat.mean:.1f} +- {stat.half_width:.1f}** ("
@@ -231,14 +232,7 @@ def _kokoro_arms() -> tuple[dict, dict]:
     return base, kd
 
 
-def _value(r: dict, field: str) -> float:
-    """A row's accuracy (percent) of `field`, or its gap (in-domain minus held-out, points)."""
-    if field == "gap":
-        return _value(r, "in_domain") - _value(r, "held_out_engine")
-    return r[field]["accuracy_percent"]
-
-
-def _paired(base: dict, kd: dict, field: str) -> tuple[list[float], object]:
+def _paired(base: dict, kd: dict, field: str) -> tuple[list[float], MeanInterval]:
     """Per-seed steps of `field` from `base` to `kd`, and their mean interval."""
     steps = [_value(kd[s], field) - _value(base[s], field) for s in range(3)]
     return steps, mean_interval(steps)
