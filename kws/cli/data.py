@@ -73,12 +73,14 @@ def add(sub) -> None:
     s.add_argument("--workers", type=int, default=0, help="parallel workers (0 = all cores)")
     s.add_argument("--noise-seconds", type=float, default=None, help="default: the size's (60)")
     s.add_argument("--engines", nargs="+", default=None,
-                   help="espeak-ng, flite, festival, kokoro, piper, mbrola, rhvoice, pico. "
+                   help="espeak-ng, flite, festival, kokoro, piper, mbrola, rhvoice, pico, "
+                   "katakana. "
                    "Default: espeak-ng, flite, festival and kokoro, those installed. Opt-in, "
                    "named here only: piper (one US voice), mbrola (twenty diphone voices from "
                    "Debian contrib/non-free, sixteen foreign-accented), rhvoice (six HTS voices "
-                   "from Debian non-free, two Russian-accented) and pico (SVOX Pico's en-US and "
-                   "en-GB HMM voices, Debian non-free)")  # fmt: skip
+                   "from Debian non-free, two Russian-accented), pico (SVOX Pico's en-US and "
+                   "en-GB HMM voices, Debian non-free) and katakana (English as Japanese "
+                   "loanwords, sutoppu for stop, by MBROLA's three Japanese voices)")  # fmt: skip
     s.add_argument(
         "--accents",
         type=float,

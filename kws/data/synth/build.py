@@ -24,6 +24,7 @@ from kws.data.gsc import SYNTH_MANIFEST as MANIFEST
 from kws.data.synth.accents import MAX_RULES, RULES
 from kws.data.synth.engines import (
     INSTALL_HINT,
+    KATAKANA_HINT,
     MBROLA_HINT,
     OPT_IN_ENGINES,
     PICO_HINT,
@@ -99,7 +100,7 @@ def available_engines() -> dict[str, list[str]]:
 
 def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
     """The engines to use: those named, or every engine found but the opt-in ones (piper, mbrola,
-    rhvoice, pico); kokoro or piper asked for without the `tts` extra names `kws[tts]`.
+    rhvoice, pico, katakana); kokoro or piper asked for without the `tts` extra names `kws[tts]`.
 
     Raises:
         UserError: no engine found, or a named engine missing (names the package to install).
@@ -117,7 +118,9 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
         require_kokoro()  # raises naming the extra when a package is missing
     if "piper" in names and "piper" not in found:
         require_piper()
-    for name, hint in (("mbrola", MBROLA_HINT), ("rhvoice", RHVOICE_HINT), ("pico", PICO_HINT)):
+    hints = (("mbrola", MBROLA_HINT), ("rhvoice", RHVOICE_HINT), ("pico", PICO_HINT),
+             ("katakana", KATAKANA_HINT))  # fmt: skip
+    for name, hint in hints:
         if name in names and name not in found:
             raise UserError(f"TTS engine {name} not found on this machine; {hint}")
     missing = [name for name in names if name not in found]

@@ -17,7 +17,8 @@ Russian-accented voices, evgeniy-eng and lyubov; voices are found by their `voic
 Pico (the Android TTS of 2009; HMM-based statistical parametric synthesis) is opt-in, from
 Debian's non-free `libttspico-utils`: its two English voices, en-US and en-GB (its German,
 Spanish, French and Italian voices would read English spelling by their own language's rules,
-so they are not offered).
+so they are not offered). `katakana` (opt-in; Debian's `mbrola-jp1`, `-jp2`, `-jp3`) reads
+English as Japanese loanwords with MBROLA's Japanese voices (`kws.data.synth.katakana`).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from kws.data.synth.piper import missing as piper_missing
 from kws.data.synth.piper import version as piper_version
 from kws.errors import UserError
 
-ENGINES = ("espeak", "flite", "festival", "kokoro", "piper", "mbrola", "rhvoice", "pico")
+ENGINES = ("espeak", "flite", "festival", "kokoro", "piper", "mbrola", "rhvoice", "pico",
+           "katakana")  # fmt: skip
 # used only when named (`--engines ... piper`)
-OPT_IN_ENGINES = ("piper", "mbrola", "rhvoice", "pico")
+OPT_IN_ENGINES = ("piper", "mbrola", "rhvoice", "pico", "katakana")
 ENGINE_ALIASES = {"espeak-ng": "espeak"}
 INSTALL_HINT = (
     "install them with `sudo apt-get install espeak-ng flite festival festvox-kallpc16k "
@@ -53,6 +55,12 @@ MBROLA_HINT = (
     "`espeak-ng --voices=en` lists under mb/)"
 )
 MBROLA_DATA_DIR = Path("/usr/share/mbrola")
+KATAKANA_VOICES = ("mb-jp1", "mb-jp2", "mb-jp3")  # espeak-ng's Japanese MBROLA voices
+KATAKANA_HINT = (
+    "the katakana engine reads English as Japanese loanwords with MBROLA's Japanese voices, "
+    "from Debian's contrib and non-free components: `sudo apt-get install mbrola mbrola-jp1 "
+    "mbrola-jp2 mbrola-jp3` (any of the three)"
+)
 RHVOICE_HINT = (
     "RHVoice's English voices are in Debian's non-free component: `sudo apt-get install rhvoice "
     "rhvoice-english` (voices alan, bdl, clb, slt, evgeniy-eng, lyubov)"
@@ -159,6 +167,15 @@ def _mbrola_info() -> EngineInfo | None:
     return EngineInfo("mbrola", tuple(dict.fromkeys(voices)))
 
 
+def _katakana_info() -> EngineInfo | None:
+    """espeak-ng's Japanese MBROLA voices whose diphone database is installed
+    (`kws.data.synth.katakana`)."""
+    if shutil.which("espeak-ng") is None or shutil.which("mbrola") is None:
+        return None
+    voices = [v for v in KATAKANA_VOICES if (MBROLA_DATA_DIR / v.removeprefix("mb-")).is_dir()]
+    return EngineInfo("katakana", tuple(voices))
+
+
 def _flite_info() -> EngineInfo | None:
     if shutil.which("flite") is None:
         return None
@@ -226,7 +243,9 @@ def _version(engine: str) -> str:
         return _package_version("rhvoice-english")
     if engine == "pico":  # pico2wave has no --version either
         return _package_version("libttspico-utils")
-    program = {"espeak": "espeak-ng", "mbrola": "espeak-ng"}.get(engine, engine)
+    program = {"espeak": "espeak-ng", "mbrola": "espeak-ng", "katakana": "espeak-ng"}.get(
+        engine, engine
+    )
     try:  # flite prints its version and exits 1, so the exit status is ignored here
         done = subprocess.run([program, "--version"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
@@ -250,7 +269,7 @@ def discover() -> dict[str, EngineInfo]:
     """Engines on this machine that have at least one voice, keyed by canonical name."""
     found = {}
     probes = (_espeak_info, _flite_info, _festival_info, _kokoro_info, _piper_info, _mbrola_info,
-              _rhvoice_info, _pico_info)  # fmt: skip
+              _rhvoice_info, _pico_info, _katakana_info)  # fmt: skip
     for probe in probes:
         try:
             info = probe()

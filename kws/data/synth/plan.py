@@ -30,9 +30,9 @@ SPLIT_PATTERN = ("training", "validation", "testing") + ("training",) * 7
 # Share of speakers per engine; kokoro's share is set per size (it costs ~10x per clip). Piper
 # has one voice (its speakers differ in rate, prosody noise and acoustics only): a small share.
 # MBROLA has twenty voices (three US, one British, sixteen accented), RHVoice six: like flite's.
-# Pico has two (en-US, en-GB): a smaller share, like Piper's.
+# Pico has two (en-US, en-GB): a smaller share, like Piper's; katakana three (MBROLA's jp1-3).
 BASE_ENGINE_WEIGHTS = {"espeak": 0.4, "flite": 0.3, "festival": 0.3, "piper": 0.15, "mbrola": 0.3,
-                       "rhvoice": 0.3, "pico": 0.15}  # fmt: skip
+                       "rhvoice": 0.3, "pico": 0.15, "katakana": 0.15}  # fmt: skip
 DEFAULT_KOKORO_SHARE = 0.1
 
 

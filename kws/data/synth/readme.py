@@ -30,6 +30,12 @@ LICENSES = {
         "program, not to be sold or put into a product that is sold (each database's terms: "
         "/usr/share/doc/mbrola-*/copyright); a set with MBROLA speakers carries those terms"
     ),
+    "katakana": (
+        "MBROLA's Japanese voices jp1, jp2, jp3 read by espeak-ng (GPL-3.0) and mbrola "
+        "(AGPL-3.0), each run as a separate process; the diphone databases: free to use and "
+        "copy with the mbrola program, not to be sold or put into a product that is sold "
+        "(/usr/share/doc/mbrola-jp*/copyright); a set with katakana speakers carries those terms"
+    ),
     "rhvoice": (
         "RHVoice (Olga Yakovleva): RHVoice-test GPL-2.0+, run as a separate process, on the "
         "LGPL-2.1+ library; voices alan, bdl, clb, slt: LGPL-2.1+; voices evgeniy-eng and "

@@ -31,6 +31,7 @@ from kws.data.synth.engines import (
     pico,
     rhvoice,
 )
+from kws.data.synth.katakana import katakana_texts, speak_katakana
 from kws.data.synth.kokoro import SAMPLE_RATE_HZ as KOKORO_RATE_HZ
 from kws.data.synth.kokoro import kokoro_phonemes, phonemize, style_table
 from kws.data.synth.kokoro import synthesize as kokoro_synthesize
@@ -99,7 +100,7 @@ def _blend(rng: np.random.Generator, names: tuple[str, ...]) -> tuple[tuple[str,
 
 
 def _engine_params(info: EngineInfo, rng: np.random.Generator) -> dict:
-    if info.name == "mbrola":  # espeak-ng's variants shape its formant voice, not diphones
+    if info.name in ("mbrola", "katakana"):  # espeak-ng's variants shape formants, not diphones
         return {"pitch": float(rng.integers(20, 81)), "speed": float(rng.integers(120, 211))}
     if info.name == "espeak":
         variant = str(rng.choice(info.variants)) if info.variants and rng.random() < 0.8 else ""
@@ -236,6 +237,23 @@ def _speak_neural(speaker: Speaker, texts: list[str]) -> list:
     return results
 
 
+def _speak_katakana(speaker: Speaker, texts: list[str], tmp: Path) -> list:
+    """English as Japanese loanwords: katakana for every text in one espeak-ng call, then an
+    MBROLA Japanese voice per text (`kws.data.synth.katakana`)."""
+    try:
+        kana = katakana_texts(texts)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return [SynthesisError(f"espeak-ng phonemizer failed: {exc}")] * len(texts)
+    results: list = []
+    for text in kana:
+        try:
+            pitch, wpm = int(speaker.pitch), int(speaker.speed)
+            results.append(speak_katakana(text, speaker.voice, pitch, wpm, tmp))
+        except SynthesisError as exc:
+            results.append(exc)
+    return results
+
+
 def speak(speaker: Speaker, texts: list[str], tmp: Path) -> list:
     """Raw TTS for each text: `(audio (samples,) float32, rate_hz)` or a `SynthesisError`.
 
@@ -252,6 +270,8 @@ def speak(speaker: Speaker, texts: list[str], tmp: Path) -> list:
             return festival_batch(texts, speaker.voice, speaker.speed, tmp)
         except SynthesisError as exc:
             return [exc] * len(texts)
+    if speaker.engine == "katakana":
+        return _speak_katakana(speaker, texts, tmp)
     if speaker.accent:  # espeak-ng reads the rewritten phonemes back as `[[...]]` input
         try:
             texts = accented_texts(texts, speaker.voice, speaker.accent)
