@@ -131,7 +131,9 @@ def _lines(rows: list[dict]) -> list[str]:
     if len(rows) > 1:
         for label, key, base in STEPS:
             steps = [_percent(r[key]) - _percent(r[base]) for r in rows]
-            lines.append(f"{label}: {mean_interval(steps).format(scale=1.0)}, points, paired")
+            step = mean_interval(steps)
+            lines.append(f"{label}: {step.mean:+.2f} +- {step.half_width:.2f} points, paired "
+                         f"({step.count} runs)")  # fmt: skip
     return lines
 
 

@@ -220,7 +220,7 @@ def _flowing(text: str, start: str, end: str) -> str:
     return " ".join(section[: section.index(end)].split())
 
 
-KOKORO_SECTION = ("**Distillation with kokoro held out", "**Every lever at once")
+KOKORO_SECTION = ("**Distillation with kokoro held out", "**A Japanese loanword accent")
 
 
 def _kokoro_arms() -> tuple[dict, dict]:
