@@ -6,9 +6,10 @@ Japanese accent that no other engine says. This engine says English the way Japa
 loanwords do (Quackenbush 1977; Irwin 2011, "Loanwords in Japanese"): every syllable opens on
 one consonant and ends on a vowel or the moraic nasal, so a vowel follows each consonant that
 had none ("stop" -> sutoppu: o after t and d, i after ch and j, u elsewhere), a short vowel
-before a final voiceless stop doubles it (the small tsu), l and r merge into r, th becomes s or
-z, v becomes b, the r of a vowel after it lengthens the vowel ("bird" -> baado), and English
-vowels fold onto the five Japanese ones. espeak-ng's Japanese MBROLA voices then read the
+before a word's final p, t, k, ch, sh, d or g doubles it (the small tsu: "dog" -> doggu; not
+inside a word: "happy" -> hapii), l and r merge into r, th becomes s or z, v becomes b, the r
+after a vowel lengthens it ("bird" -> baado), and English vowels fold onto the five Japanese
+ones. espeak-ng's Japanese MBROLA voices then read the
 katakana with Japanese diphones cut from recordings of Japanese speakers.
 
 This is a strong, textbook loanword accent, not a measured model of any one speaker.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kws.data.synth.engines import MBROLA_DATA_DIR, _fresh, _read_wav, _run
+from kws.data.synth.engines import MBROLA_DATA_DIR, SynthesisError, _fresh, _read_wav, _run
 from kws.data.synth.kokoro import phonemize
 
 # English IPA vowels (espeak-ng en-us, diphthongs tied with ^) -> Japanese vowels; a trailing
@@ -44,11 +45,13 @@ _KANA = {
     "": "ア イ ウ エ オ", "k": "カ キ ク ケ コ", "g": "ガ ギ グ ゲ ゴ", "s": "サ シ ス セ ソ",
     "z": "ザ ジ ズ ゼ ゾ", "t": "タ ティ トゥ テ ト", "d": "ダ ディ ドゥ デ ド",
     "n": "ナ ニ ヌ ネ ノ", "h": "ハ ヒ フ ヘ ホ", "b": "バ ビ ブ ベ ボ", "p": "パ ピ プ ペ ポ",
-    "m": "マ ミ ム メ モ", "r": "ラ リ ル レ ロ", "w": "ワ ウィ ウ ウェ ウォ",
+    "m": "マ ミ ム メ モ", "r": "ラ リ ル レ ロ", "w": "ワ ウイ ウ ウエ ウオ",
     "y": "ヤ イ ユ イエ ヨ", "f": "ファ フィ フ フェ フォ", "sh": "シャ シ シュ シェ ショ",
     "j": "ジャ ジ ジュ ジェ ジョ", "ch": "チャ チ チュ チェ チョ",
 }  # fmt: skip
 _KANA["l"] = _KANA["r"]  # one liquid: l and r merge
+# wi, we, wo are the older spellings ウイ, ウエ, ウオ: after a mora ending in u, espeak-ng's
+# Japanese rules read ウィ as the English words "Japanese letter" (quick, swim)
 KANA = {c: dict(zip(_VOWEL_ORDER, row.split(), strict=True)) for c, row in _KANA.items()}
 _SMALL_Y = {"a": "ャ", "u": "ュ", "o": "ョ"}  # kya, kyu, kyo
 _EPENTHETIC = {"t": "o", "d": "o", "ch": "i", "j": "i"}  # else "u"
@@ -100,7 +103,15 @@ def _kana(consonant: str, vowel: str) -> str:
         if vowel in _SMALL_Y and base in KANA:
             return KANA[base]["i"] + _SMALL_Y[vowel]
         return KANA[base]["i"] + KANA["y"][vowel]
-    return KANA.get(consonant, KANA[""])[vowel]
+    if consonant == "ng":  # singer: the moraic nasal, then g opens the vowel
+        return MORAIC_N + KANA["g"][vowel]
+    if consonant not in KANA:
+        raise ValueError(f"no kana for the consonant {consonant!r}")
+    return KANA[consonant][vowel]
+
+
+def _at(tokens: list[str], k: int) -> str:
+    return tokens[k] if k < len(tokens) else ""
 
 
 def word_katakana(ipa: str) -> str:
@@ -113,11 +124,12 @@ def word_katakana(ipa: str) -> str:
     tokens = _tokens(ipa)
     for k, token in enumerate(tokens):
         vowel = _vowel(token)
-        if vowel is not None and token.startswith("ɑ") and tokens[k + 1 : k + 2] == ["ɹ"]:
+        r_coda = tokens[k + 1 : k + 2] == ["ɹ"] and _vowel(_at(tokens, k + 2)) is None
+        if vowel is not None and token.startswith("ɑ") and r_coda:
             phones.append(("V", "a"))  # car, star: kaa, sutaa (the r lengthens it)
         elif vowel is not None:
             phones.append(("V", vowel))
-        elif token.removesuffix("ː") in CONSONANTS and CONSONANTS[token.removesuffix("ː")]:
+        elif token.removesuffix("ː") in CONSONANTS:
             phones.append(("C", CONSONANTS[token.removesuffix("ː")]))
     out: list[str] = []
     i = 0
@@ -179,67 +191,93 @@ def katakana_texts(texts: list[str], voice: str = "en-us") -> list[str]:
     return [" ".join(word_katakana(w) for w in ipa.split()) for ipa in phonemize(texts, voice, "^")]
 
 
-def speak_katakana(kana: str, voice: str, pitch: int, speed_wpm: int, tmp: Path):
-    """Katakana read by an MBROLA Japanese voice (`mb-jp1` ...): espeak-ng's Japanese front end
-    writes the phones, durations and pitch (`--pho`; `-p` pitch 0-99, `-s` words per minute),
-    mbrola speaks them with the voice's diphones.
+def katakana_pho(kana: str, voice: str, pitch: int = 50, speed_wpm: int = 175) -> list[list[str]]:
+    """The `.pho` rows (phone, duration ms, pitch points...) an MBROLA Japanese voice (`mb-jp1`
+    ...) says `kana` with: espeak-ng's Japanese front end writes phones, durations and pitch
+    (`--pho`; `-p` pitch 0-99, `-s` words per minute), `fit_phones` names them as the database
+    does.
 
     espeak-ng's Japanese rules turn the f of foreign words (fa, fu, ...) into p ("left" would
     come out "reputo"), though all three databases have the f the loanwords need; so f is
-    written with the v-kana, which nothing else here uses, and renamed back to f on the way.
+    written with the v-kana, which nothing else here uses, and renamed back to f on the way
+    (h before u, as in "who", is the same kana and becomes f too: Japanese fu is bilabial).
+    After a mora ending in u, espeak-ng reads a v-kana as the English words "Japanese letter";
+    such a text is read again as written, its f as p.
+
+    Raises:
+        SynthesisError: espeak-ng failed, or read the text as English either way.
+    """
+    args = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed_wpm), "-q", "--pho"]
+    for text in (kana.replace("フ", "ヴ"), kana):  # f: see above
+        rows = [line.split() for line in _run([*args, text]).splitlines() if line.strip()]
+        if all(row[0] in ESPEAK_JAPANESE_PHONES for row in rows):
+            return fit_phones(rows, voice.removeprefix("mb-"))
+    raise SynthesisError(f"espeak-ng read {kana!r} as English, not as Japanese")
+
+
+def speak_katakana(kana: str, voice: str, pitch: int, speed_wpm: int, tmp: Path):
+    """Katakana said by an MBROLA Japanese voice (`katakana_pho`, then mbrola).
 
     Returns `(audio (samples,) float32, rate_hz)`.
 
     Raises:
-        SynthesisError: espeak-ng or mbrola failed or wrote no audio.
+        SynthesisError: espeak-ng or mbrola failed or wrote no audio, or espeak-ng read the
+            text as English.
     """
-    pho = _fresh(tmp / "katakana.pho")
-    out = _fresh(tmp / "katakana.wav")
-    text = kana.replace("フ", "ヴ")  # f: see above
-    args = ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed_wpm), "-q", "--pho", text]
-    rows = [line.split() for line in _run(args).splitlines() if line.strip()]
+    rows = katakana_pho(kana, voice, pitch, speed_wpm)
+    pho, out = _fresh(tmp / "katakana.pho"), _fresh(tmp / "katakana.wav")
+    pho.write_text("".join(" ".join(row) + "\n" for row in rows))
     database = voice.removeprefix("mb-")
-    pho.write_text("".join(" ".join(row) + "\n" for row in fit_phones(rows, database)))
-    path = MBROLA_DATA_DIR / database / database
-    # -e: the few diphones a database still lacks (jp1 has no w-o) are bridged with silence
-    _run(["mbrola", "-e", str(path), str(pho), str(out)])
+    # -e: a diphone a database still lacks is bridged with silence rather than failing the clip
+    _run(["mbrola", "-e", str(MBROLA_DATA_DIR / database / database), str(pho), str(out)])
     return _read_wav(out)
 
 
+# What espeak-ng's Japanese MBROLA voices write (`--pho`); anything else ("@", "l", "i:", "?")
+# is English, which they switch to on text their Japanese rules cannot read.
+ESPEAK_JAPANESE_PHONES = frozenset(
+    "_ a i u e o U k g s z t d n h b p m r w j v S tS ts dZ N c".split()
+)
 _JP_VOWELS = set("aiueo")
-_VOICELESS = ("p", "t", "k", "s", "S", "ts", "tS")  # geminates the databases have (Qp, ...)
+# A geminate as one phone, "Q" + the consonant, where the database has its diphones (mbrola -e
+# over a-Q?-u, measured); otherwise a stop's first half is its closure (silence) and any other
+# consonant one longer phone.
+_Q_PHONES = {"jp1": ("p", "t", "k", "S"), "jp3": ("p", "t", "k", "S")}
+_STOPS = ("p", "t", "k", "tS", "ts")
+
+
+def _rename(name: str, database: str) -> str:
+    jp2 = database == "jp2"
+    if name == "r" and not jp2:
+        return "rr"
+    return {"v": "f", "U": "u", "c": "C" if jp2 else "h"}.get(name, name)  # f: speak_katakana
 
 
 def fit_phones(rows: list[list[str]], database: str) -> list[list[str]]:
     """espeak-ng's `--pho` rows (phone, duration ms, pitch points...) renamed into what the
-    Japanese database has: espeak-ng writes one symbol set for all three, and jp1 and jp3 call
-    r "rr", the moraic nasal "N" and a geminate "Qp" (one phone for both halves), while jp2 has
-    the moraic nasal per place ("N:", "n:", "m:", "G:"), "n1" and "C" before i, and no
-    geminate diphones (its closure is silence, which is what a stop's closure is). mbrola would
-    say silence for each diphone it lacks: 145 over the default words with jp1 before this, 2
-    after (w-o, w-e: Japanese has no wo or we). A voiced geminate (no database has one)
-    becomes one longer consonant."""
+    Japanese database has (a new list; `rows` is left as it is): espeak-ng writes one symbol
+    set for all three, and jp1 and jp3 call r "rr" and the moraic nasal "N", while jp2 has the
+    moraic nasal per place ("N:", "n:", "m:", "G:") and "n1" and "C" before i; a geminate is
+    one "Qp"-style phone where the database has it (`_Q_PHONES`). mbrola says silence for each
+    diphone it lacks: 147 over the default words with jp1 before this, none after.
+    """
     jp2 = database == "jp2"
-    rows = [list(row) for row in rows]
+    named = [[_rename(row[0], database), *row[1:]] for row in rows]
     out: list[list[str]] = []
-    for i, row in enumerate(rows):
-        name, nxt = row[0], rows[i + 1][0] if i + 1 < len(rows) else "_"
-        name = {"v": "f", "U": "u", "c": "C" if jp2 else "h"}.get(name, name)  # f: speak_katakana
-        if name == nxt and name not in _JP_VOWELS and name != "_":
-            if name in _VOICELESS and jp2:
-                name = "_"
-            else:  # one phone for both halves: Qp (jp1, jp3), or a longer voiced consonant
-                nxt_row = rows[i + 1]
-                nxt_row[1] = str(int(nxt_row[1]) + int(row[1]))
-                if name in _VOICELESS:
-                    nxt_row[0] = "Q" + name
+    for i, row in enumerate(named):
+        name, nxt = row[0], named[i + 1][0] if i + 1 < len(named) else "_"
+        if (name == nxt or (name, nxt) == ("t", "tS")) and name not in _JP_VOWELS | {"_"}:
+            if nxt in _Q_PHONES.get(database, ()) or nxt not in _STOPS:
+                # one phone for both halves: Qp, or a longer fricative, nasal or voiced consonant
+                second = named[i + 1]
+                q = "Q" if nxt in _Q_PHONES.get(database, ()) else ""
+                named[i + 1] = [q + nxt, str(int(second[1]) + int(row[1])), *second[2:]]
                 continue
+            name = "_"  # the stop's closure
         elif name in ("n", "N") and nxt not in _JP_VOWELS and nxt not in ("j", "w"):
             name = _moraic_nasal(nxt) if jp2 else "N"
         elif jp2 and nxt == "i" and name in ("n", "h"):
             name = {"n": "n1", "h": "C"}[name]
-        elif name == "r" and not jp2:
-            name = "rr"
         elif name == "dZ" and jp2 and out and out[-1][0] in _JP_VOWELS:
             name = "Z"  # jp2's j between vowels
         out.append([name, *row[1:]])
