@@ -193,3 +193,32 @@ def test_the_share_the_offset_closes_is_stated():
         assert said in section
         adabn = _gap(rows, "in_domain", "held_out_adabn").split()[0]
         assert f"gaps {adabn}" in section or f"and {adabn})" in section
+
+
+def test_the_katakana_clips_with_flite_held_out_are_stated_paired():
+    """transfer_flite_katakana.json: its baseline is the flite-held-out Pico recipe reported in
+    transfer_flite_levers.json, and the paired steps are stated."""
+    records = json.loads((RESULTS / "transfer_flite_katakana.json").read_text())
+    _assert_transfer_table(records, {"flite": 4828})
+    base = _arm("transfer_flite_katakana.json", PICO)
+    kata = _arm("transfer_flite_katakana.json", f"{PICO} + 4,389 katakana clips")
+    levers = _arm("transfer_flite_levers.json", PICO)
+    for s in range(3):
+        assert base[s] == levers[s]
+    section = _section(KATAKANA_SECTION)
+    for runs in (base, kata):
+        stat = mean_interval([_value(runs[s], "unheard_engine_piper") for s in range(3)])
+        assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in section
+    labels = {"held_out_engine": "Held-out flite", "gap": "gap", "in_domain": "in-domain",
+              "unheard_engine_piper": "Piper"}  # fmt: skip
+    for field, label in labels.items():
+        steps, stat = _paired(base, kata, field)
+        bold = "**" if field == "unheard_engine_piper" else ""
+        said = f"{label} {bold}{stat.mean:+.2f} +- {stat.half_width:.2f}"
+        if field in ("held_out_engine", "unheard_engine_piper"):
+            said += ("** " if field == "unheard_engine_piper" else " points paired ") + (
+                "(" + ", ".join(f"{d:+.2f}" for d in steps) + ")"
+            )
+        assert said in section, field
+    piper_steps, _ = _paired(base, kata, "unheard_engine_piper")
+    assert sum(d < 0 for d in piper_steps) == 2 and "falls on two seeds of three" in section
