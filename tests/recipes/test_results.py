@@ -238,6 +238,18 @@ def _paired(base: dict, kd: dict, field: str) -> tuple[list[float], MeanInterval
     return steps, mean_interval(steps)
 
 
+def _assert_arm_stated(runs: dict, section: str) -> None:
+    """Seeds 0-2 of one arm: in-domain, held-out and Piper means +- intervals (0.01), the gap's
+    (0.1) and the gap per seed are all in `section`."""
+    for field in ("in_domain", "held_out_engine", "unheard_engine_piper"):
+        stat = mean_interval([_value(runs[s], field) for s in range(3)])
+        assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in section, field
+    gaps = [_value(runs[s], "gap") for s in range(3)]
+    stat = mean_interval(gaps)
+    assert f"{stat.mean:.1f} +- {stat.half_width:.1f}" in section
+    assert ", ".join(f"{g:.1f}" for g in gaps) in section
+
+
 def test_recipes_readme_states_the_kokoro_distillation_paired_with_its_teachers():
     """The kokoro half of the ensemble distillation (transfer_kokoro_distill.json): its own
     section states each arm's accuracies and gaps and the paired steps (held-out, gap, Piper)
@@ -251,13 +263,7 @@ def test_recipes_readme_states_the_kokoro_distillation_paired_with_its_teachers(
         assert (r["distill_weight"], r["distill_temperature"]) == (0.5, 2.0)
     section = _flowing((ROOT / "recipes" / "README.md").read_text(), *KOKORO_SECTION)
     for runs in (base, kd):
-        for field in ("in_domain", "held_out_engine", "unheard_engine_piper"):
-            stat = mean_interval([_value(runs[s], field) for s in range(3)])
-            assert f"{stat.mean:.2f} +- {stat.half_width:.2f}%" in section, field
-        gaps = [_value(runs[s], "gap") for s in range(3)]
-        stat = mean_interval(gaps)
-        assert f"{stat.mean:.1f} +- {stat.half_width:.1f}" in section
-        assert ", ".join(f"{g:.1f}" for g in gaps) in section
+        _assert_arm_stated(runs, section)
     (held_steps, held), (_, gap) = _paired(base, kd, "held_out_engine"), _paired(base, kd, "gap")
     seeds = ", ".join(f"{d:+.2f}" for d in held_steps)
     assert (
