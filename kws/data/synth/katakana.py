@@ -12,7 +12,9 @@ after a vowel lengthens it ("bird" -> baado), and English vowels fold onto the f
 ones. espeak-ng's Japanese MBROLA voices then read the
 katakana with Japanese diphones cut from recordings of Japanese speakers.
 
-This is a strong, textbook loanword accent, not a measured model of any one speaker.
+This is a strong, textbook loanword accent, not a measured model of any one speaker. A text
+espeak-ng's Japanese rules read as English either way is refused (`katakana_pho`) and counts as a
+failed clip: one of 1,000 random words of the 12,000-word lexicon ("naive"), measured with jp1.
 """
 
 from __future__ import annotations
