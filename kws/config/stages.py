@@ -49,6 +49,9 @@ class TrainConfig:
     # soft posteriors at this temperature make up distill_weight of the loss; "" = none; a list
     # of runs teaches as their ensemble (mean logits).
     teacher: str | list[str] = ""
+    # Offline distillation: an .npz of precomputed teacher logits per training clip (a teacher
+    # kws cannot run each step, recipes/distill/speech_embedding.py); "" = none.
+    soft_targets: str = ""
     distill_weight: float = option(0.5, minimum=0.0, maximum=1.0)
     distill_temperature: float = option(2.0, above=0.0)
     bn_l1: float = option(0.0, minimum=0.0)  # L1 on BatchNorm scales (network slimming)
@@ -80,11 +83,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises `ConfigError` for milestones outside the run, batch parts combined with what
-        they cannot keep bit for bit, and an empty list of teachers."""
+        they cannot keep bit for bit, an empty list of teachers and two teachers."""
         if self.teacher == []:
             raise ConfigError(
                 "train.teacher=[] names no run: give one or more runs "
                 '("train.teacher=[runs/a,runs/b]"), or train.teacher="" for no distillation'
+            )
+        if self.teacher and self.soft_targets:
+            raise ConfigError(
+                "train.teacher and train.soft_targets each name the teacher; give one of them"
             )
         if any(m > 1 for m in self.lr_milestones):
             raise ConfigError(

@@ -293,11 +293,16 @@ class KwsData:
         augment: bool = False,
         seed: int = 0,
         shard: tuple[int, int] = (0, 1),
+        with_rows: bool = False,
     ) -> Iterator:
         """Yield `(features (batch, frames, coeffs), labels (batch,))` on the data's device.
 
         `shard=(rank, world)`: this rank's part of every global batch (see `audio_batches`).
+        `with_rows` (augmented batches only) adds each example's bank row `(batch,)` (-1 =
+        silence), for per-clip soft targets (kws.train.distill).
         """
+        if with_rows and not augment:
+            raise ValueError("with_rows is for training batches (augment=True)")
         if not shuffle and not augment:
             # Evaluation batches are deterministic: compute their features once per run.
             key = (split, batch_size, seed, shard)
@@ -312,7 +317,8 @@ class KwsData:
         parts = self._parts(split, batch_size, shuffle, augment, seed, shard)
         for rows, labels, draws, (total, lo, hi) in parts:
             spec = generator if shard[1] == 1 else aug.RowDraws(generator, total, lo, hi)
-            yield self._features(rows, labels, augment, draws, spec)
+            features, labels = self._features(rows, labels, augment, draws, spec)
+            yield (features, labels, rows) if with_rows else (features, labels)
 
 
 def build_data(

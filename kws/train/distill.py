@@ -9,18 +9,29 @@ batch, so the soft targets describe what the student is shown. Several runs
 (`"train.teacher=[runs/a,runs/b,runs/c]"`) teach as one ensemble, the mean of their logits: the
 normalised geometric mean of the members' posteriors, the geometric of the two ensemble means
 Hinton et al. name.
+
+Offline distillation (`train.soft_targets=FILE`): a teacher kws cannot run at every step (a
+pretrained speech embedding and its head, `recipes/distill/speech_embedding.py`) writes its
+logits of every training clip once, as heard without augmentation; each augmented example is
+then taught its clip's logits. The file is an `.npz` (`save_soft_targets`): `labels` (classes,),
+`clips` (n,) `<word>/<file>.wav` names, `logits` (n, classes) and `silence_logits`
+(classes,), the target of every silence example.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import asdict
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from kws.config import FeatureConfig
 from kws.errors import UserError
+from kws.io import atomic_write_bytes
 from kws.run import resolve_run
 
 
@@ -79,6 +90,78 @@ def load_teacher(path: str | list[str], labels: list[str], features: FeatureConf
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher
+
+
+def clip_key(clip) -> str:
+    """A clip's name in a soft-target file: `<word>/<file>.wav`, as GSC's split lists name it."""
+    return f"{clip.word}/{clip.path.name}"
+
+
+class SoftTargets:
+    """Precomputed teacher logits by bank row: `self(rows (batch,))` gives `(batch, classes)`;
+    row -1 (silence) gives the silence target. Built by `load_soft_targets`."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table  # (bank rows + 1, classes); the last row is silence's
+
+    def __call__(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.table[rows]  # -1 indexes the last row: silence
+
+
+def save_soft_targets(
+    path: Path, labels: list[str], clips: list[str], logits: np.ndarray, silence: np.ndarray
+) -> None:
+    """Write soft targets (module docstring) atomically; `clips` as `clip_key` names them."""
+    buffer = io.BytesIO()
+    arrays = {"labels": np.array(labels), "clips": np.array(clips),
+              "logits": np.asarray(logits, np.float32),
+              "silence_logits": np.asarray(silence, np.float32)}  # fmt: skip
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load_soft_targets(path: str, data) -> SoftTargets:
+    """The soft targets of `path` for every training example of `data` (a `KwsData`).
+
+    Raises:
+        UserError: no such file or not a soft-target file, other labels, a training clip
+            without a target (targets computed for other data), or training examples that are
+            not clips as stored (stream windows, hard negatives).
+    """
+    d = data.cfg.data
+    if d.stream_fraction > 0 or d.hard_negatives:
+        raise UserError(
+            "train.soft_targets teaches each clip its teacher's logits, but data.stream_fraction "
+            "or data.hard_negatives make training examples that are no stored clip; set them to "
+            "0 / false, or distil from a run (train.teacher)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            labels, clips = [str(x) for x in f["labels"]], [str(x) for x in f["clips"]]
+            logits, silence = f["logits"], f["silence_logits"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"train.soft_targets={path} is no soft-target file ({exc}); write one "
+                        "with recipes/distill/speech_embedding.py") from exc  # fmt: skip
+    if labels != list(data.labels):
+        raise UserError(f"train.soft_targets={path} holds logits of {labels}, the data has "
+                        f"{list(data.labels)}; compute them for this task")  # fmt: skip
+    where = {name: i for i, name in enumerate(clips)}
+    table = np.full((len(data.bank) + 1, len(labels)), np.nan, np.float32)
+    for row, clip in enumerate(data.clips):
+        i = where.get(clip_key(clip))
+        if i is not None:
+            table[row] = logits[i]
+    table[-1] = silence
+    rows = data.examples["training"].bank_rows
+    missing = [int(r) for r in rows if np.isnan(table[r]).any()]
+    if missing:
+        first = data.clips[missing[0]].path if missing[0] < len(data.clips) else missing[0]
+        raise UserError(
+            f"train.soft_targets={path} has no target for {len(missing)} training examples "
+            f"(e.g. {first}); compute them for this data.root, data.exclude_speakers and "
+            "data.seed"
+        )
+    return SoftTargets(torch.from_numpy(table).to(data.device))
 
 
 def distillation_loss(

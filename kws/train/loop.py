@@ -29,7 +29,7 @@ from kws.errors import UserError
 from kws.io import append_jsonl
 from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint, Run
-from kws.train.distill import distillation_loss, load_teacher
+from kws.train.distill import SoftTargets, distillation_loss, load_soft_targets, load_teacher
 from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
 from kws.train.setup import (
@@ -102,11 +102,12 @@ def train_epoch(
     limit = cfg.train.divergence_loss
     # Network slimming's sparsity term (Liu et al. 2017): the subgradient of bn_l1 * |gamma|.
     bn_scales = [m.weight for m in model.modules() if isinstance(m, _BatchNorm)]
-    for features, labels, sizes in _part_batches(data, batch_size, seed, parts):
+    for features, labels, sizes, rows in _part_batches(data, batch_size, seed, parts, teacher):
         with autocast(data.device, cfg.train.amp):
             logits = model(features, sizes) if cfg.train.batch_parts else model(features)
             with torch.no_grad():
-                soft = [None] * len(sizes) if teacher is None else teacher(features).split(sizes)
+                taught = None if teacher is None else teacher(features if rows is None else rows)
+                soft = [None] * len(sizes) if taught is None else taught.split(sizes)
         global_n = min(batch_size, size - steps * batch_size)  # this step's global batch
         # each part's mean loss weighted by its share of the global batch, added in one order
         means = [
@@ -157,18 +158,17 @@ def train_epoch(
     }
 
 
-def _part_batches(data: KwsData, batch_size: int, seed: int, parts: list[tuple[int, int]]):
-    """`(features, labels, part sizes)` of every training step: this process's parts stacked."""
-    streams = [
-        data.batches("training", batch_size, shuffle=True, augment=True, seed=seed, shard=p)
-        for p in parts
-    ]
+def _part_batches(data: KwsData, batch_size: int, seed: int, parts: list[tuple[int, int]],
+                  teacher=None):  # fmt: skip
+    """`(features, labels, part sizes, bank rows)` of every training step: this process's parts
+    stacked; the rows only for soft targets (`SoftTargets` teacher), else None."""
+    with_rows = isinstance(teacher, SoftTargets)
+    kwargs = {"shuffle": True, "augment": True, "seed": seed, "with_rows": with_rows}
+    streams = [data.batches("training", batch_size, shard=p, **kwargs) for p in parts]
     for step in zip(*streams):
-        if len(step) == 1:
-            yield step[0][0], step[0][1], [step[0][1].numel()]
-        else:
-            yield (torch.cat([f for f, _ in step]), torch.cat([y for _, y in step]),
-                   [y.numel() for _, y in step])  # fmt: skip
+        rows = torch.cat([s[2] for s in step]) if with_rows else None
+        yield (torch.cat([s[0] for s in step]), torch.cat([s[1] for s in step]),
+               [s[1].numel() for s in step], rows)  # fmt: skip
 
 
 def _global_loss(loss: torch.Tensor) -> float:
@@ -309,6 +309,8 @@ def train(
     if cfg.train.teacher:
         teacher = load_teacher(cfg.train.teacher, data.labels, cfg.features)
         teacher = prepare_model(teacher, device, cfg.train.memory_format)
+    elif cfg.train.soft_targets:
+        teacher = load_soft_targets(cfg.train.soft_targets, data)
     epochs = epochs if epochs is not None else cfg.train.epochs
     lr_at = lr_at or schedule(cfg, epochs)
     start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})

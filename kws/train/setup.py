@@ -166,7 +166,8 @@ GROWTH_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {
 # A comparison's cells are growth runs and their rivals: the same holds, and more seeds
 # (`--seeds`, growth.compare_seeds) extend it.
 COMPARE_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {"growth.compare_seeds"}
-RESUME_PATHS = ("data.root", "data.hard_negatives", "train.teacher")  # compared resolved
+# compared resolved
+RESUME_PATHS = ("data.root", "data.hard_negatives", "train.teacher", "train.soft_targets")
 
 
 def resume_changes(

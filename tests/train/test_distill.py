@@ -151,3 +151,74 @@ def test_a_list_of_teachers_teaches_their_mean_logits(teacher, tmp_path, capsys)
     assert main(argv) != 0  # an empty list is refused, not read as "no teacher"
     assert "train.teacher=[] names no run" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+
+
+CLEAN = ["data.speed_perturb=0", "data.time_shift_ms=0", "data.background_probability=0",
+         "data.silence_volume=0"]  # fmt: skip
+
+
+def _clean_cfg(cfg):
+    """`cfg` whose training batches are the clips as stored (no augmentation; silence is
+    digital zeros)."""
+    from kws.config import apply_overrides, from_dict, to_dict
+
+    return from_dict(apply_overrides(to_dict(cfg), CLEAN))
+
+
+def _run_targets(model, data, path):
+    """Write `model`'s logits of every training clip (as stored) as soft targets."""
+    from kws.train.distill import clip_key, save_soft_targets
+
+    rows = torch.from_numpy(data.examples["training"].bank_rows)
+    with torch.no_grad():
+        logits = torch.cat([model.eval()(f) for f, _ in data.batches("training", 64)])
+    keys = [clip_key(data.clips[r]) for r in rows[rows >= 0]]
+    silence = logits[rows < 0][0]  # every silence example is the same zeros
+    save_soft_targets(path, list(data.labels), keys, logits[rows >= 0].numpy(), silence.numpy())
+    return keys, logits[rows >= 0], rows
+
+
+def test_soft_targets_teach_what_the_run_teaches(teacher, tmp_path):
+    """Precomputed logits of the clips as stored train the same student as the run online, when
+    training batches are those clips (no augmentation): same loss, same weights."""
+    cfg, teacher_dir, teacher_model = teacher
+    cfg = _clean_cfg(cfg)
+    data = build_data(cfg, torch.device("cpu"), progress=False)
+    _run_targets(teacher_model, data, tmp_path / "t.npz")
+    online = train(student_cfg(cfg, teacher_dir), tmp_path / "online", progress=False)
+    offline_cfg = student_cfg(cfg, "", soft_targets=str(tmp_path / "t.npz"))
+    offline = train(offline_cfg, tmp_path / "offline", progress=False)
+    plain = train(student_cfg(cfg, ""), tmp_path / "plain", progress=False)
+    a, b, c = (r.model.state_dict() for r in (online, offline, plain))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+    assert any(not torch.allclose(a[k].float(), c[k].float(), atol=1e-3) for k in a)
+
+
+def test_soft_targets_for_other_data_are_refused(teacher, tmp_path):
+    from kws.config import ConfigError
+    from kws.train.distill import load_soft_targets, save_soft_targets
+
+    cfg, teacher_dir, teacher_model = teacher
+    cfg = _clean_cfg(cfg)
+    data = build_data(cfg, torch.device("cpu"), progress=False)
+    keys, logits, rows = _run_targets(teacher_model, data, tmp_path / "t.npz")
+    table = load_soft_targets(str(tmp_path / "t.npz"), data)
+    torch.testing.assert_close(table(rows[rows >= 0]), logits)  # each clip gets its logits
+    assert (rows < 0).any() and (table(rows[rows < 0]) == table.table[-1]).all()  # silence
+    save_soft_targets(tmp_path / "short.npz", list(data.labels), keys[1:], logits[1:].numpy(),
+                      torch.zeros(logits.shape[1]))  # fmt: skip
+    with pytest.raises(UserError, match="no target for 1 training examples"):
+        load_soft_targets(str(tmp_path / "short.npz"), data)
+    other = list(data.labels)[::-1]
+    save_soft_targets(tmp_path / "other.npz", other, keys, logits.numpy(), logits[0].numpy())
+    with pytest.raises(UserError, match="compute them for this task"):
+        load_soft_targets(str(tmp_path / "other.npz"), data)
+    (tmp_path / "junk.npz").write_text("not an archive")
+    with pytest.raises(UserError, match="is no soft-target file"):
+        load_soft_targets(str(tmp_path / "junk.npz"), data)
+    data.cfg.data.stream_fraction = 0.5
+    with pytest.raises(UserError, match="no stored clip"):
+        load_soft_targets(str(tmp_path / "t.npz"), data)
+    with pytest.raises(ConfigError, match="give one of them"):
+        load_recipe(None, [f"train.teacher={teacher_dir}", f"train.soft_targets={tmp_path}/t.npz"])
