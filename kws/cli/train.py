@@ -33,6 +33,8 @@ def add_train(sub) -> None:
          "a larger run of the same task (train.distill_weight, train.distill_temperature)",
          "kws train recipes/quickstart.yaml name=small \"train.teacher=[runs/a,runs/b]\"  "
          "# distil an ensemble of runs (their mean logits)",
+         "kws train recipes/quickstart.yaml name=small train.soft_targets=teacher.npz  # distil "
+         "per-clip logits written by recipes/transfer/speech_embedding.py",
          "torchrun --nproc-per-node 4 -m kws train recipes/gsc12/ds_cnn_s.yaml  # 4 GPUs"],
     )  # fmt: skip
     p.add_argument("recipe", help="YAML recipe (see recipes/)")

@@ -1,6 +1,7 @@
 """recipes/README.md's kokoro sections of this round, recomputed from recipes/results: the
-katakana arm (transfer_kokoro_katakana.json) and the two checks that need no training
-(transfer_kokoro_shift.json)."""
+katakana arm (transfer_kokoro_katakana.json), the two checks that need no training
+(transfer_kokoro_shift.json) and the speech-embedding teacher and its students
+(transfer_kokoro_embedding_teacher.json, transfer_kokoro_embedding.json)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from tests.recipes.test_results import (
 )
 
 KATAKANA_SECTION = ("**A Japanese loanword accent", "**Two checks that need no training")
-SHIFT_SECTION = ("**Two checks that need no training", "**Every lever at once")
+SHIFT_SECTION = ("**Two checks that need no training", "**A teacher pretrained on real speech")
+EMBEDDING_SECTION = ("**A teacher pretrained on real speech", "**Every lever at once")
 PICO = "medium + MBROLA + 2x RHVoice + Pico"
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
@@ -241,3 +243,83 @@ def test_the_opening_and_the_readme_state_the_flite_side_and_the_gaps_before():
         )
         assert f"falls on two seeds of three ({piper.mean:+.1f} +- {piper.half_width:.1f})" in doc
         assert f"(from {before[0]} and, over five distilled seeds, {before[1]})" in doc
+
+
+EMBEDDING_ARMS = (
+    PICO,
+    f"{PICO}, distilled from the ensemble of its three runs (online)",
+    f"{PICO}, distilled from the speech-embedding teacher fused with those runs (offline)",
+    f"{PICO}, the same teacher, distill_weight 1",
+)
+
+
+def test_the_speech_embedding_teacher_is_stated_with_its_gaps():
+    """Every score of the teacher run again, with its Wilson interval, each teacher's gap, and
+    the scores of the teacher that taught."""
+    from kws.stats import format_accuracy
+
+    record = json.loads((RESULTS / "transfer_kokoro_embedding_teacher.json").read_text())
+    section = _section(EMBEDDING_SECTION)
+    rerun = record["rerun_one_thread"]
+    for teacher in ("head", "runs", "fused"):
+        scores = rerun[teacher]
+        for correct, n in scores.values():
+            stated = format_accuracy(correct, n).split(" (n=")[0]  # "84.07% [82.2-85.8]"
+            assert stated in section, (teacher, stated)
+        gap = 100 * (scores["testing"][0] / scores["testing"][1]
+                     - scores["kokoro"][0] / scores["kokoro"][1])  # fmt: skip
+        assert f"| {gap:.1f} |" in section, teacher
+    taught = ", ".join(
+        f"{100 * c / n:.2f}%" for c, n in record["teacher_that_taught"]["fused"].values()
+    )
+    assert taught.replace(", 73", " and 73") in section
+    assert f"{record['embedding_parameters']:,} parameters" in section
+
+
+def test_the_speech_embedding_students_are_stated_paired():
+    """transfer_kokoro_embedding.json: four arms on seeds 0-2 (the first two the rows of the
+    distillation and katakana tables), each stated, the students' targets and dose those their
+    configs recorded, and the paired steps recomputed."""
+    records = json.loads((RESULTS / "transfer_kokoro_embedding.json").read_text())
+    _assert_transfer_table(records, {"kokoro": 1653})
+    base, ekd, soft, pure = (_arm("transfer_kokoro_embedding.json", a) for a in EMBEDDING_ARMS)
+    assert base == _arm("transfer_kokoro_katakana.json", PICO)  # the same three runs
+    for runs, weight in ((soft, 0.5), (pure, 1.0)):
+        for r in runs.values():
+            assert (r["soft_targets"], r["distill_weight"]) == ("kokoro_fused.npz", weight)
+            assert r["distill_temperature"] == 2.0
+    section = _section(EMBEDDING_SECTION)
+    for runs in (base, ekd, soft, pure):
+        _assert_arm_stated(runs, section)
+
+    def step(a, b, field):
+        steps, stat = _paired(a, b, field)
+        return f"{stat.mean:+.2f} +- {stat.half_width:.2f}", ", ".join(f"{d:+.2f}" for d in steps)
+
+    held, seeds = step(base, soft, "held_out_engine")
+    assert f"**{held} points** paired ({seeds}; gap {step(base, soft, 'gap')[0]})" in section
+    piper, seeds = step(base, soft, "unheard_engine_piper")
+    assert f"Piper {piper} ({seeds})" in section
+    held, seeds = step(ekd, soft, "held_out_engine")
+    assert f"kokoro {held} ({seeds}), Piper {step(ekd, soft, 'unheard_engine_piper')[0]}" in section
+    assert f"in-domain {step(ekd, soft, 'in_domain')[0]}" in section
+    held, seeds = step(ekd, pure, "held_out_engine")
+    assert f"kokoro {held} against the ensemble's students ({seeds})" in section
+    assert f"Piper {step(ekd, pure, 'unheard_engine_piper')[0]}" in section
+
+
+def test_the_opening_and_the_readme_state_the_teacher_and_its_students():
+    record = json.loads((RESULTS / "transfer_kokoro_embedding_teacher.json").read_text())
+    fused, head = record["rerun_one_thread"]["fused"], record["rerun_one_thread"]["head"]
+    soft = _arm("transfer_kokoro_embedding.json", EMBEDDING_ARMS[2])
+    gap = mean_interval([_value(soft[s], "gap") for s in range(3)])
+    head_gap = 100 * (
+        head["testing"][0] / head["testing"][1] - head["kokoro"][0] / head["kokoro"][1]
+    )
+    facts = (f"{100 * fused['kokoro'][0] / fused['kokoro'][1]:.2f}%", f"{head_gap:.1f}",
+             f"{100 * head['testing'][0] / head['testing'][1]:.2f}% in-domain",
+             f"{gap.mean:.1f} +- {gap.half_width:.1f}")  # fmt: skip
+    opening = _section(("## Transfer to an unheard TTS engine", "| held-out engine |"))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for fact in facts:
+        assert fact in opening and fact in readme, fact
