@@ -50,7 +50,7 @@ class TrainConfig:
     # of runs teaches as their ensemble (mean logits).
     teacher: str | list[str] = ""
     # Offline distillation: an .npz of precomputed teacher logits per training clip (a teacher
-    # kws cannot run each step, recipes/distill/speech_embedding.py); "" = none.
+    # kws cannot run each step, recipes/transfer/speech_embedding.py); "" = none.
     soft_targets: str = ""
     distill_weight: float = option(0.5, minimum=0.0, maximum=1.0)
     distill_temperature: float = option(2.0, above=0.0)

@@ -11,7 +11,7 @@ normalised geometric mean of the members' posteriors, the geometric of the two e
 Hinton et al. name.
 
 Offline distillation (`train.soft_targets=FILE`): a teacher kws cannot run at every step (a
-pretrained speech embedding and its head, `recipes/distill/speech_embedding.py`) writes its
+pretrained speech embedding and its head, `recipes/transfer/speech_embedding.py`) writes its
 logits of every training clip once, as heard without augmentation; each augmented example is
 then taught its clip's logits. The file is an `.npz` (`save_soft_targets`): `labels` (classes,),
 `clips` (n,) `<word>/<file>.wav` names, `logits` (n, classes) and `silence_logits`
@@ -124,7 +124,8 @@ def load_soft_targets(path: str, data) -> SoftTargets:
     """The soft targets of `path` for every training example of `data` (a `KwsData`).
 
     Raises:
-        UserError: no such file or not a soft-target file, other labels, a training clip
+        UserError: no such file or not a soft-target file (wrong shapes, a clip named twice,
+            a logit that is not finite), other labels, a training clip
             without a target (targets computed for other data), or training examples that are
             not clips as stored (stream windows, hard negatives).
     """
@@ -139,9 +140,14 @@ def load_soft_targets(path: str, data) -> SoftTargets:
         with np.load(path, allow_pickle=False) as f:
             labels, clips = [str(x) for x in f["labels"]], [str(x) for x in f["clips"]]
             logits, silence = f["logits"], f["silence_logits"]
+        if logits.shape != (len(clips), len(labels)) or silence.shape != (len(labels),):
+            raise ValueError(f"logits {logits.shape}, silence_logits {silence.shape} for "
+                             f"{len(clips)} clips of {len(labels)} classes")  # fmt: skip
+        if len(set(clips)) != len(clips) or not np.isfinite(logits).all():
+            raise ValueError("a clip named twice or a logit that is not finite")
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"train.soft_targets={path} is no soft-target file ({exc}); write one "
-                        "with recipes/distill/speech_embedding.py") from exc  # fmt: skip
+                        "with recipes/transfer/speech_embedding.py") from exc  # fmt: skip
     if labels != list(data.labels):
         raise UserError(f"train.soft_targets={path} holds logits of {labels}, the data has "
                         f"{list(data.labels)}; compute them for this task")  # fmt: skip

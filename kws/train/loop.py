@@ -76,7 +76,7 @@ def _diverged(why: str, epoch: int, run: Run, lr: float) -> TrainingDiverged:
 
 def train_epoch(
     model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, bar, label: str,
-    shard: tuple[int, int] = (0, 1), teacher: nn.Module | None = None,
+    shard: tuple[int, int] = (0, 1), teacher: nn.Module | SoftTargets | None = None,
 ):  # fmt: skip
     """One pass over the training split; returns loss/accuracy/clips-per-second.
 
@@ -87,7 +87,8 @@ def train_epoch(
     are computed one by one (kws.batch_parts; `model` is a `PartsModel`). A non-finite or
     exploding loss ends the epoch early with `{"diverged": reason}` (the caller knows the run
     and raises `TrainingDiverged` naming the checkpoint to resume from). With a `teacher` the
-    loss is the distillation loss on its logits of the same batch (kws.train.distill).
+    loss is the distillation loss on its logits of the same batch, or with `SoftTargets` on the
+    precomputed logits of each example's clip (kws.train.distill).
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
@@ -166,6 +167,9 @@ def _part_batches(data: KwsData, batch_size: int, seed: int, parts: list[tuple[i
     kwargs = {"shuffle": True, "augment": True, "seed": seed, "with_rows": with_rows}
     streams = [data.batches("training", batch_size, shard=p, **kwargs) for p in parts]
     for step in zip(*streams):
+        if len(step) == 1:  # one part: no copy
+            yield step[0][0], step[0][1], [step[0][1].numel()], step[0][2] if with_rows else None
+            continue
         rows = torch.cat([s[2] for s in step]) if with_rows else None
         yield (torch.cat([s[0] for s in step]), torch.cat([s[1] for s in step]),
                [s[1].numel() for s in step], rows)  # fmt: skip

@@ -166,7 +166,7 @@ GROWTH_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {
 # A comparison's cells are growth runs and their rivals: the same holds, and more seeds
 # (`--seeds`, growth.compare_seeds) extend it.
 COMPARE_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {"growth.compare_seeds"}
-# compared resolved
+# compared resolved (a soft-target file rewritten under the same name is not noticed)
 RESUME_PATHS = ("data.root", "data.hard_negatives", "train.teacher", "train.soft_targets")
 
 

@@ -5,7 +5,7 @@ Lin, Kilgour, Roblek, Sharifi, "Training Keyword Spotters with Limited and Synth
 Data" (ICASSP 2020): a speech embedding pretrained on a large real-speech corpus, frozen, lets
 a small head trained on synthesized clips recognise real speakers. The embedding model
 (Google's `speech_embedding`, Apache-2.0; 32-bin log-mel frames every 10 ms in, one 96-d vector
-per 775 ms window every 80 ms out: 3 a one-second clip) ships as ONNX in the `openwakeword`
+per 775 ms window every 80 ms out: 3 for a one-second clip) ships as ONNX in the `openwakeword`
 0.4.0 wheel (`pip install openwakeword==0.4.0`; later releases download it instead). Here:
 
 1. Every training clip is embedded as heard (no augmentation) and in `--augmented-passes`
@@ -122,6 +122,8 @@ def teacher_log_probs(head, x, runs: list, data, split: str, weight: float) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (module docstring); 0 on success, 2 on a `UserError` (its message on
+    stderr)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("recipe")
     p.add_argument("overrides", nargs="*", help="dotted overrides, as for `kws train`")
@@ -145,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args) -> int:
+    """Embed, train the head, write the soft targets and print the teachers' scores.
+
+    Raises:
+        UserError: `--out` exists without `--force`, a head weight outside [0, 1], openwakeword
+            missing, data or runs kws refuses (no clips, other labels or front end).
+    """
     out = Path(args.out)
     if out.exists() and not args.force:
         raise UserError(f"{out} exists; pass --force to overwrite it or pick another --out")

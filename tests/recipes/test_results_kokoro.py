@@ -269,16 +269,19 @@ def test_the_speech_embedding_teacher_is_stated_with_its_gaps():
         gap = 100 * (scores["testing"][0] / scores["testing"][1]
                      - scores["kokoro"][0] / scores["kokoro"][1])  # fmt: skip
         assert f"| {gap:.1f} |" in section, teacher
-    taught = ", ".join(
-        f"{100 * c / n:.2f}%" for c, n in record["teacher_that_taught"]["fused"].values()
-    )
-    assert taught.replace(", 73", " and 73") in section
+    taught = [f"{100 * c / n:.2f}%" for c, n in record["teacher_that_taught"]["fused"].values()]
+    assert f"scored {', '.join(taught[:-1])} and {taught[-1]} on the same sets" in section
+    proto = record["prototype_head_weights"]
+    validation = [f"{proto[w]['validation']:.2f}%" for w in ("0.3", "0.5")]
+    assert f"({validation[0]} against {validation[1]}" in section
+    kokoro = ", ".join(f"{proto[w]['kokoro']:.2f}%" for w in ("0.3", "0.5", "0.7"))
+    assert f"(kokoro {kokoro})" in section
     assert f"{record['embedding_parameters']:,} parameters" in section
 
 
 def test_the_speech_embedding_students_are_stated_paired():
-    """transfer_kokoro_embedding.json: four arms on seeds 0-2 (the first two the rows of the
-    distillation and katakana tables), each stated, the students' targets and dose those their
+    """transfer_kokoro_embedding.json: four arms on seeds 0-2 (the first the Pico recipe's rows
+    of the katakana table), each stated, the students' targets and dose those their
     configs recorded, and the paired steps recomputed."""
     records = json.loads((RESULTS / "transfer_kokoro_embedding.json").read_text())
     _assert_transfer_table(records, {"kokoro": 1653})
@@ -316,7 +319,12 @@ def test_the_opening_and_the_readme_state_the_teacher_and_its_students():
     head_gap = 100 * (
         head["testing"][0] / head["testing"][1] - head["kokoro"][0] / head["kokoro"][1]
     )
-    facts = (f"{100 * fused['kokoro'][0] / fused['kokoro'][1]:.2f}%", f"{head_gap:.1f}",
+    taught = record["teacher_that_taught"]["fused"]
+    taught_gap = 100 * (taught["testing"][0] / taught["testing"][1]
+                        - taught["kokoro"][0] / taught["kokoro"][1])  # fmt: skip
+    assert taught["kokoro"] == fused["kokoro"]  # the rerun names the same kokoro clips right
+    facts = (f"{100 * fused['kokoro'][0] / fused['kokoro'][1]:.2f}%", f"gap {taught_gap:.1f};",
+             f"{head_gap:.1f} at",
              f"{100 * head['testing'][0] / head['testing'][1]:.2f}% in-domain",
              f"{gap.mean:.1f} +- {gap.half_width:.1f}")  # fmt: skip
     opening = _section(("## Transfer to an unheard TTS engine", "| held-out engine |"))

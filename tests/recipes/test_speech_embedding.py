@@ -1,7 +1,8 @@
 """The speech-embedding teacher (recipes/transfer/speech_embedding.py) on the streaming tone
-run: its soft targets are (fused) log-posteriors every training clip of the run's data has, fused as
-the weighted mean the docstring names; the scores are those targets' accuracy; an existing
-file is kept, and a missing openwakeword is named."""
+run: its soft targets cover every training clip of the run's data and are the runs' log-posteriors
+plus the head weight's share of a normalised log-posterior (the rows of the two line up); it
+scores every teacher on every set; an existing file is kept, and a missing openwakeword is
+named."""
 
 from __future__ import annotations
 

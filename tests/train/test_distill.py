@@ -215,10 +215,19 @@ def test_soft_targets_for_other_data_are_refused(teacher, tmp_path):
     with pytest.raises(UserError, match="compute them for this task"):
         load_soft_targets(str(tmp_path / "other.npz"), data)
     (tmp_path / "junk.npz").write_text("not an archive")
-    with pytest.raises(UserError, match="is no soft-target file"):
-        load_soft_targets(str(tmp_path / "junk.npz"), data)
-    data.cfg.data.stream_fraction = 0.5
-    with pytest.raises(UserError, match="no stored clip"):
-        load_soft_targets(str(tmp_path / "t.npz"), data)
+    twice, infinite = logits.clone(), logits.clone()
+    infinite[3, 1] = float("inf")
+    bad = {"junk": None, "twice": (keys + keys[:1], torch.cat([twice, twice[:1]])),
+           "infinite": (keys, infinite), "shape": (keys, logits[:-1])}  # fmt: skip
+    for name, content in bad.items():
+        if content is not None:
+            save_soft_targets(tmp_path / f"{name}.npz", list(data.labels), content[0],
+                              content[1].numpy(), logits[0].numpy())  # fmt: skip
+        with pytest.raises(UserError, match="is no soft-target file"):
+            load_soft_targets(str(tmp_path / f"{name}.npz"), data)
+    for field, value in (("hard_negatives", "runs/x"), ("stream_fraction", 0.5)):
+        setattr(data.cfg.data, field, value)
+        with pytest.raises(UserError, match="no stored clip"):
+            load_soft_targets(str(tmp_path / "t.npz"), data)
     with pytest.raises(ConfigError, match="give one of them"):
         load_recipe(None, [f"train.teacher={teacher_dir}", f"train.soft_targets={tmp_path}/t.npz"])
