@@ -293,6 +293,9 @@ def train(
     run = run if isinstance(run, Run) else Run(run)
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
+    if cfg.train.soft_targets and not Path(cfg.train.soft_targets).is_file():  # before decoding
+        raise UserError(f"train.soft_targets={cfg.train.soft_targets} is no file; write it with "
+                        "recipes/transfer/speech_embedding.py")  # fmt: skip
     distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work
     if resume and check_settings:  # rank 0 reads the run; every rank raises alike
         distributed.main_value(check_resume_settings, run, cfg)

@@ -229,5 +229,9 @@ def test_soft_targets_for_other_data_are_refused(teacher, tmp_path):
         setattr(data.cfg.data, field, value)
         with pytest.raises(UserError, match="no stored clip"):
             load_soft_targets(str(tmp_path / "t.npz"), data)
+    missing = student_cfg(cfg, "", soft_targets=str(tmp_path / "missing.npz"))
+    with pytest.raises(UserError, match="missing.npz is no file"):
+        train(missing, tmp_path / "never", data=None, progress=False)
+    assert not (tmp_path / "never").exists()  # refused before the run folder is made
     with pytest.raises(ConfigError, match="give one of them"):
         load_recipe(None, [f"train.teacher={teacher_dir}", f"train.soft_targets={tmp_path}/t.npz"])
