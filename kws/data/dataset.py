@@ -298,9 +298,8 @@ class KwsData:
         """Yield `(features (batch, frames, coeffs), labels (batch,))` on the data's device.
 
         `shard=(rank, world)`: this rank's part of every global batch (see `audio_batches`).
-        `with_rows` (augmented batches only) adds each example's bank row `(batch,)` (-1 =
-        silence), for per-clip soft targets (kws.train.distill).
-        """
+        `with_rows` (augmented batches only, else ValueError) adds each example's bank row
+        `(batch,)`, -1 = silence, for per-clip soft targets (kws.train.distill)."""
         if with_rows and not augment:
             raise ValueError("with_rows is for training batches (augment=True)")
         if not shuffle and not augment:
