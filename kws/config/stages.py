@@ -54,6 +54,10 @@ class TrainConfig:
     soft_targets: str = ""
     distill_weight: float = option(0.5, minimum=0.0, maximum=1.0)
     distill_temperature: float = option(2.0, above=0.0)
+    # Hints (FitNets, Romero et al. 2015): with soft targets that also hold the teacher's
+    # embeddings, a linear map of the student's pooled embedding regresses them (standardized),
+    # weighted by this in the loss; 0 = off.
+    hint_weight: float = option(0.0, minimum=0.0)
     bn_l1: float = option(0.0, minimum=0.0)  # L1 on BatchNorm scales (network slimming)
     device: str = option("auto", pattern=DEVICE_PATTERN)  # auto | cpu | cuda | cuda:N
     amp: bool = True  # bf16 autocast, only on CUDA
@@ -83,7 +87,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raises `ConfigError` for milestones outside the run, batch parts combined with what
-        they cannot keep bit for bit, an empty list of teachers and two teachers."""
+        they cannot keep bit for bit, an empty list of teachers, two teachers, and hints
+        without soft targets or with what hides the embedding."""
         if self.teacher == []:
             raise ConfigError(
                 "train.teacher=[] names no run: give one or more runs "
@@ -92,6 +97,16 @@ class TrainConfig:
         if self.teacher and self.soft_targets:
             raise ConfigError(
                 "train.teacher and train.soft_targets each name the teacher; give one of them"
+            )
+        if self.hint_weight and not self.soft_targets:
+            raise ConfigError(
+                f"train.hint_weight={self.hint_weight} regresses the teacher's embeddings, which "
+                "come in train.soft_targets; give that file or set train.hint_weight=0"
+            )
+        if self.hint_weight and (self.batch_parts or self.compile != "off"):
+            raise ConfigError(
+                "train.hint_weight reads the student's embedding between its layers, which "
+                "train.batch_parts and train.compile do not expose; set them to 0 / off"
             )
         if any(m > 1 for m in self.lr_milestones):
             raise ConfigError(

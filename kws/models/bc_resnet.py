@@ -176,8 +176,12 @@ class BCResNet(nn.Module):
         x = F.relu(self.head_bn(self.head_pw_conv(self.head_dw_conv(x))))
         return x.mean(dim=(2, 3))
 
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Pooled embedding `(batch, widths[-1])` -> logits `(batch, classes)`."""
+        return self.fc(embedding)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.embed(features))
+        return self.classify(self.embed(features))
 
 
 def layer_costs(spec: ModelSpec) -> list[LayerCost]:

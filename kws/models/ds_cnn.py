@@ -84,8 +84,12 @@ class DSCNN(nn.Module):
             x = block(x)
         return x.mean(dim=(2, 3))
 
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Pooled embedding `(batch, widths[-1])` -> logits `(batch, classes)`."""
+        return self.fc(self.dropout(embedding))
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.embed(features)))
+        return self.classify(self.embed(features))
 
 
 def layer_costs(spec: ModelSpec) -> list[LayerCost]:

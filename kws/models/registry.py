@@ -3,7 +3,9 @@
 A family (`ModelFamily`, registered in `MODELS`) provides:
 
 - `build(spec)`: the torch module for a `ModelSpec` (its config plus the input shape owned by
-  the front end and the class count owned by the data). The module keeps `spec`.
+  the front end and the class count owned by the data). The module keeps `spec`; its forward
+  is `classify(embed(features))`, the pooled embedding `(batch, dim)` between them (training
+  hints regress it, kws.train.distill).
 - `layer_costs(spec)`: every op of one inference in order, with shapes, parameters and MACs
   (`LayerCost`); the budget stage profiles any family from this alone.
 - `keras_builder`: `"module:function"` that rebuilds a trained module in Keras with copied

@@ -15,7 +15,15 @@ pretrained speech embedding and its head, `recipes/transfer/speech_embedding.py`
 logits of every training clip once, as heard without augmentation; each augmented example is
 then taught its clip's logits. The file is an `.npz` (`save_soft_targets`): `labels` (classes,),
 `clips` (n,) `<word>/<file>.wav` names, `logits` (n, classes) and `silence_logits`
-(classes,), the target of every silence example.
+(classes,), the target of every silence example; optionally `embeddings` (n, dim) and
+`silence_embedding` (dim,), the teacher's representation of each clip, for hints.
+
+Hints (Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015), `train.hint_weight=w`:
+a linear map of the student's pooled embedding (the model's `embed`, `(batch, width)`) learns,
+with the student, to regress the teacher's embedding of each example's clip, each dimension
+standardized over the training clips; `w` times that mean squared error joins the loss. The
+map trains with the student's optimizer and lives in the checkpoints' state (resume), never in
+the model: export and inference do not see it.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from kws import distributed
 from kws.config import FeatureConfig
 from kws.errors import UserError
 from kws.io import atomic_write_bytes
@@ -92,6 +101,32 @@ def load_teacher(path: str | list[str], labels: list[str], features: FeatureConf
     return teacher
 
 
+def make_hint(model: nn.Module, targets: SoftTargets, optimizer, cfg) -> Hint:
+    """The hint term for `model` (a `RecipeConfig` `cfg` with `train.hint_weight`); its projector
+    trains in `optimizer`, added as a second parameter group.
+
+    Raises:
+        UserError: the soft targets hold no embeddings, or training runs on several processes.
+    """
+    if targets.embeddings is None:
+        raise UserError(
+            f"train.hint_weight={cfg.train.hint_weight} regresses the teacher's embeddings, but "
+            f"train.soft_targets={cfg.train.soft_targets} holds none; write the file again with "
+            "recipes/transfer/speech_embedding.py or set train.hint_weight=0"
+        )
+    if distributed.is_distributed():
+        raise UserError("train.hint_weight trains on one process; run kws train without torchrun")
+    shape = (1, *model.spec.input_shape)
+    device = next(model.parameters()).device
+    was_training = model.training
+    with torch.no_grad():
+        width = model.eval().embed(torch.zeros(shape, device=device)).shape[1]
+    model.train(was_training)
+    hint = Hint(targets.embeddings, width).to(device)
+    optimizer.add_param_group({"params": list(hint.parameters())})
+    return hint
+
+
 def clip_key(clip) -> str:
     """A clip's name in a soft-target file: `<word>/<file>.wav`, as GSC's split lists name it."""
     return f"{clip.word}/{clip.path.name}"
@@ -99,33 +134,53 @@ def clip_key(clip) -> str:
 
 class SoftTargets:
     """Precomputed teacher logits by bank row: `self(rows (batch,))` gives `(batch, classes)`;
-    row -1 (silence) gives the silence target. Built by `load_soft_targets`."""
+    row -1 (silence) gives the silence target. `embeddings` likewise `(bank rows + 1, dim)`,
+    standardized, or None. Built by `load_soft_targets`."""
 
-    def __init__(self, table: torch.Tensor) -> None:
+    def __init__(self, table: torch.Tensor, embeddings: torch.Tensor | None = None) -> None:
         self.table = table  # (bank rows + 1, classes); the last row is silence's
+        self.embeddings = embeddings
 
     def __call__(self, rows: torch.Tensor) -> torch.Tensor:
         return self.table[rows]  # -1 indexes the last row: silence
 
 
+class Hint(nn.Module):
+    """The hint term (module docstring): `self(embedding (batch, width), rows (batch,))` is the
+    mean squared error of `projector(embedding)` against the teacher embeddings of `rows`."""
+
+    def __init__(self, targets: torch.Tensor, width: int) -> None:
+        super().__init__()
+        self.targets = targets  # (bank rows + 1, dim), standardized; not a parameter
+        self.projector = nn.Linear(width, targets.shape[1])
+
+    def forward(self, embedding: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self.projector(embedding.float()), self.targets[rows])
+
+
 def save_soft_targets(
-    path: Path, labels: list[str], clips: list[str], logits: np.ndarray, silence: np.ndarray
-) -> None:
+    path: Path, labels: list[str], clips: list[str], logits: np.ndarray, silence: np.ndarray,
+    embeddings: np.ndarray | None = None, silence_embedding: np.ndarray | None = None,
+) -> None:  # fmt: skip
     """Write soft targets (module docstring) atomically; `clips` as `clip_key` names them."""
     buffer = io.BytesIO()
     arrays = {"labels": np.array(labels), "clips": np.array(clips),
               "logits": np.asarray(logits, np.float32),
               "silence_logits": np.asarray(silence, np.float32)}  # fmt: skip
+    if embeddings is not None:
+        arrays["embeddings"] = np.asarray(embeddings, np.float32)
+        arrays["silence_embedding"] = np.asarray(silence_embedding, np.float32)
     np.savez(buffer, **arrays)
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def load_soft_targets(path: str, data) -> SoftTargets:
-    """The soft targets of `path` for every training example of `data` (a `KwsData`).
+    """The soft targets of `path` for every training example of `data` (a `KwsData`), with
+    the teacher's embeddings when the file holds them.
 
     Raises:
         UserError: no such file or not a soft-target file (wrong shapes, a clip named twice,
-            a logit that is not finite), other labels, a training clip
+            a value that is not finite), other labels, a training clip
             without a target (targets computed for other data), or training examples that are
             not clips as stored (stream windows, hard negatives).
     """
@@ -136,30 +191,14 @@ def load_soft_targets(path: str, data) -> SoftTargets:
             "or data.hard_negatives make training examples that are no stored clip; set them to "
             "0 / false, or distil from a run (train.teacher)"
         )
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            labels, clips = [str(x) for x in f["labels"]], [str(x) for x in f["clips"]]
-            logits, silence = f["logits"], f["silence_logits"]
-        if logits.shape != (len(clips), len(labels)) or silence.shape != (len(labels),):
-            raise ValueError(f"logits {logits.shape}, silence_logits {silence.shape} for "
-                             f"{len(clips)} clips of {len(labels)} classes")  # fmt: skip
-        if len(set(clips)) != len(clips) or not np.isfinite(logits).all():
-            raise ValueError("a clip named twice or a logit that is not finite")
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"train.soft_targets={path} is no soft-target file ({exc}); write one "
-                        "with recipes/transfer/speech_embedding.py") from exc  # fmt: skip
+    labels, clips, arrays = _read_targets(path)
     if labels != list(data.labels):
         raise UserError(f"train.soft_targets={path} holds logits of {labels}, the data has "
                         f"{list(data.labels)}; compute them for this task")  # fmt: skip
     where = {name: i for i, name in enumerate(clips)}
-    table = np.full((len(data.bank) + 1, len(labels)), np.nan, np.float32)
-    for row, clip in enumerate(data.clips):
-        i = where.get(clip_key(clip))
-        if i is not None:
-            table[row] = logits[i]
-    table[-1] = silence
+    tables = [_by_row(values, quiet, where, data) for values, quiet in arrays]
     rows = data.examples["training"].bank_rows
-    missing = [int(r) for r in rows if np.isnan(table[r]).any()]
+    missing = [int(r) for r in rows if np.isnan(tables[0][r]).any()]
     if missing:
         first = data.clips[missing[0]].path if missing[0] < len(data.clips) else missing[0]
         raise UserError(
@@ -167,7 +206,48 @@ def load_soft_targets(path: str, data) -> SoftTargets:
             f"(e.g. {first}); compute them for this data.root, data.exclude_speakers and "
             "data.seed"
         )
-    return SoftTargets(torch.from_numpy(table).to(data.device))
+    embeddings = None
+    if len(tables) > 1:  # standardized over the training examples
+        seen = tables[1][rows]
+        embeddings = (tables[1] - seen.mean(0)) / (seen.std(0) + 1e-6)
+        embeddings = torch.from_numpy(embeddings.astype(np.float32)).to(data.device)
+    return SoftTargets(torch.from_numpy(tables[0]).to(data.device), embeddings)
+
+
+def _read_targets(path: str) -> tuple[list[str], list[str], list[tuple[np.ndarray, np.ndarray]]]:
+    """(labels, clip names, [(logits, silence logits), optionally (embeddings, silence's)])
+    of a soft-target file, checked (`load_soft_targets`)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            labels, clips = [str(x) for x in f["labels"]], [str(x) for x in f["clips"]]
+            arrays = [(f["logits"], f["silence_logits"])]
+            if "embeddings" in f:
+                arrays.append((f["embeddings"], f["silence_embedding"]))
+        widths = [len(labels)] + [values.shape[-1] for values, _ in arrays[1:]]
+        for (values, quiet), width in zip(arrays, widths):
+            if values.shape != (len(clips), width) or quiet.shape != (width,):
+                raise ValueError(f"{values.shape} and silence {quiet.shape} for {len(clips)} "
+                                 f"clips of {width} values")  # fmt: skip
+            if not (np.isfinite(values).all() and np.isfinite(quiet).all()):
+                raise ValueError("a value that is not finite")
+        if len(set(clips)) != len(clips):
+            raise ValueError("a clip named twice")
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"train.soft_targets={path} is no soft-target file ({exc}); write one "
+                        "with recipes/transfer/speech_embedding.py") from exc  # fmt: skip
+    return labels, clips, arrays
+
+
+def _by_row(values: np.ndarray, silence: np.ndarray, where: dict, data) -> np.ndarray:
+    """`(bank rows + 1, width)`: each stored clip's values (NaN where the file has none), the
+    last row silence's."""
+    table = np.full((len(data.bank) + 1, values.shape[1]), np.nan, np.float32)
+    for row, clip in enumerate(data.clips):
+        i = where.get(clip_key(clip))
+        if i is not None:
+            table[row] = values[i]
+    table[-1] = silence
+    return table
 
 
 def distillation_loss(

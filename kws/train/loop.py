@@ -29,7 +29,14 @@ from kws.errors import UserError
 from kws.io import append_jsonl
 from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint, Run
-from kws.train.distill import SoftTargets, distillation_loss, load_soft_targets, load_teacher
+from kws.train.distill import (
+    Hint,
+    SoftTargets,
+    distillation_loss,
+    load_soft_targets,
+    load_teacher,
+    make_hint,
+)
 from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
 from kws.train.setup import (
@@ -77,6 +84,7 @@ def _diverged(why: str, epoch: int, run: Run, lr: float) -> TrainingDiverged:
 def train_epoch(
     model, optimizer, data: KwsData, cfg: RecipeConfig, seed: int, bar, label: str,
     shard: tuple[int, int] = (0, 1), teacher: nn.Module | SoftTargets | None = None,
+    hint: Hint | None = None,
 ):  # fmt: skip
     """One pass over the training split; returns loss/accuracy/clips-per-second.
 
@@ -88,7 +96,8 @@ def train_epoch(
     exploding loss ends the epoch early with `{"diverged": reason}` (the caller knows the run
     and raises `TrainingDiverged` naming the checkpoint to resume from). With a `teacher` the
     loss is the distillation loss on its logits of the same batch, or with `SoftTargets` on the
-    precomputed logits of each example's clip (kws.train.distill).
+    precomputed logits of each example's clip (kws.train.distill); a `hint` adds
+    `train.hint_weight` times its term on the student's embedding (one process, one part).
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
@@ -105,7 +114,11 @@ def train_epoch(
     bn_scales = [m.weight for m in model.modules() if isinstance(m, _BatchNorm)]
     for features, labels, sizes, rows in _part_batches(data, batch_size, seed, parts, teacher):
         with autocast(data.device, cfg.train.amp):
-            logits = model(features, sizes) if cfg.train.batch_parts else model(features)
+            if hint is not None:
+                embedding = model.embed(features)
+                logits = model.classify(embedding)
+            else:
+                logits = model(features, sizes) if cfg.train.batch_parts else model(features)
             with torch.no_grad():
                 taught = None if teacher is None else teacher(features if rows is None else rows)
                 soft = [None] * len(sizes) if taught is None else taught.split(sizes)
@@ -119,6 +132,8 @@ def train_epoch(
         loss = means[0] * (sizes[0] / global_n)
         for mean, n in zip(means[1:], sizes[1:]):
             loss = loss + mean * (n / global_n)
+        if hint is not None:
+            loss = loss + cfg.train.hint_weight * hint(embedding, rows)
         steps += 1
         # One host sync per log interval (not per step) keeps a GPU busy; a bad step is caught
         # at the next check, and nothing trained after it is ever saved.
@@ -318,9 +333,12 @@ def train(
         teacher = prepare_model(teacher, device, cfg.train.memory_format)
     elif cfg.train.soft_targets:
         teacher = load_soft_targets(cfg.train.soft_targets, data)
+    hint = make_hint(model, teacher, optimizer, cfg) if cfg.train.hint_weight else None
     epochs = epochs if epochs is not None else cfg.train.epochs
     lr_at = lr_at or schedule(cfg, epochs)
     start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})
+    if hint is not None and "hint" in state:
+        hint.load_state_dict(state["hint"])
     _rank_rng(state, cfg.train.seed + epoch_offset)
     distributed.on_main(run.save_config, cfg)
     module = step_module(model, device, cfg)
@@ -335,7 +353,9 @@ def train(
                 group["lr"] = lr
             seed = cfg.train.seed * EPOCH_SEED_STRIDE + epoch_offset + epoch
             label = f"{tag}epoch {epoch + 1}"
-            stats = train_epoch(module, optimizer, data, cfg, seed, bar, label, shard, teacher)
+            stats = train_epoch(
+                module, optimizer, data, cfg, seed, bar, label, shard, teacher, hint
+            )
             if "diverged" in stats:
                 raise _diverged(stats["diverged"], epoch + 1, run, lr)
             if not _weights_finite(model):
@@ -358,9 +378,12 @@ def train(
             improved = val.accuracy >= best
             best = max(best, val.accuracy)
             rng = distributed.gather_objects(_rng_state())
+            state = {"rng": rng[0], "rng_ranks": rng}
+            if hint is not None:  # the projector: training state, not the model
+                state["hint"] = hint.state_dict()
             ckpt = Checkpoint(
                 cfg, model.state_dict(), data.labels, epoch + 1, record, best,
-                optimizer.state_dict(), growth, {"rng": rng[0], "rng_ranks": rng},
+                optimizer.state_dict(), growth, state,
             )  # fmt: skip
             distributed.on_main(_save_epoch, run, record, ckpt, improved)
             history.append(record)

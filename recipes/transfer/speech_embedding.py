@@ -14,6 +14,8 @@ per 775 ms window every 80 ms out: 3 for a one-second clip) ships as ONNX in the
 2. The teacher's log-posteriors of every clean training clip are the head's, or with `--fuse
    RUN...` the weighted mean `w * head + (1 - w) * mean(runs)` of log-posteriors
    (`--head-weight w`); each silence example is taught the mean over the silence examples.
+   The file also holds each clean clip's embeddings, flattened to `(3 * 96,)`, for hints
+   (`train.hint_weight`).
 3. It scores the teacher (and with `--fuse` the head alone and the runs alone) on the
    validation and test splits and, with `--holdout-engine E --data DIR` (and
    `--validation-engine V --validation-data DIR`), on each engine's clips.
@@ -174,9 +176,9 @@ def run(args) -> int:
     rows = data.examples["training"].bank_rows
     silence = rows < 0
     clips = [clip_key(data.clips[r]) for r in rows[~silence]]
-    spoken, quiet = lp[torch.from_numpy(~silence)], lp[torch.from_numpy(silence)]
-    silence_lp = quiet.mean(0) if silence.any() else lp.new_zeros(len(labels))
-    save_soft_targets(out, labels, clips, spoken.numpy(), silence_lp.numpy())
+    logits, silence_lp = by_clip(lp, silence)
+    embeddings, silence_embedding = by_clip(clean[0].flatten(1), silence)
+    save_soft_targets(out, labels, clips, logits, silence_lp, embeddings, silence_embedding)
     scores = score(args, cfg, data, head, runs, features)
     for teacher, sets in scores.items():
         for name, (correct, n) in sets.items():
@@ -185,6 +187,14 @@ def run(args) -> int:
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(scores, indent=1) + "\n")
     return 0
+
+
+def by_clip(values: torch.Tensor, silence: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(values of the spoken examples, the mean over the silence examples)` of `values
+    (examples, width)`; zeros when there is no silence."""
+    quiet = values[torch.from_numpy(silence)]
+    mean = quiet.mean(0) if silence.any() else values.new_zeros(values.shape[1])
+    return values[torch.from_numpy(~silence)].numpy(), mean.numpy()
 
 
 def score(args, cfg, data, head, runs, features) -> dict:

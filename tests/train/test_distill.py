@@ -14,16 +14,6 @@ from kws.errors import UserError
 from kws.run import resolve_run
 from kws.train.distill import EnsembleTeacher, distillation_loss, load_teacher
 from kws.train.loop import train
-from tests.helpers import tone_recipe_overrides
-
-
-@pytest.fixture(scope="module")
-def teacher(tone_dataset, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("distill")
-    overrides = tone_recipe_overrides(tone_dataset, tmp / "cache", widths=32)
-    cfg = load_recipe(None, [*overrides, "train.memory_format=contiguous"])
-    result = train(cfg, tmp / "teacher", progress=False)
-    return cfg, tmp / "teacher", result.model
 
 
 def student_cfg(cfg, teacher_dir, **train_fields):
