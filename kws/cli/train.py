@@ -35,6 +35,8 @@ def add_train(sub) -> None:
          "# distil an ensemble of runs (their mean logits)",
          "kws train recipes/quickstart.yaml name=small train.soft_targets=teacher.npz  # distil "
          "per-clip logits written by recipes/transfer/speech_embedding.py",
+         "kws train recipes/quickstart.yaml name=small train.soft_targets=teacher.npz "
+         "train.hint_weight=1  # and regress the teacher's embedding of each clip (FitNets)",
          "torchrun --nproc-per-node 4 -m kws train recipes/gsc12/ds_cnn_s.yaml  # 4 GPUs"],
     )  # fmt: skip
     p.add_argument("recipe", help="YAML recipe (see recipes/)")

@@ -1,7 +1,8 @@
 """recipes/README.md's kokoro sections of this round, recomputed from recipes/results: the
 katakana arm (transfer_kokoro_katakana.json), the two checks that need no training
 (transfer_kokoro_shift.json) and the speech-embedding teacher and its students
-(transfer_kokoro_embedding_teacher.json, transfer_kokoro_embedding.json)."""
+(transfer_kokoro_embedding_teacher.json, transfer_kokoro_embedding.json) and its students with
+hints (transfer_kokoro_embedding.json, transfer_kokoro_hints_fit.json)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from tests.recipes.test_results import (
 
 KATAKANA_SECTION = ("**A Japanese loanword accent", "**Two checks that need no training")
 SHIFT_SECTION = ("**Two checks that need no training", "**A teacher pretrained on real speech")
-EMBEDDING_SECTION = ("**A teacher pretrained on real speech", "**Every lever at once")
+EMBEDDING_SECTION = ("**A teacher pretrained on real speech", "**Hints from the embedding itself")
+HINT_SECTION = ("**Hints from the embedding itself", "**Every lever at once")
 PICO = "medium + MBROLA + 2x RHVoice + Pico"
 WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
@@ -250,6 +252,7 @@ EMBEDDING_ARMS = (
     f"{PICO}, distilled from the ensemble of its three runs (online)",
     f"{PICO}, distilled from the speech-embedding teacher fused with those runs (offline)",
     f"{PICO}, the same teacher, distill_weight 1",
+    f"{PICO}, the same teacher with hints from its embedding (hint_weight 1)",
 )
 
 
@@ -285,7 +288,7 @@ def test_the_speech_embedding_students_are_stated_paired():
     configs recorded, and the paired steps recomputed."""
     records = json.loads((RESULTS / "transfer_kokoro_embedding.json").read_text())
     _assert_transfer_table(records, {"kokoro": 1653})
-    base, ekd, soft, pure = (_arm("transfer_kokoro_embedding.json", a) for a in EMBEDDING_ARMS)
+    base, ekd, soft, pure, _ = (_arm("transfer_kokoro_embedding.json", a) for a in EMBEDDING_ARMS)
     assert base == _arm("transfer_kokoro_katakana.json", PICO)  # the same three runs
     for runs, weight in ((soft, 0.5), (pure, 1.0)):
         for r in runs.values():
@@ -331,3 +334,45 @@ def test_the_opening_and_the_readme_state_the_teacher_and_its_students():
     readme = " ".join((ROOT / "README.md").read_text().split())
     for fact in facts:
         assert fact in opening and fact in readme, fact
+
+
+def _step(a: dict, b: dict, field: str) -> tuple[str, str]:
+    steps, stat = _paired(a, b, field)
+    return f"{stat.mean:+.2f} +- {stat.half_width:.2f}", ", ".join(f"{d:+.2f}" for d in steps)
+
+
+def test_the_hinted_students_are_stated_paired_with_their_embedding_fit():
+    """The fifth arm: the same logits as the soft-target students plus hint_weight 1, as its
+    configs recorded; its row, the paired steps, and the embedding fit's means."""
+    base, _, soft, _, hint = (_arm("transfer_kokoro_embedding.json", a) for a in EMBEDDING_ARMS)
+    for r in hint.values():
+        assert (r["soft_targets"], r["hint_weight"]) == ("kokoro_fused_emb.npz", 1.0)
+        assert (r["distill_weight"], r["distill_temperature"]) == (0.5, 2.0)
+    section = _section(HINT_SECTION)
+    _assert_arm_stated(soft, section)
+    _assert_arm_stated(hint, section)
+    held, seeds = _step(soft, hint, "held_out_engine")
+    assert f"**{held} points** paired ({seeds}; gap {_step(soft, hint, 'gap')[0]})" in section
+    assert f"Piper {_step(soft, hint, 'unheard_engine_piper')[0]}" in section
+    assert f"in-domain {_step(soft, hint, 'in_domain')[0]}" in section
+    held, seeds = _step(base, hint, "held_out_engine")
+    assert f"kokoro {held} ({seeds}) over the Pico recipe" in section
+    fits = json.loads((RESULTS / "transfer_kokoro_hints_fit.json").read_text())
+    for runs, how in ((base, "least squares"), (soft, "least squares"),
+                      (hint, "its hint projector")):  # fmt: skip
+        names = {runs[s]["run"] for s in range(3)}
+        rows = [f for f in fits if f["run"] in names]
+        assert len(rows) == 3 and {f["map"] for f in rows} == {how}
+        means = [f"{sum(f[k] for f in rows) / 3:.3f}" for k in ("training", "testing", "held_out")]
+        assert f"| {' | '.join(means)}" in section, means
+    kokoro = ", ".join(f"{f['held_out']:.3f}" for f in fits if f["run"].startswith("hint_"))
+    assert f"({kokoro})" in section
+
+
+def test_the_opening_and_the_readme_state_the_hinted_gap():
+    hint = _arm("transfer_kokoro_embedding.json", EMBEDDING_ARMS[4])
+    gap = mean_interval([_value(hint[s], "gap") for s in range(3)])
+    fact = f"{gap.mean:.1f} +- {gap.half_width:.1f} when"
+    opening = _section(("## Transfer to an unheard TTS engine", "| held-out engine |"))
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert fact in opening and fact in readme

@@ -1,8 +1,8 @@
 """The speech-embedding teacher (recipes/transfer/speech_embedding.py) on the streaming tone
-run: its soft targets cover every training clip of the run's data and are the runs' log-posteriors
-plus the head weight's share of a normalised log-posterior (the rows of the two line up); it
-scores every teacher on every set; an existing file is kept, and a missing openwakeword is
-named."""
+run: its soft targets cover every training clip of the run's data and are the runs'
+log-posteriors plus the head weight's share of a normalised log-posterior (the rows of the two
+line up), with each clip's embedding for hints; it scores every teacher on every set; an
+existing file is kept, and a missing openwakeword is named."""
 
 from __future__ import annotations
 
@@ -57,6 +57,23 @@ def test_targets_are_fused_log_posteriors_of_every_training_clip(teacher):
     spoken = rows >= 0
     torch.testing.assert_close(head_lp[spoken].exp().sum(1), torch.ones(int(spoken.sum())),
                                atol=1e-4, rtol=1e-4)  # fmt: skip
+
+
+def test_the_file_holds_each_clips_embedding_as_heard(teacher):
+    """For hints: each spoken clip's speech embedding, flattened, and silence's the mean of the
+    silence examples'; `load_soft_targets` hands them on standardized."""
+    run, out, _, _ = teacher
+    cfg = speech_embedding.load_recipe(str(run / "config.yaml"))
+    data = speech_embedding.build_data(cfg, torch.device("cpu"), progress=False)
+    rows = torch.from_numpy(data.examples["training"].bank_rows)
+    x, _ = speech_embedding.embed(speech_embedding.embedder(), data.audio_batches(
+        "training", 500, seed=speech_embedding.EVAL_SEED))  # fmt: skip
+    x = x.flatten(1)
+    with np.load(out) as f:
+        np.testing.assert_allclose(f["embeddings"], x[rows >= 0].numpy(), atol=1e-5)
+        np.testing.assert_allclose(f["silence_embedding"], x[rows < 0].mean(0).numpy(),
+                                   atol=1e-5)  # fmt: skip
+    assert load_soft_targets(str(out), data).embeddings.shape == (len(data.bank) + 1, x.shape[1])
 
 
 def test_scores_are_each_teachers_accuracy_on_each_set(teacher):

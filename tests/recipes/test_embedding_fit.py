@@ -1,0 +1,71 @@
+"""The embedding-fit diagnostic (recipes/diagnostics/embedding_fit.py) on the streaming tone
+run: a run without hints is mapped by least squares, R^2 is that map's on each set, and a run
+whose checkpoint holds that very map as its hint projector scores the same through the
+projector branch; runs of other data are refused."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+import torch
+
+from kws.run import resolve_run
+from tests.helpers import load_script
+from tests.recipes.test_shift_checks import _engine_copy
+from tests.stream.conftest import make_tone_run
+
+pytest.importorskip("openwakeword", reason="pip install openwakeword==0.4.0 (kws[teacher])")
+fit_script = load_script("recipes/diagnostics/embedding_fit.py")
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_least_squares_and_the_hint_projector_branch_agree(tmp_path):
+    run = make_tone_run(tmp_path)
+    held = _engine_copy(tmp_path / "data", tmp_path / "held", "espeak", gain=3.0)
+    out = tmp_path / "rows.json"
+    assert fit_script.main([str(run), "--holdout-engine", "espeak-ng", "--data", str(held),
+                            "--json", str(out)]) == 0  # fmt: skip
+    (row,) = json.loads(out.read_text()).values()
+    assert row["map"] == "least squares"
+    assert 0 < row["training"] <= 1  # least squares with a bias is never below the mean's 0
+    # the same least-squares map by hand, written into a copy of the run as its projector
+    _, data = fit_script._data(str(run), [])
+    target = fit_script.embed(
+        fit_script.embedder(), data.audio_batches("training", 500, seed=fit_script.EVAL_SEED)
+    )
+    target = target[0].flatten(1).double()
+    target = (target - target.mean(0)) / (target.std(0, unbiased=False) + 1e-6)
+    checkpoint = resolve_run(run).checkpoint()
+    model = checkpoint.build_model().eval()
+    with torch.no_grad():
+        x = torch.cat([model.embed(f) for f, _ in data.batches("training", 500,
+                       seed=fit_script.EVAL_SEED)]).double()  # fmt: skip
+    solution = torch.linalg.lstsq(fit_script._with_bias(x), target).solution
+    assert fit_script.r_squared(fit_script._with_bias(x) @ solution, target) == pytest.approx(
+        row["training"], abs=1e-9
+    )
+    hinted = tmp_path / "hinted"
+    shutil.copytree(run, hinted)
+    checkpoint.state = {
+        **(checkpoint.state or {}),
+        "hint": {
+            "projector.weight": solution[:-1].T.float(),
+            "projector.bias": solution[-1].float(),
+        },
+    }
+    checkpoint.save(hinted / "checkpoints" / "best.pt")
+    rows = fit_script.fit([str(hinted)], "espeak", str(held))
+    assert rows[str(hinted)]["map"] == "its hint projector"
+    for name in fit_script.SETS:  # float32 weights: the same map to rounding
+        assert rows[str(hinted)][name] == pytest.approx(row[name], abs=1e-5)
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    text = (run / "config.yaml").read_text()  # data.seed is the first `  seed:` line
+    text = re.sub(r"^  seed: \d+", "  seed: 12345", text, count=1, flags=re.M)
+    (other / "config.yaml").write_text(text)
+    assert resolve_run(other).run.config([]).data.seed == 12345
+    assert fit_script.main([str(run), str(other), "--holdout-engine", "espeak-ng",
+                            "--data", str(held)]) == 2  # fmt: skip
