@@ -38,7 +38,7 @@ from kws.budget import budget_from_config
 from kws.config import RecipeConfig, copy_config
 from kws.data.dataset import KwsData, build_data
 from kws.errors import UserError
-from kws.growth.loop import check_seed_fits, grow
+from kws.growth.loop import check_seed_fits, grow, refuse_hints
 from kws.growth.plots import plot_comparison
 from kws.growth.prune import prune
 from kws.growth.schedule import decay_lr
@@ -289,8 +289,9 @@ def compare(
         UserError: no budgets, a budget the seed already breaks (`check_seed_fits`), an
             existing comparison without resume/force, a resume with
             changed settings (`check_compare_resume_settings`), a family without units or a
-            uniform knob.
+            uniform knob, hints (`refuse_hints`).
     """
+    refuse_hints(cfg)
     root = Path(run_dir)
     run = Run(root)
     device = distributed.setup(cfg.train.device)

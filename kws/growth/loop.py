@@ -194,6 +194,17 @@ def _train_round(cfg, run, k, model, data, used, resume, progress, reference, hi
     return result, len(result.history), time.perf_counter() - start
 
 
+def refuse_hints(cfg: RecipeConfig) -> None:
+    """Raises `UserError` for `train.hint_weight`: a hint's projector is one run's training
+    state, which growth's rounds (each a new training run) and its rivals would not share."""
+    if cfg.train.hint_weight:
+        raise UserError(
+            f"train.hint_weight={cfg.train.hint_weight}: growth trains each round as a new run, "
+            "and a hint's projector would start afresh in each; set train.hint_weight=0 (soft "
+            "targets alone, train.soft_targets, grow fine)"
+        )
+
+
 def check_seed_fits(budget: Budget, spec: ModelSpec) -> None:
     """Growth only adds neurons, so a seed that breaks the budget can never meet it.
 
@@ -238,9 +249,11 @@ def grow(
     Raises:
         UserError: a family without splittable units, a method that is not a growth method, an
             unknown budget target, an existing run without resume/force, changed settings
-            (`check_settings`), a seed that already breaks the budget (`check_seed_fits`).
+            (`check_settings`), a seed that already breaks the budget (`check_seed_fits`),
+            hints (`refuse_hints`).
     """
     growable_family(cfg.model)
+    refuse_hints(cfg)
     if cfg.growth.method not in GROW_METHODS:
         raise UserError(
             f"growth.method={cfg.growth.method!r} is not a growth method "

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kws import distributed
-from kws.config import FeatureConfig
+from kws.config import FeatureConfig, RecipeConfig
 from kws.errors import UserError
 from kws.io import atomic_write_bytes
 from kws.run import resolve_run
@@ -101,21 +101,17 @@ def load_teacher(path: str | list[str], labels: list[str], features: FeatureConf
     return teacher
 
 
-def make_hint(model: nn.Module, targets: SoftTargets, optimizer, cfg) -> Hint:
+def make_hint(
+    model: nn.Module, targets: SoftTargets, optimizer: torch.optim.Optimizer, cfg: RecipeConfig
+) -> Hint:
     """The hint term for `model` (a `RecipeConfig` `cfg` with `train.hint_weight`); its projector
     trains in `optimizer`, added as a second parameter group.
 
     Raises:
         UserError: the soft targets hold no embeddings, or training runs on several processes.
     """
-    if targets.embeddings is None:
-        raise UserError(
-            f"train.hint_weight={cfg.train.hint_weight} regresses the teacher's embeddings, but "
-            f"train.soft_targets={cfg.train.soft_targets} holds none; write the file again with "
-            "recipes/transfer/speech_embedding.py or set train.hint_weight=0"
-        )
-    if distributed.is_distributed():
-        raise UserError("train.hint_weight trains on one process; run kws train without torchrun")
+    if targets.embeddings is None or distributed.is_distributed():
+        check_hint_file(cfg)  # raises, naming the fix
     shape = (1, *model.spec.input_shape)
     device = next(model.parameters()).device
     was_training = model.training
@@ -125,6 +121,33 @@ def make_hint(model: nn.Module, targets: SoftTargets, optimizer, cfg) -> Hint:
     hint = Hint(targets.embeddings, width).to(device)
     optimizer.add_param_group({"params": list(hint.parameters())})
     return hint
+
+
+def check_hint_file(cfg: RecipeConfig) -> None:
+    """Refuse, before any work, hints that cannot run: soft targets without embeddings, or
+    several processes (the projector is one process's). No-op without `train.hint_weight`.
+
+    Raises:
+        UserError: as said, each naming the fix.
+    """
+    if not cfg.train.hint_weight:
+        return
+    try:
+        with np.load(cfg.train.soft_targets, allow_pickle=False) as f:
+            has_embeddings = "embeddings" in f.files
+    except (OSError, ValueError) as exc:
+        raise UserError(
+            f"train.soft_targets={cfg.train.soft_targets} is no soft-target file ({exc}); "
+            "write one with recipes/transfer/speech_embedding.py"
+        ) from exc
+    if not has_embeddings:
+        raise UserError(
+            f"train.hint_weight={cfg.train.hint_weight} regresses the teacher's embeddings, but "
+            f"train.soft_targets={cfg.train.soft_targets} holds none; write the file again with "
+            "recipes/transfer/speech_embedding.py or set train.hint_weight=0"
+        )
+    if distributed.is_distributed():
+        raise UserError("train.hint_weight trains on one process; run kws train without torchrun")
 
 
 def clip_key(clip) -> str:
@@ -151,10 +174,13 @@ class Hint(nn.Module):
 
     def __init__(self, targets: torch.Tensor, width: int) -> None:
         super().__init__()
-        self.targets = targets  # (bank rows + 1, dim), standardized; not a parameter
+        # (bank rows + 1, dim), standardized: moves with the module, never saved (the file is)
+        self.register_buffer("targets", targets, persistent=False)
         self.projector = nn.Linear(width, targets.shape[1])
 
     def forward(self, embedding: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The mean over batch and dimensions (a scalar) for the student's pooled embedding
+        `(batch, width)` of the examples of bank `rows` `(batch,)` (-1: silence)."""
         return F.mse_loss(self.projector(embedding.float()), self.targets[rows])
 
 
@@ -196,9 +222,9 @@ def load_soft_targets(path: str, data) -> SoftTargets:
         raise UserError(f"train.soft_targets={path} holds logits of {labels}, the data has "
                         f"{list(data.labels)}; compute them for this task")  # fmt: skip
     where = {name: i for i, name in enumerate(clips)}
-    tables = [_by_row(values, quiet, where, data) for values, quiet in arrays]
+    logits, *embedded = [_by_row(values, quiet, where, data) for values, quiet in arrays]
     rows = data.examples["training"].bank_rows
-    missing = [int(r) for r in rows if np.isnan(tables[0][r]).any()]
+    missing = [int(r) for r in rows if np.isnan(logits[r]).any()]
     if missing:
         first = data.clips[missing[0]].path if missing[0] < len(data.clips) else missing[0]
         raise UserError(
@@ -207,11 +233,11 @@ def load_soft_targets(path: str, data) -> SoftTargets:
             "data.seed"
         )
     embeddings = None
-    if len(tables) > 1:  # standardized over the training examples
-        seen = tables[1][rows]
-        embeddings = (tables[1] - seen.mean(0)) / (seen.std(0) + 1e-6)
+    if embedded:  # standardized over the training examples (silence's once per example)
+        seen = embedded[0][rows]
+        embeddings = (embedded[0] - seen.mean(0)) / (seen.std(0) + 1e-6)
         embeddings = torch.from_numpy(embeddings.astype(np.float32)).to(data.device)
-    return SoftTargets(torch.from_numpy(tables[0]).to(data.device), embeddings)
+    return SoftTargets(torch.from_numpy(logits).to(data.device), embeddings)
 
 
 def _read_targets(path: str) -> tuple[list[str], list[str], list[tuple[np.ndarray, np.ndarray]]]:
@@ -224,11 +250,11 @@ def _read_targets(path: str) -> tuple[list[str], list[str], list[tuple[np.ndarra
             if "embeddings" in f:
                 arrays.append((f["embeddings"], f["silence_embedding"]))
         widths = [len(labels)] + [values.shape[-1] for values, _ in arrays[1:]]
-        for (values, quiet), width in zip(arrays, widths):
-            if values.shape != (len(clips), width) or quiet.shape != (width,):
-                raise ValueError(f"{values.shape} and silence {quiet.shape} for {len(clips)} "
+        for (values, silence), width in zip(arrays, widths):
+            if values.shape != (len(clips), width) or silence.shape != (width,):
+                raise ValueError(f"{values.shape} and silence {silence.shape} for {len(clips)} "
                                  f"clips of {width} values")  # fmt: skip
-            if not (np.isfinite(values).all() and np.isfinite(quiet).all()):
+            if not (np.isfinite(values).all() and np.isfinite(silence).all()):
                 raise ValueError("a value that is not finite")
         if len(set(clips)) != len(clips):
             raise ValueError("a clip named twice")

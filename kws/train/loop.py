@@ -32,6 +32,7 @@ from kws.run import Checkpoint, Run
 from kws.train.distill import (
     Hint,
     SoftTargets,
+    check_hint_file,
     distillation_loss,
     load_soft_targets,
     load_teacher,
@@ -45,8 +46,10 @@ from kws.train.setup import (
     make_optimizer,
     prepare_model,
     recipe_threads,
+    rng_state,
     schedule,
     seed_everything,
+    set_rng_state,
     step_module,
 )
 
@@ -101,7 +104,7 @@ def train_epoch(
     """
     model.train()
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
-    total, correct, loss_sum, steps = 0, 0, 0.0, 0
+    total, correct, loss_sum, steps, hint_sum = 0, 0, 0.0, 0, 0.0
     start = time.perf_counter()
     size, batch_size, world = data.num_examples("training"), cfg.train.batch_size, shard[1]
     parts = batch_parts.local_parts(cfg.train.batch_parts, shard[0], world, batch_size)
@@ -133,7 +136,9 @@ def train_epoch(
         for mean, n in zip(means[1:], sizes[1:]):
             loss = loss + mean * (n / global_n)
         if hint is not None:
-            loss = loss + cfg.train.hint_weight * hint(embedding, rows)
+            hinted = hint(embedding, rows)
+            hint_sum += hinted.detach() * global_n
+            loss = loss + cfg.train.hint_weight * hinted
         steps += 1
         # One host sync per log interval (not per step) keeps a GPU busy; a bad step is caught
         # at the next check, and nothing trained after it is ever saved.
@@ -171,6 +176,8 @@ def train_epoch(
         "train_accuracy": float(correct) / max(total, 1),
         "train_clips_per_s": total / max(seconds, 1e-9),
         "epoch_seconds": seconds,
+        # the hint's mean squared error alone (train_loss holds it times train.hint_weight)
+        **({"train_hint_loss": float(hint_sum) / max(total, 1)} if hint is not None else {}),
     }
 
 
@@ -199,19 +206,6 @@ def _weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _rank_rng(state: dict, seed: int) -> None:
     """Each rank's own random stream (dropout): restored when the checkpoint has one per rank of
     this world size, else rank r > 0 is seeded apart from rank 0 (whose stream is the
@@ -219,9 +213,9 @@ def _rank_rng(state: dict, seed: int) -> None:
     r, world = distributed.shard()
     states = state.get("rng_ranks") or ([state["rng"]] if state.get("rng") else [])
     if len(states) == world:
-        _set_rng_state(states[r])  # draws continue exactly where they stopped
+        set_rng_state(states[r])  # draws continue exactly where they stopped
     elif r == 0 and states:
-        _set_rng_state(states[0])  # another world size: rank 0 keeps the saved stream
+        set_rng_state(states[0])  # another world size: rank 0 keeps the saved stream
     elif r > 0:
         torch.manual_seed(seed * EPOCH_SEED_STRIDE + 7919 * r)
 
@@ -246,7 +240,13 @@ def _resume(run: Run, model, optimizer) -> tuple[int, float, list[dict], dict]:
             f"(kws train {run.config_path} --resume) or start a new run (name=NEW)"
         ) from None
     if ckpt.optimizer is not None:
-        optimizer.load_state_dict(ckpt.optimizer)
+        try:
+            optimizer.load_state_dict(ckpt.optimizer)
+        except ValueError as exc:  # other parameter groups: hints on one side only
+            raise UserError(
+                f"cannot resume '{run.root}': its optimizer state does not fit this run ({exc}); "
+                "resume with the run's own recipe (train.hint_weight as it was) or start a new run"
+            ) from None
     history = distributed.main_value(run.trim_metrics, ckpt.epoch)
     return ckpt.epoch, ckpt.best_val_accuracy, history, ckpt.state
 
@@ -311,6 +311,7 @@ def train(
     if cfg.train.soft_targets and not Path(cfg.train.soft_targets).is_file():  # before decoding
         raise UserError(f"train.soft_targets={cfg.train.soft_targets} is no file; write it with "
                         "recipes/transfer/speech_embedding.py")  # fmt: skip
+    check_hint_file(cfg)
     distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work
     if resume and check_settings:  # rank 0 reads the run; every rank raises alike
         distributed.main_value(check_resume_settings, run, cfg)
@@ -337,7 +338,7 @@ def train(
     epochs = epochs if epochs is not None else cfg.train.epochs
     lr_at = lr_at or schedule(cfg, epochs)
     start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})
-    if hint is not None and "hint" in state:
+    if hint is not None and "hint" in state:  # the projector, as the checkpoint left it
         hint.load_state_dict(state["hint"])
     _rank_rng(state, cfg.train.seed + epoch_offset)
     distributed.on_main(run.save_config, cfg)
@@ -377,7 +378,7 @@ def train(
             record = distributed.broadcast_object(record)  # rank 0's timings on every rank
             improved = val.accuracy >= best
             best = max(best, val.accuracy)
-            rng = distributed.gather_objects(_rng_state())
+            rng = distributed.gather_objects(rng_state())
             state = {"rng": rng[0], "rng_ranks": rng}
             if hint is not None:  # the projector: training state, not the model
                 state["hint"] = hint.state_dict()

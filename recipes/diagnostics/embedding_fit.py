@@ -4,10 +4,11 @@ For hints (`train.hint_weight`, kws.train.distill): the student's pooled embeddi
 linearly, regresses Google's speech embedding (recipes/transfer/speech_embedding.py) of each
 training clip. This asks each run how much of that embedding its own embedding predicts, as
 R^2 over the 3 x 96 standardized dimensions (1 - mean squared error / the set's variance), on
-the training clips as heard, the in-domain test clips and a held-out engine's clips. A run
-trained with hints is mapped by its own projector (the checkpoint's training state); any other
-run by the least-squares map (with a bias) fitted on the training clips, the best any linear
-map does there. The standardization is the training clips', as the hint's.
+the training examples as heard, the in-domain test clips and a held-out engine's clips, through
+the least-squares map (with a bias) fitted on the training examples, the best any linear map
+does there, for every run, and for a run trained with hints also through its own projector (the
+checkpoint's training state). The targets are the hint's: standardized over the training
+examples, each silence example given the silence examples' mean.
 
     python recipes/diagnostics/embedding_fit.py RUN... --holdout-engine kokoro \
         --data data/synth_medium [--json OUT]
@@ -51,7 +52,8 @@ def r_squared(predicted: torch.Tensor, target: torch.Tensor) -> float:
 
 @torch.no_grad()
 def fit(runs: list[str], engine: str, root: str) -> dict:
-    """`{run: {"map": how, set: R^2}}` (module docstring).
+    """`{run: {map: {set: R^2}}}` (module docstring): map `least_squares` for every run,
+    `hint_projector` too for a run trained with hints.
 
     Raises:
         UserError: runs of different data sections, openwakeword missing, data kws refuses.
@@ -67,6 +69,9 @@ def fit(runs: list[str], engine: str, root: str) -> dict:
     features = embedder()
     target = {name: embed(features, d.audio_batches(split, 500, seed=EVAL_SEED))[0]
               .flatten(1).double() for name, (d, split) in sources.items()}  # fmt: skip
+    silence = torch.from_numpy(own.examples["training"].bank_rows < 0)
+    if silence.any():  # every silence example is taught the silence examples' mean, as in hints
+        target["training"][silence] = target["training"][silence].mean(0)
     mean, std = target["training"].mean(0), target["training"].std(0, unbiased=False) + 1e-6
     target = {name: (t - mean) / std for name, t in target.items()}
     rows = {}
@@ -79,17 +84,15 @@ def fit(runs: list[str], engine: str, root: str) -> dict:
             for name, (d, split) in sources.items()
         }
         student = {name: x.double() for name, x in student.items()}
+        solution = torch.linalg.lstsq(_with_bias(student["training"]),
+                                      target["training"]).solution  # fmt: skip
+        maps = {"least_squares": {name: _with_bias(x) @ solution for name, x in student.items()}}
         hint = (checkpoint.state or {}).get("hint")
         if hint is not None:
             weight, bias = hint["projector.weight"].double(), hint["projector.bias"].double()
-            predicted = {name: x @ weight.T + bias for name, x in student.items()}
-        else:
-            solution = torch.linalg.lstsq(_with_bias(student["training"]),
-                                          target["training"]).solution  # fmt: skip
-            predicted = {name: _with_bias(x) @ solution for name, x in student.items()}
-        how = "its hint projector" if hint is not None else "least squares"
-        scores = {name: r_squared(predicted[name], target[name]) for name in SETS}
-        rows[str(run)] = {"map": how, **scores}
+            maps["hint_projector"] = {name: x @ weight.T + bias for name, x in student.items()}
+        rows[str(run)] = {how: {name: r_squared(predicted[name], target[name]) for name in SETS}
+                          for how, predicted in maps.items()}  # fmt: skip
     return rows
 
 
@@ -107,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for run, row in rows.items():
-        scores = ", ".join(f"{name} {row[name]:.3f}" for name in SETS)
-        print(f"{run} ({row['map']}): R^2 {scores}")
+        for how, r2 in row.items():
+            print(f"{run} ({how}): R^2 " + ", ".join(f"{name} {r2[name]:.3f}" for name in SETS))
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(rows, indent=1) + "\n")
     return 0

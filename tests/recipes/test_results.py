@@ -214,6 +214,36 @@ def test_recipes_readme_states_the_ensemble_distilled_recipe_over_five_seeds():
     assert f"{within} seeds of five within 8" in text
 
 
+def test_recipes_readme_states_the_ensemble_distilled_recipe_over_seven_seeds():
+    """Seeds 5 and 6 (transfer_flite_distill_seeds56.json, same teachers) join seeds 0-4: the
+    section, the transfer opening and README.md state the seven-seed gap and its upper end."""
+    arm = "medium + MBROLA + 2x RHVoice + Pico, distilled from the three runs' ensemble"
+    runs = sorted(_arm("transfer_flite_distill.json", arm).values(), key=lambda r: r["seed"])
+    runs += json.loads((RESULTS / "transfer_flite_distill_seeds34.json").read_text())
+    more = json.loads((RESULTS / "transfer_flite_distill_seeds56.json").read_text())
+    assert [r["seed"] for r in more] == [5, 6] and {r["training"] for r in more} == {arm}
+    assert all(r["teacher_runs"] == runs[0]["teacher_runs"] for r in more)
+    runs += more
+    gaps = [_value(r, "gap") for r in runs]
+    stat = mean_interval(gaps)
+    text = " ".join((ROOT / "recipes" / "README.md").read_text().split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"gaps of {gaps[5]:.1f} and {gaps[6]:.1f}" in text
+    assert f"**{stat.mean:.2f} +- {stat.half_width:.2f}** (" + ", ".join(
+        f"{g:.1f}" for g in gaps) + ")" in text  # fmt: skip
+    for field in ("held_out_engine", "in_domain"):
+        s = mean_interval([r[field]["accuracy_percent"] for r in runs])
+        assert f"{s.mean:.2f} +- {s.half_width:.2f}%" in text, field
+    within = sum(g <= 8 for g in gaps)
+    upper = f"{stat.mean + stat.half_width:.1f}"
+    assert f"four seeds of seven within 8, the mean {8 - stat.mean:.1f} inside" in text
+    assert within == 4 and f"the interval's upper end {upper}" in text
+    assert sorted(gaps[:3]) == sorted(gaps)[:3]  # "the three smallest gaps of the seven"
+    short = f"{stat.mean:.1f} +- {stat.half_width:.1f} on seven"
+    assert f"**{short}**" in text and short in readme
+    assert f"four of seven within the 8-point goal, the interval's upper end {upper}" in readme
+
+
 def _flowing(text: str, start: str, end: str) -> str:
     """The text from `start` to `end`, its line breaks and runs of spaces made single spaces."""
     section = text[text.index(start) :]

@@ -358,21 +358,33 @@ def test_the_hinted_students_are_stated_paired_with_their_embedding_fit():
     held, seeds = _step(base, hint, "held_out_engine")
     assert f"kokoro {held} ({seeds}) over the Pico recipe" in section
     fits = json.loads((RESULTS / "transfer_kokoro_hints_fit.json").read_text())
-    for runs, how in ((base, "least squares"), (soft, "least squares"),
-                      (hint, "its hint projector")):  # fmt: skip
-        names = {runs[s]["run"] for s in range(3)}
-        rows = [f for f in fits if f["run"] in names]
-        assert len(rows) == 3 and {f["map"] for f in rows} == {how}
-        means = [f"{sum(f[k] for f in rows) / 3:.3f}" for k in ("training", "testing", "held_out")]
-        assert f"| {' | '.join(means)}" in section, means
-    kokoro = ", ".join(f"{f['held_out']:.3f}" for f in fits if f["run"].startswith("hint_"))
+    means = {}
+    for name, runs, maps in (("base", base, {"least_squares"}), ("soft", soft, {"least_squares"}),
+                             ("hint", hint, {"least_squares", "hint_projector"})):  # fmt: skip
+        rows = [f for f in fits if f["run"] in {runs[s]["run"] for s in range(3)}]
+        assert len(rows) == 3 and all(set(f) - {"run"} == maps for f in rows)
+        for how in maps:
+            means[name, how] = [sum(f[how][k] for f in rows) / 3
+                                for k in ("training", "testing", "held_out")]  # fmt: skip
+            assert f"| {' | '.join(f'{m:.3f}' for m in means[name, how])}" in section, name
+    kokoro = ", ".join(f"{f['least_squares']['held_out']:.3f}" for f in fits
+                       if f["run"].startswith("hint_"))  # fmt: skip
     assert f"({kokoro})" in section
+    ratios = [h / s for h, s in zip(means["hint", "least_squares"], means["soft", "least_squares"])]
+    assert all(abs(r - 1.6) < 0.05 for r in ratios)  # "about 1.6 times"
+    held = means["hint", "least_squares"][2], means["soft", "least_squares"][2]
+    assert f"({held[0]:.3f} against {held[1]:.3f})" in section
+    assert 0.35 < means["hint", "least_squares"][0] < 0.45  # "about two-fifths"
+    assert 0.225 < held[0] < 0.275  # "a quarter"
 
 
 def test_the_opening_and_the_readme_state_the_hinted_gap():
     hint = _arm("transfer_kokoro_embedding.json", EMBEDDING_ARMS[4])
     gap = mean_interval([_value(hint[s], "gap") for s in range(3)])
-    fact = f"{gap.mean:.1f} +- {gap.half_width:.1f} when"
+    soft = _arm("transfer_kokoro_embedding.json", EMBEDDING_ARMS[2])
+    paired = _step(soft, hint, "gap")[0]
     opening = _section(("## Transfer to an unheard TTS engine", "| held-out engine |"))
     readme = " ".join((ROOT / "README.md").read_text().split())
-    assert fact in opening and fact in readme
+    for fact in (f"{gap.mean:.1f} +- {gap.half_width:.1f} when", f"{paired} paired, no step",
+                 "about 1.6 times as much"):  # fmt: skip
+        assert fact in opening and fact in readme, fact

@@ -7,7 +7,7 @@ from kws.train.loop import train
 from tests.helpers import tone_recipe_overrides
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def teacher(tone_dataset, tmp_path_factory):
     """(recipe, run folder, model) of a DS-CNN (widths 32) trained on the tone set: the
     teacher of the distillation tests."""

@@ -10,12 +10,16 @@ import pytest
 import torch
 from rich.progress import Progress
 
+from kws import distributed
 from kws.config import ConfigError, load_recipe, preset_config
 from kws.data.dataset import build_data
 from kws.errors import UserError
+from kws.growth.compare import compare
+from kws.growth.loop import grow
 from kws.models import ModelSpec, build_model
 from kws.run import resolve_run
 from kws.train.distill import (
+    check_hint_file,
     clip_key,
     distillation_loss,
     load_soft_targets,
@@ -106,6 +110,7 @@ def test_one_step_adds_weight_times_the_projected_embeddings_error(hinted):
     with Progress(disable=True) as bar:
         stats = train_epoch(model, optimizer, data, cfg, 7, bar, "step", (0, 1), targets, hint)
     assert stats["train_loss"] == pytest.approx(float(soft + 2.5 * mse), rel=1e-5)
+    assert stats["train_hint_loss"] == pytest.approx(float(mse), rel=1e-5)  # logged apart
     assert not torch.equal(hint.projector.weight, start[1].projector.weight)  # it trains
 
 
@@ -134,7 +139,7 @@ def test_a_hinted_run_resumes_exactly(hinted, tmp_path):
         assert torch.equal(ends[0][key], ends[1][key]), key
 
 
-def test_what_cannot_hint_is_refused(hinted, tmp_path):
+def test_what_cannot_hint_is_refused(hinted, tmp_path, monkeypatch):
     cfg, data, with_embeddings, without = hinted
     with pytest.raises(ConfigError, match="give that file or set train.hint_weight=0"):
         load_recipe(None, ["train.hint_weight=1"])
@@ -143,6 +148,21 @@ def test_what_cannot_hint_is_refused(hinted, tmp_path):
             load_recipe(None, [f"train.soft_targets={without}", "train.hint_weight=1", override])
     with pytest.raises(UserError, match="holds none; write the file again"):
         train(_hint_cfg(cfg, without, 1.0), tmp_path / "none", data=data, progress=False)
+    assert not (tmp_path / "none").exists()  # refused before the run folder is made
+    monkeypatch.setattr(distributed, "is_distributed", lambda: True)
+    with pytest.raises(UserError, match="without torchrun"):
+        check_hint_file(_hint_cfg(cfg, with_embeddings, 1.0))
+    monkeypatch.undo()
+    for verb in (grow, compare):  # each round would start a new projector
+        with pytest.raises(UserError, match="growth trains each round as a new run"):
+            verb(_hint_cfg(cfg, with_embeddings, 1.0), tmp_path / verb.__name__, data=data,
+                 progress=False)  # fmt: skip
+        assert not (tmp_path / verb.__name__).exists()
+    hinted = _hint_cfg(cfg, with_embeddings, 1.0)
+    train(hinted, tmp_path / "half", data=data, progress=False, stop=lambda h: len(h) >= 1)
+    with pytest.raises(UserError, match="train.hint_weight as it was"):
+        train(_hint_cfg(cfg, with_embeddings, 0.0), tmp_path / "half", data=data,
+              progress=False, resume=True)  # fmt: skip
     with np.load(with_embeddings) as f:
         arrays = {k: f[k] for k in f.files}
     np.savez(tmp_path / "short.npz", **{**arrays, "embeddings": arrays["embeddings"][1:]})
