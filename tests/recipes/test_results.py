@@ -239,8 +239,14 @@ def test_recipes_readme_states_the_ensemble_distilled_recipe_over_seven_seeds():
     assert f"four seeds of seven within 8, the mean {8 - stat.mean:.1f} inside" in text
     assert within == 4 and f"the interval's upper end {upper}" in text
     assert sorted(gaps[:3]) == sorted(gaps)[:3]  # "the three smallest gaps of the seven"
-    short = f"{stat.mean:.1f} +- {stat.half_width:.1f} on seven"
-    assert f"**{short}**" in text and short in readme
+    short = f"**{stat.mean:.1f} +- {stat.half_width:.1f} on seven**"
+    assert short in text and short in readme
+    later = mean_interval(gaps[3:])  # the seeds that chose nothing
+    assert f"**{later.mean:.2f} +- {later.half_width:.2f}** (" + ", ".join(
+        f"{g:.1f}" for g in gaps[3:]) + ")" in text and later.mean > 8  # fmt: skip
+    assert f"give {later.mean:.1f} +- {later.half_width:.1f})" in text
+    assert f"give {later.mean:.1f} +- {later.half_width:.1f}: at the goal's edge" in readme
+    assert f"a margin of {8 - stat.mean:.1f} (seven seeds)" in text
     assert f"four of seven within the 8-point goal, the interval's upper end {upper}" in readme
 
 
