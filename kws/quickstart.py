@@ -16,9 +16,9 @@ from kws.config import load_recipe
 from kws.data.dataset import build_data
 from kws.data.synth import synthesize
 from kws.export import export_run
-from kws.export.artifacts import exported_checkpoint_sha256, file_sha256
+from kws.export.artifacts import exported_checkpoint_sha256
 from kws.growth.loop import grow
-from kws.io import atomic_write_text
+from kws.io import atomic_write_text, file_sha256
 from kws.run import Run
 from kws.stream.evaluate import stream_evaluate
 from kws.train.evaluate import evaluate, plot_confusion

@@ -25,11 +25,7 @@ from kws.config import DataConfig, RecipeConfig
 from kws.data import augment as aug
 from kws.data.audio import AudioReport
 from kws.data.bank import decode_bank, load_noise
-from kws.data.checks import (
-    check_keyword_folders,
-    check_training_examples,
-    check_training_index,
-)
+from kws.data.checks import check_keyword_folders, check_training_examples, check_training_index
 from kws.data.gsc import (
     LAYOUT_FOLDERS,
     LAYOUT_TEST_SET,

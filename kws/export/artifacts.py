@@ -37,7 +37,7 @@ from kws.export.tflite_export import (
     tflite_ops,
 )
 from kws.export.tflm import c_name, measure_arena, write_tflm_files
-from kws.io import atomic_write_bytes, atomic_write_json
+from kws.io import atomic_write_bytes, atomic_write_json, file_sha256
 
 FORMATS = ("onnx", "tflite", "tflm")
 VERSIONED_PACKAGES = (
@@ -78,15 +78,6 @@ def clear_export(out_dir: Path) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def exported_checkpoint_sha256(export_dir: Path) -> str | None:

@@ -48,7 +48,8 @@ from kws.run import Checkpoint, Run
 from kws.stats import mean_interval
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
-from kws.train.setup import check_compare_resume_settings, recipe_threads
+from kws.train.resume import check_compare_resume_settings
+from kws.train.setup import recipe_threads
 
 
 def _exists(path: Path) -> bool:

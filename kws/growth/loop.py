@@ -42,7 +42,8 @@ from kws.models import ModelSpec, count_macs, count_params, growable_family
 from kws.run import Checkpoint, Run
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
-from kws.train.setup import check_resume_settings, prepare_model, recipe_threads
+from kws.train.resume import check_resume_settings
+from kws.train.setup import prepare_model, recipe_threads
 
 GROW_METHODS = ("splitting", "random", "random_init")
 FINAL = "final"
@@ -244,7 +245,7 @@ def grow(
         reference: a splitting run's history; baselines then add exactly its neurons per unit
             and train exactly its epochs per round, so sizes and epochs match round by round.
         check_settings: with `resume`, refuse a `cfg` that differs from the run's own
-            (`kws grow --resume`; `kws.train.setup.check_resume_settings`).
+            (`kws grow --resume`; `kws.train.resume.check_resume_settings`).
 
     Raises:
         UserError: a family without splittable units, a method that is not a growth method, an

@@ -24,9 +24,10 @@ import torch
 
 from kws.config import FeatureConfig
 from kws.errors import UserError
-from kws.export.artifacts import exported_checkpoint_sha256, file_sha256
+from kws.export.artifacts import exported_checkpoint_sha256
 from kws.export.onnx_export import onnx_logits, onnx_session
 from kws.export.tflite_export import litert_interpreter, litert_logits
+from kws.io import file_sha256
 from kws.run import RunRef, resolve_run
 
 KINDS = ("torch", "onnx", "tflite")

@@ -40,7 +40,7 @@ from torch import nn
 from kws import distributed
 from kws.config import FeatureConfig, RecipeConfig
 from kws.errors import UserError
-from kws.io import atomic_write_bytes
+from kws.io import atomic_write_bytes, file_sha256
 from kws.run import resolve_run
 
 
@@ -99,6 +99,22 @@ def load_teacher(path: str | list[str], labels: list[str], features: FeatureConf
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher
+
+
+def teacher_digests(cfg: RecipeConfig) -> list[list[str]]:
+    """`[path, sha256]` of each file that teaches the run `cfg` trains: the soft-target file, or
+    each teacher run's checkpoint (the one `load_teacher` reads), in order; `[]` without a
+    teacher. A resume compares them (`kws.train.resume.check_teacher_unchanged`).
+
+    Raises:
+        UserError: a teacher path that does not exist or holds no checkpoint.
+    """
+    if cfg.train.soft_targets:
+        files = [Path(cfg.train.soft_targets)]
+    else:
+        teachers = cfg.train.teacher if isinstance(cfg.train.teacher, list) else [cfg.train.teacher]
+        files = [resolve_run(t).checkpoint_path() for t in teachers if t]
+    return [[str(path), file_sha256(path)] for path in files]
 
 
 def make_hint(

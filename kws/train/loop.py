@@ -37,25 +37,27 @@ from kws.train.distill import (
     load_soft_targets,
     load_teacher,
     make_hint,
+    teacher_digests,
 )
 from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
-from kws.train.setup import (
-    autocast,
+from kws.train.resume import (
     check_resume_settings,
+    check_teacher_unchanged,
+    restore_rank_rng,
+    resume_from_checkpoint,
+)
+from kws.train.setup import (
+    EPOCH_SEED_STRIDE,
+    autocast,
     make_optimizer,
     prepare_model,
     recipe_threads,
     rng_state,
     schedule,
     seed_everything,
-    set_rng_state,
     step_module,
 )
-
-# Epoch e of a run shuffles and augments with seed `train.seed * EPOCH_SEED_STRIDE + e`, e
-# counted over the whole run (growth rounds included), so no two epochs replay the same draws.
-EPOCH_SEED_STRIDE = 100003
 
 
 class TrainingDiverged(UserError):
@@ -206,51 +208,6 @@ def _weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def _rank_rng(state: dict, seed: int) -> None:
-    """Each rank's own random stream (dropout): restored when the checkpoint has one per rank of
-    this world size, else rank r > 0 is seeded apart from rank 0 (whose stream is the
-    single-process one)."""
-    r, world = distributed.shard()
-    states = state.get("rng_ranks") or ([state["rng"]] if state.get("rng") else [])
-    if len(states) == world:
-        set_rng_state(states[r])  # draws continue exactly where they stopped
-    elif r == 0 and states:
-        set_rng_state(states[0])  # another world size: rank 0 keeps the saved stream
-    elif r > 0:
-        torch.manual_seed(seed * EPOCH_SEED_STRIDE + 7919 * r)
-
-
-def _last_checkpoint(run: Run) -> Checkpoint | None:
-    return Checkpoint.load(run.last_path) if run.last_path.is_file() else None
-
-
-def _resume(run: Run, model, optimizer) -> tuple[int, float, list[dict], dict]:
-    """(epochs done, best val accuracy, trimmed history, saved state) from `last.pt`, read by
-    rank 0 and broadcast (kws.distributed.main_value)."""
-    ckpt = distributed.main_value(_last_checkpoint, run)
-    if ckpt is None:  # killed before the first checkpoint: its metrics line is dropped too
-        distributed.on_main(run.trim_metrics, 0)
-        return 0, 0.0, [], {}
-    try:
-        model.load_state_dict(ckpt.state_dict)
-    except RuntimeError as exc:
-        raise UserError(
-            f"cannot resume '{run.root}': its checkpoint holds another architecture "
-            f"({str(exc).splitlines()[0][:160]}...); resume with the run's own recipe "
-            f"(kws train {run.config_path} --resume) or start a new run (name=NEW)"
-        ) from None
-    if ckpt.optimizer is not None:
-        try:
-            optimizer.load_state_dict(ckpt.optimizer)
-        except ValueError as exc:  # other parameter groups: hints on one side only
-            raise UserError(
-                f"cannot resume '{run.root}': its optimizer state does not fit this run ({exc}); "
-                "resume with the run's own recipe (train.hint_weight as it was) or start a new run"
-            ) from None
-    history = distributed.main_value(run.trim_metrics, ckpt.epoch)
-    return ckpt.epoch, ckpt.best_val_accuracy, history, ckpt.state
-
-
 def _progress(enabled: bool) -> Progress:
     columns = [
         TextColumn("{task.description}"),
@@ -315,6 +272,9 @@ def train(
     distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work
     if resume and check_settings:  # rank 0 reads the run; every rank raises alike
         distributed.main_value(check_resume_settings, run, cfg)
+    taught_by = distributed.main_value(teacher_digests, cfg)  # [path, sha256] per teacher file
+    if resume:
+        distributed.main_value(check_teacher_unchanged, run, taught_by)
     distributed.on_main(run.prepare, resume=resume, force=force, what="training")
     progress, shard = progress and distributed.is_main(), distributed.shard()
     seed_everything(cfg.train.seed + epoch_offset)
@@ -337,10 +297,12 @@ def train(
     hint = make_hint(model, teacher, optimizer, cfg) if cfg.train.hint_weight else None
     epochs = epochs if epochs is not None else cfg.train.epochs
     lr_at = lr_at or schedule(cfg, epochs)
-    start, best, history, state = _resume(run, model, optimizer) if resume else (0, 0.0, [], {})
+    start, best, history, state = (
+        resume_from_checkpoint(run, model, optimizer) if resume else (0, 0.0, [], {})
+    )
     if hint is not None and "hint" in state:  # the projector, as the checkpoint left it
         hint.load_state_dict(state["hint"])
-    _rank_rng(state, cfg.train.seed + epoch_offset)
+    restore_rank_rng(state, cfg.train.seed + epoch_offset)
     distributed.on_main(run.save_config, cfg)
     module = step_module(model, device, cfg)
     if cfg.train.compile_data:
@@ -380,6 +342,8 @@ def train(
             best = max(best, val.accuracy)
             rng = distributed.gather_objects(rng_state())
             state = {"rng": rng[0], "rng_ranks": rng}
+            if taught_by:  # a resume refuses a teacher that changed (check_teacher_unchanged)
+                state["teacher_sha256"] = taught_by
             if hint is not None:  # the projector: training state, not the model
                 state["hint"] = hint.state_dict()
             ckpt = Checkpoint(

@@ -10,7 +10,6 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -18,11 +17,15 @@ import torch
 from torch import nn
 
 from kws import distributed
-from kws.config import RecipeConfig, to_dict
+from kws.config import RecipeConfig
 from kws.errors import UserError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+# Epoch e of a run shuffles and augments with seed `train.seed * EPOCH_SEED_STRIDE + e`, e
+# counted over the whole run (growth rounds included), so no two epochs replay the same draws.
+EPOCH_SEED_STRIDE = 100003
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -159,131 +162,3 @@ def prepare_model(model: nn.Module, device: torch.device, memory_format: str = "
         memory_format = "channels_last" if device.type == "cpu" else "contiguous"
     layout = torch.channels_last if memory_format == "channels_last" else torch.contiguous_format
     return model.to(memory_format=layout)
-
-
-# Settings a resumed run may change: how fast or where it runs, and how long. More epochs
-# extend a run, stretching its learning-rate schedule (milestones are fractions of the epochs),
-# as an extension must. Everything else in these sections decides the numbers it trains to.
-RESUME_SECTIONS = ("data", "features", "model", "train")
-RESUME_FREE = frozenset({
-    "data.cache_dir", "train.epochs", "train.device", "train.num_threads", "train.batch_parts",
-    "train.memory_format", "train.compile", "train.compile_data", "train.fused_optimizer",
-    "train.log_every_steps", "train.eval_batch_size",
-})  # fmt: skip
-# A growth run's rounds, budget and splitting settings decide its numbers too; its epochs are
-# the plan of rounds, not an extension. Settings only `kws grow --compare` reads are free.
-GROWTH_RESUME_SECTIONS = (*RESUME_SECTIONS, "growth", "budget")
-GROWTH_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {
-    "growth.compare_methods", "growth.compare_budgets",
-    "growth.compare_total_epochs", "growth.compare_seeds", "growth.prune_from_width",
-    "growth.slimming_l1", "growth.prune_finetune_epochs",
-}  # fmt: skip
-# A comparison's cells are growth runs and their rivals: the same holds, and more seeds
-# (`--seeds`, growth.compare_seeds) extend it.
-COMPARE_RESUME_FREE = (RESUME_FREE - {"train.epochs"}) | {"growth.compare_seeds"}
-# compared resolved (a soft-target file rewritten under the same name is not noticed)
-RESUME_PATHS = ("data.root", "data.hard_negatives", "train.teacher", "train.soft_targets")
-
-
-def resume_changes(
-    saved: RecipeConfig,
-    given: RecipeConfig,
-    sections: tuple[str, ...] = RESUME_SECTIONS,
-    free: frozenset[str] = RESUME_FREE,
-) -> list[str]:
-    """The settings of `sections` in which `given` differs from the run's `saved` config, as
-    'train.lr: 0.003 there, 0.05 here' lines (`free` keys left out; paths compared resolved,
-    so a relative and an absolute spelling of one folder agree)."""
-    old, new = _dotted(to_dict(saved)), _dotted(to_dict(given))
-    keys = sorted(k for k in set(old) | set(new) if k.split(".")[0] in sections)
-    return [
-        f"{k}: {old.get(k)!r} there, {new.get(k)!r} here"
-        for k in keys
-        if k not in free and _comparable(k, old.get(k)) != _comparable(k, new.get(k))
-    ]
-
-
-def check_resume_settings(run, cfg: RecipeConfig, *, growth: bool = False) -> None:
-    """A resume continues a run exactly: refuse a `cfg` whose settings differ from the `run`'s
-    own (`resume_changes`). A run with nothing to continue yet (no checkpoint; for `growth`, no
-    results) starts from the beginning and may change anything; a saved config that no longer
-    loads (another kws version) is left to the checkpoint's own checks. `growth` also compares
-    the growth and budget sections and holds `train.epochs` (a growth run's plan of rounds).
-
-    Raises:
-        UserError: naming each difference and the ways on.
-    """
-    started = run.has_results() if growth else run.last_path.is_file()
-    if growth:
-        how = ("grow", "--resume")
-        _refuse_changes(run, cfg, started, GROWTH_RESUME_SECTIONS, GROWTH_RESUME_FREE, how)
-        return
-    how = ("train", "--resume (more train.epochs may extend it)")
-    saved = _refuse_changes(run, cfg, started, RESUME_SECTIONS, RESUME_FREE, how)
-    if saved is not None and saved.train.epochs != cfg.train.epochs:
-        log.warning(
-            "train.epochs %d -> %d: the learning-rate schedule now spans %d epochs (its "
-            "milestones are fractions of the run), so the epochs from here train at the longer "
-            "run's rates, not at those this run was on",
-            saved.train.epochs, cfg.train.epochs, cfg.train.epochs,
-        )  # fmt: skip
-
-
-def check_compare_resume_settings(run, cfg: RecipeConfig) -> None:
-    """`kws grow --compare --resume` continues a comparison exactly: every method's finished
-    runs stand, so refuse a `cfg` that differs from the comparison's saved config in anything
-    but speed and place settings (`COMPARE_RESUME_FREE`; more seeds extend it). A comparison
-    with no `comparison.json` yet starts from the beginning.
-
-    Raises:
-        UserError: naming each difference and the ways on.
-    """
-    started = (run.root / "comparison.json").is_file()
-    how = ("grow", "--compare --resume")
-    _refuse_changes(run, cfg, started, GROWTH_RESUME_SECTIONS, COMPARE_RESUME_FREE, how)
-
-
-def _refuse_changes(run, cfg, started: bool, sections, free, how) -> RecipeConfig | None:
-    """The checks `check_resume_settings` describes; returns the saved config it compared with
-    (None when there was nothing to compare). `how`: the verb and the flags that continue."""
-    if not started:  # a scripted restart may say --resume from the first start on
-        log.warning("nothing to resume in '%s' yet: starting it from the beginning", run.root)
-        return None
-    if not run.config_path.is_file():
-        return None
-    try:
-        saved = run.config()
-    except UserError:
-        return None
-    changes = resume_changes(saved, cfg, sections, free)
-    if changes:
-        verb, flags = how
-        raise UserError(
-            f"--resume continues '{run.root}' with the settings it was trained with; its "
-            f"config.yaml and this recipe with its overrides differ: {'; '.join(changes)}. "
-            f"Continue with its own settings (kws {verb} {run.config_path} --run-dir {run.root} "
-            f"{flags}), start a new run (name=NEW), or restart it with --force"
-        )
-    return saved
-
-
-def _comparable(key: str, value):
-    if key not in RESUME_PATHS:
-        return value
-    if isinstance(value, list) and len(value) <= 1:  # [] is "", [x] is x (one teacher, one set)
-        value = value[0] if value else ""
-    if not value:
-        return value
-    if isinstance(value, list):
-        return [str(Path(v).resolve()) for v in value]
-    return str(Path(value).resolve())
-
-
-def _dotted(values: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

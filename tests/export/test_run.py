@@ -12,9 +12,9 @@ from kws.cli import main
 from kws.config import load_recipe
 from kws.data.dataset import KwsData
 from kws.errors import MissingExtraError, UserError
-from kws.export.artifacts import file_sha256
 from kws.export.evaluate import BackendAccuracy
 from kws.export.run import export_run, int8_gate
+from kws.io import file_sha256
 from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint, CheckpointError
 from kws.train.report import evaluate_run

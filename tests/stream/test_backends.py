@@ -100,7 +100,7 @@ def test_a_stale_export_is_never_taken_for_the_run_s_model(exported_run, tmp_pat
     import logging
     import shutil
 
-    from kws.export.artifacts import file_sha256
+    from kws.io import file_sha256
 
     run = Path(shutil.copytree(exported_run, tmp_path / "run"))
     best, manifest_path = run / "checkpoints" / "best.pt", run / "export" / "manifest.json"

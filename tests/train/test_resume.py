@@ -1,0 +1,106 @@
+"""Resume (kws.train.resume): what a resume may change, and a teacher that changed since the
+last checkpoint refused by name (a soft-target file or a teacher run rewritten in place)."""
+
+import logging
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from kws.config import load_recipe
+from kws.data.dataset import build_data
+from kws.errors import UserError
+from kws.run import Run, resolve_run
+from kws.train.loop import train
+from kws.train.resume import check_resume_settings, resume_changes
+from tests.train.test_distill import _clean_cfg, _run_targets, student_cfg
+
+
+@pytest.mark.parametrize("growth", [False, True])
+def test_resume_of_a_run_that_never_started_says_so(tmp_path, caplog, growth):
+    """`--resume` on a new run name used to start it without a word (a typo'd name trains anew)."""
+    with caplog.at_level(logging.WARNING):
+        check_resume_settings(Run(tmp_path / "typo"), load_recipe(None, []), growth=growth)
+    assert f"nothing to resume in '{tmp_path / 'typo'}' yet" in caplog.text
+
+
+def test_resume_with_more_epochs_says_the_schedule_stretches(tmp_path, caplog):
+    """An extension is allowed; that it moves the learning-rate milestones is said aloud."""
+    run = Run(tmp_path / "run")
+    run.save_config(load_recipe(None, ["train.epochs=30"]))
+    run.last_path.parent.mkdir(parents=True)
+    run.last_path.write_bytes(b"")  # only its presence matters here
+    with caplog.at_level(logging.WARNING):
+        check_resume_settings(run, load_recipe(None, ["train.epochs=30", "train.num_threads=1"]))
+        assert "schedule" not in caplog.text
+        check_resume_settings(run, load_recipe(None, ["train.epochs=60"]))
+    assert "train.epochs 30 -> 60: the learning-rate schedule now spans 60 epochs" in caplog.text
+
+
+def test_resume_reads_one_teacher_alike_as_a_path_or_a_list_of_one(tmp_path):
+    """`train.teacher=runs/a` and `"train.teacher=[runs/a]"` are one teacher: a resume that spells
+    it the other way continues; another teacher (or a second one) is refused."""
+    saved = load_recipe(None, [f"train.teacher={tmp_path / 'a'}"])
+    same = load_recipe(None, [f"train.teacher=[{tmp_path / 'a'}]"])
+    assert resume_changes(saved, same) == []
+    for other in (f"train.teacher=[{tmp_path / 'a'},{tmp_path / 'b'}]", "train.teacher=''"):
+        assert [c.split(":")[0] for c in resume_changes(saved, load_recipe(None, [other]))] == [
+            "train.teacher"
+        ]
+
+
+def _one_epoch(history):
+    return len(history) >= 1
+
+
+def test_a_rewritten_soft_target_file_is_refused_on_resume(teacher, tmp_path):
+    """A file rewritten under the same name used to teach the rest of the run other logits
+    without a word; the same bytes resume, other bytes are refused naming the file."""
+    cfg, _, teacher_model = teacher
+    cfg = _clean_cfg(cfg)
+    data = build_data(cfg, torch.device("cpu"), progress=False)
+    targets = tmp_path / "t.npz"
+    _run_targets(teacher_model, data, targets)
+    student = student_cfg(cfg, "", soft_targets=str(targets), epochs=2)
+    train(student, tmp_path / "run", data=data, progress=False, stop=_one_epoch)
+    recorded = Run(tmp_path / "run").checkpoint("last").state["teacher_sha256"]
+    assert [p for p, _ in recorded] == [str(targets)]
+    with np.load(targets) as f:
+        arrays = dict(f)
+    arrays["logits"] = arrays["logits"] * 2
+    np.savez(targets, **arrays)  # same name, sharper teacher
+    with pytest.raises(
+        UserError, match=r"what teaches it changed since its last checkpoint: .*t\.npz"
+    ):
+        train(student, tmp_path / "run", data=data, progress=False, resume=True)
+    assert Run(tmp_path / "run").checkpoint("last").epoch == 1  # nothing lost
+    _run_targets(teacher_model, data, targets)  # put back as it was: the same bytes
+    result = train(student, tmp_path / "run", data=data, progress=False, resume=True)
+    assert len(result.history) == 2
+
+
+def test_a_retrained_teacher_run_is_refused_on_resume(teacher, tmp_path):
+    cfg, teacher_dir, _ = teacher
+    own_teacher = tmp_path / "teacher"
+    shutil.copytree(teacher_dir, own_teacher)
+    student = student_cfg(cfg, own_teacher, epochs=2)
+    train(student, tmp_path / "run", progress=False, stop=_one_epoch)
+    best = Run(own_teacher).best_path
+    state = resolve_run(own_teacher).checkpoint()
+    state.state_dict = {k: v + 0.01 if v.is_floating_point() else v
+                        for k, v in state.state_dict.items()}  # fmt: skip
+    state.save(best)  # the teacher trained on since
+    with pytest.raises(UserError, match=r"checkpoints/best\.pt \(sha256 .* now\)"):
+        train(student, tmp_path / "run", progress=False, resume=True)
+
+
+def test_a_checkpoint_from_before_teachers_were_recorded_resumes(teacher, tmp_path):
+    cfg, teacher_dir, _ = teacher
+    student = student_cfg(cfg, teacher_dir, epochs=2)
+    train(student, tmp_path / "run", progress=False, stop=_one_epoch)
+    run = Run(tmp_path / "run")
+    ckpt = run.checkpoint("last")
+    del ckpt.state["teacher_sha256"]
+    ckpt.save(run.last_path)
+    assert len(train(student, run, progress=False, resume=True).history) == 2
