@@ -42,8 +42,10 @@ from kws.train.distill import (
 from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
 from kws.train.resume import (
+    check_data_unchanged,
     check_resume_settings,
     check_teacher_unchanged,
+    examples_digest,
     restore_rank_rng,
     resume_from_checkpoint,
 )
@@ -300,6 +302,9 @@ def train(
     start, best, history, state = (
         resume_from_checkpoint(run, model, optimizer) if resume else (0, 0.0, [], {})
     )
+    trained_on = examples_digest(data)
+    if resume:
+        check_data_unchanged(run, state.get("data_sha256"), trained_on)
     if hint is not None and "hint" in state:  # the projector, as the checkpoint left it
         hint.load_state_dict(state["hint"])
     restore_rank_rng(state, cfg.train.seed + epoch_offset)
@@ -341,7 +346,7 @@ def train(
             improved = val.accuracy >= best
             best = max(best, val.accuracy)
             rng = distributed.gather_objects(rng_state())
-            state = {"rng": rng[0], "rng_ranks": rng}
+            state = {"rng": rng[0], "rng_ranks": rng, "data_sha256": trained_on}
             if taught_by:  # a resume refuses a teacher that changed (check_teacher_unchanged)
                 state["teacher_sha256"] = taught_by
             if hint is not None:  # the projector: training state, not the model

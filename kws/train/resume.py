@@ -1,12 +1,13 @@
 """Training stage: exactly resumable runs. A resume continues a run where its `last.pt` left
 it (weights, optimizer, each rank's random stream, the training state), and refuses what would
 make it another run: changed settings (`check_resume_settings`), another architecture or
-optimizer layout, or a teacher whose files changed since the checkpoint
-(`check_teacher_unchanged`).
+optimizer layout, a teacher whose files changed since the checkpoint
+(`check_teacher_unchanged`), or other training or validation examples (`check_data_unchanged`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from kws import distributed
 from kws.config import RecipeConfig, to_dict
 from kws.errors import UserError
+from kws.io import file_sha256
 from kws.run import Checkpoint, Run
 from kws.train.setup import EPOCH_SEED_STRIDE, set_rng_state
 
@@ -223,3 +225,55 @@ def check_teacher_unchanged(run: Run, digests: list[list[str]]) -> None:
             f"{'; '.join(changed)}. Put the teacher back as it was, start a new run (name=NEW), "
             "or restart this one with --force"
         )
+
+
+def examples_digest(data) -> dict:
+    """What a run trains and validates on, `{"sha256": hex, "training": n, "validation": n}`:
+    each example of those splits in order, as its clip (word folder, file name, size in bytes)
+    or silence or mined window, and its label; plus each `data.hard_negatives` file's bytes.
+    A resume compares it (`check_data_unchanged`)."""
+    digest = hashlib.sha256()
+    counts = {}
+    for split in ("training", "validation"):
+        examples = data.examples[split]
+        counts[split] = len(examples.labels)
+        digest.update(f"{split} {counts[split]}\n".encode())
+        for row, label in zip(examples.bank_rows.tolist(), examples.labels.tolist()):
+            digest.update(f"{_example_name(data.clips, row)}|{label}\n".encode())
+    negatives = data.cfg.data.hard_negatives
+    for path in negatives if isinstance(negatives, list) else [negatives] if negatives else []:
+        digest.update(file_sha256(path).encode())
+    return {"sha256": digest.hexdigest(), **counts}
+
+
+def _example_name(clips: list, row: int) -> str:
+    if row < 0:
+        return "silence"
+    if row >= len(clips):
+        return f"window {row - len(clips)}"  # a mined hard negative, appended to the bank
+    clip = clips[row]
+    return f"{clip.word}/{clip.path.name} {clip.path.stat().st_size}"
+
+
+def check_data_unchanged(run: Run, saved: dict | None, now: dict) -> None:
+    """Refuse to resume on other examples than the run's last checkpoint was trained on
+    (`examples_digest`: clips added, removed or rewritten under data.root, another
+    hard-negative file): the rest of the run would train on data its first epochs never saw,
+    and the run would not be the one its config describes. `saved` None (a checkpoint from
+    before kws recorded it) is not checked.
+
+    Raises:
+        UserError: with the example counts there and here, and the ways on.
+    """
+    if saved is None or saved["sha256"] == now["sha256"]:
+        return
+    counts = ", ".join(
+        f"{split} examples {saved[split]:,} there, {now[split]:,} here"
+        for split in ("training", "validation")
+    )
+    raise UserError(
+        f"cannot resume '{run.root}': its training or validation examples changed since its last "
+        f"checkpoint ({counts}; clips added, removed or rewritten under data.root, or another "
+        "data.hard_negatives file). Resume on the data it was trained on, start a new run "
+        "(name=NEW), or restart this one with --force"
+    )

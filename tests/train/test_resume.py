@@ -1,5 +1,6 @@
-"""Resume (kws.train.resume): what a resume may change, and a teacher that changed since the
-last checkpoint refused by name (a soft-target file or a teacher run rewritten in place)."""
+"""Resume (kws.train.resume): what a resume may change; a teacher that changed since the last
+checkpoint (a soft-target file or a teacher run rewritten in place) and changed training
+examples are refused by name, and nothing is lost."""
 
 import logging
 import shutil
@@ -8,12 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from kws.cli import main
 from kws.config import load_recipe
 from kws.data.dataset import build_data
 from kws.errors import UserError
 from kws.run import Run, resolve_run
 from kws.train.loop import train
 from kws.train.resume import check_resume_settings, resume_changes
+from tests.helpers import tone_recipe_overrides
 from tests.train.test_distill import _clean_cfg, _run_targets, student_cfg
 
 
@@ -104,3 +107,28 @@ def test_a_checkpoint_from_before_teachers_were_recorded_resumes(teacher, tmp_pa
     del ckpt.state["teacher_sha256"]
     ckpt.save(run.last_path)
     assert len(train(student, run, progress=False, resume=True).history) == 2
+
+
+def test_resume_on_changed_examples_is_refused(tone_dataset, tmp_path, capsys):
+    """Clips added under data.root between a stop and `--resume` used to be trained on from the
+    next epoch without a word: the run was neither the one started nor a new one."""
+    data = tmp_path / "data"
+    shutil.copytree(tone_dataset, data)
+    overrides = [*tone_recipe_overrides(data, tmp_path / "cache"), "train.max_steps_per_epoch=2",
+                 "train.epochs=2", "train.num_threads=1", "name=run"]  # fmt: skip
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"runs_dir: {tmp_path}\n")
+    argv = ["train", str(recipe), *overrides]
+    assert main([*argv, "train.epochs=1"]) == 0
+    last = Run(tmp_path / "run").last_path.read_bytes()
+    yes = sorted((data / "yes").glob("*.wav"))[0]
+    added = data / "yes" / "newspeaker_nohash_0.wav"
+    shutil.copy(yes, added)
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "its training or validation examples changed since its last checkpoint" in err
+    assert "name=NEW" in err and "--force" in err
+    assert Run(tmp_path / "run").last_path.read_bytes() == last  # nothing lost
+    added.unlink()  # the data as it was: the run continues
+    assert main([*argv, "--resume"]) == 0
+    assert Run(tmp_path / "run").checkpoint("last").epoch == 2
