@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,28 +225,37 @@ class Run:
 
     def prepare(self, *, resume: bool = False, force: bool = False, what: str = "training") -> None:
         """Before a verb writes this run: refuse to overwrite results, check writability.
+        Nothing is deleted here: with `force`, the verb calls `clear_results` once its inputs
+        are checked, so a typo'd data folder or teacher does not cost the old run.
 
         Args:
             resume: continue the run in place (its checkpoints are kept).
-            force: delete the run's results (`results`) and start over.
+            force: the run's results (`results`) will be deleted and the run started over.
 
         Raises:
             UserError: results exist and neither `resume` nor `force` was asked; or the folder
                 cannot be written.
         """
-        if force and not resume and self.root.exists():
-            for target in self.results():
-                if target.is_dir() and not target.is_symlink():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink()
-        elif not resume and self.has_results():
+        if not resume and not force and self.has_results():
             raise UserError(
                 f"'{self.root}' already holds a run (checkpoints/metrics); {what} would overwrite "
                 "it. Continue it with --resume, pick a new name (name=NEW), or pass --force to "
                 "start over"
             )
         check_writable(self.root, what)
+
+    def clear_results(self) -> list[Path]:
+        """`--force`: delete `results()`, saying on stderr what went; returns what was deleted."""
+        gone = self.results()
+        for target in gone:
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        if gone:
+            names = ", ".join(str(t.relative_to(self.root)) for t in gone)
+            print(f"--force: removed {names} from '{self.root}'", file=sys.stderr)
+        return gone
 
     def checkpoint_path(self, which: str = "best") -> Path:
         """`checkpoints/<which>.pt`, falling back to the other one when it is missing.

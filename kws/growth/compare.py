@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -298,9 +299,7 @@ def compare(
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
     progress = progress and distributed.is_main()
-    if force:
-        distributed.on_main(lambda: root.exists() and shutil.rmtree(root))
-    if not resume and _exists(root / "comparison.json"):
+    if not resume and not force and _exists(root / "comparison.json"):
         raise UserError(f"'{root}' holds a comparison; --resume continues it, --force restarts")
     if resume:
         distributed.main_value(check_compare_resume_settings, run, cfg)
@@ -311,6 +310,8 @@ def compare(
         cell_budget = copy_config(cfg)
         cell_budget.budget.max_params = budget
         check_seed_fits(budget_from_config(cell_budget.budget), seed_spec)
+    if force:  # every input is checked: only now the old comparison goes
+        distributed.on_main(_remove_comparison, root)
     distributed.on_main(run.save_config, cfg)
     records = []
     for seed in range(seeds):
@@ -326,3 +327,10 @@ def compare(
     if progress:
         print(summarize(records))
     return records
+
+
+def _remove_comparison(root: Path) -> None:
+    """`--force`: the whole comparison folder (every cell's runs), said on stderr."""
+    if root.exists():
+        shutil.rmtree(root)
+        print(f"--force: removed the comparison '{root}' (every cell's runs)", file=sys.stderr)

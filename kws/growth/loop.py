@@ -272,6 +272,8 @@ def grow(
     progress = progress and distributed.is_main()
     data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
     check_seed_fits(budget, ModelSpec.of(cfg.model, cfg.features, len(data.labels)))
+    if force and not resume_run:  # the inputs are checked: only now the old run goes
+        distributed.on_main(run.clear_results)
     distributed.on_main(run.save_config, cfg)
     history, stop = distributed.main_value(_load_history, run, resume_run)
     used = sum(h["epochs"] for h in history)

@@ -101,6 +101,26 @@ def load_teacher(path: str | list[str], labels: list[str], features: FeatureConf
     return teacher
 
 
+def refuse_self_teacher(cfg: RecipeConfig, run) -> None:
+    """Refuse a teacher that is the run being trained (`train.teacher` naming the run's folder
+    or a file in it): `--force` would delete the teacher before it taught, a resume would be
+    taught by its own later epochs.
+
+    Raises:
+        UserError: naming the run and the ways on.
+    """
+    teachers = cfg.train.teacher if isinstance(cfg.train.teacher, list) else [cfg.train.teacher]
+    root = Path(run.root).resolve()
+    for teacher in filter(None, teachers):
+        path = Path(teacher).resolve()
+        if path == root or root in path.parents:
+            raise UserError(
+                f"train.teacher={teacher} is the run being trained ('{run.root}'); to distil a "
+                "run from its own model, copy the run first (cp -r) and name the copy as the "
+                "teacher, or train the student under a new name (name=NEW)"
+            )
+
+
 def teacher_digests(cfg: RecipeConfig) -> list[list[str]]:
     """`[path, sha256]` of each file that teaches the run `cfg` trains: the soft-target file, or
     each teacher run's checkpoint (the one `load_teacher` reads), in order; `[]` without a

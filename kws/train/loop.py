@@ -37,12 +37,14 @@ from kws.train.distill import (
     load_soft_targets,
     load_teacher,
     make_hint,
+    refuse_self_teacher,
     teacher_digests,
 )
 from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
 from kws.train.resume import (
     check_data_unchanged,
+    check_resumable,
     check_resume_settings,
     check_teacher_unchanged,
     examples_digest,
@@ -271,8 +273,11 @@ def train(
         raise UserError(f"train.soft_targets={cfg.train.soft_targets} is no file; write it with "
                         "recipes/transfer/speech_embedding.py")  # fmt: skip
     check_hint_file(cfg)
+    refuse_self_teacher(cfg, run)
     distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work
-    if resume and check_settings:  # rank 0 reads the run; every rank raises alike
+    if resume:  # rank 0 reads the run; every rank raises alike
+        distributed.main_value(check_resumable, run)
+    if resume and check_settings:
         distributed.main_value(check_resume_settings, run, cfg)
     taught_by = distributed.main_value(teacher_digests, cfg)  # [path, sha256] per teacher file
     if resume:
@@ -299,6 +304,8 @@ def train(
     hint = make_hint(model, teacher, optimizer, cfg) if cfg.train.hint_weight else None
     epochs = epochs if epochs is not None else cfg.train.epochs
     lr_at = lr_at or schedule(cfg, epochs)
+    if force and not resume:  # every input is checked and loaded: only now the old run goes
+        distributed.on_main(run.clear_results)
     start, best, history, state = (
         resume_from_checkpoint(run, model, optimizer) if resume else (0, 0.0, [], {})
     )

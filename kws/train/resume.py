@@ -68,9 +68,10 @@ def resume_changes(
 def check_resume_settings(run, cfg: RecipeConfig, *, growth: bool = False) -> None:
     """A resume continues a run exactly: refuse a `cfg` whose settings differ from the `run`'s
     own (`resume_changes`). A run with nothing to continue yet (no checkpoint; for `growth`, no
-    results) starts from the beginning and may change anything; a saved config that no longer
-    loads (another kws version) is left to the checkpoint's own checks. `growth` also compares
-    the growth and budget sections and holds `train.epochs` (a growth run's plan of rounds).
+    results) starts from the beginning and may change anything; a config.yaml that does not
+    read (damaged, another kws version) gives way to the last checkpoint's own copy of the
+    settings (a training run; a growth run is left to its checkpoints' checks). `growth` compares
+    the growth and budget sections too and holds `train.epochs` (a growth run's plan of rounds).
 
     Raises:
         UserError: naming each difference and the ways on.
@@ -111,22 +112,39 @@ def _refuse_changes(run, cfg, started: bool, sections, free, how) -> RecipeConfi
     if not started:  # a scripted restart may say --resume from the first start on
         log.warning("nothing to resume in '%s' yet: starting it from the beginning", run.root)
         return None
-    if not run.config_path.is_file():
-        return None
-    try:
-        saved = run.config()
-    except UserError:
+    saved, source = _saved_config(run, from_checkpoint=sections == RESUME_SECTIONS)
+    if saved is None:
         return None
     changes = resume_changes(saved, cfg, sections, free)
     if changes:
         verb, flags = how
+        own = f"kws {verb} {run.config_path} --run-dir {run.root} {flags}"
+        if source != "config.yaml":
+            own = f"the recipe it was started with and {flags}"
         raise UserError(
             f"--resume continues '{run.root}' with the settings it was trained with; its "
-            f"config.yaml and this recipe with its overrides differ: {'; '.join(changes)}. "
-            f"Continue with its own settings (kws {verb} {run.config_path} --run-dir {run.root} "
-            f"{flags}), start a new run (name=NEW), or restart it with --force"
+            f"{source} and this recipe with its overrides differ: {'; '.join(changes)}. "
+            f"Continue with its own settings ({own}), start a new run (name=NEW), or restart "
+            "it with --force"
         )
     return saved
+
+
+def _saved_config(run, from_checkpoint: bool) -> tuple[RecipeConfig | None, str]:
+    """The settings the run was trained with and where they were read: its config.yaml, else
+    (missing or damaged) its last checkpoint's own copy when `from_checkpoint` (a plain
+    training run, whose checkpoint holds the recipe as given); (None, "") when neither reads."""
+    try:
+        if run.config_path.is_file():
+            return run.config(), "config.yaml"
+    except UserError:
+        pass  # damaged: the checkpoint's copy still says what the run was trained with
+    if from_checkpoint and run.last_path.is_file():
+        try:
+            return Checkpoint.load(run.last_path).config, "last checkpoint's config"
+        except UserError:
+            return None, ""
+    return None, ""
 
 
 def _comparable(key: str, value):
@@ -167,6 +185,26 @@ def restore_rank_rng(state: dict, seed: int) -> None:
 
 def _last_checkpoint(run: Run) -> Checkpoint | None:
     return Checkpoint.load(run.last_path) if run.last_path.is_file() else None
+
+
+def check_resumable(run: Run) -> None:
+    """Refuse `--resume` on a run that trained but lost its `last.pt` (a best.pt, or more
+    metrics lines than a crash before the first checkpoint leaves): starting it from the
+    beginning would overwrite its best model and metrics.
+
+    Raises:
+        UserError: naming what is there and the ways on.
+    """
+    if run.last_path.is_file():
+        return
+    lines = len(run.metrics_path.read_text().splitlines()) if run.metrics_path.is_file() else 0
+    if run.best_path.is_file() or lines > 1:
+        raise UserError(
+            f"cannot resume '{run.root}': it has trained ({lines} metrics lines"
+            f"{', checkpoints/best.pt' if run.best_path.is_file() else ''}) but its "
+            f"checkpoints/last.pt, which a resume continues from, is missing. Restore it, keep "
+            "this run and train a new one (name=NEW), or start this one over with --force"
+        )
 
 
 def resume_from_checkpoint(run: Run, model, optimizer) -> tuple[int, float, list[dict], dict]:

@@ -132,3 +132,70 @@ def test_resume_on_changed_examples_is_refused(tone_dataset, tmp_path, capsys):
     added.unlink()  # the data as it was: the run continues
     assert main([*argv, "--resume"]) == 0
     assert Run(tmp_path / "run").checkpoint("last").epoch == 2
+
+
+def _cli_run(tone_dataset, tmp_path, epochs=1):
+    """(argv prefix, run) of a one-epoch CLI run on the tone set under tmp_path/run."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"runs_dir: {tmp_path}\n")
+    overrides = [*tone_recipe_overrides(tone_dataset, tmp_path / "cache"), "name=run",
+                 "train.max_steps_per_epoch=2", "train.num_threads=1"]  # fmt: skip
+    argv = ["train", str(recipe), *overrides]
+    assert main([*argv, f"train.epochs={epochs}"]) == 0
+    return argv, Run(tmp_path / "run")
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_resume_of_a_run_that_lost_its_last_checkpoint_is_refused(tone_dataset, tmp_path, capsys):
+    """It used to say 'nothing to resume yet' and train from epoch 1 over the run's best.pt and
+    metrics."""
+    argv, run = _cli_run(tone_dataset, tmp_path, epochs=2)
+    run.last_path.unlink()
+    kept = _files(run.root)
+    assert main([*argv, "train.epochs=3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "it has trained (2 metrics lines, checkpoints/best.pt) but its checkpoints" in err
+    assert _files(run.root) == kept
+
+
+def test_resume_with_a_damaged_config_compares_with_the_checkpoints_settings(
+    tone_dataset, tmp_path, capsys
+):
+    """A config.yaml that did not read let `--resume train.lr=0.5` train on at another rate and
+    write that rate into config.yaml."""
+    argv, run = _cli_run(tone_dataset, tmp_path)
+    run.config_path.write_text("garbage: [\n")
+    assert main([*argv, "train.epochs=2", "train.lr=0.5", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "its last checkpoint's config and this recipe with its overrides differ: train.lr" in err
+    assert run.config_path.read_text() == "garbage: [\n"
+    assert main([*argv, "train.epochs=2", "--resume"]) == 0  # its own settings continue
+    assert run.checkpoint("last").epoch == 2
+
+
+def test_force_deletes_the_old_run_only_after_its_inputs_are_checked(
+    tone_dataset, tmp_path, capsys
+):
+    """`--force` with a typo'd data folder used to delete the old run's checkpoints and metrics,
+    then fail on the folder."""
+    argv, run = _cli_run(tone_dataset, tmp_path)
+    kept = _files(run.root)
+    assert main([*argv, f"data.root={tmp_path / 'nonexist'}", "--force"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*argv, f"train.teacher={tmp_path / 'no_teacher'}", "--force"]) == 2
+    assert _files(run.root) == kept
+    assert main([*argv, "--force"]) == 0
+    assert "--force: removed checkpoints, metrics.jsonl" in capsys.readouterr().err
+
+
+def test_a_run_cannot_be_its_own_teacher(tone_dataset, tmp_path, capsys):
+    """`--force train.teacher=<the run>` deleted the teacher, then failed for want of it."""
+    argv, run = _cli_run(tone_dataset, tmp_path)
+    kept = _files(run.root)
+    for mode in ("--force", "--resume"):
+        assert main([*argv, f"train.teacher={run.root}", mode]) == 2
+        assert "is the run being trained" in capsys.readouterr().err
+    assert _files(run.root) == kept
