@@ -39,6 +39,7 @@ VERBS = [
     data.add,
     train.add_train,
     train.add_evaluate,
+    train.add_logit_adjust,
     train.add_grow,
     deploy.add_profile,
     deploy.add_export,

@@ -1,4 +1,5 @@
-"""`kws train`, `kws evaluate`, `kws grow`, `kws quickstart`: thin wrappers of the library.
+"""`kws train`, `kws evaluate`, `kws logit-adjust`, `kws grow`, `kws quickstart`: thin wrappers
+of the library.
 
 `train` and `grow` also run under `torchrun --nproc-per-node N -m kws ...` (kws.distributed):
 every process runs the verb, rank 0 alone prints and writes.
@@ -113,6 +114,58 @@ def run_evaluate(args) -> int:
         split = "holdout"
     for result in evaluate_run(args.model, overrides, split):
         print(format_result(result))
+    return 0
+
+
+def add_logit_adjust(sub) -> None:
+    """Register `kws logit-adjust`: its parser, flags and examples."""
+    p = verb_parser(
+        sub, "logit-adjust", "lower the unknown logit by an offset chosen on unheard voices",
+        "Post-hoc logit adjustment (Menon et al., ICLR 2021): a model trained on some voices "
+        "takes commands of voices unlike them for unknown words. This scores offsets 0, 0.25, "
+        "..., 6 subtracted from the unknown logit on examples the run never trained on (the "
+        "speakers of a held-out TTS engine, --holdout-engine, or a set's validation split), "
+        "picks the most accurate (the smallest of ties), and writes a NEW run (--out) whose "
+        "checkpoint has the offset folded into the classifier's bias, with logit_adjust.json "
+        "(accuracy with n at every offset) and plots/logit_adjust.png; evaluate, export, "
+        "stream-eval and demo use it as any run. The source run is not changed. Choosing on a "
+        "test split is refused: score the new run on other voices than the ones it was chosen on.",
+        ["kws logit-adjust runs/no_flite --data data/piper_part --holdout-engine piper "
+         "--out runs/no_flite_adj",
+         "kws evaluate runs/no_flite_adj --holdout-engine flite --data data/synth_medium",
+         "kws logit-adjust runs/custom --data data/my_recordings --out runs/custom_adj"],
+    )  # fmt: skip
+    p.add_argument("model", help="run folder or checkpoint (.pt)")
+    add_overrides(p)
+    p.add_argument("--data", default=None, help="GSC-layout folder (sets data.root)")
+    p.add_argument(
+        "--holdout-engine",
+        default=None,
+        metavar="ENGINE",
+        help="choose on this TTS engine's speakers (the run must not have heard them)",
+    )
+    p.add_argument(
+        "--split",
+        default="validation",
+        choices=["validation", "holdout", "all"],
+        help="the split to choose on without --holdout-engine (default validation)",
+    )
+    p.add_argument("--out", required=True, help="the new run's folder")
+    p.add_argument("--force", action="store_true", help="replace an existing --out run")
+    p.set_defaults(run=run_logit_adjust)  # fmt: skip
+
+
+def run_logit_adjust(args) -> int:
+    """`kws logit-adjust` with parsed arguments; returns the exit status."""
+    from kws.train.logit_adjust import describe, logit_adjust
+
+    overrides, split, where = flag_overrides(args), args.split, f"the {args.split} split"
+    if args.holdout_engine:
+        engine = _speaker_engine(args.holdout_engine)
+        overrides.append(f'data.exclude_speakers=["{engine}-"]')
+        split, where = "holdout", f"{engine}'s speakers"
+    adjustment = logit_adjust(args.model, overrides, split, args.out, force=args.force)
+    print(describe(adjustment, where))
     return 0
 
 

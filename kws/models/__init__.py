@@ -1,8 +1,8 @@
 """Models stage: the model families (`MODELS`) and what each declares for the other stages.
 
 DS-CNN and BC-ResNet are registered here; see `kws.models.registry` for the family contract
-(module, costs, splittable units, Keras rebuild) and `ModelSpec` (config + input shape + class
-count).
+(module, costs, splittable units, Keras rebuild, logit bias) and `ModelSpec` (config + input
+shape + class count).
 """
 
 from kws.models import bc_resnet, ds_cnn  # noqa: F401  (register the families)
@@ -21,6 +21,7 @@ from kws.models.registry import (
     growable_family,
     keras_builder,
     layer_costs,
+    logit_bias,
     split_structure,
 )
 
@@ -39,5 +40,6 @@ __all__ = [
     "growable_family",
     "keras_builder",
     "layer_costs",
+    "logit_bias",
     "split_structure",
 ]

@@ -264,6 +264,7 @@ FAMILY = register(
         build=BCResNet,
         layer_costs=layer_costs,
         keras_builder="kws.export.keras_bc_resnet:build_keras",
+        logit_bias=lambda model: model.fc.bias,
         # No splittable units: growth would need every consumer of a channel (the identity and
         # broadcast residual paths) and SubSpectralNorm's per-sub-band statistics declared
         # (kws.models.registry explains), so `kws grow` refuses this family.

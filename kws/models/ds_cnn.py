@@ -170,5 +170,6 @@ FAMILY = register(
         unit_widths=lambda cfg: list(cfg.widths),
         with_widths=with_widths,
         uniform=uniform,
+        logit_bias=lambda model: model.fc.bias,
     )
 )

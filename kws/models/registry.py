@@ -10,6 +10,8 @@ A family (`ModelFamily`, registered in `MODELS`) provides:
   (`LayerCost`); the budget stage profiles any family from this alone.
 - `keras_builder`: `"module:function"` that rebuilds a trained module in Keras with copied
   weights for the TFLite converter (imported lazily: TensorFlow is an optional extra).
+- `logit_bias(model)` (optional): the bias `(classes,)` its classifier adds to the logits;
+  post-hoc logit adjustment (`kws logit-adjust`) shifts a class's decisions through it.
 - `split_structure(model)` (optional): the model's splittable units (`SplitStructure`) for
   growth by splitting steepest descent. A family without it cannot be grown, and `kws grow`
   says so.
@@ -154,6 +156,9 @@ class ModelFamily:
     with_widths: Callable[[ModelConfig, list[int]], ModelConfig] | None = None
     # growth comparisons: the family's hand-designed size knob, width -> config
     uniform: Callable[[ModelConfig, int], ModelConfig] | None = None
+    # the bias the classifier adds to the logits, `(classes,)`: post-hoc logit adjustment
+    # (kws.train.logit_adjust) shifts a class's decisions through it
+    logit_bias: Callable[[nn.Module], torch.Tensor] | None = None
     notes: dict = field(default_factory=dict)
 
 
@@ -181,6 +186,19 @@ def family_of(config: ModelConfig) -> ModelFamily:
 def build_model(spec: ModelSpec) -> nn.Module:
     """A freshly initialised module for `spec` (training mode)."""
     return family_of(spec.config).build(spec)
+
+
+def logit_bias(model: nn.Module) -> torch.Tensor:
+    """The bias `(classes,)` the model's classifier adds to its logits (a parameter of
+    `model`: changing it changes the model).
+
+    Raises:
+        UserError: a family that does not declare it.
+    """
+    family = family_of(model.spec.config)
+    if family.logit_bias is None:
+        raise UserError(f"model family {family.name} declares no logit bias to adjust")
+    return family.logit_bias(model)
 
 
 def layer_costs(spec: ModelSpec) -> list[LayerCost]:

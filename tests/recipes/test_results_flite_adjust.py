@@ -1,0 +1,123 @@
+"""recipes/README.md's unknown-class offset for flite (`kws logit-adjust`), recomputed from
+recipes/results/transfer_flite_logit_adjust.json: the table, the narrowing's two parts, the
+price in unknown words, and README.md's summary. The runs' numbers before the offset are those
+the distillation results already hold."""
+
+from __future__ import annotations
+
+import json
+
+from kws.stats import mean_interval
+from tests.recipes.test_results import RESULTS, ROOT, _arm, _flowing
+
+SECTION = (
+    "**An unknown-class offset chosen on an unheard engine",
+    "**Distillation with kokoro held out",
+)
+PICO = "medium + MBROLA + 2x RHVoice + Pico"
+DISTILLED = f"{PICO}, distilled from the three runs' ensemble"
+
+
+def _rows(arm: str) -> list[dict]:
+    rows = json.loads((RESULTS / "transfer_flite_logit_adjust.json").read_text())
+    return sorted((r for r in rows if r["training"] == arm), key=lambda r: r["seed"])
+
+
+def _acc(row, field, when):
+    return row[field][when]["accuracy_percent"]
+
+
+def _stat(values) -> str:
+    s = mean_interval(values)
+    return f"{s.mean:.2f} +- {s.half_width:.2f}"
+
+
+def test_rows_are_consistent_and_match_the_distillation_results():
+    distilled = {r["seed"]: r for r in json.loads(
+        (RESULTS / "transfer_flite_distill_seeds34.json").read_text()
+    ) + json.loads((RESULTS / "transfer_flite_distill_seeds56.json").read_text())}  # fmt: skip
+    distilled.update(
+        {r["seed"]: r for r in _arm("transfer_flite_distill.json", DISTILLED).values()}
+    )
+    for row in _rows(DISTILLED) + _rows(PICO):
+        for when in ("before", "at_offset"):
+            gap = _acc(row, "in_domain", when) - _acc(row, "held_out_engine", when)
+            assert abs(row[f"gap_{when}"] - gap) < 0.006
+            assert row["in_domain"][when]["examples"] == 1244
+            assert row["held_out_engine"][when]["examples"] == 4828
+        assert row["validation_engine_piper"]["before"][1] == 5250
+    for row in _rows(DISTILLED):
+        old = distilled[row["seed"]]
+        assert _acc(row, "in_domain", "before") == old["in_domain"]["accuracy_percent"]
+        assert _acc(row, "held_out_engine", "before") == old["held_out_engine"]["accuracy_percent"]
+    assert [r["seed"] for r in _rows(DISTILLED)] == list(range(7))
+    assert [r["seed"] for r in _rows(PICO)] == [0, 1, 2]
+
+
+def test_the_section_states_the_table_and_its_reading():
+    text = " ".join((ROOT / "recipes" / "README.md").read_text().split())
+    section = _flowing((ROOT / "recipes" / "README.md").read_text(), *SECTION)
+    for arm, name in (
+        (PICO, "the Pico recipe (3 seeds)"),
+        (DISTILLED, "the same, distilled from the three runs' ensemble (7 seeds)"),
+    ):
+        rows = _rows(arm)
+        piper = [
+            100 * r["validation_engine_piper"]["at_offset"][0] / 5250
+            - 100 * r["validation_engine_piper"]["before"][0] / 5250
+            for r in rows
+        ]
+        gaps = [r["gap_at_offset"] for r in rows]
+        cells = [
+            name, ", ".join(f"{r['unknown_logit_offset']:g}" for r in rows), f"+{_stat(piper)}",
+            f"{mean_interval([_acc(r, 'in_domain', 'before') for r in rows]).mean:.2f} -> "
+            f"{_stat([_acc(r, 'in_domain', 'at_offset') for r in rows])}%",
+            f"{mean_interval([_acc(r, 'held_out_engine', 'before') for r in rows]).mean:.2f} -> "
+            f"{_stat([_acc(r, 'held_out_engine', 'at_offset') for r in rows])}%",
+            f"{mean_interval([r['gap_before'] for r in rows]).mean:.2f} -> **{_stat(gaps)}**",
+            ", ".join(f"{g:.1f}" for g in gaps),
+        ]  # fmt: skip
+        assert "| " + " | ".join(cells) + " |" in section, arm
+        stat = mean_interval(gaps)
+        assert max(gaps) <= 8 and stat.mean + stat.half_width <= 8
+        assert f"**{_stat(gaps)}**" in text.split("## Transfer to an unheard TTS engine")[1][:800]
+    rows = _rows(DISTILLED)
+    uppers = [mean_interval([r["gap_at_offset"] for r in _rows(a)]) for a in (PICO, DISTILLED)]
+    assert (
+        "upper end (" + " and ".join(f"{u.mean + u.half_width:.1f}" for u in uppers) + ")"
+        in section
+    )
+    assert f"the largest gap {max(r['gap_at_offset'] for r in _rows(PICO) + rows):.1f}" in section
+    steps = {
+        "narrowing": [r["gap_at_offset"] - r["gap_before"] for r in rows],
+        "held-out": [_acc(r, "held_out_engine", "at_offset") - _acc(r, "held_out_engine", "before")
+                     for r in rows],
+        "in-domain": [_acc(r, "in_domain", "at_offset") - _acc(r, "in_domain", "before")
+                      for r in rows],
+    }  # fmt: skip
+    assert f"(-{_stat(steps['narrowing'])[1:]} points over the seven distilled seeds)" in section
+    assert f"gives +{_stat(steps['held-out'])} and in-domain falling the other -" in section
+    assert f"the other {_stat(steps['in-domain'])}" in section
+    unadjusted = [_acc(r, "in_domain", "before") - _acc(r, "held_out_engine", "at_offset")
+                  for r in rows]  # fmt: skip
+    assert (
+        f"still {mean_interval(unadjusted).mean:.1f} points below on average (at most "
+        f"{max(unadjusted):.1f} on a seed)" in section
+    )
+    unknown = [r["in_domain"][w]["unknown_recall_percent"] for w in ("at_offset", "before")
+               for r in rows]  # fmt: skip
+    assert f"reject {_stat(unknown[:7])}% of them ({_stat(unknown[7:])}% as is)" in section
+
+
+def test_readme_summarises_it():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for arm, digits in (
+        (DISTILLED, "**{:.1f} +- {:.1f}** on those seven seeds"),
+        (PICO, "{:.1f} +- {:.1f} on the undistilled Pico recipe's three"),
+    ):
+        s = mean_interval([r["gap_at_offset"] for r in _rows(arm)])
+        assert digits.format(s.mean, s.half_width) in readme
+    rows = _rows(DISTILLED)
+    after = mean_interval([r["in_domain"]["at_offset"]["unknown_recall_percent"] for r in rows])
+    before = mean_interval([r["in_domain"]["before"]["unknown_recall_percent"] for r in rows])
+    assert f"rejected {after.mean:.0f}% of the time instead of {before.mean:.0f}%" in readme
