@@ -35,9 +35,9 @@ from kws.run import pin_to_checkpoint, resolve_run
 from kws.stats import format_accuracy, mean_interval
 from kws.train.distill import load_teacher
 from kws.train.evaluate import EVAL_SEED
+from kws.train.logit_adjust import OFFSETS, counts_by_offset, split_logits
 from kws.train.report import refuse_trained_speakers
 
-OFFSETS = np.round(np.arange(0.0, 6.01, 0.25), 2)  # subtracted from the unknown logit
 UNKNOWN = "_unknown_"
 STEPS = (  # (what, score, its baseline): the paired steps summarised over runs
     ("held-out at the offset", "held_out_at_offset", "held_out"),
@@ -53,16 +53,6 @@ def _data(run: str, overrides: list[str]):
     cfg = pin_to_checkpoint(ref.run.config(overrides, checkpoint=checkpoint), checkpoint,
                             ref.checkpoint_path())  # fmt: skip
     return cfg, build_data(cfg, torch.device("cpu"), check_training=False)
-
-
-@torch.no_grad()
-def _logits(model, data, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """`(logits (examples, classes), labels (examples,))` of one split, kws's evaluation draw."""
-    data.require_examples(split)
-    model.eval()
-    batches = data.batches(split, 500, seed=EVAL_SEED)
-    pairs = [(model(x).float().numpy(), y.numpy()) for x, y in batches]
-    return np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
 
 
 @torch.no_grad()
@@ -89,9 +79,7 @@ def adapt_batchnorm(model: torch.nn.Module, data, split: str) -> torch.nn.Module
 
 def _correct(logits: np.ndarray, labels: np.ndarray, unknown: int, offset: float) -> list[int]:
     """`[correct, examples]` with `offset` subtracted from the unknown class's logit."""
-    shifted = logits.copy()
-    shifted[:, unknown] -= offset
-    return [int((shifted.argmax(1) == labels).sum()), int(labels.size)]
+    return counts_by_offset(logits, labels, unknown, (offset,))[0]
 
 
 def check_run(run: str, engine: str, root: str, validation: str, validation_root: str) -> dict:
@@ -110,7 +98,7 @@ def check_run(run: str, engine: str, root: str, validation: str, validation_root
         raise UserError(f"the sets' labels differ from the run's {list(own.labels)}")
     model = load_teacher(run, own.labels, run_cfg.features)
     unknown = list(own.labels).index(UNKNOWN)
-    scores = {name: _logits(model, data, split) for name, data, split in
+    scores = {name: split_logits(model, data, split) for name, data, split in
               (("in_domain", own, "testing"), ("held_out", target, "holdout"),
                ("validation", check, "holdout"))}  # fmt: skip
     val = [_correct(*scores["validation"], unknown, o)[0] for o in OFFSETS]
@@ -120,7 +108,7 @@ def check_run(run: str, engine: str, root: str, validation: str, validation_root
         row[name] = _correct(logits, labels, unknown, 0.0)
         row[f"{name}_at_offset"] = _correct(logits, labels, unknown, offset)
     adapted = adapt_batchnorm(model, target, "holdout")
-    row["held_out_adabn"] = _correct(*_logits(adapted, target, "holdout"), unknown, 0.0)
+    row["held_out_adabn"] = _correct(*split_logits(adapted, target, "holdout"), unknown, 0.0)
     return row
 
 

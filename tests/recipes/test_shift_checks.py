@@ -53,7 +53,7 @@ def test_scores_are_evaluates_and_the_offset_is_the_validation_engines_best(tmp_
         str(run), [f"data.root={check}", "data.exclude_speakers=[flite-]"]
     )
     model = shift_checks.load_teacher(str(run), data.labels, cfg.features)
-    logits, labels = shift_checks._logits(model, data, "holdout")
+    logits, labels = shift_checks.split_logits(model, data, "holdout")
     unknown = list(data.labels).index("_unknown_")
     scores = [shift_checks._correct(logits, labels, unknown, o)[0] for o in shift_checks.OFFSETS]
     assert row["offset"] == shift_checks.OFFSETS[scores.index(max(scores))]
