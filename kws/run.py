@@ -289,12 +289,13 @@ class Run:
                 does not validate.
         """
         if self.config_path.is_file():
-            values = read_recipe_file(self.config_path)
-            if not values:  # kws writes it whole (atomically): empty is damage, not defaults
+            # kws writes it whole (atomically): empty is damage, not defaults
+            if not self.config_path.read_text(errors="replace").strip():
                 raise UserError(
                     f"'{self.config_path}' is empty, so this run's settings are unknown; restore "
                     "it, or delete it to use the settings saved in the run's checkpoint"
                 )
+            values = read_recipe_file(self.config_path)
         else:
             values = config_to_dict(
                 (checkpoint if checkpoint is not None else self.checkpoint()).config

@@ -278,8 +278,13 @@ def check_stream_eval_flags(args) -> None:
     without --mine / --target-fa-per-hour, and a built stream's flags with --wav.
 
     Raises:
-        UserError: naming the flags and what to add or drop.
+        UserError: naming the flags and what to add or drop; a negative --seed.
     """
+    if args.seed is not None and args.seed < 0:
+        raise UserError(
+            f"--seed {args.seed}: give a whole number >= 0 (numpy's random generators take no "
+            "negative seeds)"
+        )
     flags = {
         "--data": args.data is not None, "--minutes": args.minutes is not None,
         "--seed": args.seed is not None, "--wav": args.wav is not None,
@@ -300,7 +305,7 @@ def check_stream_eval_flags(args) -> None:
         if extra := given("--target-fa-per-hour", "--stream-fa-per-hour",
                           "--calibration-minutes", "--per-command", "--mine", "--mine-threshold",
                           "--mine-out", "--mine-from", "--force"):  # fmt: skip
-            raise UserError(f"{extra} only apply to the wake-word benchmark; add --benchmark")
+            raise UserError(f"{extra}: for the wake-word benchmark only; add --benchmark")
         if flags["--wav"] and (extra := given("--data", "--minutes", "--seed")):
             raise UserError(
                 f"{extra} build a test stream, but --wav gives the stream, so they would change "
@@ -318,7 +323,7 @@ def check_stream_eval_flags(args) -> None:
             f"not read {extra}; drop them, or drop --benchmark to evaluate that WAV"
         )
     if not flags["--mine"] and (extra := given("--mine-threshold", "--mine-out", "--force")):
-        raise UserError(f"{extra} only apply to mining hard negatives; add --mine N, or drop them")
+        raise UserError(f"{extra}: for mining hard negatives only; add --mine N, or drop them")
     if not flags["--target-fa-per-hour"] and flags["--stream-fa-per-hour"]:
         raise UserError(
             "--stream-fa-per-hour limits the threshold calibration; add --target-fa-per-hour "

@@ -60,7 +60,7 @@ def run_train(args) -> int:
     with distributed.session():
         result = train(cfg, run_dir, resume=args.resume, force=args.force, check_settings=True)
         if distributed.is_main():
-            print(f"best validation accuracy {100 * result.best_val_accuracy:.2f}%; run: {run_dir}")
+            print(f"best validation accuracy {result.best_val_text}; run: {run_dir}")
     return 0
 
 

@@ -122,6 +122,26 @@ for _tag, _cls in (("int", _IntText), ("float", _FloatText), ("bool", _BoolText)
     _keeping_text(f"tag:yaml.org,2002:{_tag}", _cls)
 
 
+def _unique_keys(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    """A mapping whose keys are each written once: YAML would keep the last of two silently,
+    so `lr: 0.1` above a forgotten `lr: 0.01` would train at the second."""
+    first: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in first:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"'{key}' is given twice (first on line {first[key] + 1}); keep one",
+                key_node.start_mark,
+            )
+        first[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=True)
+
+
+_RecipeLoader.add_constructor("tag:yaml.org,2002:map", _unique_keys)
+
+
 def _plain(value: Any) -> Any:
     """`value` with every text-keeping scalar replaced by its ordinary Python value."""
     if isinstance(value, _TEXT_KEEPERS):
@@ -287,8 +307,8 @@ def read_recipe_file(path: str | Path) -> dict:
     written as, which `from_dict` gives to text fields (`name: 010` stays "010").
 
     Raises:
-        ConfigError: missing file, binary/undecodable file, bad YAML (file:line:column), or a
-            file that is not a mapping of sections.
+        ConfigError: missing file, binary/undecodable file, bad YAML (file:line:column), a key
+            given twice, an empty file, or a file that is not a mapping of sections.
     """
     path = Path(path)
     if not path.is_file():
@@ -299,7 +319,12 @@ def read_recipe_file(path: str | Path) -> dict:
         raise ConfigError(f"recipe '{path}' is not a UTF-8 text file (a YAML recipe?)") from None
     if "\x00" in text:
         raise ConfigError(f"recipe '{path}' is a binary file, not a YAML recipe")
-    values = _load_yaml(text, str(path), _RecipeLoader) or {}
+    values = _load_yaml(text, str(path), _RecipeLoader)
+    if values is None:
+        raise ConfigError(
+            f"recipe '{path}' is empty, so every setting would be a default (data/synth, "
+            "DS-CNN-S); give at least its data section, or start from one in recipes/"
+        )
     if not isinstance(values, dict):
         raise ConfigError(f"recipe '{path}' must be a mapping of sections (data:, model:, ...)")
     return values

@@ -29,6 +29,7 @@ from kws.errors import UserError
 from kws.io import append_jsonl
 from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint, Run
+from kws.stats import format_accuracy
 from kws.train.distill import (
     Hint,
     SoftTargets,
@@ -76,6 +77,14 @@ class TrainResult:
     best_val_accuracy: float
     history: list[dict] = field(default_factory=list)
     checkpoint_path: Path | None = None
+
+    @property
+    def best_val_text(self) -> str:
+        """'92.92% [89.0-95.5] (n=240)': the best validation accuracy with its 95% interval."""
+        n = self.history[-1].get("val_examples", 0) if self.history else 0
+        if not n:  # epochs logged before kws recorded the count
+            return f"{100 * self.best_val_accuracy:.2f}% (n not recorded)"
+        return format_accuracy(round(self.best_val_accuracy * n), n)
 
 
 def _diverged(why: str, epoch: int, run: Run, lr: float) -> TrainingDiverged:
@@ -348,6 +357,7 @@ def train(
                 **stats,
                 "val_loss": val.loss,
                 "val_accuracy": val.accuracy,
+                "val_examples": val.num_examples,
             }
             record = distributed.broadcast_object(record)  # rank 0's timings on every rank
             improved = val.accuracy >= best
@@ -367,8 +377,8 @@ def train(
             if progress:
                 print(
                     f"{tag}epoch {epoch + 1}/{epochs}: loss {stats['train_loss']:.3f} "
-                    f"train {100 * stats['train_accuracy']:.1f}% val "
-                    f"{100 * val.accuracy:.2f}% ({stats['train_clips_per_s']:.0f} clips/s)"
+                    f"train {100 * stats['train_accuracy']:.1f}% val {100 * val.accuracy:.2f}% "
+                    f"(n={val.num_examples}) ({stats['train_clips_per_s']:.0f} clips/s)"
                 )
     if history:
         distributed.on_main(plot_training, history, run.plots_dir / "training.png")

@@ -209,7 +209,12 @@ def check_resumable(run: Run) -> None:
 
 def resume_from_checkpoint(run: Run, model, optimizer) -> tuple[int, float, list[dict], dict]:
     """(epochs done, best val accuracy, trimmed history, saved state) from `last.pt`, read by
-    rank 0 and broadcast (kws.distributed.main_value)."""
+    rank 0 and broadcast (kws.distributed.main_value).
+
+    Raises:
+        UserError: the checkpoint holds another architecture or another optimizer layout
+            (hints on one side only), naming the ways on.
+    """
     ckpt = distributed.main_value(_last_checkpoint, run)
     if ckpt is None:  # killed before the first checkpoint: its metrics line is dropped too
         distributed.on_main(run.trim_metrics, 0)

@@ -19,14 +19,16 @@ from kws.errors import UserError
          "the wake-word benchmark builds its own stream from the run's data.root and does not "
          "read --wav, --labels; drop them, or drop --benchmark"),
         (["--benchmark", "--mine-threshold", "0.2", "--force"],
-         "--mine-threshold, --force only apply to mining hard negatives; add --mine N"),
+         "--mine-threshold, --force: for mining hard negatives only; add --mine N"),
         (["--benchmark", "--stream-fa-per-hour", "5"],
          "--stream-fa-per-hour limits the threshold calibration; add --target-fa-per-hour"),
         (["--wav", "s.wav", "--labels", "l.txt", "--minutes", "5", "--seed", "1"],
          "--minutes, --seed build a test stream, but --wav gives the stream"),
         (["--data", "d", "--labels", "l.txt"], "--labels is the ground truth of a stream"),
         (["--data", "d", "--per-command", "5", "--mine-threshold", "0.2"],
-         "--per-command, --mine-threshold only apply to the wake-word benchmark; add --benchmark"),
+         "--per-command, --mine-threshold: for the wake-word benchmark only; add --benchmark"),
+        (["--mine", "5"], "--mine: for the wake-word benchmark only; add --benchmark"),
+        (["--seed", "-1"], "--seed -1: give a whole number >= 0"),
     ],
 )  # fmt: skip
 def test_stream_eval_refuses_flags_its_mode_does_not_read(tmp_path, capsys, flags, message):

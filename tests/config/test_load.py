@@ -122,6 +122,26 @@ def test_compare_epoch_budgets_are_one_per_parameter_budget():
         load_recipe(None, [*base, "growth.compare_total_epochs=[10,45]"])
 
 
+def test_a_key_given_twice_or_an_empty_recipe_is_refused(tmp_path):
+    """YAML kept the last of two `lr:` lines silently, and an empty file trained on defaults."""
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("train:\n  lr: 0.1\n  epochs: 3\n  lr: 0.01\n")
+    with pytest.raises(
+        ConfigError, match=r"twice.yaml:4:3: .*'lr' is given twice \(first on line 2\)"
+    ):
+        load_recipe(twice)
+    sections = tmp_path / "sections.yaml"
+    sections.write_text("train:\n  lr: 0.1\ndata:\n  root: d\ntrain:\n  epochs: 2\n")
+    with pytest.raises(ConfigError, match="'train' is given twice"):
+        load_recipe(sections)
+    for text in ("", "# only a comment\n"):
+        (tmp_path / "empty.yaml").write_text(text)
+        with pytest.raises(ConfigError, match="is empty, so every setting would be a default"):
+            load_recipe(tmp_path / "empty.yaml")
+    (tmp_path / "ok.yaml").write_text("train:\n  lr: 0.1\n  epochs: 3\n")
+    assert load_recipe(tmp_path / "ok.yaml").train.lr == 0.1
+
+
 def test_unreadable_recipes_say_file_line_and_column(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epochs: 3\n  lr: [1, 2\n")
