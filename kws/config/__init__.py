@@ -17,6 +17,7 @@ from kws.config.load import (
     read_recipe_file,
     save_yaml,
     to_dict,
+    unread_overrides,
     validate,
 )
 from kws.config.models import (
@@ -66,6 +67,7 @@ __all__ = [
     "read_recipe_file",
     "save_yaml",
     "to_dict",
+    "unread_overrides",
     "validate",
     "with_fields",
 ]

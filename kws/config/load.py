@@ -274,6 +274,18 @@ def copy_config(cfg: RecipeConfig) -> RecipeConfig:
     return from_dict(to_dict(cfg))
 
 
+def unread_overrides(overrides: list[str] | None, read: tuple[str, ...]) -> list[str]:
+    """The `overrides` (`key=value`) a verb would ignore: those whose key is neither one of
+    `read` nor inside a section `read` names (`read=("data", "train.device")` reads
+    `data.root` and `train.device`, not `train.lr`)."""
+    unread = []
+    for override in overrides or []:
+        key = override.split("=", 1)[0].strip()
+        if "=" in override and not any(key == r or key.startswith(f"{r}.") for r in read):
+            unread.append(override)
+    return unread
+
+
 def apply_overrides(values: dict, overrides: list[str]) -> dict:
     """Apply dotted `section.key=value` overrides (values parsed as YAML) to nested data.
 

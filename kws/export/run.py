@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from kws.budget import budget_lines, load_target, profile
-from kws.config import RecipeConfig
+from kws.config import RecipeConfig, unread_overrides
 from kws.data.dataset import build_data
 from kws.errors import UserError, require_all
 from kws.export.artifacts import (
@@ -37,10 +37,14 @@ from kws.io import check_writable, other_entries
 from kws.run import pin_to_checkpoint, resolve_run
 from kws.stats import mcnemar_p
 from kws.train.evaluate import EVAL_SEED
+from kws.train.setup import thread_count
 
 # The int8 artifacts that ship, in order of preference; the first one exported gates the drop.
 _DEPLOYED_INT8 = ("tflite_int8", "tflm_int8")
 _SIGNIFICANCE = 0.05
+# What export reads of a run's config; any other override would change nothing.
+EXPORT_READS = ("data", "features", "export", "budget", "name", "train.batch_size",
+                "train.num_threads")  # fmt: skip
 _EXTRAS = {
     "onnx": {"onnx": ("export", None), "onnxruntime": ("export", None),
              "onnxscript": ("export", None)},
@@ -164,79 +168,87 @@ def export_run(
 
     Raises:
         MissingExtraError: a format's packages are missing (checked before any slow work).
-        UserError: an existing export or a folder of other files without `force`, a file as
+        UserError: an override export does not read, an existing export or a folder of other
+            files without `force`, a file as
             `out_dir`, an unwritable folder, an unknown target, labels that differ between
             data and model, a front end that differs from the model's
             (`kws.run.pin_to_checkpoint`), an empty split.
     """
+    if ignored := unread_overrides(overrides, EXPORT_READS):
+        raise UserError(
+            f"kws export reads only the run's {', '.join(EXPORT_READS)}, so {' '.join(ignored)} "
+            "would change nothing; the model is its checkpoint's (retrain, or pick another "
+            "checkpoint, to change it)"
+        )
     ref = resolve_run(path)
     ckpt = ref.checkpoint()
     checkpoint = ref.checkpoint_path()
     cfg = pin_to_checkpoint(ref.run.config(overrides, checkpoint=ckpt), ckpt, checkpoint)
-    formats = check_formats(tuple(cfg.export.formats or FORMATS))
-    for fmt in formats:
-        require_all(_EXTRAS[fmt])
-    if cfg.budget.target:
-        load_target(cfg.budget.target, runtime=cfg.budget.runtime or None)
-    out = Path(out_dir) if out_dir is not None else ref.run.export_dir
-    if (out / "manifest.json").is_file() and not force:
-        raise UserError(
-            f"'{out}' already holds an export; pass --force to replace it, or --out NEW_FOLDER"
+    with thread_count(cfg.train.num_threads):  # a recipe's threads are its run's
+        formats = check_formats(tuple(cfg.export.formats or FORMATS))
+        for fmt in formats:
+            require_all(_EXTRAS[fmt])
+        if cfg.budget.target:
+            load_target(cfg.budget.target, runtime=cfg.budget.runtime or None)
+        out = Path(out_dir) if out_dir is not None else ref.run.export_dir
+        if (out / "manifest.json").is_file() and not force:
+            raise UserError(
+                f"'{out}' already holds an export; pass --force to replace it, or --out NEW_FOLDER"
+            )
+        if out != ref.run.export_dir:  # the run's own export folder holds nothing else
+            _refuse_foreign_folder(out, force)
+        check_writable(out, "the export")
+        model = ckpt.build_model()
+        data = build_data(cfg, torch.device("cpu"), progress=progress)
+        if list(data.labels) != list(ckpt.labels):
+            raise UserError(
+                f"the data's labels {data.labels} differ from the checkpoint's {ckpt.labels}; "
+                "point data.root at the dataset the model was trained on"
+            )
+        batch = cfg.train.batch_size
+        calib_x, _ = _collect(
+            data.batches("training", batch, shuffle=True), cfg.export.calibration_batches * batch
         )
-    if out != ref.run.export_dir:  # the run's own export folder holds nothing else
-        _refuse_foreign_folder(out, force)
-    check_writable(out, "the export")
-    clear_export(out)  # --force: no file of the previous export outlives it
-    model = ckpt.build_model()
-    data = build_data(cfg, torch.device("cpu"), progress=progress)
-    if list(data.labels) != list(ckpt.labels):
-        raise UserError(
-            f"the data's labels {data.labels} differ from the checkpoint's {ckpt.labels}; "
-            "point data.root at the dataset the model was trained on"
+        if len(calib_x) == 0:
+            raise UserError("the training split is empty; int8 calibration needs training examples")
+        calibration = [calib_x[i : i + batch] for i in range(0, len(calib_x), batch)]
+        # the evaluation seed: the same examples, silence noise included, as `kws evaluate`
+        tests = data.batches("testing", 500, seed=EVAL_SEED)
+        test_x, test_y = _collect(tests, cfg.export.eval_max_clips)
+        if len(test_y) == 0:
+            raise UserError("the test split is empty; export evaluates every backend on it")
+        clear_export(out)  # inputs checked; --force: no file of the previous export outlives it
+        art = export_model(model, ckpt.labels, cfg.features, calibration, out, formats=formats,
+                           name=cfg.name, checkpoint=checkpoint)  # fmt: skip
+        accuracies, right = evaluate_backends(model, art.files, test_x, test_y, art.arena_bytes)
+        max_drop = cfg.export.max_int8_drop_points
+        drops, paired, gated, failures = int8_gate(accuracies, right, max_drop)
+        lines = _budget(cfg, ckpt.spec, art) if cfg.budget.target else []
+        failures += [
+            f"budget '{cfg.budget.target}': {ln['name']} {ln['value']:,.6g} {ln['unit']} exceeds "
+            f"{ln['limit']:,.6g} ({ln['note']})"
+            for ln in lines
+            if not ln["passed"]
+        ]
+        report = ExportReport(
+            checkpoint=str(checkpoint),
+            export_dir=out,
+            formats=list(formats),
+            files={role: str(p.relative_to(out)) for role, p in art.files.items()},
+            sizes_bytes={role: art.size_bytes(role) or 0 for role in art.files},
+            accuracies=accuracies,
+            float_accuracy=accuracies[0].accuracy,
+            int8_drop_points=drops,
+            max_int8_drop_points=max_drop,
+            gated_backends=gated,
+            arena_bytes=art.arena_bytes,
+            ops=art.ops,
+            eval_examples=len(test_y),
+            eval_split_examples=data.num_examples("testing"),
+            target=cfg.budget.target,
+            budget_lines=lines,
+            failures=failures,
+            paired=paired,
         )
-    batch = cfg.train.batch_size
-    calib_x, _ = _collect(
-        data.batches("training", batch, shuffle=True), cfg.export.calibration_batches * batch
-    )
-    if len(calib_x) == 0:
-        raise UserError("the training split is empty; int8 calibration needs training examples")
-    calibration = [calib_x[i : i + batch] for i in range(0, len(calib_x), batch)]
-    art = export_model(model, ckpt.labels, cfg.features, calibration, out, formats=formats,
-                       name=cfg.name, checkpoint=checkpoint)  # fmt: skip
-    # the evaluation seed: the same examples, silence noise included, as `kws evaluate`
-    test_batches = data.batches("testing", 500, seed=EVAL_SEED)
-    test_x, test_y = _collect(test_batches, cfg.export.eval_max_clips)
-    if len(test_y) == 0:
-        raise UserError("the test split is empty; export evaluates every backend on it")
-    accuracies, right = evaluate_backends(model, art.files, test_x, test_y, art.arena_bytes)
-    max_drop = cfg.export.max_int8_drop_points
-    drops, paired, gated, failures = int8_gate(accuracies, right, max_drop)
-    lines = _budget(cfg, ckpt.spec, art) if cfg.budget.target else []
-    failures += [
-        f"budget '{cfg.budget.target}': {ln['name']} {ln['value']:,.6g} {ln['unit']} exceeds "
-        f"{ln['limit']:,.6g} ({ln['note']})"
-        for ln in lines
-        if not ln["passed"]
-    ]
-    report = ExportReport(
-        checkpoint=str(checkpoint),
-        export_dir=out,
-        formats=list(formats),
-        files={role: str(p.relative_to(out)) for role, p in art.files.items()},
-        sizes_bytes={role: art.size_bytes(role) or 0 for role in art.files},
-        accuracies=accuracies,
-        float_accuracy=accuracies[0].accuracy,
-        int8_drop_points=drops,
-        max_int8_drop_points=max_drop,
-        gated_backends=gated,
-        arena_bytes=art.arena_bytes,
-        ops=art.ops,
-        eval_examples=len(test_y),
-        eval_split_examples=data.num_examples("testing"),
-        target=cfg.budget.target,
-        budget_lines=lines,
-        failures=failures,
-        paired=paired,
-    )
-    write_report(report)
-    return report
+        write_report(report)
+        return report

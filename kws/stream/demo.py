@@ -18,7 +18,7 @@ from typing import TextIO
 
 import numpy as np
 
-from kws.config import StreamConfig, apply_overrides, from_dict
+from kws.config import StreamConfig, apply_overrides, from_dict, unread_overrides
 from kws.errors import ConfigError, UserError
 from kws.run import resolve_run
 from kws.stream.backends import Backend, load_backend
@@ -278,9 +278,7 @@ def demo(
         UserError: no model, several sources, `realtime` without `wav`, a bad override or one
             outside `stream.` (the demo reads nothing else), a missing file or device.
     """
-    keys = [(o, o.split("=", 1)[0].strip()) for o in overrides or [] if "=" in o]
-    ignored = [o for o, key in keys if key != "stream" and not key.startswith("stream.")]
-    if ignored:
+    if ignored := unread_overrides(overrides, ("stream",)):
         raise UserError(
             f"kws demo reads only the run's stream section, so {' '.join(ignored)} would change "
             "nothing; give stream.* overrides (stream.detection_threshold=0.6 "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kws.config import StreamConfig
+from kws.config import StreamConfig, unread_overrides
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text
 from kws.plotting import pyplot, save_png
@@ -192,10 +192,8 @@ def check_stream_eval_overrides(overrides: list[str] | None, data_root_read: boo
     Raises:
         UserError: naming the ignored overrides and what to give instead.
     """
-    keys = [(o, o.split("=", 1)[0].strip()) for o in overrides or [] if "=" in o]
-    ignored = [o for o, key in keys if key != "stream" and not key.startswith("stream.")
-               and not (data_root_read and key == "data.root")]  # fmt: skip
-    if ignored:
+    keys = ("stream", "data.root") if data_root_read else ("stream",)
+    if ignored := unread_overrides(overrides, keys):
         read = "the run's stream section" + (" and data.root" if data_root_read else "")
         raise UserError(
             f"kws stream-eval reads only {read}, so {' '.join(ignored)} would change nothing; "

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kws.config import unread_overrides
 from kws.data.dataset import build_data
 from kws.data.gsc import UNKNOWN_LABEL
 from kws.errors import UserError
@@ -35,6 +36,7 @@ from kws.run import Checkpoint, Run, pin_to_checkpoint, resolve_run
 from kws.stats import format_accuracy
 from kws.train.evaluate import EVAL_SEED
 from kws.train.report import refuse_trained_speakers
+from kws.train.setup import thread_count
 
 # Offsets subtracted from the unknown logit, in logit units (natural-log odds).
 OFFSETS = tuple(float(x) for x in np.round(np.arange(0.0, 6.01, 0.25), 2))
@@ -109,7 +111,8 @@ def logit_adjust(
     plots/logit_adjust.png.
 
     Raises:
-        UserError: a test split asked to choose, a run that trained on the held-out speakers,
+        UserError: an override it does not read, a test split asked to choose, a run that
+            trained on the held-out speakers,
             a task without an unknown class, an existing `out` without `force`, and what
             loading the run and its data raises.
     """
@@ -117,6 +120,11 @@ def logit_adjust(
         raise UserError(
             "the offset is a choice, and choices are made on validation data, never on the test "
             "split; choose on --split validation or on a held-out engine (--holdout-engine E)"
+        )
+    if ignored := unread_overrides(overrides, ("data", "features", "train.num_threads")):
+        raise UserError(
+            f"kws logit-adjust reads only the run's data and features sections and "
+            f"train.num_threads, so {' '.join(ignored)} would change nothing"
         )
     ref = resolve_run(source)
     checkpoint = ref.checkpoint()
@@ -134,12 +142,9 @@ def logit_adjust(
     if run.root.resolve() == ref.run.root.resolve():
         raise UserError(f"--out {out} is the run being adjusted; give the new run another folder")
     run.prepare(force=force, what="logit adjustment")
-    data = build_data(cfg, torch.device("cpu"), check_training=False)
-    if list(data.labels) != list(checkpoint.labels):
-        raise UserError(f"the data's labels {data.labels} are not the run's {checkpoint.labels}")
-    unknown = list(checkpoint.labels).index(UNKNOWN_LABEL)
-    model = checkpoint.build_model()
-    counts = counts_by_offset(*split_logits(model, data, split), unknown, offsets)
+    with thread_count(cfg.train.num_threads):
+        data = build_data(cfg, torch.device("cpu"), check_training=False)
+        counts, unknown, model = _choose(checkpoint, data, split, offsets)
     offset = float(offsets[int(np.argmax([c for c, _ in counts]))])  # first best: the smallest
     if force:
         run.clear_results()
@@ -156,6 +161,19 @@ def logit_adjust(
     atomic_write_text(run.root / "logit_adjust.json", json.dumps(facts, indent=2) + "\n")
     plot_offsets(offsets, counts, offset, run.plots_dir / "logit_adjust.png")
     return Adjustment(offset, counts, tuple(offsets), run)
+
+
+def _choose(checkpoint: Checkpoint, data, split: str, offsets) -> tuple[list, int, nn.Module]:
+    """(`[correct, examples]` per offset on `split`, the unknown class's index, the model).
+
+    Raises:
+        UserError: the data's labels are not the checkpoint's, an empty split.
+    """
+    if list(data.labels) != list(checkpoint.labels):
+        raise UserError(f"the data's labels {data.labels} are not the run's {checkpoint.labels}")
+    unknown = list(checkpoint.labels).index(UNKNOWN_LABEL)
+    model = checkpoint.build_model()
+    return counts_by_offset(*split_logits(model, data, split), unknown, offsets), unknown, model
 
 
 def plot_offsets(offsets, counts: list[list[int]], chosen: float, path: Path) -> Path:

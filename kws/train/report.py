@@ -16,16 +16,19 @@ import json
 import re
 from pathlib import Path
 
+from kws.config import unread_overrides
 from kws.data.dataset import build_data
 from kws.data.gsc import index_folder
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text, check_writable
 from kws.run import pin_to_checkpoint, resolve_run
 from kws.train.evaluate import EvalResult, evaluate, plot_confusion
-from kws.train.setup import resolve_device
+from kws.train.setup import resolve_device, thread_count
 
 SPLIT_ALIASES = {"test": "testing", "val": "validation", "train": "training"}
 SPLITS = ("training", "validation", "testing", "holdout", "all")
+# What evaluation reads of a run's config; any other override would change nothing.
+EVALUATE_READS = ("data", "features", "train.device", "train.num_threads", "train.eval_batch_size")
 
 
 def format_result(result: EvalResult) -> str:
@@ -132,7 +135,8 @@ def evaluate_run(
         split: training | validation | testing | holdout | all (aliases test, val, train).
 
     Raises:
-        UserError: unknown split, labels that differ between data and model, a front end that
+        UserError: unknown split, an override evaluation does not read, labels that differ
+            between data and model, a front end that
             differs from the model's (`kws.run.pin_to_checkpoint`), a held-out split of speakers
             the run trained on (`refuse_trained_speakers`), an empty split, an unwritable run
             folder.
@@ -140,11 +144,23 @@ def evaluate_run(
     split = SPLIT_ALIASES.get(split, split)
     if split not in SPLITS:
         raise UserError(f"--split {split!r} is unknown; choose one of {', '.join(SPLITS)}")
+    if ignored := unread_overrides(overrides, EVALUATE_READS):
+        raise UserError(
+            f"kws evaluate reads only the run's data and features sections and "
+            f"{', '.join(EVALUATE_READS[2:])}, so {' '.join(ignored)} would change nothing; the "
+            "model is its checkpoint's (retrain, or pick another checkpoint, to change it)"
+        )
     ref = resolve_run(path)
     check_writable(ref.run.root, "evaluation reports")
     ckpt = ref.checkpoint()
     cfg = ref.run.config(overrides, checkpoint=ckpt)  # a lone .pt: its own config
     cfg = pin_to_checkpoint(cfg, ckpt, ref.checkpoint_path())
+    with thread_count(cfg.train.num_threads):
+        return _evaluate_and_write(ref, ckpt, cfg, split)
+
+
+def _evaluate_and_write(ref, ckpt, cfg, split: str) -> list[EvalResult]:
+    """`evaluate_run`'s work once the run, its checkpoint and the config are resolved."""
     device = resolve_device(cfg.train.device)
     data = build_data(cfg, device, check_training=False)  # evaluation: no training checks
     if list(data.labels) != list(ckpt.labels):

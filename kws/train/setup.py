@@ -122,20 +122,28 @@ def step_module(model: nn.Module, device: torch.device, cfg: RecipeConfig) -> nn
     return torch.compile(module, mode="reduce-overhead" if cfg.train.compile == "graphs" else None)
 
 
+@contextlib.contextmanager
+def thread_count(threads: int):
+    """Run the block with `threads` torch threads (0 = unchanged), the caller's count restored
+    after: a recipe's `train.num_threads` is its run's, not the rest of the process's (the
+    quickstart's export after its growth)."""
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def recipe_threads(fn: Callable[..., T]) -> Callable[..., T]:
     """`fn(cfg, ...)` (a verb: train, grow, compare) run with `cfg.train.num_threads` torch
-    threads (0 = unchanged), the caller's count restored after: a recipe's thread count is its
-    run's, not the rest of the process's (the quickstart's export after its growth)."""
+    threads (`thread_count`)."""
 
     @functools.wraps(fn)
     def wrapper(cfg, *args, **kwargs):
-        before = torch.get_num_threads()
-        if cfg.train.num_threads:
-            torch.set_num_threads(cfg.train.num_threads)
-        try:
+        with thread_count(cfg.train.num_threads):
             return fn(cfg, *args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
 
     return wrapper
 

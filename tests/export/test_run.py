@@ -181,3 +181,22 @@ def test_a_checkpoint_outside_a_run_is_read_with_its_own_config(run_dir, tmp_pat
     lone.write_bytes((run_dir / "checkpoints" / "best.pt").read_bytes())
     with pytest.raises(UserError, match="unknown target 'no-such-mcu'"):
         export_run(lone, ["budget.target=no-such-mcu"])
+
+
+def test_overrides_export_does_not_read_are_refused(run_dir, capsys):
+    """`kws export RUN model.preset=ds_cnn_l` exported the checkpoint's DS-CNN-S without a word."""
+    for override in ("model.preset=ds_cnn_l", "train.lr=5", "stream.detection_threshold=0.2"):
+        assert main(["export", str(run_dir), override]) == 2
+        assert f"so {override} would change nothing" in capsys.readouterr().err
+    assert not (run_dir / "export").exists()
+
+
+def test_force_keeps_the_old_export_when_the_new_one_cannot_start(run_dir, tmp_path):
+    """`--force` with a typo'd data folder deleted the old export, then failed on the folder."""
+    assert main(["export", str(run_dir), "--formats", "onnx"]) in (0, 1)
+    before = {p.name: p.read_bytes() for p in (run_dir / "export").iterdir() if p.is_file()}
+    with pytest.raises(UserError, match="does not exist"):
+        export_run(run_dir, ["export.formats=[onnx]", f"data.root={tmp_path / 'typo'}"],
+                   force=True)  # fmt: skip
+    after = {p.name: p.read_bytes() for p in (run_dir / "export").iterdir() if p.is_file()}
+    assert after == before

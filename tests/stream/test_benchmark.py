@@ -128,7 +128,7 @@ def test_calibration_and_mining_flags_are_checked(tone_run, capsys):
             run_benchmark(tone_run, ["stream.backend=torch"], minutes=bad)
     # benchmark-only flags are refused, not ignored, on a plain stream evaluation
     assert main(["stream-eval", str(tone_run), "--calibration-minutes", "60", "--mine", "5"]) == 2
-    assert "--calibration-minutes, --mine only apply to the wake" in capsys.readouterr().err
+    assert "--calibration-minutes, --mine: for the wake-word benchmark" in capsys.readouterr().err
 
 
 def test_too_few_clips_say_how_to_get_more(tone_run):

@@ -89,3 +89,9 @@ def test_a_forced_offset_is_what_the_new_run_evaluates_to(teacher, tmp_path, cap
     adjusted = capsys.readouterr().out
     assert f"{100 * correct / n:.2f}% " in adjusted and f"(n={n})" in adjusted
     assert adjusted.splitlines()[1:] != as_is.splitlines()[1:]  # the offset moved decisions
+
+
+def test_overrides_it_does_not_read_are_refused(teacher, tmp_path):
+    _, run_dir, _ = teacher
+    with pytest.raises(UserError, match="so train.lr=5 would change nothing"):
+        logit_adjust(run_dir, ["train.lr=5"], "validation", tmp_path / "a")

@@ -8,6 +8,7 @@ import shutil
 import pytest
 import torch
 
+from kws.cli import main
 from kws.config import load_recipe
 from kws.data.gsc import labels_for, task_words
 from kws.errors import UserError
@@ -91,3 +92,9 @@ def test_a_checkpoint_outside_a_run_is_evaluated_with_its_own_config(untrained_r
     [result] = evaluate_run(lone)
     assert result.num_examples > 0
     assert (lone.parent / "evaluation_testing_model.json").is_file()
+
+
+def test_overrides_evaluation_does_not_read_are_refused(untrained_run, capsys):
+    """`kws evaluate RUN train.lr=5 model.preset=ds_cnn_l` ran as if they had not been given."""
+    assert main(["evaluate", str(untrained_run), "train.lr=5", "model.preset=ds_cnn_l"]) == 2
+    assert "so train.lr=5 model.preset=ds_cnn_l would change nothing" in capsys.readouterr().err
