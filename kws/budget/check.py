@@ -80,6 +80,40 @@ def budget_lines(prof: Profile, target: Target) -> list[BudgetLine]:
     return lines
 
 
+def limit_lines(
+    prof: Profile,
+    max_params: int = 0,
+    max_macs: int = 0,
+    max_flash_bytes: int = 0,
+    max_ram_bytes: int = 0,
+    note: str = "",
+) -> list[BudgetLine]:
+    """Lines for plain limits (0 = none) on `prof`: parameters, MACs, flash (the int8 .tflite,
+    estimated unless `prof` measured an exported file) and SRAM (the TFLM arena estimate,
+    unless `prof` carries a measured one). `note` joins each line's own (where the limit
+    comes from)."""
+    flash_estimate = prof.flash_source != "tflite"
+    found = [
+        ("params", prof.params, max_params, "params", False, ""),
+        ("macs", prof.macs, max_macs, "macs", False, ""),
+        ("flash", prof.flash_bytes, max_flash_bytes, "bytes", flash_estimate,
+         "int8 .tflite" + (" estimate" if flash_estimate else "")),
+        ("sram", prof.arena_estimate_bytes, max_ram_bytes, "bytes", True, "TFLM arena estimate"),
+    ]  # fmt: skip
+    return [_line(name, value, limit, unit, est, "; ".join(filter(None, (what, note))))
+            for name, value, limit, unit, est, what in found if limit]  # fmt: skip
+
+
+def config_limit_lines(prof: Profile, budget_cfg: BudgetConfig) -> list[BudgetLine]:
+    """`limit_lines` of a recipe's own `budget.max_*` limits (the ones a named target does not
+    set), each noted with its key."""
+    lines = []
+    for key in ("max_params", "max_macs", "max_flash_bytes", "max_ram_bytes"):
+        if limit := getattr(budget_cfg, key):
+            lines += limit_lines(prof, **{key: limit}, note=f"budget.{key}")
+    return lines
+
+
 def profile_latency_ms(prof: Profile, target: Target) -> float:
     """Estimated latency of `prof`'s layers on `target` (cycles-per-MAC model)."""
     return sum(layer_latency_ms(layer, target) for layer in prof.layers)
@@ -117,33 +151,8 @@ class Budget:
     def lines(self, spec: ModelSpec) -> list[BudgetLine]:
         """All budget lines for `spec`: the combined limits plus the target's own lines."""
         prof = profile(spec, target=self.target)
-        lines = []
-        if self.max_params:
-            lines.append(_line("params", prof.params, self.max_params, "params", False, ""))
-        if self.max_macs:
-            lines.append(_line("macs", prof.macs, self.max_macs, "macs", False, ""))
-        if self.max_flash_bytes:
-            lines.append(
-                _line(
-                    "flash",
-                    prof.flash_bytes,
-                    self.max_flash_bytes,
-                    "bytes",
-                    True,
-                    "int8 .tflite estimate",
-                )
-            )
-        if self.max_ram_bytes:
-            lines.append(
-                _line(
-                    "sram",
-                    prof.arena_estimate_bytes,
-                    self.max_ram_bytes,
-                    "bytes",
-                    True,
-                    "TFLM arena estimate",
-                )
-            )
+        lines = limit_lines(prof, self.max_params, self.max_macs, self.max_flash_bytes,
+                            self.max_ram_bytes)  # fmt: skip
         if self.target is not None:
             # flash, sram and ops are already folded into the limits above
             extra = [

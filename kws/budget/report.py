@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from kws.budget.check import BudgetLine, budget_lines
+from kws.budget.check import BudgetLine, budget_lines, config_limit_lines
 from kws.budget.profile import Profile, profile
 from kws.budget.targets import Target, load_target, runtime_names
 from kws.config import RecipeConfig, load_recipe
@@ -117,9 +117,10 @@ def print_report(prof: Profile, lines: list[BudgetLine], target: Target | None, 
             f"latency {prof.latency_ms:.1f} ms on {prof.target} (estimate; runtime "
             f"{prof.latency_runtime}; {prof.latency_calibration})"
         )
-    if target is None:
+    if not lines:
         return
-    budget = Table(title=f"budget: {target.name} ({target.description})")
+    title = f"budget: {target.name} ({target.description})" if target else "budget: budget.max_*"
+    budget = Table(title=title)
     for header in ("line", "value", "limit", "result", "note"):
         budget.add_column(header)
     for line in lines:
@@ -168,6 +169,7 @@ def run_profile(
     target = load_target(name, targets_file, runtime) if name else None
     prof = profile(spec, tflite_path=tflite, target=target)
     lines = budget_lines(prof, target) if target is not None else []
+    lines += config_limit_lines(prof, cfg.budget)  # budget.max_params, ... beside a target's
     passed = all(line.passed for line in lines)
     if as_json:
         payload = {

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kws.budget import budget_lines, load_target, profile
+from kws.budget import budget_lines, config_limit_lines, load_target, profile
 from kws.config import RecipeConfig, unread_overrides
 from kws.data.dataset import build_data
 from kws.errors import UserError, require_all
@@ -72,15 +72,22 @@ def _collect(batches, limit: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _budget(cfg: RecipeConfig, spec, art: ExportArtifacts) -> list[dict]:
-    """Budget lines of the run's target with the real .tflite size and the measured arena."""
-    target = load_target(cfg.budget.target, runtime=cfg.budget.runtime or None)
+    """Budget lines of the run's target and of its own `budget.max_*` limits, with the real
+    .tflite size and the measured arena."""
+    target = None
+    if cfg.budget.target:
+        target = load_target(cfg.budget.target, runtime=cfg.budget.runtime or None)
     prof = profile(spec, tflite_path=art.files.get("tflite_int8"), target=target)
     if art.arena_bytes is not None:  # a measurement beats the estimate the profile carries
         prof = dataclasses.replace(prof, arena_estimate_bytes=art.arena_bytes)
-    lines = [dataclasses.asdict(line) for line in budget_lines(prof, target)]
+    found = (budget_lines(prof, target) if target else []) + config_limit_lines(prof, cfg.budget)
+    lines = [dataclasses.asdict(line) for line in found]
     for line in lines:
         if line["name"] == "sram" and art.arena_bytes is not None:
-            line["estimate"], line["note"] = False, line["note"] + " (measured arena)"
+            line["estimate"] = False
+            line["note"] = line["note"].replace("TFLM arena estimate", "TFLM arena") + (
+                " (measured arena)"
+            )
     return lines
 
 
@@ -223,9 +230,10 @@ def export_run(
         accuracies, right = evaluate_backends(model, art.files, test_x, test_y, art.arena_bytes)
         max_drop = cfg.export.max_int8_drop_points
         drops, paired, gated, failures = int8_gate(accuracies, right, max_drop)
-        lines = _budget(cfg, ckpt.spec, art) if cfg.budget.target else []
+        lines = _budget(cfg, ckpt.spec, art)
+        where = f" '{cfg.budget.target}'" if cfg.budget.target else ""
         failures += [
-            f"budget '{cfg.budget.target}': {ln['name']} {ln['value']:,.6g} {ln['unit']} exceeds "
+            f"budget{where}: {ln['name']} {ln['value']:,.6g} {ln['unit']} exceeds "
             f"{ln['limit']:,.6g} ({ln['note']})"
             for ln in lines
             if not ln["passed"]

@@ -84,3 +84,19 @@ def test_a_runtime_that_would_be_ignored_or_is_unknown_is_refused(capsys, flags,
     assert main(["profile", "--model", "ds_cnn_s", *flags]) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
+
+
+def test_the_recipes_own_limits_are_checked_with_or_without_a_target(capsys):
+    """`kws profile RUN --target cortex-m7 budget.max_params=1000` printed PASS and exited 0 for
+    a 22,660-parameter model: only growth read budget.max_*."""
+    for extra in ([], ["--target", "cortex-m7"]):
+        argv = ["profile", "--model", "ds_cnn_s", *extra, "--json", "budget.max_params=1000"]
+        assert main([*argv, "budget.max_macs=10000000000"]) == 1
+        payload = json.loads(capsys.readouterr().out)
+        by_name = {line["name"]: line for line in payload["budget"]}
+        params = by_name["params"]
+        assert params["limit"] == 1000 and not params["passed"] and params["value"] > 1000
+        assert params["note"] == "budget.max_params" and by_name["macs"]["passed"]
+        assert ("flash" in by_name) == bool(extra)  # the target's own lines beside them
+    assert main(["profile", "--model", "ds_cnn_s", "budget.max_params=100000"]) == 0
+    assert "budget.max_params" in capsys.readouterr().out
