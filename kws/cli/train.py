@@ -129,7 +129,10 @@ def add_logit_adjust(sub) -> None:
         "checkpoint has the offset folded into the classifier's bias, with logit_adjust.json "
         "(accuracy with n at every offset) and plots/logit_adjust.png; evaluate, export, "
         "stream-eval and demo use it as any run. The source run is not changed. Choosing on a "
-        "test split is refused: score the new run on other voices than the ones it was chosen on.",
+        "test split is refused, and `kws evaluate` refuses a held-out number of the speakers "
+        "the offset was chosen on: score the new run on other voices. Lowering the unknown "
+        "logit names more unheard voices' commands right and calls more unknown words "
+        "commands (recipes/README.md measures both).",
         ["kws logit-adjust runs/no_flite --data data/piper_part --holdout-engine piper "
          "--out runs/no_flite_adj",
          "kws evaluate runs/no_flite_adj --holdout-engine flite --data data/synth_medium",
@@ -146,9 +149,10 @@ def add_logit_adjust(sub) -> None:
     )
     p.add_argument(
         "--split",
-        default="validation",
-        choices=["validation", "holdout", "all"],
-        help="the split to choose on without --holdout-engine (default validation)",
+        default=None,
+        choices=["validation", "holdout"],
+        help="the split to choose on without --holdout-engine (default validation; holdout: "
+        "the speakers of data.exclude_speakers=[PREFIX])",
     )
     p.add_argument("--out", required=True, help="the new run's folder")
     p.add_argument("--force", action="store_true", help="replace an existing --out run")
@@ -156,10 +160,20 @@ def add_logit_adjust(sub) -> None:
 
 
 def run_logit_adjust(args) -> int:
-    """`kws logit-adjust` with parsed arguments; returns the exit status."""
+    """`kws logit-adjust` with parsed arguments; returns the exit status.
+
+    Raises:
+        UserError: --holdout-engine with --split (and what `logit_adjust` raises).
+    """
     from kws.train.logit_adjust import describe, logit_adjust
 
-    overrides, split, where = flag_overrides(args), args.split, f"the {args.split} split"
+    if args.holdout_engine and args.split:
+        raise UserError(
+            f"--holdout-engine chooses on that engine's speakers (split holdout), so --split "
+            f"{args.split} would be ignored; give one of them"
+        )
+    split = args.split or "validation"
+    overrides, where = flag_overrides(args), f"the {split} split"
     if args.holdout_engine:
         engine = _speaker_engine(args.holdout_engine)
         overrides.append(f'data.exclude_speakers=["{engine}-"]')

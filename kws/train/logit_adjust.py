@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,19 +26,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from kws.config import unread_overrides
+from kws.config import copy_config, unread_overrides
 from kws.data.dataset import build_data
 from kws.data.gsc import UNKNOWN_LABEL
 from kws.errors import UserError
-from kws.io import atomic_write_text, file_sha256
+from kws.io import atomic_write_text, file_sha256, other_entries
 from kws.models import logit_bias
 from kws.plotting import pyplot, save_png
 from kws.run import Checkpoint, Run, pin_to_checkpoint, resolve_run
 from kws.stats import format_accuracy
 from kws.train.evaluate import EVAL_SEED
-from kws.train.report import refuse_trained_speakers
+from kws.train.report import ADJUST_FILE, refuse_trained_speakers
 from kws.train.setup import thread_count
 
+log = logging.getLogger(__name__)
 # Offsets subtracted from the unknown logit, in logit units (natural-log odds).
 OFFSETS = tuple(float(x) for x in np.round(np.arange(0.0, 6.01, 0.25), 2))
 
@@ -107,19 +109,21 @@ def logit_adjust(
 ) -> Adjustment:
     """Choose the unknown-class offset on `split` of the run's data with `overrides` (a data
     root, a held-out engine's `data.exclude_speakers`) and write the adjusted run to `out`:
-    checkpoints/best.pt, config.yaml (the source run's), logit_adjust.json and
-    plots/logit_adjust.png.
+    checkpoints/best.pt, config.yaml (the source run's, named after `out`), logit_adjust.json
+    and plots/logit_adjust.png. `offsets`: the grid (logit units) to choose from.
 
     Raises:
-        UserError: an override it does not read, a test split asked to choose, a run that
-            trained on the held-out speakers,
-            a task without an unknown class, an existing `out` without `force`, and what
-            loading the run and its data raises.
+        UserError: an override it does not read, a split other than validation or holdout, a
+            model file that is not a checkpoint, a run that trained on the held-out speakers,
+            a task without an unknown class, an `out` that is or holds the source run, one
+            that holds other files or an existing run without `force`, a family without a
+            `logit_bias`, and what loading the run and its data raises.
     """
-    if split in ("testing", "test"):
+    if split not in ("validation", "holdout"):
         raise UserError(
-            "the offset is a choice, and choices are made on validation data, never on the test "
-            "split; choose on --split validation or on a held-out engine (--holdout-engine E)"
+            f"--split {split}: the offset is a choice, and choices are made on data the run "
+            "did not train on and the test does not score: --split validation, or a held-out "
+            "engine (--holdout-engine E)"
         )
     if ignored := unread_overrides(overrides, ("data", "features", "train.num_threads")):
         raise UserError(
@@ -127,40 +131,81 @@ def logit_adjust(
             f"train.num_threads, so {' '.join(ignored)} would change nothing"
         )
     ref = resolve_run(source)
-    checkpoint = ref.checkpoint()
+    if ref.kind not in ("run", "checkpoint"):
+        raise UserError(
+            f"'{source}' is an exported {ref.kind} model; give the run folder or its checkpoint "
+            "(.pt): the offset is folded into the checkpoint, and export follows from it"
+        )
+    checkpoint, checkpoint_path = ref.checkpoint(), ref.checkpoint_path().resolve()
     own_cfg = ref.run.config(checkpoint=checkpoint)
     cfg = pin_to_checkpoint(ref.run.config(overrides, checkpoint=checkpoint), checkpoint,
-                            ref.checkpoint_path())  # fmt: skip
+                            checkpoint_path)  # fmt: skip
     if split == "holdout":
         refuse_trained_speakers(own_cfg, list(cfg.data.exclude_speakers))
+        _warn_if_test_engine(own_cfg, cfg)
     if UNKNOWN_LABEL not in checkpoint.labels:
         raise UserError(
             f"'{source}' has no {UNKNOWN_LABEL} class ({checkpoint.labels}), so there is no "
             "unknown logit to adjust"
         )
-    run = Run(out)
-    if run.root.resolve() == ref.run.root.resolve():
-        raise UserError(f"--out {out} is the run being adjusted; give the new run another folder")
-    run.prepare(force=force, what="logit adjustment")
+    run = _new_run(out, ref.run.root, force)
     with thread_count(cfg.train.num_threads):
         data = build_data(cfg, torch.device("cpu"), check_training=False)
         counts, unknown, model = _choose(checkpoint, data, split, offsets)
     offset = float(offsets[int(np.argmax([c for c, _ in counts]))])  # first best: the smallest
+    facts = {
+        "source": str(checkpoint_path), "source_sha256": file_sha256(checkpoint_path),
+        "data_root": str(Path(cfg.data.root).resolve()), "split": split,
+        "exclude_speakers": list(cfg.data.exclude_speakers), "unknown_class": UNKNOWN_LABEL,
+        "offset": offset, "offsets": list(offsets), "counts": counts,
+    }  # fmt: skip
     if force:
         run.clear_results()
     adjusted = adjusted_model(model, unknown, offset)
     Checkpoint(checkpoint.config, adjusted.state_dict(), checkpoint.labels, checkpoint.epoch,
-               checkpoint.metrics, checkpoint.best_val_accuracy).save(run.best_path)  # fmt: skip
-    run.save_config(own_cfg)
-    facts = {
-        "source": str(ref.checkpoint_path()), "source_sha256": file_sha256(ref.checkpoint_path()),
-        "data_root": str(cfg.data.root), "split": split,
-        "exclude_speakers": list(cfg.data.exclude_speakers), "unknown_class": UNKNOWN_LABEL,
-        "offset": offset, "offsets": list(offsets), "counts": counts,
-    }  # fmt: skip
-    atomic_write_text(run.root / "logit_adjust.json", json.dumps(facts, indent=2) + "\n")
+               checkpoint.metrics, checkpoint.best_val_accuracy,
+               state={"logit_adjust": facts}).save(run.best_path)  # fmt: skip
+    saved = copy_config(own_cfg)  # the new run's own name and place: training on it stays here
+    saved.name, saved.runs_dir = run.root.name, str(run.root.parent)
+    run.save_config(saved)
+    atomic_write_text(run.root / ADJUST_FILE, json.dumps(facts, indent=2) + "\n")
     plot_offsets(offsets, counts, offset, run.plots_dir / "logit_adjust.png")
     return Adjustment(offset, counts, tuple(offsets), run)
+
+
+def _new_run(out: str | Path, source_root: Path, force: bool) -> Run:
+    """The run `out` the adjusted model goes to, checked before any work.
+
+    Raises:
+        UserError: `out` is or holds the source run, holds files of no run, or holds a run
+            and `force` was not given.
+    """
+    run = Run(out)
+    root, source = run.root.resolve(), source_root.resolve()
+    if root == source or root in source.parents:
+        raise UserError(
+            f"--out {out} is or holds the run being adjusted ('{source_root}'); give the new "
+            "run a folder of its own"
+        )
+    if other_entries(root) and not (run.has_results() or run.config_path.is_file()):
+        raise UserError(
+            f"--out {out} holds files of no run ({other_entries(root)}); give a new folder"
+        )
+    run.prepare(force=force, what="logit adjustment")
+    return run
+
+
+def _warn_if_test_engine(own_cfg, cfg) -> None:
+    """Say so when the offset is chosen on speakers the run itself was trained without: those
+    are usually its test engine, whose accuracy then stops being a held-out number."""
+    chosen = set(cfg.data.exclude_speakers) & set(own_cfg.data.exclude_speakers)
+    if chosen:
+        log.warning(
+            "the run was trained without %s (its data.exclude_speakers), usually to test on "
+            "them; once the offset is chosen on them, their accuracy is no held-out number "
+            "(kws evaluate refuses it). Choose on another engine the run never heard",
+            ", ".join(sorted(chosen)),
+        )
 
 
 def _choose(checkpoint: Checkpoint, data, split: str, offsets) -> tuple[list, int, nn.Module]:

@@ -27,6 +27,9 @@ from kws.train.setup import resolve_device, thread_count
 
 SPLIT_ALIASES = {"test": "testing", "val": "validation", "train": "training"}
 SPLITS = ("training", "validation", "testing", "holdout", "all")
+# What a run adjusted by `kws logit-adjust` records of its adjustment (the speakers it was
+# chosen on are no held-out speakers of it).
+ADJUST_FILE = "logit_adjust.json"
 # What evaluation reads of a run's config; any other override would change nothing.
 EVALUATE_READS = ("data", "features", "train.device", "train.num_threads", "train.eval_batch_size")
 
@@ -97,6 +100,28 @@ def _free_name(out: Path, name: str, data_root: str, checkpoint: str) -> str:
     return candidate
 
 
+def refuse_tuned_speakers(run_root: Path, held: list[str]) -> None:
+    """A held-out number must not be of the speakers a run's unknown-class offset was chosen on
+    (`kws logit-adjust`, recorded in the run's `ADJUST_FILE`).
+
+    Raises:
+        UserError: naming the prefixes and the ways on.
+    """
+    path = Path(run_root) / ADJUST_FILE
+    facts = json.loads(path.read_text()) if path.is_file() else {}
+    tuned = (
+        set(held) & set(facts.get("exclude_speakers", []))
+        if facts.get("split") == "holdout"
+        else set()
+    )
+    if tuned:
+        raise UserError(
+            f"this run's unknown-class offset was chosen on speakers {', '.join(sorted(tuned))} "
+            f"({path}), so their accuracy is not a held-out number; evaluate it on other "
+            "speakers, or evaluate the run it was adjusted from"
+        )
+
+
 def refuse_trained_speakers(run_cfg, held: list[str]) -> None:
     """A held-out number must be of speakers the run never trained on: refuse `held` prefixes
     the run's own training split holds (its data.root, less its data.exclude_speakers).
@@ -138,7 +163,8 @@ def evaluate_run(
         UserError: unknown split, an override evaluation does not read, labels that differ
             between data and model, a front end that
             differs from the model's (`kws.run.pin_to_checkpoint`), a held-out split of speakers
-            the run trained on (`refuse_trained_speakers`), an empty split, an unwritable run
+            the run trained on (`refuse_trained_speakers`) or its offset was chosen on
+            (`refuse_tuned_speakers`), an empty split, an unwritable run
             folder.
     """
     split = SPLIT_ALIASES.get(split, split)
@@ -170,6 +196,7 @@ def _evaluate_and_write(ref, ckpt, cfg, split: str) -> list[EvalResult]:
         )
     if split == "holdout":
         refuse_trained_speakers(ref.run.config(checkpoint=ckpt), cfg.data.exclude_speakers)
+        refuse_tuned_speakers(ref.run.root, cfg.data.exclude_speakers)
     splits = ["training", "validation", "testing"] if split == "all" else [split]
     for name in splits:
         if data.num_examples(name) == 0:

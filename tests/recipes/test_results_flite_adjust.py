@@ -104,9 +104,56 @@ def test_the_section_states_the_table_and_its_reading():
         f"still {mean_interval(unadjusted).mean:.1f} points below on average (at most "
         f"{max(unadjusted):.1f} on a seed)" in section
     )
-    unknown = [r["in_domain"][w]["unknown_recall_percent"] for w in ("at_offset", "before")
-               for r in rows]  # fmt: skip
-    assert f"reject {_stat(unknown[:7])}% of them ({_stat(unknown[7:])}% as is)" in section
+
+    def recall(arm, field, when, key="unknown_recall_percent"):
+        return [r[field][when][key] for r in _rows(arm)]
+
+    assert (f"reject {_stat(recall(DISTILLED, 'in_domain', 'at_offset'))}% of them "
+            f"({_stat(recall(DISTILLED, 'in_domain', 'before'))}% as is; the Pico recipe's runs "
+            f"{_stat(recall(PICO, 'in_domain', 'at_offset'))}%, from "
+            f"{_stat(recall(PICO, 'in_domain', 'before'))}%)") in section  # fmt: skip
+    commands = "mean_command_recall_percent"
+    assert (
+        f"rises to {_stat(recall(DISTILLED, 'in_domain', 'at_offset', commands))}% "
+        f"({_stat(recall(DISTILLED, 'in_domain', 'before', commands))}%)"
+    ) in section
+    flite = [
+        mean_interval(recall(DISTILLED, "held_out_engine", w, k)).mean
+        for k in (commands, "unknown_recall_percent")
+        for w in ("before", "at_offset")
+    ]
+    assert ("recall {:.2f} -> {:.2f}% and unknown words {:.2f} -> {:.2f}%".format(*flite)
+            in section)  # fmt: skip
+
+
+def test_the_stream_numbers_are_the_stream_evaluations():
+    """The 30-minute streams of seed 0 as trained and adjusted
+    (transfer_flite_logit_adjust_stream.json, `kws stream-eval` output)."""
+    section = _flowing((ROOT / "recipes" / "README.md").read_text(), *SECTION)
+    as_is, adjusted = json.loads(
+        (RESULTS / "transfer_flite_logit_adjust_stream.json").read_text())  # fmt: skip
+    assert as_is["run"] == "mbrh2picoekd_no_flite_s0"
+    assert adjusted["run"] == "adj_mbrh2picoekd_no_flite_s0"
+    assert as_is["stream"] == adjusted["stream"] and as_is["duration_s"] == 1800
+    a, b = as_is["scores"], adjusted["scores"]
+    assert f"{a['keyword_words']} command words among {a['unknown_words']} unknown" in section
+    assert (f"misses {b['miss_rate_percent']:.1f}% of the commands against "
+            f"{a['miss_rate_percent']:.1f}% and fires falsely {b['false_accepts_per_hour']:.0f} "
+            f"times an hour against {a['false_accepts_per_hour']:.0f} ({b['false_accepts']} and "
+            f"{a['false_accepts']} false accepts)") in section  # fmt: skip
+    sweep = {name: {p["threshold"]: p for p in run["sweep"]}
+             for name, run in (("as_is", as_is), ("adjusted", adjusted))}  # fmt: skip
+
+    def point(name, threshold):
+        p = sweep[name][threshold]
+        return p["miss_rate_percent"], p["false_accepts_per_hour"]
+
+    (m1, f1), (m0, f0) = point("adjusted", 0.9), point("as_is", 0.75)
+    assert f1 == f0 == 50 and m1 > m0
+    assert f"{m1:.1f}% at 50 per hour (threshold 0.9) against {m0:.1f}% (0.75)" in section
+    (m1, f1), (m0, f0) = point("adjusted", 0.95), point("as_is", 0.85)
+    assert m1 > m0 and abs(f1 - f0) <= 2
+    assert f"{m1:.1f}% at {f1:.0f} per hour (0.95) against {m0:.1f}% at {f0:.0f} (0.85)" in section
 
 
 def test_readme_summarises_it():
@@ -121,3 +168,10 @@ def test_readme_summarises_it():
     after = mean_interval([r["in_domain"]["at_offset"]["unknown_recall_percent"] for r in rows])
     before = mean_interval([r["in_domain"]["before"]["unknown_recall_percent"] for r in rows])
     assert f"rejected {after.mean:.0f}% of the time instead of {before.mean:.0f}%" in readme
+
+
+def test_readme_states_the_stream_cost():
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    runs = json.loads((RESULTS / "transfer_flite_logit_adjust_stream.json").read_text())
+    at = [{p["threshold"]: p["miss_rate_percent"] for p in run["sweep"]} for run in runs]
+    assert f"({at[1][0.9]:.1f}% against {at[0][0.75]:.1f}% at 50 per hour)" in readme

@@ -5,6 +5,8 @@ evaluates to exactly that accuracy, and what would choose on test data or overwr
 refused."""
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +62,10 @@ def test_the_new_run_evaluates_to_the_accuracy_it_was_chosen_at(teacher, tmp_pat
 
 def test_what_would_choose_on_test_data_or_overwrite_a_run_is_refused(teacher, tmp_path, capsys):
     cfg, run_dir, _ = teacher
-    with pytest.raises(UserError, match="never on the test split"):
-        logit_adjust(run_dir, [], "testing", tmp_path / "a")
-    with pytest.raises(UserError, match="is the run being adjusted"):
+    for split in ("testing", "training", "all"):
+        with pytest.raises(UserError, match=f"--split {split}: the offset is a choice"):
+            logit_adjust(run_dir, [], split, tmp_path / "a")
+    with pytest.raises(UserError, match="is or holds the run being adjusted"):
         logit_adjust(run_dir, [], "validation", run_dir, force=True)
     speaker = next((Path(cfg.data.root) / "yes").glob("*.wav")).name[0]  # trained on
     with pytest.raises(UserError, match="not a held-out number"):
@@ -95,3 +98,60 @@ def test_overrides_it_does_not_read_are_refused(teacher, tmp_path):
     _, run_dir, _ = teacher
     with pytest.raises(UserError, match="so train.lr=5 would change nothing"):
         logit_adjust(run_dir, ["train.lr=5"], "validation", tmp_path / "a")
+
+
+def test_the_new_run_is_its_own_and_training_on_it_leaves_the_source_alone(
+    teacher, tmp_path, capsys
+):
+    """The adjusted run's config.yaml kept the source's name and runs_dir, so `kws train
+    ADJ/config.yaml --force` retrained (and deleted) the source run."""
+    _, run_dir, _ = teacher
+    source = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    out = tmp_path / "runs" / "adj"
+    logit_adjust(run_dir, [], "validation", out)
+    cfg = Run(out).config()
+    assert (cfg.name, Path(cfg.runs_dir)) == ("adj", out.parent)
+    assert main(["train", str(out / "config.yaml"), "--resume"]) == 2  # no last.pt to continue
+    assert "checkpoints/last.pt, which a resume continues from, is missing" in (
+        capsys.readouterr().err)  # fmt: skip
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == source
+    facts = Run(out).checkpoint().state["logit_adjust"]  # the checkpoint says what it is
+    assert facts["source"] == str((run_dir / "checkpoints" / "best.pt").resolve())
+
+
+def test_out_holding_the_source_or_other_files_and_exports_are_refused(teacher, tmp_path, capsys):
+    _, run_dir, _ = teacher
+    with pytest.raises(UserError, match="is or holds the run being adjusted"):
+        logit_adjust(run_dir, [], "validation", run_dir.parent, force=True)
+    data = tmp_path / "data"
+    (data / "yes").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"holds files of no run \(yes\)"):
+        logit_adjust(run_dir, [], "validation", data, force=True)
+    model = tmp_path / "export" / "model.onnx"
+    model.parent.mkdir()
+    model.write_bytes(b"onnx")
+    with pytest.raises(UserError, match="is an exported onnx model"):
+        logit_adjust(model, [], "validation", tmp_path / "a")
+    argv = ["logit-adjust", str(run_dir), "--out", str(tmp_path / "b")]
+    assert main([*argv, "--holdout-engine", "piper", "--split", "validation"]) == 2
+    assert "--split validation would be ignored" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--split", "all"])
+
+
+def test_evaluate_refuses_a_held_out_number_of_the_speakers_the_offset_was_chosen_on(
+    teacher, tmp_path, caplog, capsys
+):
+    _, run_dir, _ = teacher
+    source = tmp_path / "no_a"
+    shutil.copytree(run_dir, source)
+    cfg = Run(source).config()
+    cfg.data.exclude_speakers = ["a"]  # as if trained without the speakers a...
+    Run(source).save_config(cfg)
+    with caplog.at_level(logging.WARNING):
+        logit_adjust(source, ["data.exclude_speakers=[a]"], "holdout", tmp_path / "adj")
+    assert "usually to test on them" in caplog.text
+    argv = ["evaluate", str(tmp_path / "adj"), "--split", "holdout", "data.exclude_speakers=[a]"]
+    assert main(argv) == 2
+    assert "offset was chosen on speakers a" in capsys.readouterr().err
+    assert main(["evaluate", str(source), "--split", "holdout", "data.exclude_speakers=[a]"]) == 0
