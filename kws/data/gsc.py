@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +153,24 @@ def index_folder(
             else:
                 split = which_set(wav.name, validation_percent, testing_percent)
             clips.append(Clip(wav.resolve(), word, speaker_of(wav.name), split))
+    if layout == LAYOUT_ARCHIVE:
+        _warn_missing_listed(root, validation | testing, clips)
     return ClipIndex(layout, clips)
+
+
+def _warn_missing_listed(root: Path, listed: set[str], clips: list[Clip]) -> None:
+    """Say so when the split lists name clips that are not there: the validation and test
+    splits are then smaller than the lists say, and would otherwise shrink without a word."""
+    present = {f"{c.word}/{c.path.name}" for c in clips}
+    words = {c.word for c in clips}
+    missing = sorted(r for r in listed if r not in present and r.split("/")[0] in words)
+    if missing:
+        print(
+            f"warning: {len(missing):,} clip(s) named in '{root}'s validation_list.txt / "
+            f"testing_list.txt are missing (e.g. {missing[0]}), so those splits are smaller "
+            "than the lists say; restore the files, or rebuild the set",
+            file=sys.stderr,
+        )
 
 
 def index_clips(

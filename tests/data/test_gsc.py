@@ -108,3 +108,18 @@ def test_task_words_errors_name_the_fix():
         task_words("custom", ["yes", "no", "yes"], [])
     with pytest.raises(UserError, match=r"reserved name\(s\) \['_unknown_'\]"):
         task_words("custom", ["_unknown_"], [])
+
+
+def test_clips_the_split_lists_name_but_are_gone_are_reported(tmp_path, capsys):
+    """Deleted clips named in validation_list.txt shrank the validation split without a word."""
+    for name in ("a_nohash_0.wav", "b_nohash_0.wav", "c_nohash_0.wav"):
+        _clip(tmp_path / "yes" / name)
+    (tmp_path / "validation_list.txt").write_text("yes/a_nohash_0.wav\nyes/gone_nohash_0.wav\n")
+    (tmp_path / "testing_list.txt").write_text("yes/b_nohash_0.wav\nno/x_nohash_0.wav\n")
+    index = index_folder(tmp_path)
+    assert sorted(c.split for c in index.clips) == ["testing", "training", "validation"]
+    err = capsys.readouterr().err
+    assert "1 clip(s) named in" in err and "are missing (e.g. yes/gone_nohash_0.wav)" in err
+    (tmp_path / "validation_list.txt").write_text("yes/a_nohash_0.wav\n")
+    index_folder(tmp_path)  # a word folder absent as a whole is a subset, not a loss
+    assert "missing" not in capsys.readouterr().err
