@@ -20,7 +20,7 @@ from kws.config import unread_overrides
 from kws.data.dataset import build_data
 from kws.data.gsc import index_folder
 from kws.errors import UserError
-from kws.io import atomic_write_json, atomic_write_text, check_writable
+from kws.io import atomic_write_json, atomic_write_text, check_writable, file_sha256
 from kws.run import pin_to_checkpoint, resolve_run
 from kws.train.evaluate import EvalResult, evaluate, plot_confusion
 from kws.train.setup import resolve_device, thread_count
@@ -209,6 +209,7 @@ def _evaluate_and_write(ref, ckpt, cfg, split: str) -> list[EvalResult]:
     if split == "all":
         results.append(EvalResult("all", list(ckpt.labels), sum(r.confusion for r in results)))
     own_root, checkpoint = ref.run.config(checkpoint=ckpt).data.root, str(ref.checkpoint_path())
+    checkpoint_sha = file_sha256(checkpoint)  # which weights: a resumed run rewrites best.pt
     for result in results:
         result.extra.update(data_root=cfg.data.root, layout=data.layout)
         out = ref.run.root
@@ -219,7 +220,8 @@ def _evaluate_and_write(ref, ckpt, cfg, split: str) -> list[EvalResult]:
         atomic_write_json(
             out / f"evaluation_{name}.json",
             {**result.summary(), **result.extra, "confusion": result.confusion,
-             "labels": list(ckpt.labels), "checkpoint": checkpoint},
+             "labels": list(ckpt.labels), "checkpoint": checkpoint,
+             "checkpoint_sha256": checkpoint_sha, "checkpoint_epoch": ckpt.epoch},
         )  # fmt: skip
         atomic_write_text(out / f"evaluation_{name}.txt", format_result(result) + "\n")
         plot_confusion(result, ref.run.plots_dir / f"confusion_{name}.png")

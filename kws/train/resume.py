@@ -17,7 +17,7 @@ from kws import distributed
 from kws.config import RecipeConfig, to_dict
 from kws.errors import UserError
 from kws.io import file_sha256
-from kws.run import Checkpoint, Run
+from kws.run import Checkpoint, CheckpointError, Run
 from kws.train.setup import EPOCH_SEED_STRIDE, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,23 @@ def restore_rank_rng(state: dict, seed: int) -> None:
 
 
 def _last_checkpoint(run: Run) -> Checkpoint | None:
-    return Checkpoint.load(run.last_path) if run.last_path.is_file() else None
+    """The run's last.pt, or None when it has none.
+
+    Raises:
+        UserError: a damaged last.pt, with what a resume can do about it (the loader's own
+            advice, to use best.pt as a model path, is no way to continue training).
+    """
+    if not run.last_path.is_file():
+        return None
+    try:
+        return Checkpoint.load(run.last_path)
+    except CheckpointError as exc:
+        what = str(exc).split("; ")[0]
+        raise UserError(
+            f"cannot resume '{run.root}': {what}. A resume continues from last.pt exactly; "
+            "start the run over with --force (copy checkpoints/best.pt elsewhere first to keep "
+            "it for evaluate and export), or train a new run (name=NEW)"
+        ) from None
 
 
 def check_resumable(run: Run) -> None:

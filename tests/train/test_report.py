@@ -12,6 +12,7 @@ from kws.cli import main
 from kws.config import load_recipe
 from kws.data.gsc import labels_for, task_words
 from kws.errors import UserError
+from kws.io import file_sha256
 from kws.models import ModelSpec, build_model
 from kws.run import Checkpoint
 from kws.train.report import evaluate_run, report_name
@@ -65,6 +66,10 @@ def test_no_evaluation_replaces_another(untrained_run, tone_dataset, tmp_path):
     assert names == ["testing", "testing_gsc", "testing_gsc-2", "testing_last"]
     second = json.loads((untrained_run / "evaluation_testing_gsc-2.json").read_text())
     assert second["data_root"] == str(there)
+    # which weights it scored, so one left from before a resume rewrote best.pt is told apart
+    best = untrained_run / "checkpoints" / "best.pt"
+    assert (second["checkpoint_sha256"], second["checkpoint_epoch"]) == (
+        file_sha256(best), Checkpoint.load(best).epoch)  # fmt: skip
 
 
 def test_a_held_out_split_of_trained_speakers_is_refused(untrained_run):

@@ -199,3 +199,16 @@ def test_a_run_cannot_be_its_own_teacher(tone_dataset, tmp_path, capsys):
         assert main([*argv, f"train.teacher={run.root}", mode]) == 2
         assert "is the run being trained" in capsys.readouterr().err
     assert _files(run.root) == kept
+
+
+def test_resume_from_a_damaged_last_checkpoint_says_what_a_resume_can_do(
+    tone_dataset, tmp_path, capsys
+):
+    """The loader's advice, 'pass best.pt as the model path', is no way to continue training."""
+    argv, run = _cli_run(tone_dataset, tmp_path)
+    run.last_path.write_bytes(b"not a checkpoint")
+    assert main([*argv, "train.epochs=2", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot resume '{run.root}': checkpoint '{run.last_path}' is corrupt" in err
+    assert "--force (copy checkpoints/best.pt elsewhere first" in err
+    assert "model path" not in err
