@@ -2,7 +2,8 @@
 
 Every accuracy kws prints carries its example count and a 95% interval (ARCHITECTURE.md,
 "Tests and benchmarks"). An accuracy is a binomial proportion, so its interval is Wilson's score
-interval (Wilson 1927; well behaved near 0 and 1, unlike the normal approximation). Comparisons
+interval (Wilson 1927; well behaved near 0 and 1, unlike the normal approximation). A count of
+events (false accepts in so many hours) gets the exact Poisson interval (Garwood 1936). Comparisons
 over seeds report the mean and a Student-t 95% interval of the mean. Two models scored on the
 same examples are compared paired (McNemar's exact test on the examples where they disagree).
 """
@@ -32,6 +33,51 @@ def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, fl
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def poisson_interval(count: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Exact (Garwood 1936) `1 - alpha` interval `(low, high)` of a Poisson mean from one
+    observed `count` of events; divide by the hours observed for a rate per hour.
+
+    Raises:
+        ValueError: a negative count.
+    """
+    if count < 0:
+        raise ValueError(f"a count of events is >= 0, not {count}")
+
+    def cdf(k: int, mean: float) -> float:  # P(X <= k), summed in log space
+        if mean <= 0:
+            return 1.0
+        log_mean = math.log(mean)
+        return sum(math.exp(i * log_mean - mean - math.lgamma(i + 1)) for i in range(k + 1))
+
+    def solve(f, target: float) -> float:  # f decreasing in the mean
+        low, high = 0.0, max(10.0, 3.0 * count + 20.0)
+        for _ in range(100):
+            mid = (low + high) / 2
+            low, high = (mid, high) if f(mid) > target else (low, mid)
+        return (low + high) / 2
+
+    lower = 0.0 if count == 0 else solve(lambda m: cdf(count - 1, m), 1 - alpha / 2)
+    return lower, solve(lambda m: cdf(count, m), alpha / 2)
+
+
+def format_rate_per_hour(count: int, hours: float) -> str:
+    """'5.0 [2.8-8.2] per hour (15 in 3.0 h)': a rate with its exact 95% Poisson interval."""
+    if hours <= 0:
+        return f"n/a ({count} in 0 h)"
+    low, high = poisson_interval(count)
+    return (f"{count / hours:.1f} [{low / hours:.1f}-{high / hours:.1f}] per hour "
+            f"({count} in {hours:.2g} h)")  # fmt: skip
+
+
+def format_share(count: int, total: int) -> str:
+    """'48.7% [40.8-56.6] (73/150)': a share of `total` (misses of commands) with its 95%
+    Wilson interval and both counts."""
+    if total <= 0:
+        return "n/a (0/0)"
+    low, high = wilson_interval(count, total)
+    return f"{100 * count / total:.1f}% [{100 * low:.1f}-{100 * high:.1f}] ({count}/{total})"
 
 
 def format_accuracy(correct: int, total: int) -> str:

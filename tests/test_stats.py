@@ -7,7 +7,15 @@ import math
 import pytest
 from scipy import stats
 
-from kws.stats import format_accuracy, mean_interval, t95, wilson_interval
+from kws.stats import (
+    format_accuracy,
+    format_rate_per_hour,
+    format_share,
+    mean_interval,
+    poisson_interval,
+    t95,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize("correct,total", [(0, 10), (3, 10), (1567, 1653), (240, 240), (1, 2)])
@@ -38,3 +46,20 @@ def test_mean_interval_over_seeds():
 def test_accuracy_text_has_n_and_interval():
     assert format_accuracy(223, 240) == "92.92% [89.0-95.5] (n=240)"
     assert format_accuracy(0, 0) == "n/a (n=0)"
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 10, 53, 400])
+def test_poisson_interval_is_garwoods_exact_interval(count):
+    """The chi-square form of the exact interval (Garwood 1936), from scipy, to 4 decimals."""
+    low, high = poisson_interval(count)
+    want_low = 0.0 if count == 0 else stats.chi2.ppf(0.025, 2 * count) / 2
+    assert low == pytest.approx(want_low, abs=1e-4)
+    assert high == pytest.approx(stats.chi2.ppf(0.975, 2 * count + 2) / 2, abs=1e-4)
+    with pytest.raises(ValueError, match=">= 0"):
+        poisson_interval(-1)
+
+
+def test_rates_and_shares_carry_counts_and_intervals():
+    assert format_rate_per_hour(15, 3.0) == "5.0 [2.8-8.2] per hour (15 in 3 h)"
+    assert format_share(73, 150) == "48.7% [40.8-56.6] (73/150)"  # recipes/README.md's rows
+    assert format_share(0, 0) == "n/a (0/0)" and format_rate_per_hour(1, 0) == "n/a (1 in 0 h)"

@@ -242,7 +242,8 @@ def run_stream_eval(args) -> int:
 
 
 def _stream_eval(args) -> int:
-    from kws.stream.evaluate import check_stream_eval_overrides, render_section, stream_evaluate
+    from kws.stream.evaluate import check_stream_eval_overrides, stream_evaluate
+    from kws.stream.report import render_section
 
     check_stream_eval_flags(args)
     out = stream_eval_out(args.model, args.out)

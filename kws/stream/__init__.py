@@ -4,8 +4,8 @@
 stdin; microphone.py: a sound card through PortAudio), computes only the new feature frames, runs a
 `Backend` (backends.py: torch, ONNX Runtime, LiteRT int8) every stride, and turns posteriors into
 keyword events (recognize.py: smoothing, hysteresis and word segmentation, one event per word).
-`kws demo` (demo.py) shows it live; `kws stream-eval` (evaluate.py, testset.py) measures false
-accepts per hour, misses and latency.
+`kws demo` (demo.py) shows it live; `kws stream-eval` (evaluate.py, testset.py, report.py)
+measures false accepts per hour, misses and latency, each with its count and 95% interval.
 """
 
 from kws.stream.backends import Backend, load_backend

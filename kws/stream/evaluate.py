@@ -14,7 +14,6 @@ The posterior track is recorded once; the threshold sweep re-runs only `Recogniz
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,13 +21,20 @@ import numpy as np
 
 from kws.config import StreamConfig, unread_overrides
 from kws.errors import UserError
-from kws.io import atomic_write_json, atomic_write_text
+from kws.io import atomic_write_json
 from kws.plotting import pyplot, save_png
 from kws.run import resolve_run
+from kws.stats import poisson_interval, wilson_interval
 from kws.stream.backends import load_backend
 from kws.stream.demo import stream_config_for
 from kws.stream.detector import StreamingDetector, Track, record_track
 from kws.stream.recognize import is_keyword
+from kws.stream.report import (
+    BENCH_SECTION,
+    render_benchmark,
+    render_section,
+    update_report,
+)
 from kws.stream.testset import (
     EvalStream,
     build_test_stream,
@@ -36,7 +42,6 @@ from kws.stream.testset import (
     load_test_stream,
 )
 
-SECTION = "## Streaming evaluation"
 SWEEP_THRESHOLDS = [round(t, 2) for t in np.arange(0.30, 0.96, 0.05)]
 
 
@@ -65,9 +70,19 @@ class StreamScores:
             "matched_percent": self._pct(self.correct + self.wrong),
             "correct_percent": self._pct(self.correct),
             "wrong_percent": self._pct(self.wrong),
+            "misses": self.keyword_words - self.correct,
             "miss_rate_percent": self._pct(self.keyword_words - self.correct),
+            "miss_rate_ci95_percent": [
+                100 * x
+                for x in wilson_interval(self.keyword_words - self.correct, self.keyword_words)
+            ],
             "false_accepts": self.false_accepts,
+            "hours": self.hours,
             "false_accepts_per_hour": self.false_accepts / self.hours if self.hours else np.nan,
+            "false_accepts_per_hour_ci95": [
+                x / self.hours if self.hours else np.nan
+                for x in poisson_interval(self.false_accepts)
+            ],
             "latency_from_onset_mean_ms": float(onset.mean()),
             "latency_from_onset_median_ms": float(np.median(onset)),
             "latency_from_end_mean_ms": float(end.mean()),
@@ -115,7 +130,9 @@ def sweep(track: Track, labels, cfg: StreamConfig, stream: EvalStream, keywords)
         events = track.events(labels, cfg, threshold)
         s = score_events(events, stream.truth, keywords, stream.duration_s).summary()
         rows.append({"threshold": threshold, "false_accepts_per_hour": s["false_accepts_per_hour"],
-                     "miss_rate_percent": s["miss_rate_percent"]})  # fmt: skip
+                     "miss_rate_percent": s["miss_rate_percent"], "misses": s["misses"],
+                     "keyword_words": s["keyword_words"], "false_accepts": s["false_accepts"],
+                     "hours": s["hours"]})  # fmt: skip
     return rows
 
 
@@ -138,49 +155,6 @@ def plot_sweep(rows: list[dict], operating: float, path: Path, title: str) -> Pa
     ax.grid(alpha=0.3)
     ax.legend()
     return save_png(fig, path, dpi=120)
-
-
-def render_section(result: dict) -> str:
-    """The report.md section of a `stream_evaluate` result (scores, latency, sweep, plot)."""
-    s, st = result["scores"], result["throughput"]
-    lines = [
-        SECTION, "",
-        f"Stream: {result['stream']}; {result['duration_s'] / 60:.1f} min, backend "
-        f"`{result['backend']}`, stride {result['stream_config']['stride_ms']:g} ms, threshold "
-        f"{result['stream_config']['detection_threshold']:g}, suppression "
-        f"{result['stream_config']['suppression_ms']:g} ms, window "
-        f"{result['stream_config']['average_window_ms']:g} ms.", "",
-        "| keyword words | matched | correct | wrong | miss rate | false accepts / hour |",
-        "|---|---|---|---|---|---|",
-        f"| {s['keyword_words']} (+{s['unknown_words']} unknown) | {s['matched_percent']:.1f}% | "
-        f"{s['correct_percent']:.1f}% | {s['wrong_percent']:.1f}% | {s['miss_rate_percent']:.1f}% "
-        f"| {s['false_accepts_per_hour']:.1f} ({s['false_accepts']}) |", "",
-        f"Detection latency of correct detections (firing time = end of the analysed window): "
-        f"from the clip's start mean {s['latency_from_onset_mean_ms']:.0f} ms / median "
-        f"{s['latency_from_onset_median_ms']:.0f} ms; from the clip's end mean "
-        f"{s['latency_from_end_mean_ms']:.0f} ms / median {s['latency_from_end_median_ms']:.0f} "
-        "ms.", "",
-        f"Throughput: {st['speed_x_realtime']:.0f}x faster than real time, inference latency "
-        f"mean {st['latency_mean_ms']:.2f} ms / p95 {st['latency_p95_ms']:.2f} ms "
-        f"({st['inferences']} inferences).", "",
-        "| threshold | false accepts / hour | miss rate |", "|---|---|---|",
-    ]  # fmt: skip
-    for r in result["sweep"]:
-        lines.append(f"| {r['threshold']:g} | {r['false_accepts_per_hour']:.1f} | "
-                     f"{r['miss_rate_percent']:.1f}% |")  # fmt: skip
-    lines += ["", f"![false accepts vs misses]({result['plot']})", ""]
-    return "\n".join(lines)
-
-
-def update_report(path: Path, section: str, heading: str = SECTION) -> Path:
-    """Replace the report's section under `heading` (or append it), atomically."""
-    text = path.read_text() if path.is_file() else "# Report\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section + "\n", text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    return atomic_write_text(path, text)
 
 
 def check_stream_eval_overrides(overrides: list[str] | None, data_root_read: bool) -> None:
@@ -297,9 +271,6 @@ def stream_evaluate(
     return result
 
 
-BENCH_SECTION = "## Streaming benchmark"
-
-
 def plot_det(rows: list[dict], operating: float, path: Path, title: str) -> Path:
     """DET curve: miss rate against false accepts per hour on the negatives (log axis), one
     point per threshold, the operating point starred."""
@@ -320,62 +291,6 @@ def plot_det(rows: list[dict], operating: float, path: Path, title: str) -> Path
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return save_png(fig, path, dpi=120)
-
-
-def render_benchmark(result: dict) -> str:
-    """The report.md section of a benchmark result (counts beside every rate)."""
-    op, hours = result["operating"], result["hours"]
-    lines = [
-        BENCH_SECTION, "",
-        f"Backend `{result['backend']}`; stream: {result['stream']}; keyword-free speech: "
-        f"{result['negatives']}. MLPerf Tiny rules (a right firing inside a command's clip + "
-        "750 ms counts once; any other firing is a false accept).", "",
-    ]  # fmt: skip
-    if "calibration" in result:
-        c = result["calibration"]
-        lines += [
-            f"Threshold {c['threshold']:g} calibrated on the validation speakers and "
-            f"negatives for <= {c['target_fa_per_hour']:g} false accepts per hour on the "
-            f"negatives and <= {c.get('stream_fa_per_hour', c['target_fa_per_hour']):g} on the "
-            "stream.",
-            "",
-        ]
-    lines += [
-        "| threshold | commands missed | false accepts in the stream | false accepts on the "
-        "negatives | FA per hour (negatives) |",
-        "|---|---|---|---|---|",
-    ]
-    for r in result["sweep"]:
-        mark = " **(operating)**" if r["threshold"] == op["threshold"] else ""
-        lines.append(
-            f"| {r['threshold']:g}{mark} | {r['misses']}/{r['commands']} "
-            f"({r['miss_rate_percent']:.1f}%) | {r['false_accepts']} in "
-            f"{60 * hours['stream']:.0f} min | {r['negative_false_accepts']} in "
-            f"{60 * hours['negatives']:.0f} min | {r['negative_false_accepts_per_hour']:.2f} |"
-        )
-    lines += [
-        "",
-        *_breakdown_lines(result.get("operating_misses")),
-        f"![DET curve]({result['plot']})",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def _breakdown_lines(breakdown: dict | None) -> list[str]:
-    """Where the operating point's misses are: by SNR segment and by speaker group."""
-    if not breakdown:
-        return []
-
-    def cells(part: dict) -> str:
-        return ", ".join(f"{key} {c['misses']}/{c['commands']}" for key, c in part.items())
-
-    lines = [f"Commands missed at the operating threshold, by SNR (dB): "
-             f"{cells(breakdown['snr_db'])}."]  # fmt: skip
-    if len(breakdown.get("speaker_group", {})) > 1:
-        lines[0] += (" By speaker group (the speaker id before its `-`: the TTS engine of a "
-                     f"synthesized set): {cells(breakdown['speaker_group'])}.")  # fmt: skip
-    return [*lines, ""]
 
 
 def write_benchmark(result: dict, out: Path) -> str:

@@ -14,7 +14,8 @@ from kws.cli import main
 from kws.config import load_recipe, save_yaml
 from kws.errors import UserError
 from kws.run import Run
-from kws.stream.evaluate import SECTION, score_events, stream_evaluate, update_report
+from kws.stream.evaluate import score_events, stream_evaluate
+from kws.stream.report import SECTION, update_report
 from kws.stream.testset import build_test_stream, labels_file_text, read_labels_file
 from tests.stream.tones import RATE_HZ, noise, trained_tone_model, word, write_run
 
@@ -106,7 +107,11 @@ def test_stream_eval_cli_writes_json_plot_and_report(tone_dataset, tmp_path, cap
             "--labels", str(tmp_path / "s.txt")]  # fmt: skip
     assert main(argv) == 0
     again = json.loads((run_dir / "stream_eval.json").read_text())["scores"]
-    assert again == pytest.approx(s, abs=1.0)  # labels file keeps whole ms
+    for key, value in s.items():  # labels file keeps whole ms
+        assert again[key] == pytest.approx(value, abs=1.0), key
+    low, high = s["miss_rate_ci95_percent"]
+    assert low <= s["miss_rate_percent"] <= high
+    assert "false accepts per hour [95%]" in (run_dir / "report.md").read_text()
     # "YES, 1500": the model's "yes" (it turned right detections into false accepts)
     (tmp_path / "s.txt").write_text(labels_file_text(stream.truth).upper())
     assert main(argv) == 0
