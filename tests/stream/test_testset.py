@@ -108,3 +108,12 @@ def test_stream_minutes_are_bounded_by_memory():
     with pytest.raises(UserError, match=r"--minutes 1e\+09 is too long: the stream is built in "
                        "memory .* give at most 240 minutes"):  # fmt: skip
         check_stream_minutes(1e9)
+
+
+def test_keywords_the_test_split_lacks_or_holds_a_few_clips_of_are_named(one_word_set, capsys):
+    """A stream from one "yes" clip was built without a word: its misses were one clip's."""
+    build_test_stream(one_word_set, MODEL_LABELS, minutes=0.1)
+    err = capsys.readouterr().err
+    absent = [w for w in MODEL_LABELS if not w.startswith("_") and w != "yes"]
+    assert f"no test clips of {', '.join(absent)} (not in the stream)" in err
+    assert "few distinct test clips of yes (1), repeated" in err
