@@ -173,7 +173,7 @@ def check_hint_file(cfg: RecipeConfig) -> None:
             has_embeddings = "embeddings" in f.files
     except (OSError, ValueError) as exc:
         raise UserError(
-            f"train.soft_targets={cfg.train.soft_targets} is no soft-target file ({exc}); "
+            f"train.soft_targets={cfg.train.soft_targets} is no soft-target file ({_why(exc)}); "
             "write one with recipes/transfer/speech_embedding.py"
         ) from exc
     if not has_embeddings:
@@ -295,8 +295,8 @@ def _read_targets(path: str) -> tuple[list[str], list[str], list[tuple[np.ndarra
         if len(set(clips)) != len(clips):
             raise ValueError("a clip named twice")
     except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"train.soft_targets={path} is no soft-target file ({exc}); write one "
-                        "with recipes/transfer/speech_embedding.py") from exc  # fmt: skip
+        raise UserError(f"train.soft_targets={path} is no soft-target file ({_why(exc)}); "
+                        "write one with recipes/transfer/speech_embedding.py") from exc  # fmt: skip
     return labels, clips, arrays
 
 
@@ -340,3 +340,11 @@ def distillation_loss(
         log_target=True,
     )
     return (1 - weight) * hard + weight * temperature**2 * soft
+
+
+def _why(exc: Exception) -> str:
+    """What is wrong with a file `np.load` refused: numpy reads any file that is neither .npy
+    nor .npz as a pickle, and refusing it says only "pickled data"."""
+    if "pickled" in str(exc):
+        return "not an .npz archive of arrays"
+    return str(exc)

@@ -225,3 +225,15 @@ def test_soft_targets_for_other_data_are_refused(teacher, tmp_path):
     assert not (tmp_path / "never").exists()  # refused before the run folder is made
     with pytest.raises(ConfigError, match="give one of them"):
         load_recipe(None, [f"train.teacher={teacher_dir}", f"train.soft_targets={tmp_path}/t.npz"])
+
+
+def test_a_file_that_is_no_npz_is_named_as_such(teacher, tmp_path):
+    """numpy's refusal of a text file spoke of "pickled data"."""
+    from kws.errors import UserError
+    from kws.train.distill import load_soft_targets
+
+    cfg, _, _ = teacher
+    data = build_data(_clean_cfg(cfg), torch.device("cpu"), progress=False)
+    (tmp_path / "t.txt").write_text("yes 0.1\n")
+    with pytest.raises(UserError, match=r"is no soft-target file \(not an .npz archive of arrays\)"):
+        load_soft_targets(str(tmp_path / "t.txt"), data)
