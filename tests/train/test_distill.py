@@ -235,5 +235,5 @@ def test_a_file_that_is_no_npz_is_named_as_such(teacher, tmp_path):
     cfg, _, _ = teacher
     data = build_data(_clean_cfg(cfg), torch.device("cpu"), progress=False)
     (tmp_path / "t.txt").write_text("yes 0.1\n")
-    with pytest.raises(UserError, match=r"is no soft-target file \(not an .npz archive of arrays\)"):
+    with pytest.raises(UserError, match=r"soft-target file \(not an .npz archive of arrays\)"):
         load_soft_targets(str(tmp_path / "t.txt"), data)
