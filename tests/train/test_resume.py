@@ -212,3 +212,12 @@ def test_resume_from_a_damaged_last_checkpoint_says_what_a_resume_can_do(
     assert f"cannot resume '{run.root}': checkpoint '{run.last_path}' is corrupt" in err
     assert "--force (copy checkpoints/best.pt elsewhere first" in err
     assert "model path" not in err
+
+
+def test_a_run_killed_during_its_first_checkpoints_starts_over(tone_dataset, tmp_path, capsys):
+    """Killed after the first epoch's metrics line and best.pt, before last.pt: nothing to
+    continue, so --resume starts it over (a run with more epochs and no last.pt is refused)."""
+    argv, run = _cli_run(tone_dataset, tmp_path)
+    run.last_path.unlink()
+    assert main([*argv, "train.epochs=2", "--resume"]) == 0
+    assert run.checkpoint("last").epoch == 2
