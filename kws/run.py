@@ -195,6 +195,7 @@ class Run:
     export_dir = property(lambda self: self.root / "export")
     report_path = property(lambda self: self.root / "report.md")
     growth_path = property(lambda self: self.root / "growth.json")
+    logit_adjust_path = property(lambda self: self.root / "logit_adjust.json")  # kws logit-adjust
 
     def round(self, k: int) -> Run:
         """Round k of a growth run (a run folder of its own)."""
@@ -202,35 +203,25 @@ class Run:
 
     def has_results(self) -> bool:
         """Whether anything a rerun would destroy is here (checkpoints, metrics, growth)."""
-        return any(
-            p.exists() and (p.is_file() or any(p.iterdir()))
-            for p in (
-                self.checkpoints_dir,
-                self.metrics_path,
-                self.growth_path,
-                self.root / "rounds",
-            )
-        )
+        kept = (self.checkpoints_dir, self.metrics_path, self.growth_path, self.root / "rounds")
+        return any(p.exists() and (p.is_file() or any(p.iterdir())) for p in kept)
 
     def results(self) -> list[Path]:
         """What `--force` deletes: the run's model and everything made from it (checkpoints,
         metrics, growth rounds, plots, the export, evaluation reports, stream evaluations,
-        report.md), so nothing left behind describes the old model. Mined hard negatives stay:
-        they are training data a recipe may point at."""
+        report.md, a logit adjustment's record), so nothing left behind describes the old model.
+        Mined hard negatives stay: they are training data a recipe may point at."""
         derived = [*self.root.glob("evaluation_*.json"), *self.root.glob("evaluation_*.txt")]
         fixed = [self.checkpoints_dir, self.metrics_path, self.growth_path, self.root / "rounds",
-                 self.plots_dir, self.export_dir, self.report_path,
+                 self.plots_dir, self.export_dir, self.report_path, self.logit_adjust_path,
                  self.root / "stream_eval.json", self.root / "stream_benchmark.json"]  # fmt: skip
         return [p for p in fixed + sorted(derived) if p.exists() or p.is_symlink()]
 
     def prepare(self, *, resume: bool = False, force: bool = False, what: str = "training") -> None:
-        """Before a verb writes this run: refuse to overwrite results, check writability.
-        Nothing is deleted here: with `force`, the verb calls `clear_results` once its inputs
-        are checked, so a typo'd data folder or teacher does not cost the old run.
-
-        Args:
-            resume: continue the run in place (its checkpoints are kept).
-            force: the run's results (`results`) will be deleted and the run started over.
+        """Before a verb writes this run: refuse to overwrite results unless `resume` (continue
+        in place) or `force` (start over: the verb calls `clear_results` once its inputs are
+        checked, so a typo'd data folder or teacher does not cost the old run); check that the
+        folder can be written.
 
         Raises:
             UserError: results exist and neither `resume` nor `force` was asked; or the folder

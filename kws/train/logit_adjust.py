@@ -36,7 +36,7 @@ from kws.plotting import pyplot, save_png
 from kws.run import Checkpoint, Run, pin_to_checkpoint, resolve_run
 from kws.stats import format_accuracy
 from kws.train.evaluate import EVAL_SEED
-from kws.train.report import ADJUST_FILE, refuse_trained_speakers
+from kws.train.report import refuse_trained_speakers
 from kws.train.setup import thread_count
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ def logit_adjust(
     saved = copy_config(own_cfg)  # the new run's own name and place: training on it stays here
     saved.name, saved.runs_dir = run.root.name, str(run.root.parent)
     run.save_config(saved)
-    atomic_write_text(run.root / ADJUST_FILE, json.dumps(facts, indent=2) + "\n")
+    atomic_write_text(run.logit_adjust_path, json.dumps(facts, indent=2) + "\n")
     plot_offsets(offsets, counts, offset, run.plots_dir / "logit_adjust.png")
     return Adjustment(offset, counts, tuple(offsets), run)
 

@@ -21,15 +21,12 @@ from kws.data.dataset import build_data
 from kws.data.gsc import index_folder
 from kws.errors import UserError
 from kws.io import atomic_write_json, atomic_write_text, check_writable, file_sha256
-from kws.run import pin_to_checkpoint, resolve_run
+from kws.run import Run, pin_to_checkpoint, resolve_run
 from kws.train.evaluate import EvalResult, evaluate, plot_confusion
 from kws.train.setup import resolve_device, thread_count
 
 SPLIT_ALIASES = {"test": "testing", "val": "validation", "train": "training"}
 SPLITS = ("training", "validation", "testing", "holdout", "all")
-# What a run adjusted by `kws logit-adjust` records of its adjustment (the speakers it was
-# chosen on are no held-out speakers of it).
-ADJUST_FILE = "logit_adjust.json"
 # What evaluation reads of a run's config; any other override would change nothing.
 EVALUATE_READS = ("data", "features", "train.device", "train.num_threads", "train.eval_batch_size")
 
@@ -102,12 +99,12 @@ def _free_name(out: Path, name: str, data_root: str, checkpoint: str) -> str:
 
 def refuse_tuned_speakers(run_root: Path, held: list[str]) -> None:
     """A held-out number must not be of the speakers a run's unknown-class offset was chosen on
-    (`kws logit-adjust`, recorded in the run's `ADJUST_FILE`).
+    (`kws logit-adjust`, recorded in the run's `logit_adjust_path`).
 
     Raises:
         UserError: naming the prefixes and the ways on.
     """
-    path = Path(run_root) / ADJUST_FILE
+    path = Run(run_root).logit_adjust_path
     facts = json.loads(path.read_text()) if path.is_file() else {}
     tuned = (
         set(held) & set(facts.get("exclude_speakers", []))

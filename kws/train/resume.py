@@ -204,9 +204,9 @@ def _last_checkpoint(run: Run) -> Checkpoint | None:
 
 
 def check_resumable(run: Run) -> None:
-    """Refuse `--resume` on a run that trained but lost its `last.pt` (more metrics lines than
-    a crash during the first epoch's saves leaves: one line, perhaps best.pt): starting it from
-    the beginning would overwrite its best model and metrics.
+    """Refuse `--resume` on a run that has a model but no `last.pt` (more metrics lines than a
+    crash during the first epoch's saves leaves, or a best.pt without any, as an adjusted run
+    of `kws logit-adjust` has): starting it from the beginning would overwrite its model.
 
     Raises:
         UserError: naming what is there and the ways on.
@@ -214,7 +214,9 @@ def check_resumable(run: Run) -> None:
     if run.last_path.is_file():
         return
     lines = len(run.metrics_path.read_text().splitlines()) if run.metrics_path.is_file() else 0
-    if lines > 1:  # a crash leaves last.pt from the epoch before its own metrics line
+    # a crash in the first epoch's saves leaves its one metrics line (written first) and perhaps
+    # best.pt; a crash later leaves last.pt of the epoch before. Anything else is not a crash.
+    if lines > 1 or (lines == 0 and run.best_path.is_file()):
         raise UserError(
             f"cannot resume '{run.root}': it has trained ({lines} metrics lines"
             f"{', checkpoints/best.pt' if run.best_path.is_file() else ''}) but its "
