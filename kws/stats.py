@@ -37,13 +37,16 @@ def wilson_interval(correct: int, total: int, z: float = Z95) -> tuple[float, fl
 
 def poisson_interval(count: int, alpha: float = 0.05) -> tuple[float, float]:
     """Exact (Garwood 1936) `1 - alpha` interval `(low, high)` of a Poisson mean from one
-    observed `count` of events; divide by the hours observed for a rate per hour.
+    observed `count` of events; divide by the hours observed for a rate per hour. Above 100
+    events, its chi-square form with Wilson-Hilferty's quantiles (relative error < 1e-4).
 
     Raises:
         ValueError: a negative count.
     """
     if count < 0:
         raise ValueError(f"a count of events is >= 0, not {count}")
+    if count > 100 and alpha == 0.05:  # the exact sums grow with the count; Wilson-Hilferty's
+        return _chi2_quantile(-Z95, 2 * count) / 2, _chi2_quantile(Z95, 2 * count + 2) / 2
 
     def cdf(k: int, mean: float) -> float:  # P(X <= k), summed in log space
         if mean <= 0:
@@ -62,13 +65,22 @@ def poisson_interval(count: int, alpha: float = 0.05) -> tuple[float, float]:
     return lower, solve(lambda m: cdf(count, m), alpha / 2)
 
 
+def _chi2_quantile(z: float, dof: int) -> float:
+    """Wilson-Hilferty (1931): the chi-square quantile of `dof` degrees of freedom at the
+    normal quantile `z`."""
+    c = 2 / (9 * dof)
+    return dof * (1 - c + z * math.sqrt(c)) ** 3
+
+
 def format_rate_per_hour(count: int, hours: float) -> str:
     """'5.0 [2.8-8.2] per hour (15 in 3.0 h)': a rate with its exact 95% Poisson interval."""
     if hours <= 0:
         return f"n/a ({count} in 0 h)"
     low, high = poisson_interval(count)
-    return (f"{count / hours:.1f} [{low / hours:.1f}-{high / hours:.1f}] per hour "
-            f"({count} in {hours:.2g} h)")  # fmt: skip
+    digits = 2 if high / hours < 1 else 1  # a rate under one an hour keeps its second digit
+    span = f"{hours:.0f}" if hours >= 10 else f"{hours:.2g}"
+    return (f"{count / hours:.{digits}f} [{low / hours:.{digits}f}-{high / hours:.{digits}f}] "
+            f"per hour ({count} in {span} h)")  # fmt: skip
 
 
 def format_share(count: int, total: int) -> str:

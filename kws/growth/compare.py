@@ -43,10 +43,11 @@ from kws.growth.loop import check_seed_fits, grow, refuse_hints
 from kws.growth.plots import plot_comparison
 from kws.growth.prune import prune
 from kws.growth.schedule import decay_lr
-from kws.io import atomic_write_json, atomic_write_text
+from kws.io import atomic_write_json, atomic_write_text, other_entries
 from kws.models import ModelSpec, count_macs, count_params, family_of
 from kws.run import Checkpoint, Run
 from kws.stats import mean_interval
+from kws.train.distill import check_teacher_inputs
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
 from kws.train.resume import check_compare_resume_settings
@@ -296,6 +297,9 @@ def compare(
     refuse_hints(cfg)
     root = Path(run_dir)
     run = Run(root)
+    check_teacher_inputs(cfg, run)  # before --force deletes anything
+    if force:
+        _refuse_foreign_folder(root)
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
     progress = progress and distributed.is_main()
@@ -334,3 +338,23 @@ def _remove_comparison(root: Path) -> None:
     if root.exists():
         shutil.rmtree(root)
         print(f"--force: removed the comparison '{root}' (every cell's runs)", file=sys.stderr)
+
+
+def _refuse_foreign_folder(root: Path) -> None:
+    """`--compare --force` deletes the whole folder: only a comparison's (its comparison.json,
+    or its config.yaml without a run's checkpoints or metrics: one stopped before its first
+    record), or an empty one.
+
+    Raises:
+        UserError: a folder that holds a training run or other files.
+    """
+    run = Run(root)
+    if not root.is_dir() or (root / "comparison.json").is_file():
+        return
+    if run.config_path.is_file() and not run.has_results() and not run.metrics_path.exists():
+        return
+    if other_entries(root):
+        raise UserError(
+            f"--force deletes the comparison folder '{root}' whole, but it holds no comparison "
+            f"({other_entries(root)}); give the comparison a folder of its own (--run-dir NEW)"
+        )

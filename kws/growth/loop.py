@@ -40,6 +40,7 @@ from kws.growth.surgery import apply_splits
 from kws.io import atomic_write_json
 from kws.models import ModelSpec, count_macs, count_params, growable_family
 from kws.run import Checkpoint, Run
+from kws.train.distill import check_teacher_inputs
 from kws.train.evaluate import evaluate
 from kws.train.loop import train
 from kws.train.resume import check_resume_settings
@@ -263,6 +264,7 @@ def grow(
         )
     budget = budget_from_config(cfg.budget)  # an unknown target fails here, before any work
     run = run if isinstance(run, Run) else Run(run)
+    check_teacher_inputs(cfg, run)  # before --force deletes anything
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
     resume_run = resume or reference is not None

@@ -121,15 +121,30 @@ def refuse_self_teacher(cfg: RecipeConfig, run) -> None:
             )
 
 
+def check_teacher_inputs(cfg: RecipeConfig, run) -> None:
+    """Before a verb deletes anything (`--force`): the teacher is not the run itself and its
+    files are there (`refuse_self_teacher`, `teacher_digests`).
+
+    Raises:
+        UserError: what those raise.
+    """
+    refuse_self_teacher(cfg, run)
+    teacher_digests(cfg)
+
+
 def teacher_digests(cfg: RecipeConfig) -> list[list[str]]:
     """`[path, sha256]` of each file that teaches the run `cfg` trains: the soft-target file, or
     each teacher run's checkpoint (the one `load_teacher` reads), in order; `[]` without a
     teacher. A resume compares them (`kws.train.resume.check_teacher_unchanged`).
 
     Raises:
-        UserError: a teacher path that does not exist or holds no checkpoint.
+        UserError: a soft-target file or teacher path that does not exist, a teacher run
+            without a checkpoint.
     """
     if cfg.train.soft_targets:
+        if not Path(cfg.train.soft_targets).is_file():
+            raise UserError(f"train.soft_targets={cfg.train.soft_targets} is no file; write it "
+                            "with recipes/transfer/speech_embedding.py")  # fmt: skip
         files = [Path(cfg.train.soft_targets)]
     else:
         teachers = cfg.train.teacher if isinstance(cfg.train.teacher, list) else [cfg.train.teacher]

@@ -278,19 +278,18 @@ def train(
     run = run if isinstance(run, Run) else Run(run)
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
-    if cfg.train.soft_targets and not Path(cfg.train.soft_targets).is_file():  # before decoding
-        raise UserError(f"train.soft_targets={cfg.train.soft_targets} is no file; write it with "
-                        "recipes/transfer/speech_embedding.py")  # fmt: skip
-    check_hint_file(cfg)
     refuse_self_teacher(cfg, run)
+    taught_by = distributed.main_value(teacher_digests, cfg)  # [path, sha256] per teacher file
+    check_hint_file(cfg)
     distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work
     if resume:  # rank 0 reads the run; every rank raises alike
         distributed.main_value(check_resumable, run)
     if resume and check_settings:
         distributed.main_value(check_resume_settings, run, cfg)
-    taught_by = distributed.main_value(teacher_digests, cfg)  # [path, sha256] per teacher file
     if resume:
-        distributed.main_value(check_teacher_unchanged, run, taught_by)
+        distributed.main_value(
+            check_teacher_unchanged, run, taught_by, cfg.train.epochs if epochs is None else epochs
+        )
     distributed.on_main(run.prepare, resume=resume, force=force, what="training")
     progress, shard = progress and distributed.is_main(), distributed.shard()
     seed_everything(cfg.train.seed + epoch_offset)
@@ -319,7 +318,7 @@ def train(
         resume_from_checkpoint(run, model, optimizer) if resume else (0, 0.0, [], {})
     )
     trained_on = examples_digest(data)
-    if resume:
+    if resume and start < epochs:  # a finished run trains nothing more: nothing to refuse
         check_data_unchanged(run, state.get("data_sha256"), trained_on)
     if hint is not None and "hint" in state:  # the projector, as the checkpoint left it
         hint.load_state_dict(state["hint"])

@@ -11,12 +11,12 @@ import hashlib
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from kws import distributed
 from kws.config import RecipeConfig, to_dict
 from kws.errors import UserError
-from kws.io import file_sha256
 from kws.run import Checkpoint, CheckpointError, Run
 from kws.train.setup import EPOCH_SEED_STRIDE, set_rng_state
 
@@ -257,19 +257,20 @@ def resume_from_checkpoint(run: Run, model, optimizer) -> tuple[int, float, list
     return ckpt.epoch, ckpt.best_val_accuracy, history, ckpt.state
 
 
-def check_teacher_unchanged(run: Run, digests: list[list[str]]) -> None:
+def check_teacher_unchanged(run: Run, digests: list[list[str]], epochs: int) -> None:
     """Refuse to resume a distilled run whose teacher changed since its last checkpoint: a
     soft-target file or a teacher run's checkpoint rewritten under the same name would teach
     the rest of the run something else, silently. `digests`: `[path, sha256]` per file that
     teaches the run now (`kws.train.distill.teacher_digests`), compared in order with what the
-    checkpoint recorded; a run with no checkpoint yet, or one from before kws recorded its
-    teacher, is not checked.
+    checkpoint recorded; a run with no checkpoint yet, one from before kws recorded its
+    teacher, or one that has trained its `epochs` already (nothing left to teach) is not
+    checked.
 
     Raises:
         UserError: naming each changed file and the ways on.
     """
     ckpt = _last_checkpoint(run)
-    saved = None if ckpt is None else ckpt.state.get("teacher_sha256")
+    saved = None if ckpt is None or ckpt.epoch >= epochs else ckpt.state.get("teacher_sha256")
     if saved is None:
         return
     if len(saved) != len(digests):
@@ -290,21 +291,33 @@ def check_teacher_unchanged(run: Run, digests: list[list[str]]) -> None:
 
 def examples_digest(data) -> dict:
     """What a run trains and validates on, `{"sha256": hex, "training": n, "validation": n}`:
-    each example of those splits in order, as its clip (word folder, file name, size in bytes)
-    or silence or mined window, and its label; plus each `data.hard_negatives` file's bytes.
-    A resume compares it (`check_data_unchanged`)."""
+    each example of those splits in order, as its clip (word folder and file name) or silence
+    or mined window, and its label; then a checksum of every such row's decoded audio (the
+    bank's int16 samples), so a clip rewritten under its name counts as changed and a copied
+    or moved data folder does not. A resume compares it (`check_data_unchanged`)."""
     digest = hashlib.sha256()
-    counts = {}
+    counts, used = {}, []
     for split in ("training", "validation"):
         examples = data.examples[split]
         counts[split] = len(examples.labels)
         digest.update(f"{split} {counts[split]}\n".encode())
         for row, label in zip(examples.bank_rows.tolist(), examples.labels.tolist()):
             digest.update(f"{_example_name(data.clips, row)}|{label}\n".encode())
-    negatives = data.cfg.data.hard_negatives
-    for path in negatives if isinstance(negatives, list) else [negatives] if negatives else []:
-        digest.update(file_sha256(path).encode())
+        used.append(examples.bank_rows)
+    rows = np.unique(np.concatenate(used))
+    digest.update(_audio_checksums(data.bank, rows[rows >= 0]).tobytes())
     return {"sha256": digest.hexdigest(), **counts}
+
+
+def _audio_checksums(bank: torch.Tensor, rows: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """One int64 checksum per bank row `(rows,)`: its samples weighted by fixed pseudo-random
+    weights and summed, on the bank's device, `chunk` rows at a time (int64 products of int16
+    samples stay far from overflow)."""
+    weights = np.random.default_rng(0).integers(1, 2**15, size=bank.shape[1])
+    weights = torch.from_numpy(weights).to(bank.device)
+    sums = [(bank[torch.from_numpy(part).to(bank.device)].long() * weights).sum(1).cpu()
+            for part in np.array_split(rows, max(1, -(-len(rows) // chunk)))]  # fmt: skip
+    return torch.cat(sums).numpy() if sums else np.zeros(0, np.int64)
 
 
 def _example_name(clips: list, row: int) -> str:
@@ -313,7 +326,7 @@ def _example_name(clips: list, row: int) -> str:
     if row >= len(clips):
         return f"window {row - len(clips)}"  # a mined hard negative, appended to the bank
     clip = clips[row]
-    return f"{clip.word}/{clip.path.name} {clip.path.stat().st_size}"
+    return f"{clip.word}/{clip.path.name}"
 
 
 def check_data_unchanged(run: Run, saved: dict | None, now: dict) -> None:

@@ -257,3 +257,25 @@ def test_a_seed_that_already_breaks_the_budget_is_refused(tone_recipe, tmp_path,
     cfg.growth.compare_budgets = [3000, 100]
     with pytest.raises(UserError, match="already breaks the budget: params"):
         compare_module.compare(cfg, tmp_path / "cmp", seeds=1, progress=False)
+
+
+def test_force_keeps_a_run_whose_inputs_or_kind_are_wrong(tone_recipe, tmp_path):
+    """`kws grow --force train.teacher=TYPO` deleted the growth run, then failed on the teacher;
+    `--compare --force` deleted any folder it was given, a training run's too."""
+    from kws.growth.compare import compare
+
+    cfg = growth_recipe(tone_recipe, growth__rounds=1)
+    grow(cfg, tmp_path / "g", progress=False)
+    kept = sorted(p for p in (tmp_path / "g").rglob("*"))
+    for field, value in (("teacher", str(tmp_path / "typo")), ("soft_targets", "typo.npz"),
+                         ("teacher", str(tmp_path / "g"))):  # fmt: skip
+        bad = copy_config(cfg)
+        setattr(bad.train, field, value)
+        with pytest.raises(UserError):
+            grow(bad, tmp_path / "g", force=True, progress=False)
+        with pytest.raises(UserError):
+            compare(bad, tmp_path / "g", seeds=1, force=True, progress=False)
+    assert sorted(p for p in (tmp_path / "g").rglob("*")) == kept
+    with pytest.raises(UserError, match="holds no comparison"):
+        compare(cfg, tmp_path / "g", seeds=1, force=True, progress=False)
+    assert sorted(p for p in (tmp_path / "g").rglob("*")) == kept

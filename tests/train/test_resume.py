@@ -12,6 +12,7 @@ import torch
 from kws.cli import main
 from kws.config import load_recipe
 from kws.data.dataset import build_data
+from kws.data.gsc import index_clips
 from kws.errors import UserError
 from kws.run import Run, resolve_run
 from kws.train.loop import train
@@ -221,3 +222,23 @@ def test_a_run_killed_during_its_first_checkpoints_starts_over(tone_dataset, tmp
     run.last_path.unlink()
     assert main([*argv, "train.epochs=2", "--resume"]) == 0
     assert run.checkpoint("last").epoch == 2
+
+
+def test_a_clip_rewritten_in_place_counts_as_changed_data(tone_dataset, tmp_path, capsys):
+    """Same names, same sizes, other audio: the digest used to see names and sizes only."""
+    data = tmp_path / "data"
+    shutil.copytree(tone_dataset, data)
+    overrides = [*tone_recipe_overrides(data, tmp_path / "cache"), "train.max_steps_per_epoch=2",
+                 "train.num_threads=1", "name=run"]  # fmt: skip
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"runs_dir: {tmp_path}\n")
+    argv = ["train", str(recipe), *overrides]
+    assert main([*argv, "train.epochs=1"]) == 0
+    training = [c.path for c in index_clips(data) if c.split == "training"]
+    yes, no = (next(p for p in training if p.parent.name == w) for w in ("yes", "no"))
+    assert yes.stat().st_size == no.stat().st_size
+    shutil.copy(no, yes)  # a "no" where a "yes" was, byte for byte the same length
+    assert main([*argv, "train.epochs=2", "--resume"]) == 2
+    assert "examples changed since its last checkpoint" in capsys.readouterr().err
+    # a finished run trains nothing more: its resume is not refused
+    assert main([*argv, "train.epochs=1", "--resume"]) == 0
