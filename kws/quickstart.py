@@ -20,6 +20,7 @@ from kws.export.artifacts import exported_checkpoint_sha256
 from kws.growth.loop import grow
 from kws.io import atomic_write_text, file_sha256
 from kws.run import Run
+from kws.stats import format_rate_per_hour, format_share
 from kws.stream.evaluate import stream_evaluate
 from kws.train.evaluate import evaluate, plot_confusion
 from kws.train.loop import train
@@ -122,10 +123,9 @@ def run_quickstart(recipe: str, overrides: list[str], skip: list[str] = ()) -> i
         t = _step("6. streaming evaluation (false accepts per hour, misses, latency)")
         scores = stream_evaluate(run.root, data_root=cfg.data.root, minutes=5.0)["scores"]
         print(
-            f"   correct {scores['correct_percent']:.1f}%, miss rate "
-            f"{scores['miss_rate_percent']:.1f}%, false accepts "
-            f"{scores['false_accepts_per_hour']:.0f}/h (threshold sweep in "
-            f"{run.report_path})"
+            f"   commands missed {format_share(scores['misses'], scores['keyword_words'])}, "
+            f"false accepts {format_rate_per_hour(scores['false_accepts'], scores['hours'])} "
+            f"(threshold sweep in {run.report_path})"
         )
         _done(t)
     print(
