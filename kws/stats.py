@@ -73,14 +73,16 @@ def _chi2_quantile(z: float, dof: int) -> float:
 
 
 def format_rate_per_hour(count: int, hours: float) -> str:
-    """'5.0 [2.8-8.2] per hour (15 in 3.0 h)': a rate with its exact 95% Poisson interval."""
+    """'5.0 [2.8-8.2] per hour (15 in 3 h)': a rate with its exact 95% Poisson interval (the
+    span in minutes under an hour)."""
     if hours <= 0:
-        return f"n/a ({count} in 0 h)"
+        return f"n/a ({count} in 0 h)"  # nothing observed
     low, high = poisson_interval(count)
     digits = 2 if high / hours < 1 else 1  # a rate under one an hour keeps its second digit
-    span = f"{hours:.0f}" if hours >= 10 else f"{hours:.2g}"
+    span = (f"{60 * hours:.3g} min" if hours < 1 else f"{hours:.0f} h" if hours >= 10
+            else f"{hours:.2g} h")  # fmt: skip
     return (f"{count / hours:.{digits}f} [{low / hours:.{digits}f}-{high / hours:.{digits}f}] "
-            f"per hour ({count} in {span} h)")  # fmt: skip
+            f"per hour ({count} in {span})")  # fmt: skip
 
 
 def format_share(count: int, total: int) -> str:
