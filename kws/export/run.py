@@ -34,7 +34,7 @@ from kws.export.artifacts import (
 from kws.export.evaluate import BackendAccuracy, evaluate_backends
 from kws.export.report import ExportReport, write_report
 from kws.io import check_writable, other_entries
-from kws.run import pin_to_checkpoint, resolve_run
+from kws.run import Run, pin_to_checkpoint, resolve_run
 from kws.stats import mcnemar_p
 from kws.train.evaluate import EVAL_SEED
 from kws.train.setup import thread_count
@@ -137,10 +137,20 @@ def int8_gate(
 
 def _refuse_foreign_folder(out: Path, force: bool) -> None:
     """An export writes report.md, model files and a manifest: never into a folder of other
-    things (a run folder, a dataset), where it would write over their files of the same name,
-    unless `force` says the folder is meant (an interrupted export there, say)."""
+    things (a dataset, say), where it would write over their files of the same name, unless
+    `force` says the folder is meant (an interrupted export there); never into a run folder.
+
+    Raises:
+        UserError: `out` is a file or a run folder, or holds other files without `force`.
+    """
     if out.is_file():
         raise UserError(f"--out '{out}' is a file; give a new or empty folder")
+    if Run(out).config_path.is_file() or Run(out).has_results():  # --force or not
+        raise UserError(
+            f"--out '{out}' is a run folder; an export there would replace its report.md and "
+            "sit among its checkpoints: give a folder of its own (the run's export/ is the "
+            "default)"
+        )
     if force or (out / "manifest.json").is_file():
         return
     shown = other_entries(out)

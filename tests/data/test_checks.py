@@ -116,3 +116,16 @@ def test_a_class_without_validation_or_test_examples_is_warned_about(capsys):
     assert err.count("warning:") == 2
     _checked({"marvin": both, "dog": both}, ["marvin"])
     assert capsys.readouterr().err == ""
+
+
+def test_split_percentages_a_sets_lists_override_are_said_to_be_unused(capsys):
+    """`data.validation_percent=50` on a set with split lists changed nothing, silently."""
+    archive = ClipIndex(LAYOUT_ARCHIVE, _index(SPEAKERS).clips)
+    check_training_index(archive, DataConfig(), Path("/set"))
+    assert capsys.readouterr().err == ""
+    check_training_index(archive, DataConfig(validation_percent=50, testing_percent=40),
+                         Path("/set"))  # fmt: skip
+    err = capsys.readouterr().err
+    assert "data.validation_percent=50 and data.testing_percent=40 are not used" in err
+    check_training_index(_index(SPEAKERS), DataConfig(validation_percent=50), Path("/set"))
+    assert capsys.readouterr().err == ""  # a folder without lists: the percentages decide

@@ -151,12 +151,19 @@ def test_unknown_target_and_corrupt_checkpoint_are_clear_errors(run_dir, tmp_pat
 def test_export_into_a_folder_of_other_files_is_refused(run_dir, tmp_path, capsys):
     (run_dir / "report.md").write_text("the run's own report")
     before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
-    assert main(["export", str(run_dir), "--formats", "onnx", "--out", str(run_dir)]) == 2
-    err = capsys.readouterr().err
-    assert "is not empty (checkpoints, report.md) and holds no export" in err
-    assert "give --out a new or empty folder" in err
+    for force in ([], ["--force"]):  # --force replaced the run's report.md
+        argv = ["export", str(run_dir), "--formats", "onnx", "--out", str(run_dir), *force]
+        assert main(argv) == 2
+        assert "is a run folder; an export there would replace its report.md" in (
+            capsys.readouterr().err)  # fmt: skip
     assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
     assert (run_dir / "report.md").read_text() == "the run's own report"
+    data = tmp_path / "data"
+    (data / "yes").mkdir(parents=True)
+    assert main(["export", str(run_dir), "--formats", "onnx", "--out", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty (yes) and holds no export" in err
+    assert "give --out a new or empty folder" in err
     a_file = tmp_path / "notes.txt"
     a_file.write_text("mine")
     with pytest.raises(UserError, match="is a file; give a new or empty folder"):
