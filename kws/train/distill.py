@@ -29,6 +29,7 @@ the model: export and inference do not see it.
 from __future__ import annotations
 
 import io
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kws import distributed
-from kws.config import FeatureConfig, RecipeConfig
+from kws.config import FeatureConfig, RecipeConfig, TrainConfig
 from kws.errors import UserError
 from kws.io import atomic_write_bytes, file_sha256
 from kws.run import resolve_run
@@ -119,6 +120,23 @@ def refuse_self_teacher(cfg: RecipeConfig, run) -> None:
                 "run from its own model, copy the run first (cp -r) and name the copy as the "
                 "teacher, or train the student under a new name (name=NEW)"
             )
+
+
+def warn_unused_distillation(cfg: RecipeConfig) -> None:
+    """Say so when distillation settings differ from their defaults but nothing teaches: they
+    would change nothing (`train.distill_weight` without `train.teacher` or `soft_targets`)."""
+    if cfg.train.teacher or cfg.train.soft_targets:
+        return
+    defaults = TrainConfig()
+    changed = [f"train.{key}={getattr(cfg.train, key)}"
+               for key in ("distill_weight", "distill_temperature")
+               if getattr(cfg.train, key) != getattr(defaults, key)]  # fmt: skip
+    if changed:
+        print(
+            f"warning: {' '.join(changed)} weigh a teacher's soft targets, but no teacher is "
+            "given (train.teacher or train.soft_targets), so they change nothing",
+            file=sys.stderr,
+        )
 
 
 def check_teacher_inputs(cfg: RecipeConfig, run) -> None:

@@ -40,6 +40,7 @@ from kws.train.distill import (
     make_hint,
     refuse_self_teacher,
     teacher_digests,
+    warn_unused_distillation,
 )
 from kws.train.evaluate import evaluate
 from kws.train.plots import plot_training
@@ -279,6 +280,7 @@ def train(
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
     refuse_self_teacher(cfg, run)
+    warn_unused_distillation(cfg)
     taught_by = distributed.main_value(teacher_digests, cfg)  # [path, sha256] per teacher file
     check_hint_file(cfg)
     distributed.parts(cfg.train.batch_parts, cfg.train.batch_size)  # refused before any work

@@ -237,3 +237,15 @@ def test_a_file_that_is_no_npz_is_named_as_such(teacher, tmp_path):
     (tmp_path / "t.txt").write_text("yes 0.1\n")
     with pytest.raises(UserError, match=r"soft-target file \(not an .npz archive of arrays\)"):
         load_soft_targets(str(tmp_path / "t.txt"), data)
+
+
+def test_distillation_settings_without_a_teacher_are_said_to_change_nothing(capsys):
+    from kws.config import load_recipe
+    from kws.train.distill import warn_unused_distillation
+
+    warn_unused_distillation(load_recipe(None, ["train.distill_weight=0.7"]))
+    assert "train.distill_weight=0.7 weigh a teacher's soft targets, but no teacher" in (
+        capsys.readouterr().err)  # fmt: skip
+    for quiet in ([], ["train.distill_weight=0.7", "train.teacher=runs/big"]):
+        warn_unused_distillation(load_recipe(None, quiet))
+        assert capsys.readouterr().err == ""
