@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (then ~normal), to six
 # decimals (scipy.stats.t.ppf(0.975, dof)): three decimals moved a reported interval's last digit.
@@ -45,8 +46,9 @@ def poisson_interval(count: int, alpha: float = 0.05) -> tuple[float, float]:
     """
     if count < 0:
         raise ValueError(f"a count of events is >= 0, not {count}")
-    if count > 100 and alpha == 0.05:  # the exact sums grow with the count; Wilson-Hilferty's
-        return _chi2_quantile(-Z95, 2 * count) / 2, _chi2_quantile(Z95, 2 * count + 2) / 2
+    if count > 100:  # the exact sums grow with the count; Wilson-Hilferty's quantiles do not
+        z = Z95 if alpha == 0.05 else NormalDist().inv_cdf(1 - alpha / 2)
+        return _chi2_quantile(-z, 2 * count) / 2, _chi2_quantile(z, 2 * count + 2) / 2
 
     def cdf(k: int, mean: float) -> float:  # P(X <= k), summed in log space
         if mean <= 0:
@@ -78,7 +80,9 @@ def format_rate_per_hour(count: int, hours: float) -> str:
     if hours <= 0:
         return f"n/a ({count} in 0 h)"  # nothing observed
     low, high = poisson_interval(count)
-    digits = 2 if high / hours < 1 else 1  # a rate under one an hour keeps its second digit
+    # decimals enough for two significant digits of the interval's upper end (0 in 1,000 h:
+    # 0.0037 an hour, not 0.00)
+    digits = min(4, max(1, 1 - math.floor(math.log10(high / hours))))
     span = (f"{60 * hours:.3g} min" if hours < 1 else f"{hours:.0f} h" if hours >= 10
             else f"{hours:.2g} h")  # fmt: skip
     return (f"{count / hours:.{digits}f} [{low / hours:.{digits}f}-{high / hours:.{digits}f}] "

@@ -63,7 +63,8 @@ def test_poisson_interval_is_garwoods_exact_interval(count):
 
 def test_rates_and_shares_carry_counts_and_intervals():
     assert format_rate_per_hour(15, 3.0) == "5.0 [2.8-8.2] per hour (15 in 3 h)"
-    assert format_rate_per_hour(7, 150.0) == "0.05 [0.02-0.10] per hour (7 in 150 h)"
+    assert format_rate_per_hour(7, 150.0) == "0.047 [0.019-0.096] per hour (7 in 150 h)"
+    assert format_rate_per_hour(0, 1000.0) == "0.0000 [0.0000-0.0037] per hour (0 in 1000 h)"
     assert format_rate_per_hour(8, 5 / 60) == "96.0 [41.4-189.2] per hour (8 in 5 min)"
     assert format_share(73, 150) == "48.7% [40.8-56.6] (73/150)"  # recipes/README.md's rows
     assert format_share(0, 0) == "n/a (0/0)" and format_rate_per_hour(1, 0) == "n/a (1 in 0 h)"

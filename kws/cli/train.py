@@ -214,7 +214,8 @@ def add_grow(sub) -> None:
         "neurons, grown widths from scratch, network slimming, L1-filter pruning) at several "
         "budgets (growth.compare_budgets, each with its epoch budget from "
         "growth.compare_total_epochs) for --seeds seeds, every method at a budget training for "
-        "the same epochs, and writes comparison.json/.md and accuracy_vs_params.png.",
+        "the same epochs, and writes comparison.json/.md and accuracy_vs_params.png into "
+        "<runs_dir>/<name>_compare (beside the growth run, not in it; --run-dir to choose).",
         ["kws grow recipes/synth/grow.yaml",
          "kws grow recipes/synth/grow.yaml budget.target=hello-edge-small",
          "kws grow recipes/synth/grow.yaml name=grow_fast growth.solver=fast",
@@ -253,6 +254,8 @@ def run_grow(args) -> int:
     run_dir = _run_folder(args, cfg)
     with distributed.session():
         if args.compare:
+            if not args.run_dir:  # beside the growth run of the same recipe, not inside it
+                run_dir = Path(cfg.runs_dir) / f"{cfg.name}_compare"
             compare(cfg, run_dir, seeds=args.seeds, resume=args.resume, force=args.force)
             return 0
         result = grow(cfg, run_dir, resume=args.resume, force=args.force, check_settings=True)

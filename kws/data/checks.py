@@ -46,7 +46,7 @@ def _speaker_ids(speakers: list[str]) -> str:
 def check_training_index(index: ClipIndex, cfg: DataConfig, root: Path) -> None:
     """Before decoding: the layout must have training clips, and every prefix of
     `data.exclude_speakers` must match a speaker (a misspelt one would train on the speakers it
-    was meant to hold out); split percentages a set's lists override are said to be unused.
+    was meant to hold out).
 
     Raises:
         UserError: naming the problem and how to get usable data.
@@ -58,17 +58,6 @@ def check_training_index(index: ClipIndex, cfg: DataConfig, root: Path) -> None:
             "examples, none is for training. Train on the full data set (kws data download "
             "--version v2 --root data, then data.root=data/speech_commands_v0.02) and evaluate "
             f"on this folder: kws evaluate RUN --data {root}"
-        )
-    defaults = DataConfig()
-    percents = (cfg.validation_percent, cfg.testing_percent)
-    if index.layout == LAYOUT_ARCHIVE and percents != (
-        defaults.validation_percent, defaults.testing_percent):  # fmt: skip
-        print(
-            f"warning: data.validation_percent={percents[0]:g} and data.testing_percent="
-            f"{percents[1]:g} are not used: '{root}' ships validation_list.txt / "
-            "testing_list.txt, which decide its splits (the percentages apply to a folder of "
-            "<word>/*.wav without lists)",
-            file=sys.stderr,
         )
     held = list(cfg.exclude_speakers)
     speakers = sorted({c.speaker for c in index.clips})
@@ -241,3 +230,25 @@ def _warn_unmeasured_classes(examples: dict, labels: list[str], index, root: Pat
             + "; add clips from more speakers (a speaker's clips all land in one split)",
             file=sys.stderr,
         )
+
+
+_SAID: set[str] = set()  # warnings already given in this process (growth trains many rounds)
+
+
+def warn_unused_split_percentages(cfg: DataConfig, layout: str, root) -> None:
+    """Say once when `data.validation_percent` / `testing_percent` differ from their defaults
+    on a set whose split lists decide its splits (layout "gsc-archive"): they change nothing."""
+    defaults = DataConfig()
+    percents = (cfg.validation_percent, cfg.testing_percent)
+    if layout != LAYOUT_ARCHIVE or percents == (
+        defaults.validation_percent, defaults.testing_percent):  # fmt: skip
+        return
+    message = (
+        f"warning: data.validation_percent={percents[0]:g} and data.testing_percent="
+        f"{percents[1]:g} are not used: '{root}' ships validation_list.txt / testing_list.txt, "
+        "which decide its splits (the percentages apply to a folder of <word>/*.wav without "
+        "lists)"
+    )
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message, file=sys.stderr)

@@ -298,8 +298,7 @@ def compare(
     root = Path(run_dir)
     run = Run(root)
     check_teacher_inputs(cfg, run)  # before --force deletes anything
-    if force:
-        _refuse_foreign_folder(root)
+    _refuse_foreign_folder(root, force)
     device = distributed.setup(cfg.train.device)
     distributed.check_batch_size(cfg.train.batch_size)
     progress = progress and distributed.is_main()
@@ -340,21 +339,29 @@ def _remove_comparison(root: Path) -> None:
         print(f"--force: removed the comparison '{root}' (every cell's runs)", file=sys.stderr)
 
 
-def _refuse_foreign_folder(root: Path) -> None:
-    """`--compare --force` deletes the whole folder: only a comparison's (its comparison.json,
-    or its config.yaml without a run's checkpoints or metrics: one stopped before its first
-    record), or an empty one.
+def _refuse_foreign_folder(root: Path, force: bool) -> None:
+    """A comparison writes its config.yaml, plots and records into `root`, and `--force` deletes
+    `root` whole: never a folder that holds a training or growth run's results (checkpoints,
+    metrics, growth.json, rounds), whatever else it holds; with `force`, only a comparison's
+    folder (its comparison.json, or its config.yaml alone: one stopped before its first
+    record) or an empty one.
 
     Raises:
-        UserError: a folder that holds a training run or other files.
+        UserError: a folder that holds a run, or (with `force`) other files.
     """
     run = Run(root)
-    if not root.is_dir() or (root / "comparison.json").is_file():
-        return
-    if run.config_path.is_file() and not run.has_results() and not run.metrics_path.exists():
-        return
-    if other_entries(root):
+    if run.has_results() or run.metrics_path.exists():
         raise UserError(
-            f"--force deletes the comparison folder '{root}' whole, but it holds no comparison "
-            f"({other_entries(root)}); give the comparison a folder of its own (--run-dir NEW)"
+            f"'{root}' holds a training or growth run (checkpoints, metrics, growth.json or "
+            "rounds); a comparison there would rewrite its config.yaml, and --force would "
+            "delete it. Give the comparison a folder of its own (--run-dir NEW; the default is "
+            "<runs_dir>/<name>_compare)"
         )
+    if not force or not root.is_dir() or (root / "comparison.json").is_file():
+        return
+    if run.config_path.is_file() or not other_entries(root):
+        return
+    raise UserError(
+        f"--force deletes the comparison folder '{root}' whole, but it holds no comparison "
+        f"({other_entries(root)}); give the comparison a folder of its own (--run-dir NEW)"
+    )

@@ -122,6 +122,9 @@ def refuse_self_teacher(cfg: RecipeConfig, run) -> None:
             )
 
 
+_SAID: set[str] = set()  # warnings already given in this process
+
+
 def warn_unused_distillation(cfg: RecipeConfig) -> None:
     """Say so when distillation settings differ from their defaults but nothing teaches: they
     would change nothing (`train.distill_weight` without `train.teacher` or `soft_targets`)."""
@@ -131,12 +134,14 @@ def warn_unused_distillation(cfg: RecipeConfig) -> None:
     changed = [f"train.{key}={getattr(cfg.train, key)}"
                for key in ("distill_weight", "distill_temperature")
                if getattr(cfg.train, key) != getattr(defaults, key)]  # fmt: skip
-    if changed:
-        print(
-            f"warning: {' '.join(changed)} weigh a teacher's soft targets, but no teacher is "
-            "given (train.teacher or train.soft_targets), so they change nothing",
-            file=sys.stderr,
-        )
+    they = "it changes" if len(changed) == 1 else "they change"
+    message = (
+        f"warning: {' '.join(changed)}: for a teacher's soft targets, but no teacher is given "
+        f"(train.teacher or train.soft_targets), so {they} nothing"
+    )
+    if changed and message not in _SAID:  # once a process: growth trains many rounds
+        _SAID.add(message)
+        print(message, file=sys.stderr)
 
 
 def check_teacher_inputs(cfg: RecipeConfig, run) -> None:

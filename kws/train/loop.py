@@ -24,6 +24,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from kws import batch_parts, distributed
 from kws.config import RecipeConfig, copy_config
+from kws.data.checks import warn_unused_split_percentages
 from kws.data.dataset import KwsData, build_data
 from kws.errors import UserError
 from kws.io import append_jsonl
@@ -296,6 +297,7 @@ def train(
     progress, shard = progress and distributed.is_main(), distributed.shard()
     seed_everything(cfg.train.seed + epoch_offset)
     data = data or distributed.local_main_first(build_data, cfg, device, progress=progress)
+    warn_unused_split_percentages(cfg.data, data.layout, cfg.data.root)
     cfg = copy_config(cfg)
     if model is not None:
         cfg.model = model.spec.config

@@ -21,6 +21,8 @@ from kws.run import Checkpoint, CheckpointError, Run
 from kws.train.setup import EPOCH_SEED_STRIDE, set_rng_state
 
 log = logging.getLogger(__name__)
+# How `examples_digest` is computed; a checkpoint recorded another way is not compared.
+DIGEST_VERSION = 2
 
 
 # Settings a resumed run may change: how fast or where it runs, and how long. More epochs
@@ -306,7 +308,7 @@ def examples_digest(data) -> dict:
         used.append(examples.bank_rows)
     rows = np.unique(np.concatenate(used))
     digest.update(_audio_checksums(data.bank, rows[rows >= 0]).tobytes())
-    return {"sha256": digest.hexdigest(), **counts}
+    return {"version": DIGEST_VERSION, "sha256": digest.hexdigest(), **counts}
 
 
 def _audio_checksums(bank: torch.Tensor, rows: np.ndarray, chunk: int = 512) -> np.ndarray:
@@ -334,13 +336,15 @@ def check_data_unchanged(run: Run, saved: dict | None, now: dict) -> None:
     """Refuse to resume on other examples than the run's last checkpoint was trained on
     (`examples_digest`: clips added, removed or rewritten under data.root, another
     hard-negative file): the rest of the run would train on data its first epochs never saw,
-    and the run would not be the one its config describes. `saved` None (a checkpoint from
-    before kws recorded it) is not checked.
+    and the run would not be the one its config describes. `saved` None or of another
+    `DIGEST_VERSION` (a checkpoint from before kws recorded it so) is not checked.
 
     Raises:
         UserError: with the example counts there and here, and the ways on.
     """
-    if saved is None or saved["sha256"] == now["sha256"]:
+    if saved is None or saved.get("version") != now["version"]:
+        return  # recorded before kws recorded it this way: nothing to compare with
+    if saved["sha256"] == now["sha256"]:
         return
     counts = ", ".join(
         f"{split} examples {saved[split]:,} there, {now[split]:,} here"

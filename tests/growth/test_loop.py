@@ -276,6 +276,28 @@ def test_force_keeps_a_run_whose_inputs_or_kind_are_wrong(tone_recipe, tmp_path)
         with pytest.raises(UserError):
             compare(bad, tmp_path / "g", seeds=1, force=True, progress=False)
     assert sorted(p for p in (tmp_path / "g").rglob("*")) == kept
-    with pytest.raises(UserError, match="holds no comparison"):
-        compare(cfg, tmp_path / "g", seeds=1, force=True, progress=False)
+    for force in (True, False):  # a comparison there rewrote its config.yaml; --force: all of it
+        with pytest.raises(UserError, match="holds a training or growth run"):
+            compare(cfg, tmp_path / "g", seeds=1, force=force, progress=False)
     assert sorted(p for p in (tmp_path / "g").rglob("*")) == kept
+    (tmp_path / "other" / "notes").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"holds no comparison \(notes\)"):
+        compare(cfg, tmp_path / "other", seeds=1, force=True, progress=False)
+
+
+def test_the_cli_compares_beside_the_growth_run_not_in_it(tone_recipe, tmp_path, monkeypatch):
+    """The README's `kws grow R` then `kws grow R --compare` shared runs/<name>; `--force` on
+    the second then deleted the growth run with the comparison."""
+    from kws.cli import main
+
+    seen = {}
+
+    def fake_compare(cfg, run_dir, **kwargs):
+        seen["dir"] = run_dir
+        return []
+
+    monkeypatch.setattr("kws.growth.compare.compare", fake_compare)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"name: g\nruns_dir: {tmp_path}\n")
+    assert main(["grow", str(recipe), "--compare"]) == 0
+    assert seen["dir"] == tmp_path / "g_compare"
