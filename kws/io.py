@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -239,6 +240,17 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_SAID: set[str] = set()  # warnings already given in this process
+
+
+def warn_once(message: str) -> None:
+    """Print `message` on stderr the first time this process gives it: a verb that trains many
+    times (growth's rounds, a comparison's cells) says a thing once."""
+    if message not in _SAID:
+        _SAID.add(message)
+        print(message, file=sys.stderr)
 
 
 def check_writable(folder: str | Path, what: str) -> Path:

@@ -25,6 +25,7 @@ from kws.data.gsc import (
     ClipIndex,
 )
 from kws.errors import UserError
+from kws.io import warn_once
 
 
 def _split_sizes(index: ClipIndex) -> str:
@@ -232,9 +233,6 @@ def _warn_unmeasured_classes(examples: dict, labels: list[str], index, root: Pat
         )
 
 
-_SAID: set[str] = set()  # warnings already given in this process (growth trains many rounds)
-
-
 def warn_unused_split_percentages(cfg: DataConfig, layout: str, root) -> None:
     """Say once when `data.validation_percent` / `testing_percent` differ from their defaults
     on a set whose split lists decide its splits (layout "gsc-archive"): they change nothing."""
@@ -249,6 +247,4 @@ def warn_unused_split_percentages(cfg: DataConfig, layout: str, root) -> None:
         "which decide its splits (the percentages apply to a folder of <word>/*.wav without "
         "lists)"
     )
-    if message not in _SAID:
-        _SAID.add(message)
-        print(message, file=sys.stderr)
+    warn_once(message)  # growth trains many rounds

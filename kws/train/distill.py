@@ -29,7 +29,6 @@ the model: export and inference do not see it.
 from __future__ import annotations
 
 import io
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -41,7 +40,7 @@ from torch import nn
 from kws import distributed
 from kws.config import FeatureConfig, RecipeConfig, TrainConfig
 from kws.errors import UserError
-from kws.io import atomic_write_bytes, file_sha256
+from kws.io import atomic_write_bytes, file_sha256, warn_once
 from kws.run import resolve_run
 
 
@@ -122,9 +121,6 @@ def refuse_self_teacher(cfg: RecipeConfig, run) -> None:
             )
 
 
-_SAID: set[str] = set()  # warnings already given in this process
-
-
 def warn_unused_distillation(cfg: RecipeConfig) -> None:
     """Say so when distillation settings differ from their defaults but nothing teaches: they
     would change nothing (`train.distill_weight` without `train.teacher` or `soft_targets`)."""
@@ -139,9 +135,8 @@ def warn_unused_distillation(cfg: RecipeConfig) -> None:
         f"warning: {' '.join(changed)}: for a teacher's soft targets, but no teacher is given "
         f"(train.teacher or train.soft_targets), so {they} nothing"
     )
-    if changed and message not in _SAID:  # once a process: growth trains many rounds
-        _SAID.add(message)
-        print(message, file=sys.stderr)
+    if changed:
+        warn_once(message)  # growth trains many rounds
 
 
 def check_teacher_inputs(cfg: RecipeConfig, run) -> None:
