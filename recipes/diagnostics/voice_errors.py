@@ -20,6 +20,10 @@ warp, here at test time) and `--combine` joins them: `mean` averages the posteri
 takes the warp whose top posterior is highest, `speaker` the warp whose top posterior is
 highest on average over the speaker's clips (unsupervised vocal tract length normalisation per
 clip or per speaker). The warped front end is the torch one, whatever `--backend` runs it.
+`--tempo RATE` scores every clip played RATE times as fast through WORLD (every frame held 1/RATE
+as long, pitch and envelope kept; `recipes/transfer/engine_factors.py`'s stretch), centred in one
+second: `--tempo 1` is the round trip alone, the control. Each voice's line also gives the median
+length of its command clips' speech (`active_ms`), as scored.
 """
 
 from __future__ import annotations
@@ -64,13 +68,47 @@ def _voices(data: Path, engine: str, by: str = "voice") -> dict[str, str]:
 
 def _vocoder(f0_scale: float, formant_scale: float):
     """audio -> audio: WORLD resynthesis with F0 and formants scaled (vocode_set.py's)."""
-    path = Path(__file__).resolve().parents[1] / "transfer" / "vocode_set.py"
-    spec = importlib.util.spec_from_file_location("vocode_set", path)
-    vocode_set = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(vocode_set)
+    vocode_set = _load("vocode_set")
     settings = {"cepstra": 0, "aperiodicity": 1.0, "f0_scale": f0_scale,
                 "formant_scale": formant_scale}  # fmt: skip
     return lambda audio: vocode_set.vocode(audio, settings)
+
+
+def _load(script: str):
+    """A sibling experiment script (recipes/transfer/NAME.py) as a module."""
+    path = Path(__file__).resolve().parents[1] / "transfer" / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(script, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stretcher(rate: float):
+    """audio -> audio: a 1 s clip played `rate` times as fast through a WORLD analysis and
+    resynthesis (every frame held 1/rate as long, F0 and envelope kept; engine_factors.py's),
+    centred in 1 s at the clip's peak level; `rate` 1 is the round trip alone."""
+    factors = _load("engine_factors")
+
+    def stretch(audio: np.ndarray) -> np.ndarray:
+        analysis = factors.stretch_frames(factors._analyse(audio), 1.0 / rate)
+        played = factors._synthesize(analysis)
+        start = max(0, (len(played) - RATE_HZ) // 2)
+        played = played[start : start + RATE_HZ]
+        pad = RATE_HZ - len(played)
+        out = np.pad(played, (pad // 2, pad - pad // 2))
+        peak_in, peak_out = np.abs(audio).max(), np.abs(out).max()
+        return (out * (peak_in / peak_out if peak_out > 0 else 0.0)).astype(np.float32)
+
+    return stretch
+
+
+def active_ms(audio: np.ndarray, floor_db: float = 25.0) -> float:
+    """Length of a clip's speech, ms: its 10 ms frames within `floor_db` of the loudest frame
+    (reverberation tails above that floor count, so compare voices, not absolute lengths)."""
+    frame = RATE_HZ // 100
+    frames = audio[: len(audio) // frame * frame].reshape(-1, frame).astype(np.float64)
+    level_db = 10 * np.log10((frames**2).mean(axis=1) + 1e-10)
+    return 10.0 * int((level_db > level_db.max() - floor_db).sum())
 
 
 def warped_posteriors(backend, front_end, audio: np.ndarray, warps=None) -> np.ndarray:
@@ -107,30 +145,34 @@ def _clip_audio(clip, change) -> np.ndarray:
 
 def voice_table(backend, clips, voices: dict[str, str], change=None, warps=None,
                 combine: str = "mean") -> dict:  # fmt: skip
-    """{voice: {"commands": [correct, n], "unknown": [correct, n], "confusions": Counter}};
-    `change` (audio -> audio) is applied to each clip first; with `warps` each clip is scored
-    under every warp and the posteriors joined by `join_warps(..., combine)`."""
+    """{voice: {"commands": [correct, n], "unknown": [correct, n], "confusions": Counter,
+    "command_ms": median `active_ms` of its command clips}}; `change` (audio -> audio) is
+    applied to each clip first; with `warps` each clip is scored under every warp and the
+    posteriors joined by `join_warps(..., combine)`."""
     table = collections.defaultdict(
         lambda: {"commands": [0, 0], "unknown": [0, 0], "confusions": collections.Counter()}
     )
     front_end = TorchFrontEnd(backend.feature_cfg)
-    posteriors = np.stack([
-        warped_posteriors(backend, front_end, _clip_audio(clip, change), warps)
-        for clip in clips
-    ])  # fmt: skip
+    audios = [_clip_audio(clip, change) for clip in clips]
+    posteriors = np.stack([warped_posteriors(backend, front_end, a, warps) for a in audios])
+    lengths = collections.defaultdict(list)
     if warps:
         posteriors = join_warps(posteriors, [c.speaker for c in clips], combine)
     else:
         posteriors = posteriors[:, 0]
-    for clip, posterior in zip(clips, posteriors, strict=True):
+    for clip, audio, posterior in zip(clips, audios, posteriors, strict=True):
         said = backend.labels[int(np.argmax(posterior))]
         truth = clip.word if is_keyword(clip.word) and clip.word in backend.labels else UNKNOWN
         row = table[voices[clip.speaker]]
+        if truth != UNKNOWN:
+            lengths[voices[clip.speaker]].append(active_ms(audio))
         tally = row["unknown" if truth == UNKNOWN else "commands"]
         tally[0] += said == truth
         tally[1] += 1
         if said != truth:
             row["confusions"][f"{truth} -> {said}"] += 1
+    for voice, row in table.items():
+        row["command_ms"] = float(np.median(lengths[voice])) if lengths[voice] else None
     return dict(sorted(table.items()))
 
 
@@ -162,19 +204,31 @@ def main(argv: list[str] | None = None) -> int:
         default="mean",
         help="join the warps' posteriors: mean, most confident per clip or per speaker",
     )
+    parser.add_argument(
+        "--tempo",
+        type=float,
+        metavar="RATE",
+        help="score clips played RATE times as fast (WORLD; 1: the round trip alone)",
+    )
     args = parser.parse_args(argv)
+    if args.tempo is not None and args.tempo <= 0:
+        sys.exit(f"error: --tempo {args.tempo:g}: give a positive rate (1.2 plays 1.2x as fast)")
+    if args.tempo is not None and (args.world or args.warps):
+        sys.exit("error: --tempo changes the clips on its own; leave out --world and --warps")
     torch.set_num_threads(1)
     voices = _voices(args.data, args.engine, args.by)
     clips = [c for c in index_clips(args.data) if c.speaker in voices]
     if not clips:
         sys.exit(f"error: no clips of {args.engine} speakers under '{args.data}'")
     change = None
-    if args.world:
+    if args.world or args.tempo is not None:
         try:
             import pyworld  # noqa: F401
         except ImportError as error:
-            sys.exit(f'error: {error}; --world needs `pip install pyworld "setuptools<80"`')
-        change = _vocoder(*args.world)
+            sys.exit(
+                f'error: {error}; --world and --tempo need `pip install pyworld "setuptools<80"`'
+            )
+        change = _stretcher(args.tempo) if args.tempo is not None else _vocoder(*args.world)
     backend = load_backend(args.backend, args.run)
     features = backend.feature_cfg
     lowest = features.mel_high_hz / (features.sample_rate_hz / 2)
@@ -184,17 +238,21 @@ def main(argv: list[str] | None = None) -> int:
     table = voice_table(backend, clips, voices, change, args.warps, args.combine)
     world = ", WORLD-resynthesized with F0 x{:g}, formants x{:g}".format(*args.world or (0, 0))
     warped = f", warped x{args.warps} ({args.combine})" if args.warps else ""
+    tempo = f", played x{args.tempo:g} as fast" if args.tempo is not None else ""
     print(f"{args.engine} clips of {args.data}, every split, by {args.by}"
-          f"{world if args.world else ''}{warped}:")  # fmt: skip
+          f"{world if args.world else ''}{warped}{tempo}:")  # fmt: skip
     for voice, row in table.items():
         print(f"  {voice}: commands {format_accuracy(*row['commands'])}, "
-              f"unknown words {format_accuracy(*row['unknown'])}")  # fmt: skip
+              f"unknown words {format_accuracy(*row['unknown'])}, command speech "
+              f"{row['command_ms'] or 0:.0f} ms (median)")  # fmt: skip
         print("    " + ", ".join(f"{k} {v}" for k, v in row["confusions"].most_common(6)))
     if args.json:
         if args.world:  # the table says what it scored
             table["world"] = {"f0_scale": args.world[0], "formant_scale": args.world[1]}
         if args.warps:
             table["warps"] = {"warps": args.warps, "combine": args.combine}
+        if args.tempo is not None:
+            table["tempo"] = {"rate": args.tempo}
         Path(args.json).write_text(json.dumps(table, indent=1))
     return 0
 

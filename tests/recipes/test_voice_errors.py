@@ -81,3 +81,26 @@ def test_warped_scores_join_the_single_warps_posteriors(tmp_path):
     speaker = voice_errors.join_warps(many, ["s", "s", "s"], "speaker")
     mean_top = many.max(axis=2).mean(axis=0)
     np.testing.assert_array_equal(speaker, many[:, int(np.argmax(mean_top))])
+
+
+def test_active_ms_is_the_length_of_the_loud_part():
+    rate = voice_errors.RATE_HZ
+    t = np.arange(rate) / rate
+    burst = np.where((t >= 0.2) & (t < 0.6), np.sin(2 * np.pi * 440 * t), 0.0).astype(np.float32)
+    assert voice_errors.active_ms(burst) == 400.0
+    quiet_tail = burst + np.where(t >= 0.6, 0.01, 0.0).astype(np.float32)  # 40 dB down
+    assert voice_errors.active_ms(quiet_tail) == 400.0
+    assert voice_errors.active_ms(quiet_tail, floor_db=50) == 800.0  # the burst and its tail
+
+
+def test_rows_carry_the_command_length_and_bad_tempos_are_refused(tmp_path):
+    backend = load_backend("torch", make_tone_run(tmp_path))
+    clips = [c for c in index_clips(tmp_path / "data") if c.word in ("yes", "no")]
+    row = voice_errors.voice_table(backend, clips, {c.speaker: "all" for c in clips})["all"]
+    lengths = [voice_errors.active_ms(voice_errors._clip_audio(c, None)) for c in clips]
+    assert row["command_ms"] == float(np.median(lengths)) and row["command_ms"] > 0
+    argv = [str(tmp_path / "run"), "--data", str(tmp_path / "data"), "--engine", "tone"]
+    with pytest.raises(SystemExit, match="give a positive rate"):
+        voice_errors.main([*argv, "--tempo", "0"])
+    with pytest.raises(SystemExit, match="leave out --world and --warps"):
+        voice_errors.main([*argv, "--tempo", "1.2", "--warps", "1.1"])
