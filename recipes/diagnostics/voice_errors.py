@@ -76,7 +76,10 @@ def _vocoder(f0_scale: float, formant_scale: float):
 
 def _load(script: str):
     """A sibling experiment script (recipes/transfer/NAME.py) as a module."""
-    path = Path(__file__).resolve().parents[1] / "transfer" / f"{script}.py"
+    folder = Path(__file__).resolve().parents[1] / "transfer"
+    if str(folder) not in sys.path:  # engine_factors.py imports vocode_set.py by name
+        sys.path.insert(0, str(folder))
+    path = folder / f"{script}.py"
     spec = importlib.util.spec_from_file_location(script, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

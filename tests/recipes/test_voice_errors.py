@@ -104,3 +104,10 @@ def test_rows_carry_the_command_length_and_bad_tempos_are_refused(tmp_path):
         voice_errors.main([*argv, "--tempo", "0"])
     with pytest.raises(SystemExit, match="leave out --world and --warps"):
         voice_errors.main([*argv, "--tempo", "1.2", "--warps", "1.1"])
+
+
+def test_the_tempo_stretch_loads_its_sibling_script_without_pyworld():
+    factors = voice_errors._load("engine_factors")  # imports vocode_set.py by name
+    frames = np.arange(10.0)
+    stretched = factors.stretch_frames((frames, frames[:, None], frames[:, None]), 2.0)
+    assert len(stretched[0]) == 20 and callable(voice_errors._stretcher(1.2))
