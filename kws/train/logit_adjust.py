@@ -141,7 +141,7 @@ def logit_adjust(
     cfg = pin_to_checkpoint(ref.run.config(overrides, checkpoint=checkpoint), checkpoint,
                             checkpoint_path)  # fmt: skip
     if split == "holdout":
-        refuse_trained_speakers(own_cfg, list(cfg.data.exclude_speakers))
+        refuse_trained_speakers(own_cfg, list(cfg.data.exclude_speakers), "logit-adjust")
         _warn_if_test_engine(own_cfg, cfg)
     if UNKNOWN_LABEL not in checkpoint.labels:
         raise UserError(
@@ -174,22 +174,37 @@ def logit_adjust(
 
 
 def _new_run(out: str | Path, source_root: Path, force: bool) -> Run:
-    """The run `out` the adjusted model goes to, checked before any work.
+    """The run `out` the adjusted model goes to, checked before any work. `force` replaces an
+    earlier logit adjustment there, never a trained run: that one cost hours and is not ours.
 
     Raises:
-        UserError: `out` is or holds the source run, holds files of no run, or holds a run
-            and `force` was not given.
+        UserError: `out` is, holds or lies inside the source run or any other run, holds files
+            of no run, holds a run that is not a logit adjustment, or holds an adjustment and
+            `force` was not given.
     """
     run = Run(out)
     root, source = run.root.resolve(), source_root.resolve()
-    if root == source or root in source.parents:
+    if root == source or root in source.parents or source in root.parents:
         raise UserError(
-            f"--out {out} is or holds the run being adjusted ('{source_root}'); give the new "
-            "run a folder of its own"
+            f"--out {out} is, holds or lies inside the run being adjusted ('{source_root}'); "
+            "give the new run a folder of its own (beside it: runs/NAME_adj)"
         )
+    if host := next((p for p in root.parents if Run(p).has_results()), None):
+        raise UserError(f"--out {out} lies inside the run '{host}'; give a folder outside it")
     if other_entries(root) and not (run.has_results() or run.config_path.is_file()):
         raise UserError(
             f"--out {out} holds files of no run ({other_entries(root)}); give a new folder"
+        )
+    if run.has_results() and not run.logit_adjust_path.is_file():
+        raise UserError(
+            f"--out {out} holds a trained run, not an earlier logit adjustment (it has no "
+            f"{run.logit_adjust_path.name}); --force replaces only adjustments, so give a new "
+            "folder"
+        )
+    if run.has_results() and not force:
+        raise UserError(
+            f"--out {out} holds an earlier logit adjustment; pass --force to replace it, or "
+            "give a new folder"
         )
     run.prepare(force=force, what="logit adjustment")
     return run

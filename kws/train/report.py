@@ -119,10 +119,11 @@ def refuse_tuned_speakers(run_root: Path, held: list[str]) -> None:
         )
 
 
-def refuse_trained_speakers(run_cfg, held: list[str]) -> None:
+def refuse_trained_speakers(run_cfg, held: list[str], verb: str = "evaluate") -> None:
     """A held-out number must be of speakers the run never trained on: refuse `held` prefixes
     the run's own training split holds (its data.root, less its data.exclude_speakers).
-    A run whose training folder is gone cannot be checked and passes.
+    A run whose training folder is gone cannot be checked and passes. `verb` ("evaluate" or
+    "logit-adjust") picks the advice the message ends with.
 
     Raises:
         UserError: naming the prefixes, the clip count and the ways on.
@@ -136,12 +137,13 @@ def refuse_trained_speakers(run_cfg, held: list[str]) -> None:
     trained = [c for c in index.clips if c.split == "training" and c.speaker.startswith(missing)
                and not (held_out and c.speaker.startswith(held_out))]  # fmt: skip
     if trained:
+        other = ("or their clips as part of a split (--split testing)" if verb == "evaluate"
+                 else "or choose on the run's validation split (--split validation)")  # fmt: skip
         raise UserError(
             f"the run trained on {len(trained):,} clips of speakers {', '.join(missing)} "
             f"('{root}', data.exclude_speakers={list(run_cfg.data.exclude_speakers)}), so "
-            "their accuracy is not a held-out number. Evaluate a run trained without them "
-            f'(kws train ... "data.exclude_speakers=[{missing[0]}]"), or their clips as '
-            "part of a split (--split testing)"
+            f"their accuracy is not a held-out number. {verb.capitalize()} a run trained "
+            f'without them (kws train ... "data.exclude_speakers=[{missing[0]}]"), {other}'
         )
 
 

@@ -65,16 +65,18 @@ def test_what_would_choose_on_test_data_or_overwrite_a_run_is_refused(teacher, t
     for split in ("testing", "training", "all"):
         with pytest.raises(UserError, match=f"--split {split}: the offset is a choice"):
             logit_adjust(run_dir, [], split, tmp_path / "a")
-    with pytest.raises(UserError, match="is or holds the run being adjusted"):
+    with pytest.raises(UserError, match="is, holds or lies inside the run being adjusted"):
         logit_adjust(run_dir, [], "validation", run_dir, force=True)
     speaker = next((Path(cfg.data.root) / "yes").glob("*.wav")).name[0]  # trained on
-    with pytest.raises(UserError, match="not a held-out number"):
+    with pytest.raises(UserError, match="not a held-out number") as refused:
         logit_adjust(run_dir, [f"data.exclude_speakers=[{speaker}]"], "holdout", tmp_path / "b")
+    assert "(--split validation)" in str(refused.value)  # a split logit-adjust takes
+    assert "--split testing" not in str(refused.value)
     out = tmp_path / "c"
     assert main(["logit-adjust", str(run_dir), "--out", str(out)]) == 0
     kept = (out / "checkpoints" / "best.pt").read_bytes()
     assert main(["logit-adjust", str(run_dir), "--out", str(out)]) == 2
-    assert "--force" in capsys.readouterr().err
+    assert "holds an earlier logit adjustment; pass --force" in capsys.readouterr().err
     assert (out / "checkpoints" / "best.pt").read_bytes() == kept
     assert main(["logit-adjust", str(run_dir), "--out", str(out), "--force"]) == 0
     assert not Run(out).last_path.exists()  # not a training run to resume
@@ -121,7 +123,7 @@ def test_the_new_run_is_its_own_and_training_on_it_leaves_the_source_alone(
 
 def test_out_holding_the_source_or_other_files_and_exports_are_refused(teacher, tmp_path, capsys):
     _, run_dir, _ = teacher
-    with pytest.raises(UserError, match="is or holds the run being adjusted"):
+    with pytest.raises(UserError, match="is, holds or lies inside the run being adjusted"):
         logit_adjust(run_dir, [], "validation", run_dir.parent, force=True)
     data = tmp_path / "data"
     (data / "yes").mkdir(parents=True)
@@ -155,3 +157,21 @@ def test_evaluate_refuses_a_held_out_number_of_the_speakers_the_offset_was_chose
     assert main(argv) == 2
     assert "offset was chosen on speakers a" in capsys.readouterr().err
     assert main(["evaluate", str(source), "--split", "holdout", "data.exclude_speakers=[a]"]) == 0
+
+
+def test_force_never_replaces_a_trained_run_nor_writes_inside_one(teacher, tmp_path, capsys):
+    """`--force` replaced any run at --out: a fully trained run unrelated to the source was
+    deleted; and a checkpoint path let --out land inside its own run."""
+    _, run_dir, _ = teacher
+    victim = tmp_path / "victim"
+    shutil.copytree(run_dir, victim)
+    before = {p: p.read_bytes() for p in victim.rglob("*") if p.is_file()}
+    assert main(["logit-adjust", str(run_dir), "--out", str(victim), "--force"]) == 2
+    assert "holds a trained run, not an earlier logit adjustment" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in victim.rglob("*") if p.is_file()} == before
+    best = run_dir / "checkpoints" / "best.pt"
+    with pytest.raises(UserError, match="is, holds or lies inside the run being adjusted"):
+        logit_adjust(best, [], "validation", run_dir / "sub", force=True)
+    with pytest.raises(UserError, match="lies inside the run"):
+        logit_adjust(best, [], "validation", victim / "sub", force=True)
+    assert not (run_dir / "sub").exists() and not (victim / "sub").exists()
