@@ -337,15 +337,23 @@ def stream_eval_out(model: str | Path, out: str | Path | None) -> Path:
     Checked before the work: a folder, or one that can be made.
 
     Raises:
-        UserError: `out` (or a folder above it) is a file, or cannot be written; `model`
-            does not exist.
+        UserError: `out` (or a folder above it) is a file, or cannot be written; `out` holds
+            another run (its stream_eval.json and report.md would describe this model);
+            `model` does not exist.
     """
     from kws.io import check_writable
-    from kws.run import resolve_run
+    from kws.run import Run, resolve_run
 
+    own = resolve_run(model).run.root
     if out is None:
-        return resolve_run(model).run.root
+        return own
     out = Path(out)
+    if out.resolve() != own.resolve() and Run(out).has_results():
+        raise UserError(
+            f"--out '{out}' holds another run; its stream results and report.md would then "
+            f"describe '{model}'. Give a folder of its own, or leave out --out to write into "
+            f"'{own}'"
+        )
     probe = out
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

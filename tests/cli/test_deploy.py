@@ -127,3 +127,17 @@ def test_profile_keeps_an_existing_path_with_equals_as_the_model(tmp_path, capsy
     assert json.loads(capsys.readouterr().out)["profile"]["params"] == 23180
     assert main(["profile", "budget.target=cortex-m7"]) == 2
     assert "nothing to profile: give a run folder" in capsys.readouterr().err
+
+
+def test_out_holding_another_run_is_refused(tmp_path, capsys):
+    """`stream-eval runs/a --out runs/b` rewrote b's stream_eval.json and report.md with a's
+    numbers, exit 0."""
+    mine, other = tmp_path / "a", tmp_path / "b"
+    for run in (mine, other):
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "best.pt").write_bytes(b"x")
+    (other / "report.md").write_text("b's report\n")
+    assert main(["stream-eval", str(mine), "--out", str(other)]) == 2
+    assert f"--out '{other}' holds another run" in capsys.readouterr().err
+    assert (other / "report.md").read_text() == "b's report\n"
+    assert stream_eval_out(mine, mine) == mine  # its own folder, named, is the default
