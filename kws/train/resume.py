@@ -85,13 +85,22 @@ def check_resume_settings(run, cfg: RecipeConfig, *, growth: bool = False) -> No
         return
     how = ("train", "--resume (more train.epochs may extend it)")
     saved = _refuse_changes(run, cfg, started, RESUME_SECTIONS, RESUME_FREE, how)
-    if saved is not None and saved.train.epochs != cfg.train.epochs:
-        log.warning(
-            "train.epochs %d -> %d: the learning-rate schedule now spans %d epochs (its "
-            "milestones are fractions of the run), so the epochs from here train at the longer "
-            "run's rates, not at those this run was on",
-            saved.train.epochs, cfg.train.epochs, cfg.train.epochs,
-        )  # fmt: skip
+    if saved is None or saved.train.epochs == cfg.train.epochs:
+        return
+    done = _last_checkpoint(run).epoch
+    if cfg.train.epochs < done:  # it would train nothing yet rewrite config.yaml's length
+        raise UserError(
+            f"train.epochs={cfg.train.epochs}, but '{run.root}' has trained {done} epochs "
+            f"already and a resume cannot undo them: leave train.epochs out (it was "
+            f"{saved.train.epochs}) or give {done} or more; to stop it here, evaluate or export "
+            "it as it is"
+        )
+    log.warning(
+        "train.epochs %d -> %d: the learning-rate schedule now spans %d epochs (its milestones "
+        "are fractions of the run), so the epochs from here train at a %d-epoch run's rates, "
+        "not at those this run was on",
+        saved.train.epochs, cfg.train.epochs, cfg.train.epochs, cfg.train.epochs,
+    )  # fmt: skip
 
 
 def check_compare_resume_settings(run, cfg: RecipeConfig) -> None:

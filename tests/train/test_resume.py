@@ -14,7 +14,7 @@ from kws.config import load_recipe
 from kws.data.dataset import build_data
 from kws.data.gsc import index_clips
 from kws.errors import UserError
-from kws.run import Run, resolve_run
+from kws.run import Checkpoint, Run, resolve_run
 from kws.train.loop import train
 from kws.train.resume import check_resume_settings, resume_changes
 from tests.helpers import tone_recipe_overrides
@@ -29,17 +29,38 @@ def test_resume_of_a_run_that_never_started_says_so(tmp_path, caplog, growth):
     assert f"nothing to resume in '{tmp_path / 'typo'}' yet" in caplog.text
 
 
+def _run_at_epoch(root, epochs: int, done: int) -> Run:
+    """A run of `epochs` planned epochs whose last.pt holds epoch `done` (no weights needed)."""
+    run, cfg = Run(root), load_recipe(None, [f"train.epochs={epochs}"])
+    run.save_config(cfg)
+    Checkpoint(cfg, {}, ["yes"], done, {}, 0.0).save(run.last_path)
+    return run
+
+
 def test_resume_with_more_epochs_says_the_schedule_stretches(tmp_path, caplog):
     """An extension is allowed; that it moves the learning-rate milestones is said aloud."""
-    run = Run(tmp_path / "run")
-    run.save_config(load_recipe(None, ["train.epochs=30"]))
-    run.last_path.parent.mkdir(parents=True)
-    run.last_path.write_bytes(b"")  # only its presence matters here
+    run = _run_at_epoch(tmp_path / "run", 30, 12)
     with caplog.at_level(logging.WARNING):
         check_resume_settings(run, load_recipe(None, ["train.epochs=30", "train.num_threads=1"]))
         assert "schedule" not in caplog.text
         check_resume_settings(run, load_recipe(None, ["train.epochs=60"]))
     assert "train.epochs 30 -> 60: the learning-rate schedule now spans 60 epochs" in caplog.text
+    assert "at a 60-epoch run's rates" in caplog.text
+
+
+def test_resume_to_fewer_epochs_than_done_is_refused_and_changes_nothing(tmp_path, caplog):
+    """`train.epochs=10 --resume` on a finished 20-epoch run trained nothing, said the epochs
+    from here train at "the longer run's rates", and rewrote config.yaml to 10 epochs."""
+    run = _run_at_epoch(tmp_path / "run", 20, 20)
+    saved = run.config_path.read_bytes()
+    with pytest.raises(UserError, match="has trained 20 epochs already") as refused:
+        check_resume_settings(run, load_recipe(None, ["train.epochs=10"]))
+    assert "leave train.epochs out (it was 20) or give 20 or more" in str(refused.value)
+    assert run.config_path.read_bytes() == saved
+    run = _run_at_epoch(tmp_path / "half", 30, 12)  # shorter, yet past what is done: allowed
+    with caplog.at_level(logging.WARNING):
+        check_resume_settings(run, load_recipe(None, ["train.epochs=20"]))
+    assert "train.epochs 30 -> 20" in caplog.text
 
 
 def test_resume_reads_one_teacher_alike_as_a_path_or_a_list_of_one(tmp_path):
