@@ -80,6 +80,12 @@ class DataConfig:
             raise ConfigError(
                 'data.task=custom needs data.words, e.g. "data.words=[marvin,sheila]"'
             )
+        if self.task != "custom" and self.words:
+            raise ConfigError(
+                f"data.words={self.words} names the keywords of data.task=custom only, and "
+                f"data.task={self.task} would ignore them: add data.task=custom, or drop "
+                "data.words"
+            )
 
     def check_features(self, features: FeatureConfig) -> None:
         """Raises `ConfigError` when VTLP would empty the top mel bands: a factor `1 - w`

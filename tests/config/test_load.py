@@ -81,6 +81,7 @@ def test_keywords_yes_no_on_off_stay_strings(tmp_path):
         ("model.activation=gelu", "model.activation"),
         ("data.task=keywords", "data.task='keywords'"),
         ("data.task=custom", "data.task=custom needs data.words"),
+        ("data.words=[marvin]", "data.task=gsc12 would ignore them: add data.task=custom"),
         ("data.validation_percent=95", "must be < 100"),
         ("data.background_snr_db=[20,0]", "data.background_snr_db=[20.0, 0.0]: give [low, high]"),
         ("data.background_snr_db=[5]", "data.background_snr_db=[5.0]"),
