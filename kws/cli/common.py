@@ -12,10 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-OVERRIDES_HELP = (
-    "dotted config overrides KEY=VALUE (values are YAML), e.g. train.epochs=5 "
-    "data.root=data/synth stream.detection_threshold=0.6"
-)
+OVERRIDES_HELP = "dotted config overrides KEY=VALUE (values are YAML), e.g. {example}"
 
 # flag destination -> config key it sets
 FLAG_KEYS = {
@@ -49,15 +46,16 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return out + list(getattr(args, "overrides", None) or [])
 
 
-def add_overrides(parser: argparse.ArgumentParser) -> None:
-    """The positional `KEY=VALUE ...` every recipe- or run-reading verb takes."""
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
+def add_overrides(parser: argparse.ArgumentParser, example: str) -> None:
+    """The positional `KEY=VALUE ...` every recipe- or run-reading verb takes; `example`: keys
+    this verb reads."""
+    help_text = OVERRIDES_HELP.format(example=example)
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help_text)
 
 
 def verb_parser(sub, name: str, help_text: str, description: str, examples: list[str]):
     """A verb's parser with examples in its --help."""
     epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
-    epilog += f"\n\noverrides: {OVERRIDES_HELP}"
     # argparse %-formats a verb's one-line help in `kws --help` (not its description)
     return sub.add_parser(
         name, help=help_text.replace("%", "%%"), description=description, epilog=epilog,

@@ -28,7 +28,7 @@ def add_profile(sub) -> None:
          "kws profile --model ds_cnn_l --json"],
     )  # fmt: skip
     p.add_argument("model", nargs="?", help="run folder, checkpoint or recipe (.yaml)")
-    add_overrides(p)
+    add_overrides(p, "budget.target=nrf52840 budget.max_params=30000")
     p.add_argument("--model", dest="preset", default=None, help="a preset instead, e.g. ds_cnn_s")
     p.add_argument("--target", default=None, help="budget target (sets budget.target)")
     p.add_argument("--runtime", default=None, help="latency model: tflm | vendor (budget.runtime)")
@@ -68,7 +68,7 @@ def add_export(sub) -> None:
          "kws export runs/gsc --data data/speech_commands_v0.02 --max-drop 0.5 --force"],
     )  # fmt: skip
     p.add_argument("model", help="run folder or checkpoint (a folder: its best.pt)")
-    add_overrides(p)
+    add_overrides(p, "export.max_int8_drop_points=2")
     p.add_argument("--formats", default=None, help="onnx,tflite,tflm subset (export.formats)")
     p.add_argument("--target", default=None, help="budget target (sets budget.target)")
     p.add_argument("--data", default=None, help="data root for calibration and evaluation")
@@ -108,7 +108,7 @@ def add_demo(sub) -> None:
          "kws demo --list-devices"],
     )  # fmt: skip
     p.add_argument("model", nargs="?", help="run folder or model file (.pt, .onnx, .tflite)")
-    add_overrides(p)
+    add_overrides(p, "stream.detection_threshold=0.6")
     src = p.add_mutually_exclusive_group()
     src.add_argument(
         "--mic", nargs="?", const="", default=None, metavar="DEVICE",
@@ -170,7 +170,7 @@ def add_stream_eval(sub) -> None:
          "kws stream-eval model.onnx --wav stream.wav --labels labels.txt"],
     )  # fmt: skip
     p.add_argument("model", help="run folder or model file (.pt, .onnx, .tflite)")
-    add_overrides(p)
+    add_overrides(p, "stream.detection_threshold=0.6 stream.stride_ms=40")
     p.add_argument("--data", default=None,
                    help="GSC-layout data root to build the stream from (default: the run's "
                    "data.root; a model file outside a run needs it)")  # fmt: skip

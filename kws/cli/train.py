@@ -41,7 +41,7 @@ def add_train(sub) -> None:
          "torchrun --nproc-per-node 4 -m kws train recipes/gsc12/ds_cnn_s.yaml  # 4 GPUs"],
     )  # fmt: skip
     p.add_argument("recipe", help="YAML recipe (see recipes/)")
-    add_overrides(p)
+    add_overrides(p, "train.epochs=5 data.root=data/synth")
     p.add_argument("--run-dir", default=None, help="default: <runs_dir>/<name>")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
@@ -87,7 +87,7 @@ def add_evaluate(sub) -> None:
          "kws evaluate runs/quickstart/checkpoints/last.pt --split validation"],
     )  # fmt: skip
     p.add_argument("model", help="run folder or checkpoint (.pt)")
-    add_overrides(p)
+    add_overrides(p, "data.root=data/other train.num_threads=1")
     p.add_argument("--data", default=None, help="GSC-layout folder (sets data.root)")
     p.add_argument(
         "--split",
@@ -139,7 +139,7 @@ def add_logit_adjust(sub) -> None:
          "kws logit-adjust runs/custom --data data/my_recordings --out runs/custom_adj"],
     )  # fmt: skip
     p.add_argument("model", help="run folder or checkpoint (.pt)")
-    add_overrides(p)
+    add_overrides(p, "data.root=data/piper train.num_threads=1")
     p.add_argument("--data", default=None, help="GSC-layout folder (sets data.root)")
     p.add_argument(
         "--holdout-engine",
@@ -224,7 +224,7 @@ def add_grow(sub) -> None:
          "torchrun --nproc-per-node 2 -m kws grow recipes/synth/grow.yaml  # 2 GPUs"],
     )  # fmt: skip
     p.add_argument("recipe", help="YAML recipe with a growth section (see recipes/)")
-    add_overrides(p)
+    add_overrides(p, "growth.rounds=2 budget.max_params=9000")
     p.add_argument("--run-dir", default=None, help="default: <runs_dir>/<name>")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue an interrupted run")
@@ -275,7 +275,7 @@ def add_quickstart(sub) -> None:
         ["kws quickstart", "kws quickstart --skip grow stream"],
     )  # fmt: skip
     p.add_argument("--recipe", default="recipes/quickstart.yaml")
-    add_overrides(p)
+    add_overrides(p, "train.epochs=5")
     p.add_argument(
         "--skip", nargs="*", default=[], choices=["grow", "export", "stream"], type=_skip_step,
         help="steps to leave out",

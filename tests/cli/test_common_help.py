@@ -42,3 +42,34 @@ def _exit_code(argv: list[str]) -> int:
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     return exit_info.value.code
+
+
+def _overrides_example(parser: argparse.ArgumentParser, verb: tuple[str, ...]) -> str | None:
+    for name in verb:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    action = next((a for a in parser._actions if a.dest == "overrides"), None)
+    return None if action is None else action.help.split("e.g. ", 1)[1]
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=" ".join)
+def test_overrides_are_explained_once_with_keys_the_verb_reads(verb, capsys):
+    """Every verb printed the overrides text twice, with `train.epochs=5` as the example for
+    evaluate, export and demo, which refuse it."""
+    example = _overrides_example(build_parser(), verb)
+    assert _exit_code([*verb, "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    if example is None:
+        assert "dotted config overrides" not in out
+        return
+    assert out.count("dotted config overrides") == 1
+    from kws.config import load_recipe, unread_overrides
+    from kws.export.run import EXPORT_READS
+    from kws.train.report import EVALUATE_READS
+
+    load_recipe(None, example.split())  # every key exists and every value is valid
+    reads = {"evaluate": EVALUATE_READS, "export": EXPORT_READS, "demo": ("stream",),
+             "stream-eval": ("stream",),
+             "logit-adjust": ("data", "features", "train.num_threads")}  # fmt: skip
+    if verb[-1] in reads:
+        assert unread_overrides(example.split(), reads[verb[-1]]) == [], example
