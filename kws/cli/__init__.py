@@ -29,8 +29,8 @@ every verb that reads a recipe or a run takes dotted overrides: KEY=VALUE
 
 # What Ctrl-C tells a user of a long verb: how to continue where it stopped.
 RESUMABLE = {
-    "train": "; continue it: the same command with --resume (instead of --force)",
-    "grow": "; continue it: the same command with --resume (instead of --force)",
+    "train": "; continue it: the same command with --resume",
+    "grow": "; continue it: the same command with --resume",
     "synth": "; run the same command again: finished clips are kept",
     "download": "; run the same command again: it resumes the download",
 }
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         verb = getattr(args, "data_verb", None) or getattr(args, "verb", None)
         again = RESUMABLE.get(verb, "")
+        if verb in ("train", "grow") and getattr(args, "force", False):
+            again += " in place of --force"  # --force again would start it over
         print(f"\ninterrupted{again}", file=sys.stderr)
         return 130
     except UserError as exc:

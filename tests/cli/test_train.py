@@ -15,7 +15,11 @@ def test_ctrl_c_says_how_to_continue(monkeypatch, capsys):
     monkeypatch.setattr(train_cli, "run_train", interrupted)
     assert main(["train", "recipes/quickstart.yaml"]) == 130
     assert capsys.readouterr().err.endswith(
-        "interrupted; continue it: the same command with --resume (instead of --force)\n"
+        "interrupted; continue it: the same command with --resume\n"
+    )  # it named a --force the command never had
+    assert main(["train", "recipes/quickstart.yaml", "--force"]) == 130
+    assert capsys.readouterr().err.endswith(
+        "interrupted; continue it: the same command with --resume in place of --force\n"
     )
 
 
