@@ -176,9 +176,34 @@ def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
         )
     if _comparable(old.get("plan")) != _comparable(key):
         raise UserError(
-            f"'{out_dir}' was synthesized with other options ({old.get('plan')}); pass the same "
-            "options to resume it, or choose a new --out folder"
+            f"'{out_dir}' was synthesized with other options ({_differences(old.get('plan'), key)}"
+            "); pass its options to resume it, or choose a new --out folder"
         )
+
+
+# a manifest plan's keys as `kws data synth` flags (speakers: the planned count, which --size,
+# --words and --speakers decide together)
+_FLAGS = {"size": "--size", "words": "--words", "clips_per_word": "--clips-per-word",
+          "speakers": "speakers", "engines": "--engines", "negatives": "--no-negatives",
+          "accents": "--accents", "accent_rules": "--accent-rules"}  # fmt: skip
+
+
+def _differences(old, new: dict) -> str:
+    """`--size quick, now medium; ...`: each option of the set against this command."""
+    if not isinstance(old, dict):
+        return f"a plan this version cannot read: {old}"
+
+    def shown(key, value):
+        if key == "negatives":
+            return "absent" if value else "given"
+        if isinstance(value, list):
+            return " ".join(map(str, value))
+        return "not given" if value is None else str(value)
+
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return "; ".join(
+        f"{_FLAGS.get(k, k)} {shown(k, old.get(k))} there, {shown(k, new.get(k))} now" for k in keys
+    )
 
 
 def _plan(

@@ -160,8 +160,11 @@ def test_resume_keeps_valid_clips_and_redoes_broken_ones(synth_set, tmp_path):
     assert not stale.exists()
     with pytest.raises(UserError, match="seed 3"):
         synthesize(copy, words=WORDS, clips_per_word=1, seed=4, progress=False)
-    with pytest.raises(UserError, match="other options"):
+    with pytest.raises(UserError, match="other options") as refused:
         _make(copy, workers=1, words=["yes"])
+    # said as flags, not as the manifest's dict
+    assert f"--words {' '.join(WORDS)} there, yes now" in str(refused.value)
+    assert "{" not in str(refused.value)
     assert json.loads((copy / "synth.json").read_text())["plan"]["words"] == WORDS
 
 
