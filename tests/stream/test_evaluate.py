@@ -191,3 +191,17 @@ def test_stream_eval_shows_skipped_nan_posteriors_as_a_plain_warning_line(tmp_pa
     err = capsys.readouterr().err
     assert "warning: skipped posteriors with NaN/inf values at " in err
     assert "StreamWarning" not in err
+
+
+def test_a_stray_firing_of_another_keyword_does_not_take_the_word():
+    """At a low threshold a stray "up" fired before the right "yes": it took the word as wrong,
+    the right firing became a false accept, and misses rose as the threshold fell."""
+    truth = [("yes", 1000.0), ("no", 3000.0)]
+    strict = [("yes", 1700.0, 0.9)]
+    lower = [("up", 900.0, 0.4), ("yes", 1700.0, 0.9), ("go", 3100.0, 0.4)]
+    keywords = ["yes", "no", "up", "go"]
+    s = score_events(strict, truth, keywords, duration_s=10.0).summary()
+    t = score_events(lower, truth, keywords, duration_s=10.0).summary()
+    assert s["correct_percent"] == t["correct_percent"] == 50.0  # yes found either way
+    assert t["wrong_percent"] == 50.0 and t["false_accepts"] == 1  # go on "no"; up is stray
+    assert t["miss_rate_percent"] == s["miss_rate_percent"] == 50.0
