@@ -179,7 +179,8 @@ def add_stream_eval(sub) -> None:
     p.add_argument("--wav", default=None, help="use this stream instead (needs --labels)")
     p.add_argument("--labels", default=None,
                    help="TensorFlow labels file for --wav ('label, time_ms' lines: where each "
-                   "word's 1 s clip starts in the WAV, ms; a firing within 1.5 s of it counts)")  # fmt: skip
+                   "word's 1 s clip starts in the WAV, in ms; firings within 1.5 s of "
+                   "it count)")  # fmt: skip
     p.add_argument("--backend", choices=BACKENDS, default=None, help="runtime (stream.backend)")
     p.add_argument("--seed", type=int, default=None, help="seed of the built stream (default 0)")
     p.add_argument(
