@@ -1,4 +1,4 @@
-"""MFCC front end (REFERENCE.md 'Front end'): one definition, a torch and a numpy implementation.
+"""MFCC front end (Hello Edge / MLPerf Tiny): one definition, a torch and a numpy implementation.
 
 The definition, with every number taken from `FeatureConfig` (defaults in brackets):
 

@@ -17,7 +17,8 @@ GSC12_WORDS = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", 
 
 @dataclass
 class DataConfig:
-    """Where the audio lives and how examples are drawn (REFERENCE.md, GSC section)."""
+    """Where the audio lives and how examples are drawn (TensorFlow's speech_commands
+    `input_data.py`; Warden 2018)."""
 
     root: str = option("data/synth", pattern=r".+")
     task: str = option("gsc12", choices=("gsc12", "all", "custom"))  # custom: `words` = keywords
@@ -102,7 +103,7 @@ class DataConfig:
 
 @dataclass
 class FeatureConfig:
-    """MFCC / log-mel front end (Hello Edge / MLPerf Tiny); see REFERENCE.md 'Front end'."""
+    """MFCC / log-mel front end (Hello Edge / MLPerf Tiny; kws/features.py says how)."""
 
     kind: str = option("mfcc", choices=("mfcc", "logmel"))
     sample_rate_hz: int = option(16000, minimum=1000)

@@ -31,7 +31,7 @@ BACKENDS = ("auto", "torch", "onnx", "tflite")
 
 @dataclass
 class TrainConfig:
-    """Optimisation schedule; defaults follow Hello Edge scaled down (REFERENCE.md)."""
+    """Optimisation schedule; defaults follow Hello Edge (Zhang et al. 2017) scaled down."""
 
     epochs: int = option(30, minimum=1)
     batch_size: int = option(100, minimum=1)

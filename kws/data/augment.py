@@ -1,4 +1,4 @@
-"""Training augmentation on the audio tensor's own device (REFERENCE.md, GSC section).
+"""Training augmentation on the audio tensor's own device (TensorFlow's `input_data.py`).
 
 TensorFlow's defaults as used by Hello Edge: time shift uniform in +/-100 ms with zero padding;
 with probability 0.8 mix a random 1 s slice of a background-noise file at volume U[0, 0.1]

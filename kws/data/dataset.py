@@ -2,7 +2,7 @@
 
 Every clip is decoded once into an int16 bank `(clips, samples)` (`kws.data.bank`, cached on
 disk); epochs never re-read WAV files. On CUDA the bank, the noise and all augmentation live on
-the GPU. Example selection follows TensorFlow's `input_data.py` (REFERENCE.md): silence and
+the GPU. Example selection follows TensorFlow's speech_commands `input_data.py`: silence and
 unknown examples each number a percentage of a split's wanted-word examples. An official GSC
 test set (`_silence_/`, `_unknown_/` folders) is used as it ships instead: every clip is a test
 example of its folder's label. Before anything trains, `kws.data.checks` refuses data that

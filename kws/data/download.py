@@ -1,4 +1,4 @@
-"""Download, verify and safely extract the Google Speech Commands archives (REFERENCE.md).
+"""Download, verify and safely extract the Google Speech Commands archives (Warden 2018).
 
 The flow is `<root>/<archive>.part` (streamed, resumed with HTTP Range) -> verified (size,
 gzip CRC, every tar member read, every member safe) -> renamed to `<root>/<archive>` ->
@@ -40,7 +40,7 @@ VERSIONS = ("v0.01", "v0.02")
 VERSION_ALIASES = {"v1": "v0.01", "v2": "v0.02"}
 _RETRY_PAUSE_S = 2.0  # multiplied by the attempt number; tests set it to 0
 
-# Published archive sizes (REFERENCE.md); None: not published, trust the server's size.
+# Published archive sizes (as Google serves them); None: not published, trust the server's.
 _PUBLISHED_SIZE_BYTES = {
     ("v0.01", False): None,
     ("v0.01", True): None,

@@ -1,10 +1,10 @@
 """Export stage: TensorFlow Lite Micro deployment files and the real TFLM interpreter.
 
-Writes the int8 `.tflite` as a C array (`model_data.cc/.h`, REFERENCE.md 'TFLite Micro
-deployment format'), an `op_resolver.h` that registers exactly the ops the model uses, and runs
-the model under the TFLite Micro interpreter from the `tflite-micro` package to measure the
-arena it really needs. That interpreter reports its allocations only as text written by C++ to
-file descriptor 2, so the report is captured by redirecting fd 2 and parsed.
+Writes the int8 `.tflite` as a C array (`model_data.cc/.h`, laid out as tflite-micro's examples
+do), an `op_resolver.h` that registers exactly the ops the model uses, and runs the model under the
+TFLite Micro interpreter from the `tflite-micro` package to measure the arena it really needs. That
+interpreter reports its allocations only as text written by C++ to file descriptor 2, so the report
+is captured by redirecting fd 2 and parsed.
 """
 
 from __future__ import annotations

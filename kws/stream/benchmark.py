@@ -2,7 +2,7 @@
 
 Modelled on MLPerf Tiny's streaming wake-word test (a 20-minute stream, pass with <= 8 false
 accepts and <= 8 misses of 50 wake words) and on how consumer engines report false accepts
-per hour on hours of keyword-free audio (REFERENCE.md, "Streaming wake-word benchmarks"):
+per hour on hours of keyword-free audio (MLPerf Tiny's streaming wake-word rules):
 
 (a) `build_benchmark_stream`: 20 minutes of one split's speakers (test for the benchmark,
     validation for calibration): `per_command` clips of every command word and as many unknown

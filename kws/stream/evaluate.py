@@ -1,7 +1,7 @@
 """Streaming stage: streaming accuracy of a model (`kws stream-eval`).
 
 The detector runs over a long stream with known word times (`testset`); its keyword firings are
-matched to the words (TensorFlow's streaming-accuracy rules, REFERENCE.md, with the right label
+matched to the words (TensorFlow's `test_streaming_accuracy` rules, with the right label
 matched first): a firing within +/- `tolerance_ms` of a word's clip start is matched to that
 word, each word at most once. First every firing takes the earliest unmatched word of its own
 label near it (correct); then each firing left takes the earliest unmatched word near it, which

@@ -1,9 +1,9 @@
 """Streaming stage: long test streams with known word times (TensorFlow's streaming-accuracy setup).
 
-Following REFERENCE.md 'Streaming decisions': test-split clips placed on a grid of `word_gap_ms`
-with a random offset inside each cell, 30% of them unknown words (clips of words the model does
-not know), over background noise at volume <= 0.1. Ground truth is TensorFlow's labels format:
-one `label, time_ms` line per word, `time_ms` being where the clip starts in the stream.
+As TensorFlow's `generate_streaming_test_wav.py` does: test-split clips on a grid of `word_gap_ms`
+with a random offset inside each cell, 30% of them unknown words (clips of words the model does not
+know), over background noise at volume <= 0.1. Ground truth is TensorFlow's labels format: one
+`label, time_ms` line per word, `time_ms` being where the clip starts in the stream.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def build_test_stream(
         minutes: stream length.
         word_gap_ms: grid cell per word; each clip starts at a random offset inside its cell.
         unknown_fraction: share of words that are unknown words.
-        background_volume: noise gain (REFERENCE.md: at most 0.1).
+        background_volume: noise gain (TensorFlow's streaming test: at most 0.1).
         clip_ms: clip length each word is cut/padded to.
         seed: makes the stream reproducible.
 

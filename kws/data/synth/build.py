@@ -1,6 +1,6 @@
 """`synthesize`: write a TTS dataset in exactly Google Speech Commands' layout.
 
-Layout (REFERENCE.md): `<word>/<speaker>_nohash_<n>.wav` (16 kHz mono int16, exactly 1 s),
+Layout (Warden 2018): `<word>/<speaker>_nohash_<n>.wav` (16 kHz mono int16, exactly 1 s),
 `_background_noise_/*.wav`, `validation_list.txt` / `testing_list.txt` from GSC's hash rule,
 and a README saying how the set was made. A size preset (`kws.data.synth.plan`) decides who
 says what; every clip is seeded from (seed, word, speaker, n), so a seed gives byte-identical

@@ -6,7 +6,7 @@ clips) plus `manifest.json` (files, durations, speakers, engines, sentences and 
 words). Sentences are random sequences of frequent English words (wordfreq, Zipf-weighted) from
 which every keyword and every word that spells or pronounces one (yesterday, known, write) is
 removed, so any detection on this audio is a false accept. Consumer wake-word engines measure
-false accepts on hours of such audio (REFERENCE.md, streaming wake-word benchmarks). Each file
+false accepts on hours of such audio (as wake-word engines are measured). Each file
 is seeded by (seed, index) and written atomically with a sidecar JSON, so a rerun keeps the
 finished files and an interrupted run resumes.
 """
