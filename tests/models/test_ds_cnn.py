@@ -1,4 +1,5 @@
-"""DS-CNN: published parameter and op counts (REFERENCE.md) and model invariants."""
+"""DS-CNN: published parameter and op counts (Hello Edge, Zhang et al. 2017; the splitting
+paper's Table 1) and model invariants."""
 
 import pytest
 import torch
