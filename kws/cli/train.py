@@ -133,7 +133,7 @@ def add_logit_adjust(sub) -> None:
         "the offset was chosen on: score the new run on other voices. Lowering the unknown "
         "logit names more unheard voices' commands right and calls more unknown words "
         "commands (recipes/README.md measures both).",
-        ["kws logit-adjust runs/no_flite --data data/piper_part --holdout-engine piper "
+        ["kws logit-adjust runs/no_flite --data data/piper --holdout-engine piper "
          "--out runs/no_flite_adj",
          "kws evaluate runs/no_flite_adj --holdout-engine flite --data data/synth_medium",
          "kws logit-adjust runs/custom --data data/my_recordings --out runs/custom_adj"],
