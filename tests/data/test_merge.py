@@ -19,7 +19,7 @@ from kws.cli import main
 from kws.data import merge
 from kws.data.gsc import index_folder, which_set
 from kws.data.merge import merge_sets
-from kws.data.synth.build import _check_manifest
+from kws.data.synth.manifest import check_manifest
 from kws.errors import UserError
 from kws.io import DIR_MODE, STAGING_OWNER_FILE, atomic_write_bytes
 
@@ -111,7 +111,7 @@ def test_merge_records_sources_licences_and_refuses_synth_extension(sets, tmp_pa
     assert manifest["exclude"] == ["cat", "no", "yes"]  # negative speech avoids every keyword
     assert manifest["merged_from"] == [str(base), str(extra)]
     with pytest.raises(UserError, match="kws data merge"):
-        _check_manifest(tmp_path / "merged", 0, {})
+        check_manifest(tmp_path / "merged", 0, {})
 
 
 def test_merge_joins_the_speaker_tables_of_the_speakers_it_keeps(sets, tmp_path):

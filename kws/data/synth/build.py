@@ -9,7 +9,6 @@ files, and a rerun keeps the valid clips already written (an interrupted run res
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from kws.data.gsc import BACKGROUND_DIR, NEGATIVES_DIR
+from kws.data.gsc import BACKGROUND_DIR
 from kws.data.gsc import SYNTH_MANIFEST as MANIFEST
 from kws.data.synth.accents import MAX_RULES, RULES
 from kws.data.synth.engines import (
@@ -44,6 +43,7 @@ from kws.data.synth.jobs import (
     write_split_lists,
 )
 from kws.data.synth.kokoro import EXTRA_HINT, require_kokoro
+from kws.data.synth.manifest import FORMAT, check_manifest
 from kws.data.synth.noise import NOISE_TYPES
 from kws.data.synth.piper import require_piper
 from kws.data.synth.plan import (
@@ -60,10 +60,9 @@ from kws.data.synth.speakers import Speaker, make_speakers
 from kws.data.synth.vocabulary import NegativeChoice, choose_negatives
 from kws.data.synth.words import COMMAND_WORDS, GSC_OTHER_WORDS
 from kws.errors import UserError
-from kws.io import atomic_write_json, other_entries
+from kws.io import atomic_write_json
 
 log = logging.getLogger(__name__)
-_FORMAT = 2  # bumped when speakers or the signal chain change: old folders are not extended
 _COST = {"kokoro": 10.0, "festival": 1.5}  # relative seconds per clip, to start slow work first
 
 
@@ -130,80 +129,6 @@ def select_engines(requested: list[str] | None) -> dict[str, EngineInfo]:
             f"{', '.join(found) or 'none'}); {INSTALL_HINT}"
         )
     return {name: found[name] for name in names}
-
-
-def _comparable(plan):
-    """A set's options as a resume compares them. Only custom words get a negative
-    vocabulary, so without them `negatives` changes nothing; sets made with a meaningless
-    `--no-negatives` (before the CLI refused it) resume with the plain command."""
-    if isinstance(plan, dict) and plan.get("words") is None and "negatives" in plan:
-        return {**plan, "negatives": True}
-    return plan
-
-
-def _check_manifest(out_dir: Path, seed: int, key: dict) -> None:
-    path = out_dir / MANIFEST
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"--out '{out_dir}' is a file; give a new folder for the set")
-    if not path.is_file():
-        # a synth writes its manifest before any clip: a folder holding more than hidden files
-        # and `--negatives-only` speech is something else (a run, another dataset), whose
-        # files must not be mixed into a set
-        shown = other_entries(out_dir, ignore=(NEGATIVES_DIR,))
-        if shown:
-            raise UserError(
-                f"'{out_dir}' is not empty ({shown}) and is no `kws data synth` set (no "
-                f"{MANIFEST}); synthesize into a new folder (--out, or data.root for "
-                "`kws quickstart`)"
-            )
-        return
-    old = json.loads(path.read_text())
-    if old.get("merged_from"):
-        raise UserError(
-            f"'{out_dir}' was made by `kws data merge` from {', '.join(old['merged_from'])}; "
-            "synthesize into a new --out folder and merge that in"
-        )
-    if old.get("seed") != seed:
-        raise UserError(
-            f"'{out_dir}' was synthesized with seed {old.get('seed')}; mixing seeds in one set "
-            f"breaks reproducibility: pass --seed {old.get('seed')} to extend it, or choose a new "
-            "--out folder"
-        )
-    if old.get("format") != _FORMAT:
-        raise UserError(
-            f"'{out_dir}' was made by another version of `kws data synth` (format "
-            f"{old.get('format', 1)}, now {_FORMAT}); delete it or choose a new --out folder"
-        )
-    if _comparable(old.get("plan")) != _comparable(key):
-        raise UserError(
-            f"'{out_dir}' was synthesized with other options ({_differences(old.get('plan'), key)}"
-            "); pass its options to resume it, or choose a new --out folder"
-        )
-
-
-# a manifest plan's keys as `kws data synth` flags (speakers: the planned count, which --size,
-# --words and --speakers decide together)
-_FLAGS = {"size": "--size", "words": "--words", "clips_per_word": "--clips-per-word",
-          "speakers": "speakers", "engines": "--engines", "negatives": "--no-negatives",
-          "accents": "--accents", "accent_rules": "--accent-rules"}  # fmt: skip
-
-
-def _differences(old, new: dict) -> str:
-    """`--size quick, now medium; ...`: each option of the set against this command."""
-    if not isinstance(old, dict):
-        return f"a plan this version cannot read: {old}"
-
-    def shown(key, value):
-        if key == "negatives":
-            return "absent" if value else "given"
-        if isinstance(value, list):
-            return " ".join(map(str, value))
-        return "not given" if value is None else str(value)
-
-    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
-    return "; ".join(
-        f"{_FLAGS.get(k, k)} {shown(k, old.get(k))} there, {shown(k, new.get(k))} now" for k in keys
-    )
 
 
 def _plan(
@@ -354,13 +279,13 @@ def synthesize(
         key["accents"] = accents
     if accent_rules != MAX_RULES:
         key["accent_rules"] = accent_rules
-    _check_manifest(out_dir, seed, key)
+    check_manifest(out_dir, seed, key)
     _check_noise_length(out_dir, noise_seconds)
     _announce(found, plan, progress)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Words long negative speech must never contain: for the default vocabulary all 35 of GSC's.
     exclude = plan.keywords + [w for w in GSC_OTHER_WORDS if w not in plan.keywords and not words]
-    manifest = {"format": _FORMAT, "seed": seed, "plan": key, "keywords": plan.keywords,
+    manifest = {"format": FORMAT, "seed": seed, "plan": key, "keywords": plan.keywords,
                 "exclude": exclude, "words": list(plan.word_counts)}  # fmt: skip
     atomic_write_json(out_dir / MANIFEST, manifest)
     remove_stale_temps(out_dir)

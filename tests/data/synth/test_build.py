@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from kws.data.gsc import BACKGROUND_DIR, index_clips, which_set
-from kws.data.synth import available_engines, build, synthesize, write_split_lists
+from kws.data.synth import available_engines, build, manifest, synthesize, write_split_lists
 from kws.data.synth.acoustics import draw_room, impulse_response
 from kws.data.synth.chain import CLIP_SAMPLES, fit_length, render_clip, trim_silence
 from kws.data.synth.engines import OPT_IN_ENGINES, EngineInfo
@@ -182,7 +182,7 @@ def test_a_folder_or_file_that_is_no_set_is_refused(tmp_path):
     negatives_first = tmp_path / "set"
     (negatives_first / "_negatives_").mkdir(parents=True)
     (negatives_first / ".DS_Store").write_bytes(b"")
-    build._check_manifest(negatives_first, 0, {})
+    manifest.check_manifest(negatives_first, 0, {})
 
 
 def test_a_set_made_with_a_meaningless_no_negatives_resumes_plainly(tmp_path):
@@ -190,14 +190,14 @@ def test_a_set_made_with_a_meaningless_no_negatives_resumes_plainly(tmp_path):
     command (the one its README gives) was refused as "other options"."""
     plan = {"size": "quick", "words": None, "clips_per_word": None, "speakers": 9,
             "engines": ["espeak"], "negatives": False}  # fmt: skip
-    (tmp_path / build.MANIFEST).write_text(json.dumps({"format": build._FORMAT, "seed": 0,
+    (tmp_path / build.MANIFEST).write_text(json.dumps({"format": manifest.FORMAT, "seed": 0,
                                                        "plan": plan}))  # fmt: skip
-    build._check_manifest(tmp_path, 0, {**plan, "negatives": True})
+    manifest.check_manifest(tmp_path, 0, {**plan, "negatives": True})
     custom = {**plan, "words": ["marvin"]}  # custom words: negatives is a real difference
-    (tmp_path / build.MANIFEST).write_text(json.dumps({"format": build._FORMAT, "seed": 0,
+    (tmp_path / build.MANIFEST).write_text(json.dumps({"format": manifest.FORMAT, "seed": 0,
                                                        "plan": custom}))  # fmt: skip
     with pytest.raises(UserError, match="other options"):
-        build._check_manifest(tmp_path, 0, {**custom, "negatives": True})
+        manifest.check_manifest(tmp_path, 0, {**custom, "negatives": True})
 
 
 def test_clear_errors_for_bad_engine_size_and_words(tmp_path, monkeypatch):
